@@ -1,0 +1,213 @@
+"""Settings: the `[tool.envmgr]` table of the project's pyproject.toml, overridden by `ENVMGR_*` variables.
+
+Precedence, highest first: keyword overrides (CLI and pytest options), `ENVMGR_*` environment variables (nested
+keys with `__`, e.g. `ENVMGR_POSTGRES__IMAGE`), `[tool.envmgr]`, defaults. An unknown key or a bad value raises
+`ConfigError` naming the key and where it came from.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    PyprojectTomlConfigSettingsSource,
+    SettingsConfigDict,
+)
+
+from envmgr.errors import ConfigError
+
+__all__ = [
+    "SERVICE_NAMES",
+    "CelerySettings",
+    "ImageSet",
+    "LocalStackSettings",
+    "PostgresSettings",
+    "RedisSettings",
+    "ServiceSettings",
+    "Settings",
+    "WireMockSettings",
+    "find_pyproject",
+    "load_settings",
+]
+
+ImageSet = Literal["official", "local"]
+SERVICE_NAMES: tuple[str, ...] = ("postgres", "redis", "localstack", "wiremock", "celery")
+ENV_PREFIX = "ENVMGR_"
+
+
+class ServiceSettings(BaseModel):
+    """What every service has: whether it runs, an explicit image, and extra container environment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    image: str | None = Field(default=None, description="explicit image; overrides the image set")
+    env: dict[str, str] = Field(default_factory=dict, description="extra environment for the container")
+
+
+class PostgresSettings(ServiceSettings):
+    enabled: bool = True
+    database: str = Field(default="app", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    user: str = Field(default="envmgr", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
+    tuned: bool = Field(default=True, description="fsync, synchronous_commit and full_page_writes off")
+
+
+class RedisSettings(ServiceSettings):
+    enabled: bool = True
+
+
+class LocalStackSettings(ServiceSettings):
+    region: str = "us-east-1"
+    queues: list[str] = Field(default_factory=list, description="SQS queues created in every account")
+
+
+class WireMockSettings(ServiceSettings):
+    pass
+
+
+class CelerySettings(ServiceSettings):
+    app: str | None = Field(default=None, description="module of the user's Celery app, e.g. 'myapp.tasks'")
+    code_dir: Path | None = Field(default=None, description="mounted at /app in the worker container")
+
+
+class Settings(BaseSettings):
+    """The whole configuration of one project."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    namespace: str = Field(default="envmgr", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
+    image_set: ImageSet = "official"
+    startup_timeout: float = Field(default=60.0, gt=0, le=3600)
+    isolation: Literal["auto", "session", "worker"] = "auto"
+    alembic_ini: Path | None = None
+    seeds: Path | None = None
+    project_root: Path = Field(default=Path("."), description="set by load_settings: the pyproject's folder")
+
+    postgres: PostgresSettings = Field(default_factory=PostgresSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    localstack: LocalStackSettings = Field(default_factory=LocalStackSettings)
+    wiremock: WireMockSettings = Field(default_factory=WireMockSettings)
+    celery: CelerySettings = Field(default_factory=CelerySettings)
+
+    def service(self, name: str) -> ServiceSettings:
+        if name not in SERVICE_NAMES:
+            raise ConfigError(
+                f"unknown service {name!r}",
+                f"choose among {', '.join(SERVICE_NAMES)}",
+            )
+        settings: ServiceSettings = getattr(self, name)
+        return settings
+
+    def enabled_services(self) -> list[str]:
+        return [name for name in SERVICE_NAMES if self.service(name).enabled]
+
+    def resolve(self, path: Path | None) -> Path | None:
+        """A configured path made absolute against the project root."""
+        if path is None:
+            return None
+        return path if path.is_absolute() else (self.project_root / path).resolve()
+
+    def alembic_ini_path(self) -> Path | None:
+        explicit = self.resolve(self.alembic_ini)
+        if explicit is not None:
+            return explicit
+        default = self.project_root / "alembic.ini"
+        return default if default.is_file() else None
+
+    def seeds_path(self) -> Path | None:
+        explicit = self.resolve(self.seeds)
+        if explicit is not None:
+            return explicit
+        default = self.project_root / "seeds"
+        return default if default.is_dir() else None
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    """The nearest pyproject.toml at or above `start` (default: the working directory)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(pyproject: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings of the project whose pyproject.toml is given (or found from the working directory).
+
+    `overrides` take precedence over everything else; nested values are dicts (`postgres={"image": "..."}`).
+    """
+    path = pyproject if pyproject is not None else find_pyproject()
+    if path is not None and not path.is_file():
+        raise ConfigError(f"configuration file {path} does not exist", "pass the path of a pyproject.toml")
+    source_name = str(path) if path is not None else "the defaults"
+
+    class _ProjectSettings(Settings):
+        model_config = SettingsConfigDict(pyproject_toml_table_header=("tool", "envmgr"))
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(PyprojectTomlConfigSettingsSource(settings_cls, path))
+            return tuple(sources)
+
+    root = path.parent.resolve() if path is not None else Path.cwd().resolve()
+    try:
+        settings = _ProjectSettings(**{"project_root": root, **overrides})
+    except ValidationError as exc:
+        raise _config_error(exc, source_name, overrides) from None
+    except (ValueError, OSError) as exc:  # a malformed TOML file or an unreadable one
+        raise ConfigError(f"cannot read {source_name}: {exc}", "fix the file's syntax") from None
+    return settings
+
+
+def _config_error(exc: ValidationError, source_name: str, overrides: dict[str, Any]) -> ConfigError:
+    first = exc.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    top = str(first["loc"][0]) if first["loc"] else ""
+    env_name = ENV_PREFIX + "__".join(str(part) for part in first["loc"]).upper()
+    if top in overrides:
+        where = "the command-line options"
+    elif any(name.startswith(ENV_PREFIX + top.upper()) for name in os.environ):
+        where = f"the environment ({env_name})"
+    else:
+        where = f"[tool.envmgr] in {source_name}"
+    if first["type"] == "extra_forbidden":
+        known = ", ".join(sorted(_known_keys(first["loc"])))
+        return ConfigError(
+            f"unknown configuration key {key!r} in {where}",
+            f"remove it or use one of: {known}",
+        )
+    return ConfigError(
+        f"bad value for {key!r} in {where}: {first['msg']} (got {first.get('input')!r})",
+        "correct the value; see the configuration table in README.md",
+    )
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed beside the unknown one at `loc`."""
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        annotation = model.model_fields[str(part)].annotation if str(part) in model.model_fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            break
+        model = annotation
+    return [name for name in model.model_fields if name != "project_root"]

@@ -1,0 +1,99 @@
+"""How to reach each service of one environment: the one contract that crosses process boundaries.
+
+The controller, the pytest-xdist workers, the CLI and the `.env` export all speak `Endpoints`; it is frozen and
+round-trips through JSON (`Endpoints.from_json(endpoints.to_json()) == endpoints`).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field
+
+from envmgr.errors import ServiceNotEnabledError
+
+__all__ = ["Endpoints", "ServiceEndpoint"]
+
+
+class ServiceEndpoint(BaseModel):
+    """One service as seen from the host (`host`, `port`, `url`) and from the environment's network (`internal_*`)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    service: str
+    scheme: str
+    host: str
+    port: int
+    internal_host: str
+    internal_port: int
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    path: str = ""
+    ports: dict[str, int] = Field(default_factory=dict, description="further published ports by role")
+    image: str = ""
+    container: str = ""
+    variables: dict[str, str] = Field(default_factory=dict, description="what `envmgr up --env-file` exports")
+
+    def _url(self, host: str, port: int, path: str | None = None) -> str:
+        auth = ""
+        if self.password is not None:
+            auth = f"{quote(self.username or '', safe='')}:{quote(self.password, safe='')}@"
+        elif self.username:
+            auth = f"{quote(self.username, safe='')}@"
+        suffix = self.path if path is None else path
+        if suffix and not suffix.startswith("/"):
+            suffix = "/" + suffix
+        return f"{self.scheme}://{auth}{host}:{port}{suffix}"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def url(self) -> str:
+        """The URL to use from the host, with credentials."""
+        return self._url(self.host, self.port)
+
+    @property
+    def internal_url(self) -> str:
+        """The URL to use from another container on the environment's network."""
+        return self._url(self.internal_host, self.internal_port)
+
+    def with_path(self, path: str) -> ServiceEndpoint:
+        """The same server with another path: another database, another Redis db index."""
+        return self.model_copy(update={"path": path})
+
+
+class Endpoints(BaseModel):
+    """Every service of one environment, by name."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    id: str
+    network: str
+    namespace: str = "envmgr"
+    sandbox: str | None = None
+    services: dict[str, ServiceEndpoint] = Field(default_factory=dict)
+
+    def __getitem__(self, service: str) -> ServiceEndpoint:
+        try:
+            return self.services[service]
+        except KeyError:
+            raise ServiceNotEnabledError(
+                f"service {service!r} is not part of environment {self.id}",
+                f"enable it ([tool.envmgr.{service}] enabled = true) or start it: envmgr up {service}",
+            ) from None
+
+    def __contains__(self, service: object) -> bool:
+        return service in self.services
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Endpoints:
+        return cls.model_validate_json(text)
+
+    def as_env(self) -> dict[str, str]:
+        """Connection variables of every service (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL, ...)."""
+        merged: dict[str, str] = {"ENVMGR_ENV_ID": self.id}
+        for endpoint in self.services.values():
+            merged.update(endpoint.variables)
+        return merged

@@ -1,0 +1,422 @@
+"""Environment: the services of one isolated test environment, started together and removed together.
+
+    with Environment(["postgres", "redis"]) as env:
+        env.endpoints["postgres"].url
+
+Start-up: settings are already validated; the engine is reached; orphans of dead owners are swept; every image is
+checked before anything is created; a labelled network is created and a watchdog guards it; the services start
+concurrently (a service waits only for those it requires), each ready when its own protocol answers, then prepared
+(migrations, seeds). Any failure removes everything created so far and raises the failing service's error.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, cast
+
+import docker.errors
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from envmgr.config import Settings, load_settings
+from envmgr.endpoints import Endpoints, ServiceEndpoint
+from envmgr.engine import (
+    LABEL_CREATED,
+    LABEL_DETACHED,
+    LABEL_ENV,
+    LABEL_IMAGE_SET,
+    LABEL_NAMESPACE,
+    LABEL_SANDBOX,
+    LABEL_SECRET,
+    LABEL_SERVICE,
+    LABEL_SERVICE_CONFIG,
+    Engine,
+    Owner,
+)
+from envmgr.errors import (
+    EnvironmentNotFoundError,
+    EnvmgrError,
+    ServiceNotEnabledError,
+    ServiceStartError,
+    first_line,
+)
+from envmgr.readiness import Waiter, wait_until
+from envmgr.reaper import Watchdog, sweep
+from envmgr.services import SERVICES, Published, Service, create_service
+
+__all__ = ["Environment", "Health"]
+
+
+@dataclass(frozen=True)
+class Health:
+    """One probe of one service."""
+
+    service: str
+    healthy: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class _Timings:
+    """Seconds per phase per service: create, ready, prepare, reset."""
+
+    phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @contextmanager
+    def measure(self, service: str, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                bucket = self.phases.setdefault(service, {})
+                bucket[phase] = bucket.get(phase, 0.0) + elapsed
+
+
+class Environment:
+    """An isolated set of service containers on its own Docker network; a context manager."""
+
+    def __init__(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        settings: Settings | None = None,
+        env_id: str | None = None,
+        sandbox: str | None = None,
+        detach: bool = False,
+        engine: Engine | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else load_settings()
+        names = list(services) if services is not None else self.settings.enabled_services()
+        self._services: dict[str, Service] = {name: create_service(name, self.settings) for name in names}
+        for service in self._services.values():
+            missing = [name for name in service.requires if name not in self._services]
+            if missing:
+                raise ServiceNotEnabledError(
+                    f"{service.name} needs {', '.join(missing)}, which is not part of this environment",
+                    f"add {', '.join(missing)} to the services",
+                )
+        self.id = env_id or secrets.token_hex(5)
+        self.sandbox = sandbox
+        self.detach = detach
+        self.timings = _Timings()
+        self._engine = engine
+        self._owner = Owner.current()
+        self._endpoints: Endpoints | None = None
+        self._containers: dict[str, DockerContainer] = {}
+        self._watchdog: Watchdog | None = None
+        self._lock = threading.Lock()
+
+    # lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine.connect()
+        return self._engine
+
+    @property
+    def network_name(self) -> str:
+        return f"{self.settings.namespace}-{self.id}"
+
+    @property
+    def services(self) -> list[str]:
+        return list(self._services)
+
+    def labels(self) -> dict[str, str]:
+        """The labels put on every container and network of this environment."""
+        labels = {
+            LABEL_ENV: self.id,
+            LABEL_NAMESPACE: self.settings.namespace,
+            LABEL_CREATED: f"{time.time():.3f}",
+            LABEL_DETACHED: "true" if self.detach else "false",
+            LABEL_IMAGE_SET: self.settings.image_set,
+            **self._owner.labels(),
+        }
+        if self.sandbox:
+            labels[LABEL_SANDBOX] = self.sandbox
+        return labels
+
+    def start(self) -> Endpoints:
+        """Start every service and return the endpoints; on failure nothing is left running."""
+        if self._endpoints is not None:
+            return self._endpoints
+        engine = self.engine
+        sweep(engine)
+        self._check_images(engine)
+        labels = self.labels()
+        try:
+            network = Network(docker_network_kw={"labels": labels, "driver": "bridge"})
+            network.name = self.network_name
+            network.create()
+            self._watchdog = Watchdog(self.id, self._owner)
+            ready: dict[str, ServiceEndpoint] = {}
+            for wave in self._waves():
+                ready.update(self._start_wave(wave, network, labels, ready))
+        except BaseException:
+            self._teardown()
+            raise
+        self._endpoints = Endpoints(
+            id=self.id,
+            network=self.network_name,
+            namespace=self.settings.namespace,
+            sandbox=self.sandbox,
+            services={name: ready[name] for name in self._services},
+        )
+        if self.detach:
+            self._dismiss_watchdog()
+        return self._endpoints
+
+    def close(self) -> None:
+        """Remove every container, network and volume of this environment (a detached one is left running)."""
+        if self.detach and self._endpoints is not None:
+            return
+        self._teardown()
+
+    def __enter__(self) -> Environment:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @property
+    def endpoints(self) -> Endpoints:
+        if self._endpoints is None:
+            raise EnvmgrError(f"environment {self.id} is not started", "call start() or use it in a with block")
+        return self._endpoints
+
+    # operations on a running environment -------------------------------------------------------------------
+
+    def health(self) -> dict[str, Health]:
+        """Probe every service once."""
+        return {name: self._probe_once(name) for name in self.endpoints.services}
+
+    def reset(self, services: Sequence[str] | None = None) -> None:
+        """Bring services back to their prepared state (default: all)."""
+        for name in services if services is not None else self.services:
+            service = self._service(name)
+            with self.timings.measure(name, "reset"):
+                service.reset(self.endpoints[name])
+
+    def _service(self, name: str) -> Service:
+        try:
+            return self._services[name]
+        except KeyError:
+            raise ServiceNotEnabledError(
+                f"service {name!r} is not part of environment {self.id}",
+                f"use one of: {', '.join(self._services)}",
+            ) from None
+
+    def _probe_once(self, name: str) -> Health:
+        started = time.perf_counter()
+        try:
+            self._service(name).probe(self.endpoints[name])
+        except Exception as exc:  # a failing probe is the answer here, not an error
+            return Health(name, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+        return Health(name, True, time.perf_counter() - started)
+
+    # attaching to an environment started elsewhere ------------------------------------------------------
+
+    @classmethod
+    def attach(cls, env_id: str, *, engine: Engine | None = None, settings: Settings | None = None) -> Environment:
+        """A handle on a running environment (started by another process), rebuilt from its labels."""
+        engine = engine or Engine.connect()
+        record = engine.environments().get(env_id)
+        if record is None:
+            raise EnvironmentNotFoundError(
+                f"no environment {env_id!r} on this engine",
+                "list them with `envmgr status`",
+            )
+        base = settings if settings is not None else Settings()
+        configs: dict[str, Any] = {}
+        for container in record.containers:
+            name = container.labels.get(LABEL_SERVICE, "")
+            if name in SERVICES:
+                configs[name] = json.loads(container.labels.get(LABEL_SERVICE_CONFIG, "{}"))
+        merged = base.model_copy(update={"namespace": record.labels.get(LABEL_NAMESPACE, base.namespace)})
+        merged = merged.model_copy(
+            update={name: base.service(name).model_validate(config) for name, config in configs.items()}
+        )
+        env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox,
+                  detach=record.detached, engine=engine)  # fmt: skip
+        host = engine.host_address()
+        services: dict[str, ServiceEndpoint] = {}
+        for container in record.containers:
+            name = container.labels.get(LABEL_SERVICE, "")
+            if name not in env._services:
+                continue
+            service = env._services[name]
+            service.password = container.labels.get(LABEL_SECRET, service.password)
+            services[name] = service.endpoint(_published_from(container, host, service))
+        env._endpoints = Endpoints(
+            id=env_id, network=env.network_name, namespace=merged.namespace, sandbox=record.sandbox,
+            services=services,
+        )  # fmt: skip
+        env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
+        return env
+
+    def remove(self) -> None:
+        """Remove the environment whatever its owner or detached state (`envmgr down`)."""
+        self._teardown()
+
+    # internals ----------------------------------------------------------------------------------------------
+
+    def _check_images(self, engine: Engine) -> None:
+        services = list(self._services.values())
+        with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+            futures = [pool.submit(engine.ensure_image, s.image(), s.name, s.build_hint()) for s in services]
+        for future in futures:
+            future.result()
+
+    def _waves(self) -> list[list[str]]:
+        """Services grouped so that each group needs only services of earlier groups."""
+        remaining = dict(self._services)
+        done: set[str] = set()
+        waves: list[list[str]] = []
+        while remaining:
+            wave = [name for name, s in remaining.items() if set(s.requires) <= done]
+            if not wave:
+                raise ServiceNotEnabledError(f"circular requirements among {', '.join(remaining)}")
+            waves.append(wave)
+            done.update(wave)
+            for name in wave:
+                del remaining[name]
+        return waves
+
+    def _start_wave(
+        self, names: list[str], network: Network, labels: dict[str, str], ready: dict[str, ServiceEndpoint]
+    ) -> dict[str, ServiceEndpoint]:
+        cancel = threading.Event()
+        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+            futures: dict[Future[ServiceEndpoint], str] = {
+                pool.submit(self._start_service, name, network, labels, ready, cancel): name for name in names
+            }
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                cancel.set()  # the others stop waiting; the first failure is the one reported
+                wait(futures)
+                raise cast(BaseException, failed[0].exception())
+        return {futures[f]: f.result() for f in futures}
+
+    def _start_service(
+        self,
+        name: str,
+        network: Network,
+        labels: dict[str, str],
+        ready: dict[str, ServiceEndpoint],
+        cancel: threading.Event,
+    ) -> ServiceEndpoint:
+        service = self._services[name]
+        spec = service.container_spec({req: ready[req] for req in service.requires})
+        engine = self.engine
+        alias = name
+        container = DockerContainer(
+            spec.image,
+            command=cast(Any, spec.command),
+            env=spec.env,
+            name=f"{self.settings.namespace}-{self.id}-{name}",
+            network=network,
+            network_aliases=[alias],
+        )
+        publish = engine.publish_address()
+        for port in spec.ports.values():
+            cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, None)
+        for path in engine.image_volumes(spec.image):
+            container.with_tmpfs_mount(path)
+        for path, size in spec.tmpfs.items():
+            container.with_tmpfs_mount(path, size or None)
+        for host_path, container_path in spec.binds.items():
+            container.with_volume_mapping(host_path, container_path, "ro")
+        container.with_kwargs(
+            labels={
+                **labels,
+                LABEL_SERVICE: name,
+                LABEL_SECRET: service.password,
+                LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
+            },
+            privileged=False,
+        )
+        with self._lock:
+            self._containers[name] = container
+        with self.timings.measure(name, "create"):
+            try:
+                container.start()
+            except docker.errors.DockerException as exc:
+                raise ServiceStartError(
+                    name,
+                    f"{name} could not start from image {spec.image}: {first_line(exc)}",
+                    "check the image and the service's env/command settings",
+                ) from None
+        wrapped = container.get_wrapped_container()
+        published = _published_from(wrapped, engine.host_address(), service)
+        endpoint = service.endpoint(published)
+        waiter = Waiter(
+            service=name,
+            logs=lambda: engine.container_logs(wrapped),
+            running=lambda: not cancel.is_set() and _is_running(wrapped),
+        )
+        with self.timings.measure(name, "ready"):
+            wait_until(lambda: service.probe(endpoint), waiter, self.settings.startup_timeout,
+                       service.probe_description)  # fmt: skip
+        with self.timings.measure(name, "prepare"):
+            service.prepare(endpoint)
+        return endpoint
+
+    def _dismiss_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+
+    def _teardown(self) -> None:
+        try:
+            self.engine.remove_environment(self.id)
+        finally:
+            for container in self._containers.values():
+                container.get_docker_client().client.close()
+            self._containers.clear()
+            self._dismiss_watchdog()
+            self._endpoints = None
+
+
+def _published_from(container: Any, host: str, service: Service) -> Published:
+    """Read the published ports of a started container back from the engine."""
+    container.reload()
+    ports: dict[str, Any] = container.attrs["NetworkSettings"]["Ports"] or {}
+    spec_ports = service.ports
+    published: dict[str, int] = {}
+    for role, port in spec_ports.items():
+        bindings = ports.get(f"{port}/tcp") or []
+        if not bindings:
+            raise ServiceStartError(service.name, f"{service.name} has no published port for {port}/tcp")
+        published[role] = int(bindings[0]["HostPort"])
+    return Published(
+        host=host,
+        ports=published,
+        alias=service.name,
+        container_ports=dict(spec_ports),
+        image=str(container.attrs["Config"]["Image"]),
+        container=str(container.name),
+    )
+
+
+def _is_running(container: Any) -> bool:
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return False
+    return bool(container.status == "running")

@@ -1,0 +1,118 @@
+"""Every error envmgr raises, in one tree.
+
+::
+
+    EnvmgrError                      base: a one-line cause (`cause`) and how to fix it (`fix`)
+    ├── ConfigError                  bad [tool.envmgr] table or ENVMGR_* variable; names the key and the file
+    ├── DockerUnavailableError       the Docker engine cannot be reached
+    ├── ImageError                   an image is missing and cannot be pulled, or a build failed
+    ├── ServiceStartError            a container could not be created or started
+    │   └── ReadinessTimeoutError    a service did not answer its protocol probe before the deadline
+    ├── MigrationError               an Alembic migration failed
+    ├── SeedError                    a seed file is malformed or failed to load; names the file and the statement/row
+    ├── EnvironmentNotFoundError     no environment (or sandbox) with that id on this engine
+    └── ServiceNotEnabledError       the service asked for is not part of this environment
+
+`str(error)` is the cause followed by the fix, both on one line each; the CLI prints it and exits non-zero.
+`ServiceStartError` and its subclass carry `service` and `logs` (the tail of the container's output).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DockerUnavailableError",
+    "EnvironmentNotFoundError",
+    "EnvmgrError",
+    "ImageError",
+    "MigrationError",
+    "ReadinessTimeoutError",
+    "SeedError",
+    "ServiceNotEnabledError",
+    "ServiceStartError",
+    "first_line",
+]
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type): what goes into a one-line cause."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class EnvmgrError(Exception):
+    """Base of every envmgr error: a one-line cause and the fix."""
+
+    exit_code = 1
+
+    def __init__(self, cause: str, fix: str | None = None) -> None:
+        self.cause = cause
+        self.fix = fix
+        super().__init__(cause)
+
+    def __str__(self) -> str:
+        return self.cause if not self.fix else f"{self.cause}\n  fix: {self.fix}"
+
+
+class ConfigError(EnvmgrError):
+    """The configuration is invalid: an unknown key, a bad value or a missing file."""
+
+    exit_code = 2
+
+
+class DockerUnavailableError(EnvmgrError):
+    """The Docker engine does not answer."""
+
+    exit_code = 3
+
+
+class ImageError(EnvmgrError):
+    """An image is not present and cannot be pulled, or building it failed."""
+
+    exit_code = 4
+
+
+class ServiceStartError(EnvmgrError):
+    """A service's container could not be created or started."""
+
+    exit_code = 5
+
+    def __init__(self, service: str, cause: str, fix: str | None = None, logs: str = "") -> None:
+        self.service = service
+        self.logs = logs
+        super().__init__(cause, fix)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.logs:
+            tail = "\n".join("    " + line for line in self.logs.rstrip().splitlines())
+            text = f"{text}\n  last log lines of {self.service}:\n{tail}"
+        return text
+
+
+class ReadinessTimeoutError(ServiceStartError):
+    """A service did not pass its protocol probe before the deadline."""
+
+
+class MigrationError(EnvmgrError):
+    """Alembic failed to migrate the template database."""
+
+    exit_code = 6
+
+
+class SeedError(EnvmgrError):
+    """A seed file could not be parsed or loaded."""
+
+    exit_code = 7
+
+
+class EnvironmentNotFoundError(EnvmgrError):
+    """No environment with that id exists on this engine."""
+
+    exit_code = 8
+
+
+class ServiceNotEnabledError(EnvmgrError):
+    """A service was asked for that the environment does not run."""
+
+    exit_code = 2

@@ -1,0 +1,106 @@
+"""Building the local image set from `containers/<service>/` (for machines that cannot pull from a registry).
+
+Each folder is a build context whose Dockerfile takes a `BASE_IMAGE` build argument. Before a build envmgr writes
+`extra-ca.crt` into a copy of the context: the CA certificates to trust inside the build (empty when none are
+given), for networks whose TLS-intercepting proxy would otherwise break pip and npm. Layers are cached by the engine.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+
+from envmgr.engine import Engine
+from envmgr.errors import ConfigError, ImageError, first_line
+from envmgr.services import SERVICES
+
+__all__ = ["LocalImage", "build_image", "containers_dir", "local_images"]
+
+CA_FILE_NAME = "extra-ca.crt"
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """One buildable image: the folder under containers/ and the tag envmgr runs."""
+
+    context: str
+    tag: str
+
+
+def local_images() -> dict[str, LocalImage]:
+    """Every buildable image by context name (postgres, redis, ...)."""
+    return {cls.build_context: LocalImage(cls.build_context, cls.local_image) for cls in SERVICES.values()}
+
+
+def containers_dir() -> Path:
+    """Where the build contexts are: $ENVMGR_CONTAINERS_DIR, the installed package's copy, or the source tree."""
+    explicit = os.environ.get("ENVMGR_CONTAINERS_DIR")
+    candidates = [Path(explicit)] if explicit else []
+    package = Path(__file__).resolve().parent
+    candidates += [package / "_containers", package.parent / "containers"]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+    raise ConfigError(
+        "cannot find the containers/ folder with the image build contexts",
+        "set ENVMGR_CONTAINERS_DIR to the containers/ folder of an envmgr checkout",
+    )
+
+
+def build_image(
+    engine: Engine,
+    image: LocalImage,
+    *,
+    base_image: str | None = None,
+    ca_certificates: Sequence[Path] = (),
+    on_line: Callable[[str], None] = lambda line: None,
+) -> str:
+    """Build one image; stream its output lines to `on_line`; return the tag."""
+    source = containers_dir() / image.context
+    if not (source / "Dockerfile").is_file():
+        raise ConfigError(f"no Dockerfile in {source}", "check ENVMGR_CONTAINERS_DIR")
+    buildargs = {"BASE_IMAGE": base_image} if base_image else {}
+    with tempfile.TemporaryDirectory(prefix=f"envmgr-build-{image.context}-") as scratch:
+        context = Path(scratch) / image.context
+        shutil.copytree(source, context, ignore=shutil.ignore_patterns(CA_FILE_NAME, "__pycache__"))
+        (context / CA_FILE_NAME).write_text(_ca_bundle(ca_certificates))
+        try:
+            stream = engine.client.api.build(
+                path=str(context), tag=image.tag, buildargs=buildargs, rm=True, forcerm=True, decode=True
+            )
+            _follow(stream, image, on_line)
+        except docker.errors.DockerException as exc:
+            raise ImageError(f"building {image.tag} failed: {first_line(exc)}", "see the build output above") from None
+    return image.tag
+
+
+def _follow(stream: Iterable[dict[str, Any]], image: LocalImage, on_line: Callable[[str], None]) -> None:
+    for chunk in stream:
+        if "error" in chunk:
+            raise ImageError(
+                f"building {image.tag} failed: {str(chunk['error']).strip()}",
+                "read the build output; behind a TLS-intercepting proxy pass --ca-cert with its CA certificate",
+            )
+        text = str(chunk.get("stream") or chunk.get("status") or "").rstrip()
+        for line in text.splitlines():
+            if line.strip():
+                on_line(line)
+
+
+def _ca_bundle(paths: Sequence[Path]) -> str:
+    parts = []
+    for path in paths:
+        try:
+            parts.append(path.read_text().strip() + "\n")
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read CA certificate {path}: {exc.strerror}", "pass a readable PEM file"
+            ) from None
+    return "".join(parts)

@@ -1,0 +1,104 @@
+"""What every service module provides: its images, its container, its probe, its endpoint and its reset."""
+
+from __future__ import annotations
+
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from envmgr.config import ServiceSettings, Settings
+from envmgr.endpoints import ServiceEndpoint
+
+__all__ = ["ContainerSpec", "Published", "Service", "new_password"]
+
+
+def new_password() -> str:
+    """A fresh random credential: URL-safe, 24 characters."""
+    return secrets.token_urlsafe(18)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    """What to run: the image, its environment and command, the ports to publish, tmpfs and bind mounts."""
+
+    image: str
+    ports: dict[str, int]
+    env: dict[str, str] = field(default_factory=dict)
+    command: list[str] | None = None
+    tmpfs: dict[str, str] = field(default_factory=dict)
+    binds: dict[str, str] = field(default_factory=dict)
+    """host path -> container path, mounted read-only"""
+
+    @property
+    def primary_port(self) -> int:
+        return next(iter(self.ports.values()))
+
+
+@dataclass(frozen=True)
+class Published:
+    """Where the container's ports were published on the host, and its name on the environment's network."""
+
+    host: str
+    ports: dict[str, int]
+    """role -> host port (the same roles as ContainerSpec.ports)"""
+    alias: str
+    container_ports: dict[str, int]
+    image: str
+    container: str
+
+
+class Service(ABC):
+    """One service of one environment. Stateless apart from the credential chosen for that environment."""
+
+    name: ClassVar[str]
+    official_image: ClassVar[str]
+    """pinned image for users with a registry (never `latest`)"""
+    local_image: ClassVar[str]
+    """image built from containers/<name> by `envmgr images build`"""
+    build_context: ClassVar[str]
+    """folder under containers/"""
+    ports: ClassVar[Mapping[str, int]]
+    """container ports to publish, by role; the first is the primary one"""
+    requires: ClassVar[tuple[str, ...]] = ()
+    """services that must be ready before this one starts"""
+    probe_description: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.password = new_password()
+        """the credential of this environment's instance of the service"""
+
+    @property
+    def config(self) -> ServiceSettings:
+        return self.settings.service(self.name)
+
+    def image(self) -> str:
+        if self.config.image:
+            return self.config.image
+        return self.local_image if self.settings.image_set == "local" else self.official_image
+
+    def build_hint(self) -> str | None:
+        """How to get a missing image, when pulling it makes no sense (a local image); None to try pulling."""
+        if self.image() == self.local_image:
+            return f"build it: `envmgr images build {self.build_context}`"
+        return None
+
+    @abstractmethod
+    def container_spec(self, requirements: dict[str, ServiceEndpoint]) -> ContainerSpec:
+        """The container to run, given the endpoints of the services it requires."""
+
+    @abstractmethod
+    def endpoint(self, published: Published) -> ServiceEndpoint:
+        """How to reach the started container."""
+
+    @abstractmethod
+    def probe(self, endpoint: ServiceEndpoint) -> None:
+        """Return when the service answers its protocol; raise otherwise. Must not block long (short time-outs)."""
+
+    def prepare(self, endpoint: ServiceEndpoint) -> None:  # noqa: B027 - optional hook
+        """After readiness: load what the environment needs (seeds). Default: nothing."""
+
+    def reset(self, endpoint: ServiceEndpoint) -> None:  # noqa: B027 - optional hook
+        """Back to the prepared state. Default: nothing to reset."""
