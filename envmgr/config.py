@@ -164,14 +164,13 @@ def load_settings(pyproject: Path | None = None, **overrides: Any) -> Settings:
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-            if path is not None:
-                sources.append(PyprojectTomlConfigSettingsSource(settings_cls, path))
-            return tuple(sources)
+            assert path is not None
+            return (init_settings, env_settings, PyprojectTomlConfigSettingsSource(settings_cls, path))
 
     root = path.parent.resolve() if path is not None else Path.cwd().resolve()
+    settings_cls = _ProjectSettings if path is not None else Settings
     try:
-        settings = _ProjectSettings(**{"project_root": root, **overrides})
+        settings = settings_cls(**{"project_root": root, **overrides})
     except ValidationError as exc:
         raise _config_error(exc, source_name, overrides) from None
     except (ValueError, OSError) as exc:  # a malformed TOML file or an unreadable one
