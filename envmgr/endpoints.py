@@ -33,6 +33,7 @@ class ServiceEndpoint(BaseModel):
     image: str = ""
     container: str = ""
     variables: dict[str, str] = Field(default_factory=dict, description="what `envmgr up --env-file` exports")
+    extra: dict[str, str] = Field(default_factory=dict, description="service-specific facts (e.g. the template db)")
 
     def _url(self, host: str, port: int, path: str | None = None) -> str:
         auth = ""

@@ -374,8 +374,7 @@ class Environment:
             wait_until(lambda: service.probe(endpoint), waiter, self.settings.startup_timeout,
                        service.probe_description)  # fmt: skip
         with self.timings.measure(name, "prepare"):
-            service.prepare(endpoint)
-        return endpoint
+            return service.prepare(endpoint)
 
     def _dismiss_watchdog(self) -> None:
         if self._watchdog is not None:

@@ -97,8 +97,9 @@ class Service(ABC):
     def probe(self, endpoint: ServiceEndpoint) -> None:
         """Return when the service answers its protocol; raise otherwise. Must not block long (short time-outs)."""
 
-    def prepare(self, endpoint: ServiceEndpoint) -> None:  # noqa: B027 - optional hook
-        """After readiness: load what the environment needs (seeds). Default: nothing."""
+    def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
+        """After readiness: load what the environment needs (seeds); return the endpoint to hand out."""
+        return endpoint
 
     def reset(self, endpoint: ServiceEndpoint) -> None:  # noqa: B027 - optional hook
         """Back to the prepared state. Default: nothing to reset."""

@@ -12,6 +12,8 @@ from envmgr.services.base import ContainerSpec, Published, Service
 __all__ = ["RedisService"]
 
 PORT = 6379
+# One logical database per pytest-xdist worker (db 0 is the session's): 1023 workers before any sharing.
+DATABASES = 1024
 
 
 class RedisService(Service):
@@ -28,7 +30,7 @@ class RedisService(Service):
             "--requirepass", self.password,
             "--save", "",
             "--appendonly", "no",
-            "--databases", "64",
+            "--databases", str(DATABASES),
         ]  # fmt: skip
         return ContainerSpec(image=self.image(), ports=dict(self.ports), env=dict(self.config.env), command=command)
 

@@ -1,0 +1,113 @@
+"""Environment against real containers: start, readiness, isolation, security defaults, teardown, failures."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+import redis
+
+from envmgr import Environment, ReadinessTimeoutError, ServiceStartError, Settings
+from envmgr.engine import LABEL_DETACHED, LABEL_ENV, LABEL_HOST, LABEL_PID, LABEL_SERVICE, Engine
+from tests.conftest import labelled
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
+
+
+def test_postgres_and_redis_start_answer_and_leave_nothing(settings: Settings, engine: Engine) -> None:
+    with Environment(["postgres", "redis"], settings=settings) as env:
+        pg, rd = env.endpoints["postgres"], env.endpoints["redis"]
+        with psycopg.connect(pg.url) as connection:
+            assert connection.execute("SELECT current_database(), current_user").fetchone() == ("app", "envmgr")
+            assert connection.execute("SHOW fsync").fetchone() == ("off",)
+        client = redis.Redis.from_url(rd.url)
+        assert client.ping()
+        client.close()
+        assert set(env.health()) == {"postgres", "redis"}
+        assert all(h.healthy for h in env.health().values())
+        env_id = env.id
+        assert len(labelled(engine, env_id)) == 3  # two containers and the network
+    assert labelled(engine, env_id) == []
+
+
+def test_ports_are_published_on_loopback_only_with_labels(settings: Settings, engine: Engine) -> None:
+    with Environment(["redis"], settings=settings) as env:
+        container = engine.client.containers.get(env.endpoints["redis"].container)
+        bindings = container.attrs["NetworkSettings"]["Ports"]["6379/tcp"]
+        assert {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+        labels = container.labels
+        assert labels[LABEL_ENV] == env.id
+        assert labels[LABEL_SERVICE] == "redis"
+        assert labels[LABEL_PID].isdigit() and labels[LABEL_HOST]
+        assert labels[LABEL_DETACHED] == "false"
+        assert container.attrs["HostConfig"]["Privileged"] is False
+        mounts = [m.get("Source", "") for m in container.attrs["Mounts"]]
+        assert not any("docker.sock" in source for source in mounts)
+        network = engine.client.networks.get(env.network_name)
+        assert network.attrs["Labels"][LABEL_ENV] == env.id
+
+
+def test_every_environment_gets_fresh_credentials(settings: Settings) -> None:
+    with Environment(["redis"], settings=settings) as first, Environment(["redis"], settings=settings) as second:
+        a, b = first.endpoints["redis"], second.endpoints["redis"]
+        assert a.password != b.password
+        assert a.port != b.port
+        stranger = redis.Redis(host="127.0.0.1", port=a.port, password=b.password, socket_timeout=2)
+        with pytest.raises(redis.AuthenticationError):
+            stranger.ping()
+        stranger.close()
+
+
+def test_data_does_not_cross_environments(settings: Settings) -> None:
+    with Environment(["postgres"], settings=settings) as one, Environment(["postgres"], settings=settings) as two:
+        with psycopg.connect(one.endpoints["postgres"].url, autocommit=True) as connection:
+            connection.execute("CREATE TABLE only_here (id int)")
+        with psycopg.connect(two.endpoints["postgres"].url) as connection:
+            found = connection.execute("SELECT to_regclass('only_here')").fetchone()
+            assert found == (None,)
+
+
+def test_a_service_that_cannot_start_removes_the_others_and_shows_its_logs(settings: Settings, engine: Engine) -> None:
+    broken = settings.model_copy(
+        update={"postgres": settings.postgres.model_copy(update={"env": {"POSTGRES_PASSWORD": ""}})}
+    )
+    env = Environment(["postgres", "redis"], settings=broken)
+    with pytest.raises(ServiceStartError) as caught:
+        env.start()
+    assert caught.value.service == "postgres"
+    assert "postgres" in caught.value.cause
+    assert "password" in caught.value.logs.lower()
+    assert labelled(engine, env.id) == []
+
+
+def test_a_service_that_never_answers_times_out_with_its_logs(
+    settings: Settings, engine: Engine, silent_image: str
+) -> None:
+    silent = settings.model_copy(
+        update={"startup_timeout": 1.5, "redis": settings.redis.model_copy(update={"image": silent_image})}
+    )
+    env = Environment(["postgres", "redis"], settings=silent)
+    with pytest.raises(ReadinessTimeoutError) as caught:
+        env.start()
+    assert caught.value.service == "redis"
+    assert "did not answer PING within 1.5 s" in caught.value.cause
+    assert "listening on nothing" in caught.value.logs
+    assert labelled(engine, env.id) == []
+
+
+@pytest.fixture(scope="module")
+def silent_image(engine: Engine) -> str:
+    """A container that runs, prints a line and never answers any protocol (built locally, cached)."""
+    import io
+
+    tag = "envmgr-test/silent:1"
+    base = _any_local_image(engine)
+    dockerfile = f'FROM {base}\nENTRYPOINT ["/bin/sh", "-c", "echo listening on nothing; exec sleep 600", "--"]\n'
+    engine.client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    return tag
+
+
+def _any_local_image(engine: Engine) -> str:
+    settings = Settings()
+    from envmgr.services import create_service
+
+    return create_service("redis", settings).image()

@@ -1,0 +1,48 @@
+"""Endpoints: URLs, credentials quoting and the JSON round trip that crosses process boundaries."""
+
+import pytest
+
+from envmgr.endpoints import Endpoints, ServiceEndpoint
+from envmgr.errors import ServiceNotEnabledError
+
+
+def postgres(password: str = "p@ss/w:rd") -> ServiceEndpoint:
+    return ServiceEndpoint(
+        service="postgres", scheme="postgresql", host="127.0.0.1", port=5555,
+        internal_host="postgres", internal_port=5432, username="envmgr", password=password, path="app",
+        variables={"DATABASE_URL": "x"},
+    )  # fmt: skip
+
+
+def test_url_quotes_credentials() -> None:
+    assert postgres().url == "postgresql://envmgr:p%40ss%2Fw%3Ard@127.0.0.1:5555/app"
+    assert postgres().internal_url == "postgresql://envmgr:p%40ss%2Fw%3Ard@postgres:5432/app"
+
+
+def test_with_path_points_at_another_database() -> None:
+    assert postgres().with_path("app_gw1").url.endswith("/app_gw1")
+
+
+def test_json_round_trip_is_exact() -> None:
+    endpoints = Endpoints(id="abc", network="envmgr-abc", sandbox="job-1", services={"postgres": postgres()})
+    again = Endpoints.from_json(endpoints.to_json())
+    assert again == endpoints
+    assert again["postgres"].password == "p@ss/w:rd"
+
+
+def test_json_has_the_documented_shape() -> None:
+    import json
+
+    data = json.loads(Endpoints(id="abc", network="n", services={"postgres": postgres()}).to_json())
+    assert data["id"] == "abc"
+    assert data["services"]["postgres"]["url"].startswith("postgresql://")
+
+
+def test_missing_service_is_a_clear_error() -> None:
+    with pytest.raises(ServiceNotEnabledError, match="redis"):
+        Endpoints(id="abc", network="n")["redis"]
+
+
+def test_as_env_merges_the_variables_of_every_service() -> None:
+    env = Endpoints(id="abc", network="n", services={"postgres": postgres()}).as_env()
+    assert env == {"ENVMGR_ENV_ID": "abc", "DATABASE_URL": "x"}
