@@ -24,7 +24,13 @@ def envmgr(
 ) -> subprocess.CompletedProcess[str]:
     merged = {**os.environ, "COLUMNS": "200", **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "envmgr", *args], cwd=cwd, env=merged, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "envmgr", *args],
+        cwd=cwd,
+        env=merged,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 

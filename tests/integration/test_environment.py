@@ -37,7 +37,8 @@ def test_ports_are_published_on_loopback_only_with_labels(settings: Settings, en
         labels = container.labels
         assert labels[LABEL_ENV] == env.id
         assert labels[LABEL_SERVICE] == "redis"
-        assert labels[LABEL_PID].isdigit() and labels[LABEL_HOST]
+        assert labels[LABEL_PID].isdigit()
+        assert labels[LABEL_HOST]
         assert labels[LABEL_DETACHED] == "false"
         assert container.attrs["HostConfig"]["Privileged"] is False
         mounts = [m.get("Source", "") for m in container.attrs["Mounts"]]

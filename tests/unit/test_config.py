@@ -53,14 +53,16 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path: Path) -> None:
         load_settings(path)
     assert "startup_timout" in caught.value.cause
     assert str(path) in caught.value.cause
-    assert caught.value.fix is not None and "startup_timeout" in caught.value.fix
+    assert caught.value.fix is not None
+    assert "startup_timeout" in caught.value.fix
 
 
 def test_unknown_nested_key_lists_the_service_keys(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(write_pyproject(tmp_path, "[tool.envmgr.redis]\nimgae = 'x'"))
     assert "redis.imgae" in caught.value.cause
-    assert caught.value.fix is not None and "image" in caught.value.fix
+    assert caught.value.fix is not None
+    assert "image" in caught.value.fix
 
 
 def test_bad_value_from_the_environment_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

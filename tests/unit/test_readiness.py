@@ -30,7 +30,8 @@ def test_timeout_names_service_probe_last_error_and_logs() -> None:
         wait_until(probe, waiter(), timeout=0.2, what="PING")
     error = caught.value
     assert error.service == "redis"
-    assert "PING" in error.cause and "0.2 s" in error.cause
+    assert "PING" in error.cause
+    assert "0.2 s" in error.cause
     assert "ConnectionRefusedError: connection refused" in error.cause
     assert "line 2: fatal" in str(error)
 
