@@ -269,6 +269,16 @@ class Environment:
         env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
         return env
 
+    def prepare(self) -> Endpoints:
+        """Run every service's prepare step again (on an attached environment): a template that exists is reused."""
+        endpoints = self.endpoints
+        services = {}
+        for name, endpoint in endpoints.services.items():
+            with self.timings.measure(name, "prepare"):
+                services[name] = self._services[name].prepare(endpoint)
+        self._endpoints = endpoints.model_copy(update={"services": services})
+        return self._endpoints
+
     def remove(self) -> None:
         """Remove the environment whatever its owner or detached state (`envmgr down`)."""
         self._teardown()

@@ -67,3 +67,25 @@ class PostgresService(Service):
     def probe(self, endpoint: ServiceEndpoint) -> None:
         with psycopg.connect(endpoint.url, connect_timeout=2, autocommit=True) as connection:
             connection.execute("SELECT 1")
+
+    def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
+        """Build (or find) the migrated, seeded template; make the environment's database a fresh clone of it."""
+        from envmgr.database import Janitor, ensure_template
+
+        result = ensure_template(endpoint, self.settings)
+        with Janitor(endpoint) as janitor:
+            janitor.clone(result.name, self.pg.database)
+        facts = {
+            "template": result.name,
+            "template_created": "true" if result.created else "false",
+            "migrate_seconds": f"{result.migrate_seconds:.3f}",
+            "seed_seconds": f"{result.seed_seconds:.3f}",
+        }
+        return endpoint.model_copy(update={"extra": {**endpoint.extra, **facts}})
+
+    def reset(self, endpoint: ServiceEndpoint) -> None:
+        """The environment's database cloned anew from the template (other connections to it are terminated)."""
+        from envmgr.database import Janitor
+
+        with Janitor(endpoint) as janitor:
+            janitor.clone(endpoint.extra["template"], self.pg.database)
