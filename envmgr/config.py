@@ -118,18 +118,12 @@ class Settings(BaseSettings):
         return path if path.is_absolute() else (self.project_root / path).resolve()
 
     def alembic_ini_path(self) -> Path | None:
-        explicit = self.resolve(self.alembic_ini)
-        if explicit is not None:
-            return explicit
-        default = self.project_root / "alembic.ini"
-        return default if default.is_file() else None
+        """The configured alembic.ini (absolute), or None: migrations run only when configured."""
+        return self.resolve(self.alembic_ini)
 
     def seeds_path(self) -> Path | None:
-        explicit = self.resolve(self.seeds)
-        if explicit is not None:
-            return explicit
-        default = self.project_root / "seeds"
-        return default if default.is_dir() else None
+        """The configured seeds folder (absolute), or None: seeds load only when configured."""
+        return self.resolve(self.seeds)
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from envmgr.config import Settings
-from envmgr.engine import LABEL_ENV, Engine
+from envmgr.engine import LABEL_ENV, LABEL_NAMESPACE, Engine
 
 REPO = Path(__file__).resolve().parents[1]
+
+pytest_plugins = ["pytester"]
 
 
 @pytest.fixture(scope="session")
@@ -19,7 +22,15 @@ def engine() -> Engine:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def namespace(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A namespace of this test's own, also for the CLI and pytest processes it runs (ENVMGR_NAMESPACE)."""
+    name = f"t{uuid.uuid4().hex[:10]}"
+    monkeypatch.setenv("ENVMGR_NAMESPACE", name)
+    return name
+
+
+@pytest.fixture
+def settings(tmp_path: Path, namespace: str) -> Settings:
     """Settings from ENVMGR_* only (no pyproject), rooted in an empty folder: a bare environment."""
     return Settings(project_root=tmp_path)
 
@@ -35,10 +46,15 @@ def labelled(engine: Engine, env_id: str) -> list[str]:
     )
 
 
+def in_namespace(engine: Engine, namespace: str) -> list[str]:
+    return [
+        env_id for env_id, record in engine.environments().items() if record.labels.get(LABEL_NAMESPACE) == namespace
+    ]
+
+
 @pytest.fixture
-def no_new_environments(engine: Engine) -> Iterator[None]:
-    """Fail the test if it leaves an environment behind that was not there before."""
-    before = set(engine.environments())
+def no_new_environments(engine: Engine, namespace: str) -> Iterator[None]:
+    """Fail the test if it leaves behind an environment of its namespace."""
     yield
-    after = set(engine.environments()) - before
-    assert not after, f"environments left behind: {sorted(after)}"
+    left = in_namespace(engine, namespace)
+    assert not left, f"environments left behind: {left}"

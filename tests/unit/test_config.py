@@ -91,3 +91,11 @@ def test_paths_resolve_against_the_project_root(tmp_path: Path) -> None:
     settings = load_settings(write_pyproject(tmp_path, 'alembic_ini = "db/alembic.ini"\nseeds = "data"'))
     assert settings.alembic_ini_path() == (tmp_path / "db" / "alembic.ini").resolve()
     assert settings.seeds_path() == (tmp_path / "data").resolve()
+
+
+def test_migrations_and_seeds_apply_only_when_configured(tmp_path: Path) -> None:
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "alembic.ini").write_text("[alembic]\n")
+    settings = load_settings(write_pyproject(tmp_path, ""))
+    assert settings.alembic_ini_path() is None
+    assert settings.seeds_path() is None

@@ -1,0 +1,201 @@
+"""Every fixture envmgr gives a test suite. Each is overridable: define a fixture of the same name in conftest.py.
+
+Layers (each builds on the one before, so overriding one link changes everything above it):
+
+    envmgr_settings ─ envmgr_worker ─ envmgr_endpoints ─┬─ envmgr_env
+                                                        ├─ postgres_url ─ db_engine ─ db_session
+                                                        └─ redis_url ─ redis_client
+
+Isolation: under pytest-xdist each worker gets its own database (cloned from the migrated, seeded template) and its
+own Redis logical database (db N+1 for worker gwN); in session isolation they share the environment's database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from envmgr.config import Settings
+from envmgr.endpoints import Endpoints
+from envmgr.environment import Environment
+
+if TYPE_CHECKING:
+    import redis
+    import sqlalchemy
+    import sqlalchemy.orm
+
+__all__ = [
+    "FRESH_DB_MARKER",
+    "WorkerContext",
+    "db_engine",
+    "db_session",
+    "envmgr_endpoints",
+    "envmgr_env",
+    "envmgr_settings",
+    "envmgr_worker",
+    "postgres_url",
+    "redis_client",
+    "redis_url",
+]
+
+FRESH_DB_MARKER = "envmgr_fresh_db"
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """Which pytest process this is and how it is isolated from the others."""
+
+    worker_id: str
+    """'gw0', 'gw1', ... under xdist; 'main' otherwise"""
+    isolation: str
+    """'worker' (own database and Redis db) or 'session' (shared)"""
+
+    @property
+    def index(self) -> int:
+        return int(self.worker_id[2:]) if self.worker_id.startswith("gw") else 0
+
+    @property
+    def isolated(self) -> bool:
+        return self.isolation == "worker"
+
+    def database(self, base: str) -> str:
+        return f"{base}_{self.worker_id}" if self.isolated else base
+
+    @property
+    def redis_db(self) -> int:
+        return self.index + 1 if self.isolated else 0
+
+
+def _run(request: pytest.FixtureRequest) -> _PluginRun:
+    from envmgr.pytest_plugin import run_of
+
+    return run_of(request.config)
+
+
+@pytest.fixture(scope="session")
+def envmgr_settings(request: pytest.FixtureRequest) -> Settings:
+    """The settings of this run: [tool.envmgr], ENVMGR_* and the --envmgr-* options."""
+    return _run(request).settings
+
+
+@pytest.fixture(scope="session")
+def envmgr_worker(request: pytest.FixtureRequest) -> WorkerContext:
+    run = _run(request)
+    return WorkerContext(worker_id=run.worker_id, isolation=run.isolation)
+
+
+@pytest.fixture(scope="session")
+def envmgr_endpoints(request: pytest.FixtureRequest) -> Endpoints:
+    """The endpoints of the run's environment (started by the controller, or here on first use without xdist)."""
+    return _run(request).endpoints()
+
+
+@pytest.fixture(scope="session")
+def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envmgr_settings: Settings) -> Environment:
+    """A handle on the environment: health, reset and (in the owning process) its timings."""
+    run = _run(request)
+    if run.environment is not None:
+        return run.environment
+    return Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(envmgr_endpoints: Endpoints, envmgr_worker: WorkerContext) -> Iterator[str]:
+    """The URL of this worker's database: a clone of the migrated, seeded template, dropped at the end."""
+    from envmgr.database import Janitor
+
+    server = envmgr_endpoints["postgres"]
+    if not envmgr_worker.isolated:
+        yield server.url
+        return
+    name = envmgr_worker.database(server.path)
+    janitor = Janitor(server)
+    janitor.clone(server.extra["template"], name)
+    try:
+        yield server.with_path(name).url
+    finally:
+        janitor.drop(name)
+
+
+@pytest.fixture(scope="session")
+def db_engine(postgres_url: str) -> Iterator[sqlalchemy.Engine]:
+    """A SQLAlchemy 2 engine on this worker's database (psycopg 3 driver)."""
+    import sqlalchemy
+
+    from envmgr.seeds import sqlalchemy_url
+
+    engine = sqlalchemy.create_engine(sqlalchemy_url(postgres_url))
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def db_session(request: pytest.FixtureRequest, db_engine: sqlalchemy.Engine) -> Iterator[sqlalchemy.orm.Session]:
+    """A session inside an outer transaction that is rolled back after the test.
+
+    The code under test may call `commit()`: each commit ends a savepoint, not the outer transaction. A test marked
+    `envmgr_fresh_db` gets a plain session instead (its commits are real) on a database cloned anew afterwards.
+    """
+    from sqlalchemy.orm import Session
+
+    if request.node.get_closest_marker(FRESH_DB_MARKER) is not None:
+        with Session(db_engine) as session:
+            yield session
+        return
+    connection = db_engine.connect()
+    transaction = connection.begin()
+    session = Session(bind=connection, join_transaction_mode="create_savepoint")
+    try:
+        yield session
+    finally:
+        session.close()
+        transaction.rollback()
+        connection.close()
+
+
+@pytest.fixture(autouse=True)
+def _envmgr_fresh_db(request: pytest.FixtureRequest) -> Iterator[None]:
+    """For tests marked envmgr_fresh_db: clone this worker's database anew from the template after the test."""
+    yield
+    if request.node.get_closest_marker(FRESH_DB_MARKER) is None:
+        return
+    if "postgres_url" not in request.fixturenames:
+        return  # the test never touched the database
+    from envmgr.database import Janitor
+
+    worker: WorkerContext = request.getfixturevalue("envmgr_worker")
+    endpoints: Endpoints = request.getfixturevalue("envmgr_endpoints")
+    if "db_engine" in request.fixturenames:
+        request.getfixturevalue("db_engine").dispose()  # no pooled connection may hold the database open
+    server = endpoints["postgres"]
+    if worker.worker_id != "main" and not worker.isolated:
+        pytest.fail("envmgr_fresh_db needs worker isolation under xdist (--envmgr-isolation=worker)")
+    Janitor(server).clone(server.extra["template"], worker.database(server.path))
+
+
+@pytest.fixture(scope="session")
+def redis_url(envmgr_endpoints: Endpoints, envmgr_worker: WorkerContext) -> str:
+    """The URL of this worker's own Redis logical database."""
+    return envmgr_endpoints["redis"].with_path(str(envmgr_worker.redis_db)).url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
+    """A client on this worker's own Redis database, emptied after each test."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
+
+
+if TYPE_CHECKING:
+    from envmgr.pytest_plugin import _PluginRun

@@ -1,0 +1,29 @@
+"""A read-through Redis cache of release counts, invalidated when a user's releases change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from musicapp.repository import count_releases
+
+TTL_SECONDS = 300
+
+
+def _key(user_id: int) -> str:
+    return f"musicapp:release-count:{user_id}"
+
+
+def release_count(cache: Any, session: Session, user_id: int) -> int:
+    """The number of releases of a user, from Redis when cached, else from the database (then cached)."""
+    cached = cache.get(_key(user_id))
+    if cached is not None:
+        return int(cached)
+    count = count_releases(session, user_id)
+    cache.set(_key(user_id), count, ex=TTL_SECONDS)
+    return count
+
+
+def invalidate(cache: Any, user_id: int) -> None:
+    cache.delete(_key(user_id))
