@@ -6,13 +6,54 @@ round-trips through JSON (`Endpoints.from_json(endpoints.to_json()) == endpoints
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from envmgr.errors import ServiceNotEnabledError
 
-__all__ = ["Endpoints", "ServiceEndpoint"]
+__all__ = ["Endpoints", "ServiceEndpoint", "Worker", "replica_key"]
+
+SESSION_WORKER_ID = "main"
+
+
+def replica_key(service: str, replica: int) -> str:
+    """The key of a per-worker service's replica in `Endpoints.services`: `wiremock`, `wiremock@1`, ..."""
+    return service if replica == 0 else f"{service}@{replica}"
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One pytest process and the names that keep it apart from the others in a shared environment.
+
+    In worker isolation, xdist worker `gwN` (or the only process, `main`, as N = 0) has its own database
+    `<db>_<worker_id>`, Redis logical database N+1, AWS account 0000000000N+1 in LocalStack, and replica N of each
+    per-worker service (WireMock, Celery worker). In session isolation everybody shares db 0, the environment's
+    database, account 000000000000 and replica 0.
+    """
+
+    worker_id: str = SESSION_WORKER_ID
+    isolated: bool = False
+
+    @property
+    def index(self) -> int:
+        return int(self.worker_id[2:]) if self.worker_id.startswith("gw") else 0
+
+    def database(self, base: str) -> str:
+        return f"{base}_{self.worker_id}" if self.isolated else base
+
+    @property
+    def redis_db(self) -> int:
+        return self.index + 1 if self.isolated else 0
+
+    @property
+    def aws_account_id(self) -> str:
+        return f"{self.redis_db:012d}"
+
+    @property
+    def replica(self) -> int:
+        return self.index if self.isolated else 0
 
 
 class ServiceEndpoint(BaseModel):
@@ -92,9 +133,19 @@ class Endpoints(BaseModel):
     def from_json(cls, text: str | bytes) -> Endpoints:
         return cls.model_validate_json(text)
 
+    def for_worker(self, worker: Worker) -> Endpoints:
+        """This worker's view: its replica of each per-worker service under the service's plain name."""
+        services = {name: endpoint for name, endpoint in self.services.items() if "@" not in name}
+        for name in services:
+            key = replica_key(name, worker.replica)
+            if key in self.services:
+                services[name] = self.services[key]
+        return self.model_copy(update={"services": services})
+
     def as_env(self) -> dict[str, str]:
         """Connection variables of every service (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL, ...)."""
         merged: dict[str, str] = {"ENVMGR_ENV_ID": self.id}
-        for endpoint in self.services.values():
-            merged.update(endpoint.variables)
+        for name, endpoint in self.services.items():
+            if "@" not in name:
+                merged.update(endpoint.variables)
         return merged

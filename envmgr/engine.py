@@ -34,10 +34,12 @@ __all__ = [
     "LABEL_NAMESPACE",
     "LABEL_PID",
     "LABEL_PID_START",
+    "LABEL_REPLICA",
     "LABEL_SANDBOX",
     "LABEL_SECRET",
     "LABEL_SERVICE",
     "LABEL_SERVICE_CONFIG",
+    "LABEL_WORKERS",
     "Engine",
     "EnvironmentRecord",
     "Owner",
@@ -46,6 +48,8 @@ __all__ = [
 LABEL_ENV = "envmgr.env"
 LABEL_NAMESPACE = "envmgr.namespace"
 LABEL_SERVICE = "envmgr.service"
+LABEL_REPLICA = "envmgr.replica"
+LABEL_WORKERS = "envmgr.workers"
 LABEL_PID = "envmgr.owner.pid"
 LABEL_PID_START = "envmgr.owner.start"
 LABEL_HOST = "envmgr.owner.host"

@@ -27,17 +27,19 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from envmgr.config import Settings, load_settings
-from envmgr.endpoints import Endpoints, ServiceEndpoint
+from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker, replica_key
 from envmgr.engine import (
     LABEL_CREATED,
     LABEL_DETACHED,
     LABEL_ENV,
     LABEL_IMAGE_SET,
     LABEL_NAMESPACE,
+    LABEL_REPLICA,
     LABEL_SANDBOX,
     LABEL_SECRET,
     LABEL_SERVICE,
     LABEL_SERVICE_CONFIG,
+    LABEL_WORKERS,
     Engine,
     Owner,
 )
@@ -96,7 +98,10 @@ class Environment:
         sandbox: str | None = None,
         detach: bool = False,
         engine: Engine | None = None,
+        workers: int = 0,
     ) -> None:
+        """`workers`: 0 for session isolation (one replica of everything); N for worker isolation, where each of
+        the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker)."""
         self.settings = settings if settings is not None else load_settings()
         names = list(services) if services is not None else self.settings.enabled_services()
         self._services: dict[str, Service] = {name: create_service(name, self.settings) for name in names}
@@ -110,6 +115,7 @@ class Environment:
         self.id = env_id or secrets.token_hex(5)
         self.sandbox = sandbox
         self.detach = detach
+        self.workers = max(0, workers)
         self.timings = _Timings()
         self._engine = engine
         self._owner = Owner.current()
@@ -134,6 +140,12 @@ class Environment:
     def services(self) -> list[str]:
         return list(self._services)
 
+    def replicas(self, name: str) -> list[Worker]:
+        """The workers served by the containers of a service: one each for per-worker services."""
+        if self._services[name].per_worker and self.workers > 0:
+            return [Worker(f"gw{index}", isolated=True) for index in range(self.workers)]
+        return [Worker(isolated=self.workers > 0)]
+
     def labels(self) -> dict[str, str]:
         """The labels put on every container and network of this environment."""
         labels = {
@@ -142,6 +154,7 @@ class Environment:
             LABEL_CREATED: f"{time.time():.3f}",
             LABEL_DETACHED: "true" if self.detach else "false",
             LABEL_IMAGE_SET: self.settings.image_set,
+            LABEL_WORKERS: str(self.workers),
             **self._owner.labels(),
         }
         if self.sandbox:
@@ -172,7 +185,7 @@ class Environment:
             network=self.network_name,
             namespace=self.settings.namespace,
             sandbox=self.sandbox,
-            services={name: ready[name] for name in self._services},
+            services=ready,
         )
         if self.detach:
             self._dismiss_watchdog()
@@ -251,8 +264,9 @@ class Environment:
         merged = merged.model_copy(
             update={name: base.service(name).model_validate(config) for name, config in configs.items()}
         )
+        workers = int(record.labels.get(LABEL_WORKERS, "0"))
         env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox,
-                  detach=record.detached, engine=engine)  # fmt: skip
+                  detach=record.detached, engine=engine, workers=workers)  # fmt: skip
         host = engine.host_address()
         services: dict[str, ServiceEndpoint] = {}
         for container in record.containers:
@@ -261,7 +275,13 @@ class Environment:
                 continue
             service = env._services[name]
             service.password = container.labels.get(LABEL_SECRET, service.password)
-            services[name] = service.endpoint(_published_from(container, host, service))
+            replica = int(container.labels.get(LABEL_REPLICA, "0"))
+            worker = (
+                Worker(f"gw{replica}", isolated=True)
+                if workers > 0 and service.per_worker
+                else Worker(isolated=workers > 0)
+            )
+            services[replica_key(name, replica)] = service.endpoint(_published_from(container, host, service, worker))
         env._endpoints = Endpoints(
             id=env_id, network=env.network_name, namespace=merged.namespace, sandbox=record.sandbox,
             services=services,
@@ -311,9 +331,13 @@ class Environment:
         self, names: list[str], network: Network, labels: dict[str, str], ready: dict[str, ServiceEndpoint]
     ) -> dict[str, ServiceEndpoint]:
         cancel = threading.Event()
-        with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        units = [(name, worker) for name in names for worker in self.replicas(name)]
+        with ThreadPoolExecutor(max_workers=len(units)) as pool:
             futures: dict[Future[ServiceEndpoint], str] = {
-                pool.submit(self._start_service, name, network, labels, ready, cancel): name for name in names
+                pool.submit(
+                    self._start_service, name, worker, network=network, labels=labels, ready=ready, cancel=cancel
+                ): replica_key(name, worker.replica)
+                for name, worker in units
             }
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in done if f.exception() is not None]
@@ -326,20 +350,22 @@ class Environment:
     def _start_service(
         self,
         name: str,
+        worker: Worker,
+        *,
         network: Network,
         labels: dict[str, str],
         ready: dict[str, ServiceEndpoint],
         cancel: threading.Event,
     ) -> ServiceEndpoint:
         service = self._services[name]
-        spec = service.container_spec({req: ready[req] for req in service.requires})
+        spec = service.container_spec({req: ready[req] for req in service.requires}, worker)
         engine = self.engine
-        alias = name
+        alias = _alias(name, worker.replica)
         container = DockerContainer(
             spec.image,
             command=cast(Any, spec.command),
             env=spec.env,
-            name=f"{self.settings.namespace}-{self.id}-{name}",
+            name=f"{self.settings.namespace}-{self.id}-{alias}",
             network=network,
             network_aliases=[alias],
         )
@@ -356,13 +382,14 @@ class Environment:
             labels={
                 **labels,
                 LABEL_SERVICE: name,
+                LABEL_REPLICA: str(worker.replica),
                 LABEL_SECRET: service.password,
                 LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
             },
             privileged=False,
         )
         with self._lock:
-            self._containers[name] = container
+            self._containers[alias] = container
         with self.timings.measure(name, "create"):
             try:
                 container.start()
@@ -373,7 +400,7 @@ class Environment:
                     "check the image and the service's env/command settings",
                 ) from None
         wrapped = container.get_wrapped_container()
-        published = _published_from(wrapped, engine.host_address(), service)
+        published = _published_from(wrapped, engine.host_address(), service, worker)
         endpoint = service.endpoint(published)
         waiter = Waiter(
             service=name,
@@ -402,7 +429,12 @@ class Environment:
             self._endpoints = None
 
 
-def _published_from(container: Any, host: str, service: Service) -> Published:
+def _alias(service: str, replica: int) -> str:
+    """The container's name on the environment's network: `wiremock`, `wiremock-1`, ..."""
+    return service if replica == 0 else f"{service}-{replica}"
+
+
+def _published_from(container: Any, host: str, service: Service, worker: Worker) -> Published:
     """Read the published ports of a started container back from the engine."""
     container.reload()
     ports: dict[str, Any] = container.attrs["NetworkSettings"]["Ports"] or {}
@@ -416,10 +448,11 @@ def _published_from(container: Any, host: str, service: Service) -> Published:
     return Published(
         host=host,
         ports=published,
-        alias=service.name,
+        alias=_alias(service.name, worker.replica),
         container_ports=dict(spec_ports),
         image=str(container.attrs["Config"]["Image"]),
         container=str(container.name),
+        worker=worker,
     )
 
 

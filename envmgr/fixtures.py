@@ -13,13 +13,12 @@ own Redis logical database (db N+1 for worker gwN); in session isolation they sh
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pytest
 
 from envmgr.config import Settings
-from envmgr.endpoints import Endpoints
+from envmgr.endpoints import Endpoints, Worker
 from envmgr.environment import Environment
 
 if TYPE_CHECKING:
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FRESH_DB_MARKER",
-    "WorkerContext",
     "db_engine",
     "db_session",
     "envmgr_endpoints",
@@ -42,31 +40,6 @@ __all__ = [
 ]
 
 FRESH_DB_MARKER = "envmgr_fresh_db"
-
-
-@dataclass(frozen=True)
-class WorkerContext:
-    """Which pytest process this is and how it is isolated from the others."""
-
-    worker_id: str
-    """'gw0', 'gw1', ... under xdist; 'main' otherwise"""
-    isolation: str
-    """'worker' (own database and Redis db) or 'session' (shared)"""
-
-    @property
-    def index(self) -> int:
-        return int(self.worker_id[2:]) if self.worker_id.startswith("gw") else 0
-
-    @property
-    def isolated(self) -> bool:
-        return self.isolation == "worker"
-
-    def database(self, base: str) -> str:
-        return f"{base}_{self.worker_id}" if self.isolated else base
-
-    @property
-    def redis_db(self) -> int:
-        return self.index + 1 if self.isolated else 0
 
 
 def _run(request: pytest.FixtureRequest) -> _PluginRun:
@@ -82,15 +55,16 @@ def envmgr_settings(request: pytest.FixtureRequest) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def envmgr_worker(request: pytest.FixtureRequest) -> WorkerContext:
+def envmgr_worker(request: pytest.FixtureRequest) -> Worker:
+    """Which pytest process this is and the names that isolate it (database, Redis db, AWS account, replicas)."""
     run = _run(request)
-    return WorkerContext(worker_id=run.worker_id, isolation=run.isolation)
+    return Worker(worker_id=run.worker_id, isolated=run.isolation == "worker")
 
 
 @pytest.fixture(scope="session")
-def envmgr_endpoints(request: pytest.FixtureRequest) -> Endpoints:
-    """The endpoints of the run's environment (started by the controller, or here on first use without xdist)."""
-    return _run(request).endpoints()
+def envmgr_endpoints(request: pytest.FixtureRequest, envmgr_worker: Worker) -> Endpoints:
+    """This worker's view of the run's environment (started by the controller, or here without xdist)."""
+    return _run(request).endpoints().for_worker(envmgr_worker)
 
 
 @pytest.fixture(scope="session")
@@ -103,7 +77,7 @@ def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envm
 
 
 @pytest.fixture(scope="session")
-def postgres_url(envmgr_endpoints: Endpoints, envmgr_worker: WorkerContext) -> Iterator[str]:
+def postgres_url(envmgr_endpoints: Endpoints, envmgr_worker: Worker) -> Iterator[str]:
     """The URL of this worker's database: a clone of the migrated, seeded template, dropped at the end."""
     from envmgr.database import Janitor
 
@@ -168,18 +142,18 @@ def _envmgr_fresh_db(request: pytest.FixtureRequest) -> Iterator[None]:
         return  # the test never touched the database
     from envmgr.database import Janitor
 
-    worker: WorkerContext = request.getfixturevalue("envmgr_worker")
+    worker: Worker = request.getfixturevalue("envmgr_worker")
     endpoints: Endpoints = request.getfixturevalue("envmgr_endpoints")
     if "db_engine" in request.fixturenames:
         request.getfixturevalue("db_engine").dispose()  # no pooled connection may hold the database open
     server = endpoints["postgres"]
-    if worker.worker_id != "main" and not worker.isolated:
+    if worker.worker_id.startswith("gw") and not worker.isolated:
         pytest.fail("envmgr_fresh_db needs worker isolation under xdist (--envmgr-isolation=worker)")
     Janitor(server).clone(server.extra["template"], worker.database(server.path))
 
 
 @pytest.fixture(scope="session")
-def redis_url(envmgr_endpoints: Endpoints, envmgr_worker: WorkerContext) -> str:
+def redis_url(envmgr_endpoints: Endpoints, envmgr_worker: Worker) -> str:
     """The URL of this worker's own Redis logical database."""
     return envmgr_endpoints["redis"].with_path(str(envmgr_worker.redis_db)).url
 

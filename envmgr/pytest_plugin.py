@@ -49,6 +49,8 @@ class _PluginRun:
     opted_in: bool
     keep: bool
     attach_id: str | None = None
+    workers: int = 0
+    """replicas of per-worker services: the number of xdist workers in worker isolation, else 0"""
     environment: Environment | None = None
     _endpoints: Endpoints | None = field(default=None, repr=False)
 
@@ -77,7 +79,7 @@ class _PluginRun:
             environment = Environment.attach(self.attach_id, settings=self.settings)
             self._endpoints = environment.prepare()
         else:
-            environment = Environment(settings=self.settings, detach=self.keep)
+            environment = Environment(settings=self.settings, detach=self.keep, workers=self.workers)
             self._endpoints = environment.start()
         self.environment = environment
         return self._endpoints
@@ -194,6 +196,7 @@ def pytest_configure(config: pytest.Config) -> None:
         attach_id = config.getoption("envmgr_env")
         distributed = bool(getattr(config.option, "numprocesses", None)) and config.getoption("dist", "no") != "no"
         isolation = settings.isolation if settings.isolation != "auto" else ("worker" if distributed else "session")
+        workers = (int(config.option.numprocesses) if distributed else 1) if isolation == "worker" else 0
         run = _PluginRun(
             settings=settings,
             worker_id="main",
@@ -201,6 +204,7 @@ def pytest_configure(config: pytest.Config) -> None:
             opted_in=_declared(pyproject) or bool(overrides) or option is not None or attach_id is not None,
             keep=bool(config.getoption("envmgr_keep")),
             attach_id=attach_id,
+            workers=workers,
         )
     config.stash[RUN_KEY] = run
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from envmgr.config import ServiceSettings, Settings
-from envmgr.endpoints import ServiceEndpoint
+from envmgr.endpoints import ServiceEndpoint, Worker
 
 __all__ = ["ContainerSpec", "Published", "Service", "new_password"]
 
@@ -47,6 +47,8 @@ class Published:
     container_ports: dict[str, int]
     image: str
     container: str
+    worker: Worker
+    """the worker this replica serves (replica 0 in session isolation)"""
 
 
 class Service(ABC):
@@ -63,6 +65,8 @@ class Service(ABC):
     """container ports to publish, by role; the first is the primary one"""
     requires: ClassVar[tuple[str, ...]] = ()
     """services that must be ready before this one starts"""
+    per_worker: ClassVar[bool] = False
+    """one container per xdist worker (in worker isolation) instead of one for the environment"""
     probe_description: ClassVar[str]
 
     def __init__(self, settings: Settings) -> None:
@@ -86,8 +90,8 @@ class Service(ABC):
         return None
 
     @abstractmethod
-    def container_spec(self, requirements: dict[str, ServiceEndpoint]) -> ContainerSpec:
-        """The container to run, given the endpoints of the services it requires."""
+    def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
+        """The container to run for `worker`'s replica, given the endpoints of the services it requires."""
 
     @abstractmethod
     def endpoint(self, published: Published) -> ServiceEndpoint:

@@ -7,7 +7,7 @@ from types import MappingProxyType
 import psycopg
 
 from envmgr.config import PostgresSettings
-from envmgr.endpoints import ServiceEndpoint
+from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.base import ContainerSpec, Published, Service
 
 __all__ = ["PostgresService"]
@@ -36,7 +36,7 @@ class PostgresService(Service):
         assert isinstance(config, PostgresSettings)
         return config
 
-    def container_spec(self, requirements: dict[str, ServiceEndpoint]) -> ContainerSpec:
+    def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
         command: list[str] | None = None
         if self.pg.tuned:
             command = ["postgres"] + [arg for setting in TEST_TUNING for arg in ("-c", setting)]

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 import redis
 
-from envmgr.endpoints import ServiceEndpoint
+from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.base import ContainerSpec, Published, Service
 
 __all__ = ["RedisService"]
@@ -24,7 +24,7 @@ class RedisService(Service):
     ports = MappingProxyType({"redis": PORT})
     probe_description = "PING"
 
-    def container_spec(self, requirements: dict[str, ServiceEndpoint]) -> ContainerSpec:
+    def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
         command = [
             "redis-server",
             "--requirepass", self.password,

@@ -88,7 +88,7 @@ def test_session_mode_rolls_back_between_tests(pytester: pytest.Pytester) -> Non
             assert redis_client.get("k") is None
 
         def test_database_is_the_sessions(postgres_url, envmgr_worker):
-            assert envmgr_worker.worker_id == "main" and envmgr_worker.isolation == "session"
+            assert envmgr_worker.worker_id == "main" and not envmgr_worker.isolated
             assert postgres_url.endswith("/app")
         """,
     )

@@ -46,3 +46,32 @@ def test_missing_service_is_a_clear_error() -> None:
 def test_as_env_merges_the_variables_of_every_service() -> None:
     env = Endpoints(id="abc", network="n", services={"postgres": postgres()}).as_env()
     assert env == {"ENVMGR_ENV_ID": "abc", "DATABASE_URL": "x"}
+
+
+def test_worker_names_in_worker_isolation() -> None:
+    from envmgr.endpoints import Worker
+
+    gw3 = Worker("gw3", isolated=True)
+    assert (gw3.index, gw3.database("app"), gw3.redis_db, gw3.aws_account_id, gw3.replica) == (
+        3, "app_gw3", 4, "000000000004", 3,
+    )  # fmt: skip
+    main = Worker("main", isolated=True)
+    assert (main.database("app"), main.redis_db, main.replica) == ("app_main", 1, 0)
+
+
+def test_worker_names_in_session_isolation_are_shared() -> None:
+    from envmgr.endpoints import Worker
+
+    gw3 = Worker("gw3", isolated=False)
+    assert (gw3.database("app"), gw3.redis_db, gw3.aws_account_id, gw3.replica) == ("app", 0, "000000000000", 0)
+
+
+def test_for_worker_picks_the_workers_replica() -> None:
+    from envmgr.endpoints import Worker
+
+    mock = postgres().model_copy(update={"service": "wiremock", "scheme": "http", "port": 8001, "password": None})
+    replica = mock.model_copy(update={"port": 8002})
+    endpoints = Endpoints(id="e", network="n", services={"wiremock": mock, "wiremock@1": replica})
+    assert endpoints.for_worker(Worker("gw1", isolated=True))["wiremock"].port == 8002
+    assert endpoints.for_worker(Worker("gw0", isolated=True))["wiremock"].port == 8001
+    assert set(endpoints.for_worker(Worker("gw1", isolated=True)).services) == {"wiremock"}
