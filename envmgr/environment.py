@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -52,9 +53,12 @@ from envmgr.errors import (
 )
 from envmgr.readiness import Waiter, wait_until
 from envmgr.reaper import Watchdog, sweep
-from envmgr.services import SERVICES, Published, Service, create_service
+from envmgr.services import SERVICES, ContainerSpec, Published, Service, create_service
 
 __all__ = ["Environment", "Health"]
+
+PORT_ATTEMPTS = 3
+STOP_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -161,8 +165,14 @@ class Environment:
             labels[LABEL_SANDBOX] = self.sandbox
         return labels
 
-    def start(self) -> Endpoints:
-        """Start every service and return the endpoints; on failure nothing is left running."""
+    def start(self, service: str | None = None, worker: Worker | None = None) -> Endpoints:
+        """Start every service and return the endpoints; on failure nothing is left running.
+
+        With `service`: start that stopped service again (see `stop`), on the same ports, once it answers.
+        """
+        if service is not None:
+            self._restart(service, worker)
+            return self.endpoints
         if self._endpoints is not None:
             return self._endpoints
         engine = self.engine
@@ -224,6 +234,30 @@ class Environment:
             service = self._service(name)
             with self.timings.measure(name, "reset"):
                 service.reset(self.endpoints[name])
+
+    # fault injection -----------------------------------------------------------------------------------------
+
+    def pause(self, service: str, worker: Worker | None = None) -> None:
+        """Freeze a service's container (connections hang: "Redis down", "database not answering")."""
+        self._container_of(service, worker).pause()
+
+    def unpause(self, service: str, worker: Worker | None = None) -> None:
+        self._container_of(service, worker).unpause()
+
+    def stop(self, service: str, worker: Worker | None = None) -> None:
+        """Stop a service's container (connections are refused); `start(service)` brings it back on the same ports."""
+        self._container_of(service, worker).stop(timeout=STOP_TIMEOUT)
+
+    def _restart(self, service: str, worker: Worker | None = None) -> None:
+        container = self._container_of(service, worker)
+        container.start()
+        key = replica_key(service, (worker or Worker()).replica if self._service(service).per_worker else 0)
+        self._await_ready(self._service(service), self.endpoints.services[key], container)
+
+    def _container_of(self, service: str, worker: Worker | None) -> Any:
+        replica = (worker or Worker()).replica if self._service(service).per_worker else 0
+        endpoint = self.endpoints.services.get(replica_key(service, replica)) or self.endpoints[service]
+        return self.engine.client.containers.get(endpoint.container)
 
     def _service(self, name: str) -> Service:
         try:
@@ -359,59 +393,75 @@ class Environment:
     ) -> ServiceEndpoint:
         service = self._services[name]
         spec = service.container_spec({req: ready[req] for req in service.requires}, worker)
-        engine = self.engine
         alias = _alias(name, worker.replica)
-        container = DockerContainer(
-            spec.image,
-            command=cast(Any, spec.command),
-            env=spec.env,
-            name=f"{self.settings.namespace}-{self.id}-{alias}",
-            network=network,
-            network_aliases=[alias],
-        )
-        publish = engine.publish_address()
-        for port in spec.ports.values():
-            cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, None)
-        for path in engine.image_volumes(spec.image):
-            container.with_tmpfs_mount(path)
-        for path, size in spec.tmpfs.items():
-            container.with_tmpfs_mount(path, size or None)
-        for host_path, container_path in spec.binds.items():
-            container.with_volume_mapping(host_path, container_path, "ro")
-        container.with_kwargs(
-            labels={
-                **labels,
-                LABEL_SERVICE: name,
-                LABEL_REPLICA: str(worker.replica),
-                LABEL_SECRET: service.password,
-                LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
-            },
-            privileged=False,
-        )
-        with self._lock:
-            self._containers[alias] = container
+        service_labels = {
+            **labels,
+            LABEL_SERVICE: name,
+            LABEL_REPLICA: str(worker.replica),
+            LABEL_SECRET: service.password,
+            LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
+        }
         with self.timings.measure(name, "create"):
+            wrapped = self._run_container(name, alias, spec, network, service_labels)
+        published = _published_from(wrapped, self.engine.host_address(), service, worker)
+        endpoint = service.endpoint(published)
+        with self.timings.measure(name, "ready"):
+            self._await_ready(service, endpoint, wrapped, cancel)
+        with self.timings.measure(name, "prepare"):
+            return service.prepare(endpoint)
+
+    def _run_container(
+        self, name: str, alias: str, spec: ContainerSpec, network: Network, labels: dict[str, str]
+    ) -> Any:
+        """Create and start one container; its ports are pinned to free loopback ports (kept across restarts)."""
+        engine = self.engine
+        publish = engine.publish_address()
+        for attempt in range(PORT_ATTEMPTS):
+            container = DockerContainer(
+                spec.image,
+                command=cast(Any, spec.command),
+                env=spec.env,
+                name=f"{self.settings.namespace}-{self.id}-{alias}",
+                network=network,
+                network_aliases=[alias],
+            )
+            for port in spec.ports.values():
+                cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, _free_port(publish))
+            for path in engine.image_volumes(spec.image):
+                container.with_tmpfs_mount(path)
+            for path, size in spec.tmpfs.items():
+                container.with_tmpfs_mount(path, size or None)
+            for host_path, container_path in spec.binds.items():
+                container.with_volume_mapping(host_path, container_path, "ro")
+            container.with_kwargs(labels=labels, privileged=False)
+            with self._lock:
+                self._containers[alias] = container
             try:
                 container.start()
             except docker.errors.DockerException as exc:
+                taken = "port is already allocated" in str(exc) or "address already in use" in str(exc)
+                if taken and attempt < PORT_ATTEMPTS - 1:  # another process took the port meanwhile: try others
+                    container.stop()
+                    continue
                 raise ServiceStartError(
                     name,
                     f"{name} could not start from image {spec.image}: {first_line(exc)}",
                     "check the image and the service's env/command settings",
                 ) from None
-        wrapped = container.get_wrapped_container()
-        published = _published_from(wrapped, engine.host_address(), service, worker)
-        endpoint = service.endpoint(published)
+            return container.get_wrapped_container()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _await_ready(
+        self, service: Service, endpoint: ServiceEndpoint, container: Any, cancel: threading.Event | None = None
+    ) -> None:
+        engine = self.engine
         waiter = Waiter(
-            service=name,
-            logs=lambda: engine.container_logs(wrapped),
-            running=lambda: not cancel.is_set() and _is_running(wrapped),
+            service=service.name,
+            logs=lambda: engine.container_logs(container),
+            running=lambda: not (cancel is not None and cancel.is_set()) and _is_running(container),
         )
-        with self.timings.measure(name, "ready"):
-            wait_until(lambda: service.probe(endpoint), waiter, self.settings.startup_timeout,
-                       service.probe_description)  # fmt: skip
-        with self.timings.measure(name, "prepare"):
-            return service.prepare(endpoint)
+        wait_until(lambda: service.probe(endpoint), waiter, self.settings.startup_timeout,
+                   service.probe_description)  # fmt: skip
 
     def _dismiss_watchdog(self) -> None:
         if self._watchdog is not None:
@@ -427,6 +477,13 @@ class Environment:
             self._containers.clear()
             self._dismiss_watchdog()
             self._endpoints = None
+
+
+def _free_port(address: str) -> int:
+    """A port free on `address` right now (the engine binds it a moment later; a lost race is retried)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])
 
 
 def _alias(service: str, replica: int) -> str:
