@@ -28,9 +28,9 @@ class Worker:
     """One pytest process and the names that keep it apart from the others in a shared environment.
 
     In worker isolation, xdist worker `gwN` (or the only process, `main`, as N = 0) has its own database
-    `<db>_<worker_id>`, Redis logical database N+1, AWS account 0000000000N+1 in LocalStack, and replica N of each
-    per-worker service (WireMock, Celery worker). In session isolation everybody shares db 0, the environment's
-    database, account 000000000000 and replica 0.
+    `<db>_<worker_id>`, Redis logical database N+1, AWS account 0000000000N+1 in LocalStack (with its seeded
+    buckets named `<bucket>-<worker_id>`), and replica N of each per-worker service (WireMock, Celery worker).
+    In session isolation everybody shares db 0, the environment's database, account 000000000000 and replica 0.
     """
 
     worker_id: str = SESSION_WORKER_ID
@@ -50,6 +50,11 @@ class Worker:
     @property
     def aws_account_id(self) -> str:
         return f"{self.redis_db:012d}"
+
+    def bucket(self, name: str) -> str:
+        """The worker's S3 bucket for a seeded bucket name: bucket names are global in S3 (and LocalStack), so
+        accounts alone cannot keep two workers' `artwork` buckets apart; in worker isolation it is `artwork-gw1`."""
+        return f"{name}-{self.worker_id}" if self.isolated else name
 
     @property
     def replica(self) -> int:

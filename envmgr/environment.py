@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
@@ -402,7 +403,7 @@ class Environment:
             LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
         }
         with self.timings.measure(name, "create"):
-            wrapped = self._run_container(name, alias, spec, network, service_labels)
+            wrapped = self._run_container(service, alias, spec, network, service_labels)
         published = _published_from(wrapped, self.engine.host_address(), service, worker)
         endpoint = service.endpoint(published)
         with self.timings.measure(name, "ready"):
@@ -411,28 +412,32 @@ class Environment:
             return service.prepare(endpoint)
 
     def _run_container(
-        self, name: str, alias: str, spec: ContainerSpec, network: Network, labels: dict[str, str]
+        self, service: Service, alias: str, spec: ContainerSpec, network: Network, labels: dict[str, str]
     ) -> Any:
         """Create and start one container; its ports are pinned to free loopback ports (kept across restarts)."""
         engine = self.engine
         publish = engine.publish_address()
+        name = service.name
         for attempt in range(PORT_ATTEMPTS):
+            host_ports = {role: _free_port(publish) for role in spec.ports}
             container = DockerContainer(
                 spec.image,
                 command=cast(Any, spec.command),
-                env=spec.env,
+                env={**spec.env, **service.host_env(engine.host_address(), host_ports)},
                 name=f"{self.settings.namespace}-{self.id}-{alias}",
                 network=network,
                 network_aliases=[alias],
             )
-            for port in spec.ports.values():
-                cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, _free_port(publish))
+            for role, port in spec.ports.items():
+                cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, host_ports[role])
             for path in engine.image_volumes(spec.image):
                 container.with_tmpfs_mount(path)
             for path, size in spec.tmpfs.items():
                 container.with_tmpfs_mount(path, size or None)
             for host_path, container_path in spec.binds.items():
                 container.with_volume_mapping(host_path, container_path, "ro")
+            for host_path, container_dir in spec.copies.items():
+                container.with_copy_into_container(Path(host_path), container_dir)
             container.with_kwargs(labels=labels, privileged=False)
             with self._lock:
                 self._containers[alias] = container

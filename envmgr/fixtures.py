@@ -13,7 +13,7 @@ own Redis logical database (db N+1 for worker gwN); in session isolation they sh
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -26,8 +26,12 @@ if TYPE_CHECKING:
     import sqlalchemy
     import sqlalchemy.orm
 
+    from envmgr.services.wiremock import WireMockAdmin
+
 __all__ = [
     "FRESH_DB_MARKER",
+    "aws_endpoint_url",
+    "aws_env",
     "db_engine",
     "db_session",
     "envmgr_endpoints",
@@ -37,6 +41,10 @@ __all__ = [
     "postgres_url",
     "redis_client",
     "redis_url",
+    "s3_client",
+    "sqs_client",
+    "wiremock",
+    "wiremock_url",
 ]
 
 FRESH_DB_MARKER = "envmgr_fresh_db"
@@ -173,3 +181,87 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis[bytes]]:
 
 if TYPE_CHECKING:
     from envmgr.pytest_plugin import _PluginRun
+
+
+# LocalStack -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint_url(envmgr_endpoints: Endpoints, envmgr_worker: Worker, envmgr_settings: Settings) -> str:
+    """LocalStack's URL; this worker's AWS account (see Worker.aws_account_id) is emptied and seeded once."""
+    from envmgr.services.localstack import load_aws_seeds, reset_account
+
+    endpoint = envmgr_endpoints["localstack"]
+    if envmgr_worker.isolated:
+        reset_account(endpoint, envmgr_worker)
+        load_aws_seeds(endpoint, envmgr_worker, envmgr_settings)
+    return endpoint.url
+
+
+@pytest.fixture
+def aws_env(
+    envmgr_settings: Settings,
+    aws_endpoint_url: str,
+    envmgr_endpoints: Endpoints,
+    envmgr_worker: Worker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> dict[str, str]:
+    """The AWS_* variables of this worker's account, set in os.environ for the test (for code that reads them)."""
+    from envmgr.seeds import s3_seed_buckets
+    from envmgr.services.localstack import aws_variables
+
+    buckets = list(s3_seed_buckets(envmgr_settings.seeds_path()))
+    variables = aws_variables(envmgr_endpoints["localstack"], envmgr_worker, buckets)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return variables
+
+
+@pytest.fixture
+def _envmgr_aws_reset(
+    aws_endpoint_url: str, envmgr_endpoints: Endpoints, envmgr_worker: Worker, envmgr_settings: Settings
+) -> Iterator[None]:
+    """After the test: this worker's account back to its seeded buckets, objects and queues."""
+    yield
+    from envmgr.services.localstack import load_aws_seeds, reset_account
+
+    endpoint = envmgr_endpoints["localstack"]
+    reset_account(endpoint, envmgr_worker)
+    load_aws_seeds(endpoint, envmgr_worker, envmgr_settings)
+
+
+@pytest.fixture
+def s3_client(envmgr_endpoints: Endpoints, envmgr_worker: Worker, _envmgr_aws_reset: None) -> Any:
+    """A boto3 S3 client in this worker's account; the account is reset to its seeds after the test."""
+    from envmgr.services.localstack import aws_client
+
+    return aws_client(envmgr_endpoints["localstack"], envmgr_worker, "s3")
+
+
+@pytest.fixture
+def sqs_client(envmgr_endpoints: Endpoints, envmgr_worker: Worker, _envmgr_aws_reset: None) -> Any:
+    """A boto3 SQS client in this worker's account; the account is reset to its seeds after the test."""
+    from envmgr.services.localstack import aws_client
+
+    return aws_client(envmgr_endpoints["localstack"], envmgr_worker, "sqs")
+
+
+# WireMock ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def wiremock_url(envmgr_endpoints: Endpoints) -> str:
+    """The base URL of this worker's own WireMock (point the code under test's API base URL here)."""
+    return envmgr_endpoints["wiremock"].url
+
+
+@pytest.fixture
+def wiremock(wiremock_url: str) -> Iterator[WireMockAdmin]:
+    """The admin client of this worker's WireMock; back to the seeded stubs, empty journal, no delay after."""
+    from envmgr.services.wiremock import WireMockAdmin
+
+    admin = WireMockAdmin(wiremock_url)
+    try:
+        yield admin
+    finally:
+        admin.reset()

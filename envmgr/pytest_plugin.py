@@ -19,21 +19,10 @@ from envmgr.config import Settings, find_pyproject, load_settings
 from envmgr.endpoints import Endpoints
 from envmgr.environment import Environment
 from envmgr.errors import EnvmgrError
-from envmgr.fixtures import (  # noqa: F401 - pytest collects the fixtures from this module's namespace
-    FRESH_DB_MARKER,
-    _envmgr_fresh_db,
-    db_engine,
-    db_session,
-    envmgr_endpoints,
-    envmgr_env,
-    envmgr_settings,
-    envmgr_worker,
-    postgres_url,
-    redis_client,
-    redis_url,
-)
 
 __all__ = ["run_of"]
+
+pytest_plugins = ["envmgr.fixtures"]  # every fixture lives there
 
 WORKERINPUT_ENDPOINTS = "envmgr_endpoints"
 WORKERINPUT_ISOLATION = "envmgr_isolation"
@@ -171,6 +160,8 @@ def _declared(pyproject: Any) -> bool:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    from envmgr.fixtures import FRESH_DB_MARKER  # registered through pytest_plugins by now
+
     config.addinivalue_line(
         "markers", f"{FRESH_DB_MARKER}: the test commits for real; its database is cloned anew from the template"
     )

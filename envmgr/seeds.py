@@ -495,3 +495,48 @@ def _bump_sequences(connection: Connection, table: sa.Table, name: str, explicit
             )
         except DBAPIError as exc:
             raise _fail(shown, f"table {name} sequence of {column.name}", _describe(exc)) from None
+
+
+# seeds of the other services ----------------------------------------------------------------------------------
+# seeds/s3/<bucket>/<key...>        objects (the folder names are the buckets; empty folders make empty buckets)
+# seeds/sqs.yaml                    {"queues": ["name", ...]} (plus LocalStackSettings.queues)
+# seeds/wiremock/mappings/*.json    WireMock stubs, with bodies in seeds/wiremock/__files/
+
+
+def s3_seed_buckets(seeds_dir: Path | None) -> dict[str, list[tuple[str, Path]]]:
+    """Bucket name -> [(object key, file)] from seeds/s3/, in sorted order."""
+    root = seeds_dir / "s3" if seeds_dir is not None else None
+    if root is None or not root.is_dir():
+        return {}
+    buckets: dict[str, list[tuple[str, Path]]] = {}
+    for bucket in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in bucket.rglob("*") if p.is_file() and not p.name.startswith("."))
+        buckets[bucket.name] = [(f.relative_to(bucket).as_posix(), f) for f in files]
+    return buckets
+
+
+def sqs_seed_queues(seeds_dir: Path | None, configured: Sequence[str] = ()) -> list[str]:
+    """Queue names from the settings and seeds/sqs.yaml (or .yml/.json), without duplicates, in order."""
+    names = list(configured)
+    for candidate in ("sqs.yaml", "sqs.yml", "sqs.json"):
+        path = seeds_dir / candidate if seeds_dir is not None else None
+        if path is None or not path.is_file():
+            continue
+        shown = _relative(path, seeds_dir.parent if seeds_dir is not None else path.parent)
+        try:
+            data = yaml.safe_load(_read_text(path, shown))
+        except yaml.YAMLError as exc:
+            raise _fail(shown, "parsing", _describe(exc)) from None
+        queues = data.get("queues") if isinstance(data, dict) else None
+        if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues):
+            raise _fail(shown, "the top level", 'expected {"queues": ["name", ...]}')
+        names += queues
+    return list(dict.fromkeys(names))
+
+
+def wiremock_seed_dirs(seeds_dir: Path | None) -> list[Path]:
+    """The seeds/wiremock/mappings and seeds/wiremock/__files folders that exist."""
+    root = seeds_dir / "wiremock" if seeds_dir is not None else None
+    if root is None:
+        return []
+    return [root / name for name in ("mappings", "__files") if (root / name).is_dir()]

@@ -8,8 +8,10 @@ from types import MappingProxyType
 from envmgr.config import SERVICE_NAMES, Settings
 from envmgr.errors import ConfigError
 from envmgr.services.base import ContainerSpec, Published, Service
+from envmgr.services.localstack import LocalStackService
 from envmgr.services.postgres import PostgresService
 from envmgr.services.redis import RedisService
+from envmgr.services.wiremock import WireMockService
 
 __all__ = ["SERVICES", "ContainerSpec", "Published", "Service", "create_service"]
 
@@ -17,6 +19,8 @@ SERVICES: Mapping[str, type[Service]] = MappingProxyType(
     {
         PostgresService.name: PostgresService,
         RedisService.name: RedisService,
+        LocalStackService.name: LocalStackService,
+        WireMockService.name: WireMockService,
     }
 )
 

@@ -29,7 +29,9 @@ class ContainerSpec:
     command: list[str] | None = None
     tmpfs: dict[str, str] = field(default_factory=dict)
     binds: dict[str, str] = field(default_factory=dict)
-    """host path -> container path, mounted read-only"""
+    """host path -> container path, mounted read-only (local engines only)"""
+    copies: dict[str, str] = field(default_factory=dict)
+    """host file or folder -> container folder it is copied into before start (works with remote engines)"""
 
     @property
     def primary_port(self) -> int:
@@ -92,6 +94,10 @@ class Service(ABC):
     @abstractmethod
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
         """The container to run for `worker`'s replica, given the endpoints of the services it requires."""
+
+    def host_env(self, host: str, host_ports: Mapping[str, int]) -> dict[str, str]:
+        """Container environment that depends on where its ports are published (known before start). Default: none."""
+        return {}
 
     @abstractmethod
     def endpoint(self, published: Published) -> ServiceEndpoint:
