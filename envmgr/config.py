@@ -71,8 +71,9 @@ class WireMockSettings(ServiceSettings):
 
 
 class CelerySettings(ServiceSettings):
-    app: str | None = Field(default=None, description="module of the user's Celery app, e.g. 'myapp.tasks'")
-    code_dir: Path | None = Field(default=None, description="mounted at /app in the worker container")
+    app: str | None = Field(default=None, description="the user's Celery app: 'module' or 'module:attribute'")
+    code_dir: Path | None = Field(default=None, description="folder mounted at /app in the worker (default: root)")
+    queues: list[str] = Field(default_factory=lambda: ["celery"], description="queues the worker consumes")
 
 
 class Settings(BaseSettings):

@@ -103,9 +103,16 @@ class ServiceEndpoint(BaseModel):
         """The URL to use from another container on the environment's network."""
         return self._url(self.internal_host, self.internal_port)
 
+    def internal_variables(self) -> dict[str, str]:
+        """`variables` as another container on the environment's network must use them."""
+        outside, inside = f"{self.host}:{self.port}", f"{self.internal_host}:{self.internal_port}"
+        return {name: value.replace(outside, inside) for name, value in self.variables.items()}
+
     def with_path(self, path: str) -> ServiceEndpoint:
-        """The same server with another path: another database, another Redis db index."""
-        return self.model_copy(update={"path": path})
+        """The same server with another path (another database, another Redis db index); variables follow."""
+        moved = self.model_copy(update={"path": path})
+        variables = {name: moved.url if value == self.url else value for name, value in self.variables.items()}
+        return moved.model_copy(update={"variables": variables})
 
 
 class Endpoints(BaseModel):

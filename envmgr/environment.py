@@ -16,7 +16,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -56,7 +56,7 @@ from envmgr.readiness import Waiter, wait_until
 from envmgr.reaper import Watchdog, sweep
 from envmgr.services import SERVICES, ContainerSpec, Published, Service, create_service
 
-__all__ = ["Environment", "Health"]
+__all__ = ["Environment", "Faults", "Health"]
 
 PORT_ATTEMPTS = 3
 STOP_TIMEOUT = 5
@@ -304,7 +304,8 @@ class Environment:
                   detach=record.detached, engine=engine, workers=workers)  # fmt: skip
         host = engine.host_address()
         services: dict[str, ServiceEndpoint] = {}
-        for container in record.containers:
+        order = {name: index for index, name in enumerate(name for wave in env._waves() for name in wave)}
+        for container in sorted(record.containers, key=lambda c: order.get(c.labels.get(LABEL_SERVICE, ""), -1)):
             name = container.labels.get(LABEL_SERVICE, "")
             if name not in env._services:
                 continue
@@ -316,7 +317,11 @@ class Environment:
                 if workers > 0 and service.per_worker
                 else Worker(isolated=workers > 0)
             )
-            services[replica_key(name, replica)] = service.endpoint(_published_from(container, host, service, worker))
+            needs = {
+                req: services.get(replica_key(req, worker.replica)) or services[req] for req in env._needs(service)
+            }
+            published = _published_from(container, host, service, worker, needs)
+            services[replica_key(name, replica)] = service.endpoint(published)
         env._endpoints = Endpoints(
             id=env_id, network=env.network_name, namespace=merged.namespace, sandbox=record.sandbox,
             services=services,
@@ -353,7 +358,7 @@ class Environment:
         done: set[str] = set()
         waves: list[list[str]] = []
         while remaining:
-            wave = [name for name, s in remaining.items() if set(s.requires) <= done]
+            wave = [name for name, s in remaining.items() if set(self._needs(s)) <= done]
             if not wave:
                 raise ServiceNotEnabledError(f"circular requirements among {', '.join(remaining)}")
             waves.append(wave)
@@ -361,6 +366,10 @@ class Environment:
             for name in wave:
                 del remaining[name]
         return waves
+
+    def _needs(self, service: Service) -> list[str]:
+        """What must be ready before `service` starts: its requirements and the used services that are here."""
+        return [*service.requires, *(name for name in service.uses if name in self._services)]
 
     def _start_wave(
         self, names: list[str], network: Network, labels: dict[str, str], ready: dict[str, ServiceEndpoint]
@@ -393,7 +402,8 @@ class Environment:
         cancel: threading.Event,
     ) -> ServiceEndpoint:
         service = self._services[name]
-        spec = service.container_spec({req: ready[req] for req in service.requires}, worker)
+        needs = {req: ready.get(replica_key(req, worker.replica)) or ready[req] for req in self._needs(service)}
+        spec = service.container_spec(needs, worker)
         alias = _alias(name, worker.replica)
         service_labels = {
             **labels,
@@ -404,7 +414,7 @@ class Environment:
         }
         with self.timings.measure(name, "create"):
             wrapped = self._run_container(service, alias, spec, network, service_labels)
-        published = _published_from(wrapped, self.engine.host_address(), service, worker)
+        published = _published_from(wrapped, self.engine.host_address(), service, worker, needs)
         endpoint = service.endpoint(published)
         with self.timings.measure(name, "ready"):
             self._await_ready(service, endpoint, wrapped, cancel)
@@ -484,6 +494,39 @@ class Environment:
             self._endpoints = None
 
 
+class Faults:
+    """Faults injected into one worker's view of an environment, undone (in reverse order) by `restore()`.
+
+    Per-worker services (WireMock, Celery) are faulted for this worker only; a shared server (Postgres, Redis,
+    LocalStack) is faulted for every worker for as long as the fault lasts: keep such faults short.
+    """
+
+    def __init__(self, env: Environment, worker: Worker | None = None) -> None:
+        self._env = env
+        self._worker = worker
+        self._undo: list[Callable[[], object]] = []
+
+    def pause(self, service: str) -> None:
+        """Freeze the service: clients hang until their time-out ("Redis down", "database not answering")."""
+        self._env.pause(service, self._worker)
+        self._undo.append(lambda: self._env.unpause(service, self._worker))
+
+    def stop(self, service: str) -> None:
+        """Stop the service: connections are refused. Restored by starting it again on the same port."""
+        self._env.stop(service, self._worker)
+        self._undo.append(lambda: self._env.start(service, self._worker))
+
+    def restore(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+    def __enter__(self) -> Faults:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
+
+
 def _free_port(address: str) -> int:
     """A port free on `address` right now (the engine binds it a moment later; a lost race is retried)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -496,7 +539,9 @@ def _alias(service: str, replica: int) -> str:
     return service if replica == 0 else f"{service}-{replica}"
 
 
-def _published_from(container: Any, host: str, service: Service, worker: Worker) -> Published:
+def _published_from(
+    container: Any, host: str, service: Service, worker: Worker, needs: Mapping[str, ServiceEndpoint]
+) -> Published:
     """Read the published ports of a started container back from the engine."""
     container.reload()
     ports: dict[str, Any] = container.attrs["NetworkSettings"]["Ports"] or {}
@@ -515,6 +560,7 @@ def _published_from(container: Any, host: str, service: Service, worker: Worker)
         image=str(container.attrs["Config"]["Image"]),
         container=str(container.name),
         worker=worker,
+        needs=dict(needs),
     )
 
 

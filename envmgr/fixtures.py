@@ -26,16 +26,20 @@ if TYPE_CHECKING:
     import sqlalchemy
     import sqlalchemy.orm
 
+    from envmgr.environment import Faults
     from envmgr.services.wiremock import WireMockAdmin
 
 __all__ = [
     "FRESH_DB_MARKER",
     "aws_endpoint_url",
     "aws_env",
+    "celery_app",
+    "celery_worker",
     "db_engine",
     "db_session",
     "envmgr_endpoints",
     "envmgr_env",
+    "envmgr_faults",
     "envmgr_settings",
     "envmgr_worker",
     "postgres_url",
@@ -265,3 +269,50 @@ def wiremock(wiremock_url: str) -> Iterator[WireMockAdmin]:
         yield admin
     finally:
         admin.reset()
+
+
+# Celery -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def celery_app(envmgr_settings: Settings, redis_url: str) -> Any:
+    """The project's Celery app ([tool.envmgr.celery] app) bound to this worker's broker (its Redis database)."""
+    from envmgr.services.celery import load_app
+
+    app = load_app(envmgr_settings.celery.app)
+    app.conf.update(broker_url=redis_url, result_backend=redis_url, broker_connection_retry_on_startup=True)
+    return app
+
+
+@pytest.fixture(scope="session")
+def _envmgr_celery_worker(celery_app: Any, envmgr_endpoints: Endpoints) -> Iterator[Any]:
+    if "celery" in envmgr_endpoints:  # the worker's own container runs the app
+        yield envmgr_endpoints["celery"]
+        return
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(celery_app, pool="solo", perform_ping_check=False, shutdown_timeout=10.0) as worker:
+        yield worker
+
+
+@pytest.fixture
+def celery_worker(_envmgr_celery_worker: Any, celery_app: Any) -> Iterator[Any]:
+    """A Celery worker executing this worker's tasks: its container replica when the celery service runs,
+    otherwise an in-process solo worker (celery.contrib.testing). Its queue is purged after the test."""
+    yield _envmgr_celery_worker
+    celery_app.control.purge()
+
+
+# faults -----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def envmgr_faults(envmgr_env: Environment, envmgr_worker: Worker) -> Iterator[Faults]:
+    """Pause or stop services during a test; everything is restored when it ends, pass or fail."""
+    from envmgr.environment import Faults
+
+    faults = Faults(envmgr_env, envmgr_worker)
+    try:
+        yield faults
+    finally:
+        faults.restore()

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from envmgr.config import SERVICE_NAMES, Settings
 from envmgr.errors import ConfigError
 from envmgr.services.base import ContainerSpec, Published, Service
+from envmgr.services.celery import CeleryService
 from envmgr.services.localstack import LocalStackService
 from envmgr.services.postgres import PostgresService
 from envmgr.services.redis import RedisService
@@ -21,6 +22,7 @@ SERVICES: Mapping[str, type[Service]] = MappingProxyType(
         RedisService.name: RedisService,
         LocalStackService.name: LocalStackService,
         WireMockService.name: WireMockService,
+        CeleryService.name: CeleryService,
     }
 )
 

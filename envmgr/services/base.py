@@ -34,8 +34,8 @@ class ContainerSpec:
     """host file or folder -> container folder it is copied into before start (works with remote engines)"""
 
     @property
-    def primary_port(self) -> int:
-        return next(iter(self.ports.values()))
+    def primary_port(self) -> int | None:
+        return next(iter(self.ports.values()), None)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Published:
     container: str
     worker: Worker
     """the worker this replica serves (replica 0 in session isolation)"""
+    needs: Mapping[str, ServiceEndpoint] = field(default_factory=dict)
+    """the endpoints of the services it required or used (the worker's replicas)"""
 
 
 class Service(ABC):
@@ -67,6 +69,8 @@ class Service(ABC):
     """container ports to publish, by role; the first is the primary one"""
     requires: ClassVar[tuple[str, ...]] = ()
     """services that must be ready before this one starts"""
+    uses: ClassVar[tuple[str, ...]] = ()
+    """services that, when part of the environment, start before this one and are handed to container_spec"""
     per_worker: ClassVar[bool] = False
     """one container per xdist worker (in worker isolation) instead of one for the environment"""
     probe_description: ClassVar[str]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import redis
+
 from sqlalchemy.orm import Session
 
 from musicapp.repository import count_releases
@@ -16,12 +18,21 @@ def _key(user_id: int) -> str:
 
 
 def release_count(cache: Any, session: Session, user_id: int) -> int:
-    """The number of releases of a user, from Redis when cached, else from the database (then cached)."""
-    cached = cache.get(_key(user_id))
+    """The number of releases of a user, from Redis when cached, else from the database (then cached).
+
+    Redis is an optimisation: when it is down or slow the answer comes from the database.
+    """
+    try:
+        cached = cache.get(_key(user_id))
+    except redis.RedisError:
+        return count_releases(session, user_id)
     if cached is not None:
         return int(cached)
     count = count_releases(session, user_id)
-    cache.set(_key(user_id), count, ex=TTL_SECONDS)
+    try:
+        cache.set(_key(user_id), count, ex=TTL_SECONDS)
+    except redis.RedisError:
+        pass  # nothing cached this time; the answer is still right
     return count
 
 
