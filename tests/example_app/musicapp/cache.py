@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import redis
-
 from sqlalchemy.orm import Session
 
 from musicapp.repository import count_releases
@@ -29,10 +29,8 @@ def release_count(cache: Any, session: Session, user_id: int) -> int:
     if cached is not None:
         return int(cached)
     count = count_releases(session, user_id)
-    try:
+    with contextlib.suppress(redis.RedisError):  # nothing cached this time; the answer is still right
         cache.set(_key(user_id), count, ex=TTL_SECONDS)
-    except redis.RedisError:
-        pass  # nothing cached this time; the answer is still right
     return count
 
 

@@ -33,7 +33,7 @@ def fetch_release_title(mbid: str) -> str:
     """The title of a release from the metadata API; retried on 5xx and time-outs, not on 4xx."""
     url = f"{metadata_api_url()}/ws/2/release/{mbid}"
     try:
-        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT) as response:  # noqa: S310 - configured URL
+        with urllib.request.urlopen(url, timeout=REQUEST_TIMEOUT) as response:
             return str(json.load(response)["title"])
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:

@@ -8,9 +8,8 @@ import json
 import pytest
 import redis
 from celery.exceptions import TimeoutError as CeleryTimeout
-from sqlalchemy.orm import Session
-
 from musicapp import cache, storage, tasks
+from sqlalchemy.orm import Session
 
 OK_COMPUTER = "b1392450-e666-3926-a536-22c65f834433"
 DUMMY = "76df3287-6cda-33eb-8e9a-044b5e15ffdd"
