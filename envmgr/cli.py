@@ -4,7 +4,7 @@ envmgr up [SERVICE...] [--detach --json]      start an environment (foreground u
 envmgr down ID | --all | --sandbox ID         remove environments
 envmgr status [--json]                        environments on this engine and each service's health
 envmgr reset [SERVICE...] --env ID            back to the seeded state
-envmgr gc                                     remove what dead owners left behind
+envmgr gc [--older-than DURATION]             remove what dead owners left behind (and old sandboxes)
 envmgr doctor                                 engine, images and advice
 envmgr images build [SERVICE...]              build the local image set from containers/
 """
@@ -12,6 +12,7 @@ envmgr images build [SERVICE...]              build the local image set from con
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -27,11 +28,12 @@ from rich.table import Table
 
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints
-from envmgr.engine import Engine
+from envmgr.engine import LABEL_NAMESPACE, Engine
 from envmgr.environment import Environment, Health
 from envmgr.errors import EnvironmentNotFoundError, EnvmgrError, ServiceStartError
 from envmgr.images import build_image, local_images
-from envmgr.reaper import orphaned, sweep
+from envmgr.reaper import expired, orphaned, parse_duration
+from envmgr.sandbox import ci_job, env_file_text
 
 __all__ = ["app", "main"]
 
@@ -102,7 +104,13 @@ def up(
     services: Annotated[list[str] | None, typer.Argument(help="services to start (default: the enabled ones)")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="leave it running and exit")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the endpoints as JSON on stdout")] = False,
-    sandbox: Annotated[str | None, typer.Option(help="sandbox id (CI job) to label the environment with")] = None,
+    sandbox: Annotated[
+        str | None,
+        typer.Option(
+            help="sandbox id to label the environment with (envmgr down --sandbox ID removes it); with --detach in "
+            "CI, the job's id by default (GitHub Actions, GitLab, Jenkins, Buildkite, CircleCI, Azure Pipelines)"
+        ),
+    ] = None,
     env_file: Annotated[Path | None, typer.Option(help="write the connection variables to this .env file")] = None,
     config: ConfigOption = None,
     image_set: ImageSetOption = None,
@@ -111,7 +119,7 @@ def up(
 
     def body() -> None:
         settings = _settings(config, image_set)
-        env = Environment(services or None, settings=settings, sandbox=sandbox, detach=detach)
+        env = Environment(services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach)
         with _err().status(f"starting {', '.join(env.services)} ..."):
             endpoints = env.start()
         try:
@@ -146,10 +154,32 @@ def _foreground(env: Environment) -> None:
             live.update(_endpoint_table(env.endpoints, env.health()))
 
 
+def _sandbox(given: str | None, detach: bool) -> str | None:
+    """The sandbox id: the one given, else (detached only) the CI job's id when a CI system's variables are set."""
+    if given is not None or not detach:
+        return given
+    job = ci_job(os.environ)
+    if job is None:
+        return None
+    _err().print(
+        f"sandbox {job.sandbox} ({job.source}); remove it with: envmgr down --sandbox {job.sandbox}",
+        highlight=False,
+        markup=False,
+        soft_wrap=True,
+    )
+    return job.sandbox
+
+
 def _write_env_file(path: Path, endpoints: Endpoints) -> None:
-    lines = [f"{key}={json.dumps(value)}" for key, value in sorted(endpoints.as_env().items())]
-    path.write_text("\n".join(lines) + "\n")
-    path.chmod(0o600)
+    """Every connection variable, quoted for python-dotenv and the shell; readable by the owner only (0600, from the
+    moment the file exists: it holds passwords)."""
+    variables = endpoints.as_env()
+    if endpoints.sandbox:
+        variables["ENVMGR_SANDBOX"] = endpoints.sandbox
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # an existing file keeps its mode through O_TRUNC
+        handle.write(env_file_text(variables))
 
 
 @app.command()
@@ -259,14 +289,49 @@ def _only_environment(engine: Engine) -> str:
 
 
 @app.command()
-def gc() -> None:
-    """Remove environments whose owner process is gone (detached ones are kept: use envmgr down)."""
+def gc(
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            help="remove environments older than this (30m, 2h, 1d) whose owner is gone, detached ones and CI "
+            "sandboxes included; never one whose owner process is alive",
+        ),
+    ] = None,
+    namespace: Annotated[str | None, typer.Option(help="only environments of this namespace")] = None,
+) -> None:
+    """Remove environments whose owner process is gone (detached ones are kept unless --older-than)."""
 
     def body() -> None:
-        removed = sweep(Engine.connect())
-        _err().print(f"removed {len(removed)} orphaned environment(s){': ' + ', '.join(removed) if removed else ''}")
+        limit = parse_duration(older_than) if older_than is not None else None
+        engine = Engine.connect()
+        now = time.time()
+        removed: list[str] = []
+        for env_id, record in sorted(engine.environments().items(), key=lambda item: item[1].created):
+            if namespace is not None and record.labels.get(LABEL_NAMESPACE) != namespace:
+                continue
+            if not (orphaned(record) if limit is None else expired(record, now, limit)):
+                continue
+            count = engine.remove_environment(env_id)
+            removed.append(env_id)
+            kind = f"sandbox {record.sandbox}" if record.sandbox else "detached" if record.detached else "orphaned"
+            _err().print(f"removed {env_id} ({kind}, {_age(now - record.created)} old, {count} resources)")
+        what = "orphaned environment(s)" if limit is None else f"environment(s) older than {older_than}"
+        _err().print(f"removed {len(removed)} {what}{': ' + ', '.join(removed) if removed else ''}")
 
     _run(body)
+
+
+def _age(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
 
 
 @app.command()
@@ -352,5 +417,128 @@ def images_list() -> None:
     _run(body)
 
 
+compose_app = typer.Typer(help="Plain docker compose files of envmgr environments.", no_args_is_help=True)
+app.add_typer(compose_app, name="compose")
+
+
+@compose_app.command("export")
+def compose_export(
+    services: Annotated[list[str] | None, typer.Argument(help="services to export (default: the enabled ones)")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="write to this file (mode 0600) instead of stdout")
+    ] = None,
+    config: ConfigOption = None,
+    image_set: ImageSetOption = None,
+) -> None:
+    """Write a docker compose file of the environment `envmgr up` would start (session form, fresh passwords)."""
+
+    def body() -> None:
+        from envmgr.compose import compose_document, render, write_private
+
+        settings = _settings(config, image_set)
+        base_dir = output.resolve().parent if output is not None else None
+        text = render(compose_document(settings, services or None, base_dir=base_dir))
+        if output is None:
+            sys.stdout.write(text)
+            return
+        write_private(output, text)
+        _err().print(
+            f"wrote {output}; start it with: docker compose -p NAME -f {output} up -d", highlight=False, soft_wrap=True
+        )
+
+    _run(body)
+
+
 def main() -> None:
     app()
+
+
+daemon_app = typer.Typer(help="The daemon that keeps warm environments for test runs.", no_args_is_help=True)
+app.add_typer(daemon_app, name="daemon")
+
+SocketOption = Annotated[
+    Path | None, typer.Option("--socket", envvar="ENVMGR_DAEMON_SOCKET", help="the daemon's Unix socket")
+]
+
+
+@daemon_app.command("start")
+def daemon_start(socket_path: SocketOption = None) -> None:
+    """Start the daemon in the background (one per user and engine) and wait until it answers."""
+
+    def body() -> None:
+        from envmgr.client import DaemonClient
+        from envmgr.daemon import default_socket_path, spawn
+
+        path = socket_path or default_socket_path()
+        client = DaemonClient(path)
+        if client.available():
+            _err().print(f"envmgr daemon already running on {path}")
+            return
+        pid, log = spawn(path)
+        _err().print(f"envmgr daemon {pid} listening on {path} (log: {log})", soft_wrap=True)
+
+    _run(body)
+
+
+@daemon_app.command("run")
+def daemon_run(socket_path: SocketOption = None) -> None:
+    """Run the daemon in the foreground (for containers and supervisors)."""
+
+    def body() -> None:
+        import logging
+
+        from envmgr.daemon import serve
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        serve(socket_path)
+
+    _run(body)
+
+
+@daemon_app.command("stop")
+def daemon_stop(
+    socket_path: SocketOption = None,
+    force: Annotated[bool, typer.Option("--force", help="stop even while environments are leased")] = False,
+) -> None:
+    """Stop the daemon; it removes its environments."""
+
+    def body() -> None:
+        from envmgr.client import DaemonClient
+
+        client = DaemonClient(socket_path)
+        if not client.available():
+            raise EnvironmentNotFoundError(
+                f"no envmgr daemon answers on {client.path}", "start one: envmgr daemon start"
+            )
+        client.stop(force)
+        _err().print("envmgr daemon stopping")
+
+    _run(body)
+
+
+@daemon_app.command("status")
+def daemon_status(
+    socket_path: SocketOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The daemon's environments: idle (warm) or leased, and to whom."""
+
+    def body() -> None:
+        from envmgr.client import DaemonClient
+
+        client = DaemonClient(socket_path)
+        if not client.available():
+            raise EnvironmentNotFoundError(
+                f"no envmgr daemon answers on {client.path}", "start one: envmgr daemon start"
+            )
+        environments = client.status()
+        if as_json:
+            print(json.dumps(environments, indent=2))
+            return
+        table = Table("id", "state", "holder", "idle", "services", title=f"envmgr daemon on {client.path}")
+        for env in environments:
+            idle = "" if env["idle_seconds"] is None else f"{env['idle_seconds']:.0f} s"
+            table.add_row(env["id"], env["state"], str(env["holder"] or ""), idle, ", ".join(env["services"]))
+        Console().print(table)
+
+    _run(body)

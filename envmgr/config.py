@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     image_set: ImageSet = "official"
     startup_timeout: float = Field(default=60.0, gt=0, le=3600)
     isolation: Literal["auto", "session", "worker"] = "auto"
+    daemon: Literal["auto", "on", "off"] = Field(
+        default="auto", description="lease warm environments from `envmgr daemon` (auto: when one is running)"
+    )
+    daemon_pool_size: int = Field(default=1, ge=0, le=16, description="environments kept per configuration")
+    daemon_idle_ttl: float = Field(default=900.0, gt=0, description="seconds an idle warm environment is kept")
     alembic_ini: Path | None = None
     seeds: Path | None = None
     project_root: Path = Field(default=Path("."), description="set by load_settings: the pyproject's folder")

@@ -27,10 +27,12 @@ from envmgr.errors import DockerUnavailableError, ImageError, first_line
 __all__ = [
     "LABEL_CONFIG",
     "LABEL_CREATED",
+    "LABEL_DAEMON",
     "LABEL_DETACHED",
     "LABEL_ENV",
     "LABEL_HOST",
     "LABEL_IMAGE_SET",
+    "LABEL_LEASE",
     "LABEL_NAMESPACE",
     "LABEL_PID",
     "LABEL_PID_START",
@@ -39,6 +41,7 @@ __all__ = [
     "LABEL_SECRET",
     "LABEL_SERVICE",
     "LABEL_SERVICE_CONFIG",
+    "LABEL_SETTINGS",
     "LABEL_WORKERS",
     "Engine",
     "EnvironmentRecord",
@@ -60,6 +63,9 @@ LABEL_CONFIG = "envmgr.config"
 LABEL_SECRET = "envmgr.secret"
 LABEL_SERVICE_CONFIG = "envmgr.service-config"
 LABEL_IMAGE_SET = "envmgr.image-set"
+LABEL_DAEMON = "envmgr.daemon"
+LABEL_LEASE = "envmgr.lease"
+LABEL_SETTINGS = "envmgr.settings"
 
 LOCAL_SCHEMES = {"unix", "npipe", "http+unix", "http+docker"}
 

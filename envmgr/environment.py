@@ -41,6 +41,7 @@ from envmgr.engine import (
     LABEL_SECRET,
     LABEL_SERVICE,
     LABEL_SERVICE_CONFIG,
+    LABEL_SETTINGS,
     LABEL_WORKERS,
     Engine,
     Owner,
@@ -74,13 +75,19 @@ class Health:
 
 @dataclass
 class _Timings:
-    """Seconds per phase per service: create, ready, prepare, reset."""
+    """Seconds per phase per service (create, ready, prepare, reset) and how many times each phase ran.
+
+    Repeated phases add up (three resets take the time of three); the replicas of a per-worker service start
+    concurrently, so a phase measured with `replica` takes as long as its slowest replica (wall time).
+    """
 
     phases: dict[str, dict[str, float]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    _replicas: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
-    def measure(self, service: str, phase: str) -> Iterator[None]:
+    def measure(self, service: str, phase: str, replica: int | None = None) -> Iterator[None]:
         started = time.perf_counter()
         try:
             yield
@@ -88,7 +95,14 @@ class _Timings:
             elapsed = time.perf_counter() - started
             with self._lock:
                 bucket = self.phases.setdefault(service, {})
-                bucket[phase] = bucket.get(phase, 0.0) + elapsed
+                if replica is None:
+                    bucket[phase] = bucket.get(phase, 0.0) + elapsed
+                else:
+                    spent = self._replicas.setdefault((service, phase), {})
+                    spent[replica] = spent.get(replica, 0.0) + elapsed
+                    bucket[phase] = max(spent.values())
+                counts = self.counts.setdefault(service, {})
+                counts[phase] = counts.get(phase, 0) + 1
 
 
 class Environment:
@@ -104,6 +118,7 @@ class Environment:
         detach: bool = False,
         engine: Engine | None = None,
         workers: int = 0,
+        labels: Mapping[str, str] | None = None,
     ) -> None:
         """`workers`: 0 for session isolation (one replica of everything); N for worker isolation, where each of
         the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker)."""
@@ -121,6 +136,7 @@ class Environment:
         self.sandbox = sandbox
         self.detach = detach
         self.workers = max(0, workers)
+        self._extra_labels = dict(labels or {})
         self.timings = _Timings()
         self._engine = engine
         self._owner = Owner.current()
@@ -164,7 +180,7 @@ class Environment:
         }
         if self.sandbox:
             labels[LABEL_SANDBOX] = self.sandbox
-        return labels
+        return {**self._extra_labels, **labels}
 
     def start(self, service: str | None = None, worker: Worker | None = None) -> Endpoints:
         """Start every service and return the endpoints; on failure nothing is left running.
@@ -230,11 +246,14 @@ class Environment:
         return {name: self._probe_once(name) for name in self.endpoints.services}
 
     def reset(self, services: Sequence[str] | None = None) -> None:
-        """Bring services back to their prepared state (default: all)."""
+        """Bring services back to their prepared state (default: all), every replica, and drop what workers made
+        (their databases, Redis databases, AWS accounts): what a fresh environment would have."""
         for name in services if services is not None else self.services:
             service = self._service(name)
+            keys = [key for key in self.endpoints.services if key == name or key.startswith(name + "@")]
             with self.timings.measure(name, "reset"):
-                service.reset(self.endpoints[name])
+                for key in keys:
+                    service.reset(self.endpoints.services[key])
 
     # fault injection -----------------------------------------------------------------------------------------
 
@@ -289,7 +308,12 @@ class Environment:
                 f"no environment {env_id!r} on this engine",
                 "list them with `envmgr status`",
             )
-        base = settings if settings is not None else Settings()
+        if settings is not None:
+            base = settings
+        elif LABEL_SETTINGS in record.labels:  # made by the daemon from a project's settings
+            base = Settings.model_validate_json(record.labels[LABEL_SETTINGS])
+        else:
+            base = Settings()
         configs: dict[str, Any] = {}
         for container in record.containers:
             name = container.labels.get(LABEL_SERVICE, "")
@@ -321,7 +345,7 @@ class Environment:
                 req: services.get(replica_key(req, worker.replica)) or services[req] for req in env._needs(service)
             }
             published = _published_from(container, host, service, worker, needs)
-            services[replica_key(name, replica)] = service.endpoint(published)
+            services[replica_key(name, replica)] = service.recover(service.endpoint(published))
         env._endpoints = Endpoints(
             id=env_id, network=env.network_name, namespace=merged.namespace, sandbox=record.sandbox,
             services=services,
@@ -412,13 +436,13 @@ class Environment:
             LABEL_SECRET: service.password,
             LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
         }
-        with self.timings.measure(name, "create"):
+        with self.timings.measure(name, "create", worker.replica):
             wrapped = self._run_container(service, alias, spec, network, service_labels)
         published = _published_from(wrapped, self.engine.host_address(), service, worker, needs)
         endpoint = service.endpoint(published)
-        with self.timings.measure(name, "ready"):
+        with self.timings.measure(name, "ready", worker.replica):
             self._await_ready(service, endpoint, wrapped, cancel)
-        with self.timings.measure(name, "prepare"):
+        with self.timings.measure(name, "prepare", worker.replica):
             return service.prepare(endpoint)
 
     def _run_container(

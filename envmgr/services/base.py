@@ -115,5 +115,9 @@ class Service(ABC):
         """After readiness: load what the environment needs (seeds); return the endpoint to hand out."""
         return endpoint
 
+    def recover(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
+        """On attach to a running environment: restore facts `prepare` put on the endpoint, without touching data."""
+        return endpoint
+
     def reset(self, endpoint: ServiceEndpoint) -> None:  # noqa: B027 - optional hook
         """Back to the prepared state. Default: nothing to reset."""

@@ -35,6 +35,7 @@ SECRET_ACCESS_KEY = "test"
 READY_STATES = {"available", "running"}
 REQUIRED = ("s3", "sqs")
 HTTP_TIMEOUT = 5
+FALLBACK_ACCOUNTS = 8
 
 
 class LocalStackService(Service):
@@ -99,7 +100,8 @@ class LocalStackService(Service):
         return endpoint
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
-        reset_account(endpoint, Worker())
+        """Every account emptied (the workers' too), then the shared account seeded again."""
+        reset_account(endpoint, None)
         load_aws_seeds(endpoint, Worker(), self.settings)
 
 
@@ -157,11 +159,16 @@ def _seed_call(what: str, action: Any) -> None:
         raise SeedError(f"seeding LocalStack failed at {what}: {first_line(exc)}", "check the seeds folder") from None
 
 
-def reset_account(endpoint: ServiceEndpoint, worker: Worker) -> None:
-    """Empty the worker's account (S3 buckets and objects, SQS queues); other accounts are untouched."""
+def reset_account(endpoint: ServiceEndpoint, worker: Worker | None) -> None:
+    """Empty the worker's account (S3 buckets and objects, SQS queues); other accounts are untouched.
+
+    With no worker: every account. (On the official image, which lacks envmgr's reset endpoint, "every account"
+    means the shared one and those of the first FALLBACK_ACCOUNTS workers, deleted through the AWS API.)
+    """
+    selection = {"account_ids": [worker.aws_account_id]} if worker is not None else {}
     request = urllib.request.Request(
         endpoint.url + RESET_PATH,
-        data=json.dumps({"account_ids": [worker.aws_account_id]}).encode(),
+        data=json.dumps(selection).encode(),
         headers={"Content-Type": "application/json"},
         method="POST",
     )
@@ -171,7 +178,11 @@ def reset_account(endpoint: ServiceEndpoint, worker: Worker) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code != 404:  # 404: an image without envmgr's reset endpoint (the official one)
             raise
-    _delete_through_api(endpoint, worker)
+    accounts = (
+        [worker] if worker is not None else [Worker(), *(Worker(f"gw{i}", True) for i in range(FALLBACK_ACCOUNTS))]
+    )
+    for account in accounts:
+        _delete_through_api(endpoint, account)
 
 
 def _delete_through_api(endpoint: ServiceEndpoint, worker: Worker) -> None:

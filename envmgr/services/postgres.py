@@ -83,9 +83,21 @@ class PostgresService(Service):
         }
         return endpoint.model_copy(update={"extra": {**endpoint.extra, **facts}})
 
-    def reset(self, endpoint: ServiceEndpoint) -> None:
-        """The environment's database cloned anew from the template (other connections to it are terminated)."""
-        from envmgr.database import Janitor
+    def recover(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
+        """The template's name, found by the hash of the migrations and seeds (it exists: nothing is built)."""
+        from envmgr.database import ensure_template
 
+        result = ensure_template(endpoint, self.settings)
+        return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": result.name}})
+
+    def reset(self, endpoint: ServiceEndpoint) -> None:
+        """The environment's database cloned anew from the template (other connections to it are terminated) and
+        the workers' databases (`<db>_gw0`, `<db>_main`, ...) dropped."""
+        from envmgr.database import Janitor, ensure_template
+
+        template = endpoint.extra.get("template") or ensure_template(endpoint, self.settings).name
         with Janitor(endpoint) as janitor:
-            janitor.clone(endpoint.extra["template"], self.pg.database)
+            for name in janitor.list(f"{self.pg.database}_"):
+                if name != template and not janitor.is_template(name):
+                    janitor.drop(name)
+            janitor.clone(template, self.pg.database)

@@ -50,6 +50,14 @@ class RedisService(Service):
         )
         return endpoint.model_copy(update={"variables": {"REDIS_URL": endpoint.url}})
 
+    def reset(self, endpoint: ServiceEndpoint) -> None:
+        """Every logical database emptied (the session's and each worker's)."""
+        client = redis.Redis.from_url(endpoint.url, socket_timeout=5)
+        try:
+            client.flushall()
+        finally:
+            client.close()
+
     def probe(self, endpoint: ServiceEndpoint) -> None:
         client = redis.Redis.from_url(endpoint.url, socket_timeout=2, socket_connect_timeout=2)
         try:
