@@ -55,7 +55,6 @@ class LocalStackService(Service):
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
         env = {
             "SERVICES": "s3,sqs",
-            "EAGER_SERVICE_LOADING": "1",
             "PERSISTENCE": "0",
             "SKIP_SSL_CERT_DOWNLOAD": "1",
             "DISABLE_EVENTS": "1",
