@@ -470,8 +470,8 @@ class Environment:
                 container.with_tmpfs_mount(path, size or None)
             for host_path, container_path in spec.binds.items():
                 container.with_volume_mapping(host_path, container_path, "ro")
-            for host_path, container_dir in spec.copies.items():
-                container.with_copy_into_container(Path(host_path), container_dir)
+            for source, destination, mode in _copies(spec.copies):
+                container.with_copy_into_container(source, destination, mode)
             container.with_kwargs(labels=labels, privileged=False)
             with self._lock:
                 self._containers[alias] = container
@@ -549,6 +549,18 @@ class Faults:
 
     def __exit__(self, *exc: object) -> None:
         self.restore()
+
+
+def _copies(copies: Mapping[str, str]) -> list[tuple[bytes, str, int]]:
+    """Each file of the copied folders, readable by any user in the container (the service may not run as root,
+    and a checkout's modes are the host's business)."""
+    files: list[tuple[bytes, str, int]] = []
+    for host_path, container_dir in copies.items():
+        source = Path(host_path)
+        for path in sorted(p for p in [source, *source.rglob("*")] if p.is_file()):
+            relative = path.relative_to(source.parent).as_posix()
+            files.append((path.read_bytes(), f"{container_dir.rstrip('/')}/{relative}", 0o644))
+    return files
 
 
 def _free_port(address: str) -> int:
