@@ -65,8 +65,14 @@ LEASE_VOLUME_PREFIX = "envmgr-lease-"
 MAX_REQUEST_BYTES = 1 << 20
 
 
-def daemon_key() -> str:
-    """Identifies the engine a daemon serves: one daemon per user and engine."""
+def daemon_key(socket_path: Path) -> str:
+    """Identifies a daemon's environments: its user, its engine and its socket (the default socket makes it one
+    daemon per user and engine; a daemon on another socket never adopts or removes these)."""
+    engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return hashlib.sha256(f"{os.getuid()}|{engine}|{socket_path.resolve()}".encode()).hexdigest()[:12]
+
+
+def _engine_key() -> str:
     engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     return hashlib.sha256(f"{os.getuid()}|{engine}".encode()).hexdigest()[:12]
 
@@ -78,7 +84,7 @@ def default_socket_path() -> Path:
         return Path(explicit)
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     folder = Path(runtime) / "envmgr" if runtime else Path(f"/tmp/envmgr-{os.getuid()}")
-    return folder / f"daemon-{daemon_key()}.sock"
+    return folder / f"daemon-{_engine_key()}.sock"
 
 
 def config_key(settings: Settings, services: list[str], workers: int) -> str:
@@ -111,9 +117,9 @@ class _Warm:
 class Daemon:
     """The pools, the leases and the monitor; request handling is `handle(request) -> response`."""
 
-    def __init__(self, engine: Engine | None = None) -> None:
+    def __init__(self, socket_path: Path, engine: Engine | None = None) -> None:
         self.engine = engine or Engine.connect()
-        self.key = daemon_key()
+        self.key = daemon_key(socket_path)
         self.owner = Owner.current()
         self._lock = threading.RLock()
         self._released = threading.Condition(self._lock)
@@ -380,7 +386,7 @@ def serve(socket_path: Path | None = None) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(path.parent, 0o700)
     _claim(path)
-    state = Daemon()
+    state = Daemon(path)
     state.recover()
     previous = os.umask(0o177)  # the socket is created 0600: only this user may talk to the daemon
     try:

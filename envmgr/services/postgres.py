@@ -84,11 +84,12 @@ class PostgresService(Service):
         return endpoint.model_copy(update={"extra": {**endpoint.extra, **facts}})
 
     def recover(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
-        """The template's name, found by the hash of the migrations and seeds (it exists: nothing is built)."""
-        from envmgr.database import ensure_template
+        """The template's name, from the hash of the migrations and seeds: no connection, nothing built."""
+        from envmgr.database import template_name
+        from envmgr.migrations import content_hash
 
-        result = ensure_template(endpoint, self.settings)
-        return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": result.name}})
+        name = template_name(self.settings, content_hash(self.settings))
+        return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": name}})
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """The environment's database cloned anew from the template (other connections to it are terminated) and
