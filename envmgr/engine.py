@@ -218,7 +218,9 @@ class Engine:
     def containers(self, env_id: str | None = None, **labels: str) -> list[Container]:
         filters = [f"{LABEL_ENV}={env_id}" if env_id else LABEL_ENV]
         filters += [f"{key}={value}" for key, value in labels.items()]
-        result: list[Container] = self.client.containers.list(all=True, filters={"label": filters})
+        # ignore_removed: a container removed between the listing and its inspection (another process tearing an
+        # environment down) is simply not there, rather than a NotFound for the whole listing
+        result: list[Container] = self.client.containers.list(all=True, filters={"label": filters}, ignore_removed=True)
         return result
 
     def environments(self) -> dict[str, EnvironmentRecord]:
@@ -240,7 +242,7 @@ class Engine:
     def remove_environment(self, env_id: str) -> int:
         """Remove every container, network and volume labelled with this environment; return how many."""
         selector = {"label": [f"{LABEL_ENV}={env_id}"]}
-        containers = self.client.containers.list(all=True, filters=selector)
+        containers = self.client.containers.list(all=True, filters=selector, ignore_removed=True)
         removed = len(_parallel(self._remove_container, containers))
         for network in self.client.networks.list(filters=selector):
             removed += _ignore_missing(network.remove)

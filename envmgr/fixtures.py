@@ -85,7 +85,9 @@ def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envm
     run = _run(request)
     if run.environment is not None:
         return run.environment
-    return Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
+    env = Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
+    env.timings = run.resets  # its resets count in the run's report (sent to the controller by an xdist worker)
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -161,7 +163,8 @@ def _envmgr_fresh_db(request: pytest.FixtureRequest) -> Iterator[None]:
     server = endpoints["postgres"]
     if worker.worker_id.startswith("gw") and not worker.isolated:
         pytest.fail("envmgr_fresh_db needs worker isolation under xdist (--envmgr-isolation=worker)")
-    Janitor(server).clone(server.extra["template"], worker.database(server.path))
+    with _run(request).resets.measure("postgres", "reset"):
+        Janitor(server).clone(server.extra["template"], worker.database(server.path))
 
 
 @pytest.fixture(scope="session")
@@ -223,15 +226,20 @@ def aws_env(
 
 @pytest.fixture
 def _envmgr_aws_reset(
-    aws_endpoint_url: str, envmgr_endpoints: Endpoints, envmgr_worker: Worker, envmgr_settings: Settings
+    request: pytest.FixtureRequest,
+    aws_endpoint_url: str,
+    envmgr_endpoints: Endpoints,
+    envmgr_worker: Worker,
+    envmgr_settings: Settings,
 ) -> Iterator[None]:
     """After the test: this worker's account back to its seeded buckets, objects and queues."""
     yield
     from envmgr.services.localstack import load_aws_seeds, reset_account
 
     endpoint = envmgr_endpoints["localstack"]
-    reset_account(endpoint, envmgr_worker)
-    load_aws_seeds(endpoint, envmgr_worker, envmgr_settings)
+    with _run(request).resets.measure("localstack", "reset"):
+        reset_account(endpoint, envmgr_worker)
+        load_aws_seeds(endpoint, envmgr_worker, envmgr_settings)
 
 
 @pytest.fixture
@@ -260,7 +268,7 @@ def wiremock_url(envmgr_endpoints: Endpoints) -> str:
 
 
 @pytest.fixture
-def wiremock(wiremock_url: str) -> Iterator[WireMockAdmin]:
+def wiremock(request: pytest.FixtureRequest, wiremock_url: str) -> Iterator[WireMockAdmin]:
     """The admin client of this worker's WireMock; back to the seeded stubs, empty journal, no delay after."""
     from envmgr.services.wiremock import WireMockAdmin
 
@@ -268,7 +276,8 @@ def wiremock(wiremock_url: str) -> Iterator[WireMockAdmin]:
     try:
         yield admin
     finally:
-        admin.reset()
+        with _run(request).resets.measure("wiremock", "reset"):
+            admin.reset()
 
 
 # Celery -----------------------------------------------------------------------------------------------------
@@ -296,11 +305,12 @@ def _envmgr_celery_worker(celery_app: Any, envmgr_endpoints: Endpoints) -> Itera
 
 
 @pytest.fixture
-def celery_worker(_envmgr_celery_worker: Any, celery_app: Any) -> Iterator[Any]:
+def celery_worker(request: pytest.FixtureRequest, _envmgr_celery_worker: Any, celery_app: Any) -> Iterator[Any]:
     """A Celery worker executing this worker's tasks: its container replica when the celery service runs,
     otherwise an in-process solo worker (celery.contrib.testing). Its queue is purged after the test."""
     yield _envmgr_celery_worker
-    celery_app.control.purge()
+    with _run(request).resets.measure("celery", "reset"):
+        celery_app.control.purge()
 
 
 # faults -----------------------------------------------------------------------------------------------------

@@ -9,16 +9,22 @@ project has a `[tool.envmgr]` table or an `--envmgr-*` option is given. A crashe
 
 from __future__ import annotations
 
+import time
 import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, find_pyproject, load_settings
 from envmgr.endpoints import Endpoints
-from envmgr.environment import Environment
+from envmgr.engine import Engine, Owner
+from envmgr.environment import Environment, _Timings
 from envmgr.errors import EnvmgrError
+from envmgr.reaper import Watchdog
+from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of, write_container_logs, write_report
 
 __all__ = ["run_of"]
 
@@ -26,6 +32,8 @@ pytest_plugins = ["envmgr.fixtures"]  # every fixture lives there
 
 WORKERINPUT_ENDPOINTS = "envmgr_endpoints"
 WORKERINPUT_ISOLATION = "envmgr_isolation"
+WORKEROUTPUT_RESETS = "envmgr_resets"
+DEFAULT_LOGS_DIR = "envmgr-logs"
 
 
 @dataclass
@@ -41,6 +49,21 @@ class _PluginRun:
     workers: int = 0
     """replicas of per-worker services: the number of xdist workers in worker isolation, else 0"""
     environment: Environment | None = None
+    lease: Lease | None = None
+    """the environment leased from the daemon, when one answered"""
+    keep_on_failure: bool = False
+    """--envmgr-keep-on-failure: a failed run leaves its environment running for a post-mortem"""
+    logs_dir: Path | None = None
+    """where the containers' logs go when the run fails (None: nowhere)"""
+    report_path: Path | None = None
+    """--envmgr-report: where the JSON report goes"""
+    exitstatus: int | None = None
+    start_seconds: float = 0.0
+    """wall time of starting (or attaching to) the environment"""
+    resets: _Timings = field(default_factory=_Timings)
+    """resets made in this process by fixtures (and by envmgr_env.reset() in an xdist worker)"""
+    worker_resets: list[Resets] = field(default_factory=list)
+    """the resets of each xdist worker, received on the controller through workeroutput"""
     _endpoints: Endpoints | None = field(default=None, repr=False)
 
     @property
@@ -56,7 +79,7 @@ class _PluginRun:
                 "to pyproject.toml (or pass an --envmgr-* option) so that the controller starts one"
             )
         try:
-            return self.start()
+            return self._timed_start()
         except EnvmgrError as exc:
             raise pytest.UsageError(f"envmgr: {exc}") from None
 
@@ -67,38 +90,102 @@ class _PluginRun:
         if self.attach_id is not None:
             environment = Environment.attach(self.attach_id, settings=self.settings)
             self._endpoints = environment.prepare()
+        elif (lease := self._lease_from_daemon()) is not None:
+            self.lease = lease
+            self._endpoints = lease.endpoints
+            return self._endpoints
         else:
-            environment = Environment(settings=self.settings, detach=self.keep, workers=self.workers)
+            detach = self.keep or self.keep_on_failure  # kept on failure: never swept as an orphan afterwards
+            environment = Environment(settings=self.settings, detach=detach, workers=self.workers)
             self._endpoints = environment.start()
+            if self.keep_on_failure and not self.keep:
+                _guard_until_finish(environment)
         self.environment = environment
         return self._endpoints
 
+    def _lease_from_daemon(self) -> Lease | None:
+        """A warm environment from the daemon (setting `daemon`: auto uses one when it answers, on requires it)."""
+        if self.settings.daemon == "off" or self.keep or self.keep_on_failure:
+            return None
+        client = DaemonClient()
+        if not client.available():
+            if self.settings.daemon == "on":
+                raise EnvmgrError(
+                    f"no envmgr daemon answers on {client.path} (daemon = 'on')",
+                    "start it (envmgr daemon start) or set daemon = 'auto'",
+                )
+            return None
+        return client.lease(self.settings, None, self.workers)
+
     def summary(self) -> str | None:
         """One line about the environment for the terminal summary."""
-        if self._endpoints is None or self.environment is None:
+        if self.lease is not None:
+            state = "warm" if self.lease.warm else "started for this run"
+            return f"envmgr: environment {self.lease.id} leased from the daemon ({state})"
+        report = self.report()
+        return report_line(report) if report is not None and self.environment is not None else None
+
+    def _timed_start(self) -> Endpoints:
+        if self._endpoints is not None:
+            return self._endpoints
+        started = time.perf_counter()
+        try:
+            return self.start()
+        finally:
+            self.start_seconds = time.perf_counter() - started
+
+    def report(self) -> dict[str, Any] | None:
+        """What the environment cost this run (see envmgr.report), resets of every worker included."""
+        if self._endpoints is None:
             return None
-        parts = [f"envmgr: environment {self._endpoints.id}"]
-        if "postgres" in self._endpoints:
-            extra = self._endpoints["postgres"].extra
-            if extra.get("template_created") == "true":
-                parts.append(
-                    f"template {extra['template']} built (migrate {extra['migrate_seconds']} s, "
-                    f"seed {extra['seed_seconds']} s)"
-                )
-            elif "template" in extra:
-                parts.append(f"template {extra['template']} reused (migrations and seeds skipped)")
-        phases = self.environment.timings.phases
-        if phases:
-            parts.append(
-                "; ".join(
-                    f"{name} " + " ".join(f"{phase} {seconds * 1000:.0f} ms" for phase, seconds in timing.items())
-                    for name, timing in phases.items()
-                )
-            )
-        return " | ".join(parts)
+        records = [resets_of(self.resets.phases, self.resets.counts), *self.worker_resets]
+        phases: dict[str, dict[str, float]] = {}
+        if self.environment is not None:
+            timings = self.environment.timings
+            phases = timings.phases
+            records.append(resets_of(timings.phases, timings.counts))
+        return build_report(self._endpoints, phases, merge_resets(records), self.start_seconds)
+
+    @property
+    def failed(self) -> bool:
+        return self.exitstatus is not None and self.exitstatus != 0
+
+    def _save_logs(self, config: pytest.Config) -> None:
+        """After a failed run: every container's log in logs_dir (for CI artifacts), before anything is removed."""
+        if not self.failed or self.logs_dir is None or self._endpoints is None:
+            return
+        try:
+            engine = self.environment.engine if self.environment is not None else Engine.connect()
+            written = write_container_logs(engine, self._endpoints, self.logs_dir)
+        except (OSError, EnvmgrError) as exc:  # never in the way of the teardown that follows
+            _say(config, f"envmgr: could not write the containers' logs to {self.logs_dir}: {exc}")
+            return
+        _say(config, f"envmgr: logs of {len(written)} container(s) written to {self.logs_dir}")
+
+    def _keep_for_post_mortem(self, config: pytest.Config) -> bool:
+        """--envmgr-keep-on-failure after a failed run: hand the environment over (no watchdog, labelled detached:
+        nothing reaps it) and say how to reach it and remove it. False when there is nothing to keep."""
+        environment = self.environment
+        if not (self.keep_on_failure and self.failed) or environment is None or self.keep or self.attach_id:
+            return False
+        environment.detach = True
+        environment._dismiss_watchdog()
+        endpoints = environment.endpoints
+        _say(config, f"envmgr: the run failed; environment {environment.id} is kept for a post-mortem:")
+        width = max(len(key) for key in endpoints.services)
+        for key, endpoint in endpoints.services.items():
+            _say(config, f"envmgr:   {key:{width}}  {endpoint.url}")
+        _say(config, f"envmgr: remove it with: envmgr down {environment.id}")
+        return True
 
     def finish(self, config: pytest.Config) -> None:
+        self._save_logs(config)
+        if self.lease is not None:
+            DaemonClient().release(self.lease.id)  # the daemon resets it and keeps it warm
+            return
         if self.environment is None:
+            return
+        if self._keep_for_post_mortem(config):
             return
         if self.keep or self.attach_id is not None:
             reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -107,6 +194,19 @@ class _PluginRun:
                 reporter.write_line(f"envmgr: environment {env_id} kept; remove it with: envmgr down {env_id}")
             return
         self.environment.close()
+
+
+def _guard_until_finish(environment: Environment) -> None:
+    """An environment started detached (so that a kept one is never swept) but torn down at the end of a run that
+    passes: a watchdog guards it until then, as one guards every environment of a run (Environment.start)."""
+    environment._watchdog = Watchdog(environment.id, Owner.current())
+    environment.detach = False  # close() tears it down, and its watchdog with it
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(line)
 
 
 RUN_KEY = pytest.StashKey[_PluginRun]()
@@ -135,6 +235,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         metavar="ID",
         help="use this running environment (envmgr up --detach, or kept with --envmgr-keep) instead of starting one",
+    )
+    group.addoption(
+        "--envmgr-keep-on-failure",
+        action="store_true",
+        help="when the run fails, leave the environment running, print how to reach and remove it, and write the "
+        f"containers' logs (to --envmgr-logs-dir, default {DEFAULT_LOGS_DIR}/ in the rootdir)",
+    )
+    group.addoption(
+        "--envmgr-logs-dir",
+        default=None,
+        metavar="PATH",
+        help="when the run fails, write each container's log here (<service>[-replica].log), e.g. for CI artifacts",
+    )
+    group.addoption(
+        "--envmgr-report",
+        default=None,
+        metavar="PATH",
+        help="write what the environment cost per service (create, ready, migrate, seed, resets) as JSON",
     )
 
 
@@ -197,13 +315,28 @@ def pytest_configure(config: pytest.Config) -> None:
             attach_id=attach_id,
             workers=workers,
         )
+    if workerinput is None:
+        _reporting_options(config, run)
     config.stash[RUN_KEY] = run
+
+
+def _reporting_options(config: pytest.Config, run: _PluginRun) -> None:
+    """--envmgr-keep-on-failure, --envmgr-logs-dir, --envmgr-report (paths relative to where pytest was run)."""
+    here = config.invocation_params.dir
+    run.keep_on_failure = bool(config.getoption("envmgr_keep_on_failure"))
+    logs_dir = config.getoption("envmgr_logs_dir")
+    if logs_dir is not None:
+        run.logs_dir = here / logs_dir
+    elif run.keep_on_failure:
+        run.logs_dir = config.rootpath / DEFAULT_LOGS_DIR
+    report = config.getoption("envmgr_report")
+    run.report_path = here / report if report is not None else None
 
 
 def _start_or_exit(run: _PluginRun) -> Endpoints:
     """Start the environment before any test runs; a failure ends the run with the cause and the fix."""
     try:
-        return run.start()
+        return run._timed_start()
     except EnvmgrError as exc:
         pytest.exit(f"envmgr: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 
@@ -224,6 +357,36 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any("envmgr_endpoints" in getattr(item, "fixturenames", ()) for item in session.items):
         _start_or_exit(run)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist, on the controller: a worker has finished (or crashed); keep the resets it made."""
+    run = node.config.stash.get(RUN_KEY, None)
+    output = getattr(node, "workeroutput", None) or {}
+    if run is not None and output.get(WORKEROUTPUT_RESETS):
+        run.worker_resets.append(output[WORKEROUTPUT_RESETS])
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A worker sends its resets to the controller; the controller notes the outcome and writes the report."""
+    config = session.config
+    run = config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    workeroutput: dict[str, Any] | None = getattr(config, "workeroutput", None)
+    if run.is_worker:
+        if workeroutput is not None:
+            workeroutput[WORKEROUTPUT_RESETS] = resets_of(run.resets.phases, run.resets.counts)
+        return
+    run.exitstatus = int(exitstatus)
+    report = run.report()
+    if run.report_path is not None and report is not None:
+        try:
+            write_report(run.report_path, report)
+        except OSError as exc:
+            _say(config, f"envmgr: could not write the report to {run.report_path}: {exc}")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -9,6 +9,9 @@ Two mechanisms, neither needing a pulled image:
 * a **sweep** at every environment start and in `envmgr gc`: environments on this host whose owner process is gone
   and that are not detached are removed.
 
+`envmgr gc --older-than DURATION` goes further for environments nobody will come back for (a CI job's sandbox whose
+`envmgr down` never ran): see `expired`.
+
 The owner is always the process that created the environment (the pytest controller, never an xdist worker), so a
 worker that ends early cannot take anything with it.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import select
 import socket
 import subprocess
@@ -24,10 +28,14 @@ import sys
 import time
 
 from envmgr.engine import Engine, EnvironmentRecord, Owner
+from envmgr.errors import ConfigError
 
-__all__ = ["Watchdog", "orphaned", "sweep"]
+__all__ = ["Watchdog", "expired", "orphaned", "parse_duration", "sweep"]
 
 RECHECK_SECONDS = 5.0
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 
 
 class Watchdog:
@@ -64,6 +72,37 @@ def orphaned(record: EnvironmentRecord) -> bool:
     if record.detached or owner is None:
         return False
     return not owner.is_alive()
+
+
+def expired(record: EnvironmentRecord, now: float, older_than: float) -> bool:
+    """True when `envmgr gc --older-than` may remove the environment: created at least `older_than` seconds before
+    `now`, and its owner gone.
+
+    A detached environment (`envmgr up --detach`, a CI sandbox) was handed over by a CLI that has exited, so its age
+    alone decides; but a live owner on this host still spares it (a pytest run with `--envmgr-keep-on-failure`,
+    whose environment is labelled detached from the start). An attached one is removed only when its owner is
+    gone (on another host the owner cannot be checked and counts as alive).
+    """
+    if now - record.created < older_than:
+        return False
+    owner = record.owner
+    if record.detached:
+        return owner is None or not (owner.host == socket.gethostname() and owner.is_alive())
+    return owner is not None and not owner.is_alive()  # no owner labels: like `orphaned`, never assume it is gone
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as `30m`, `2h`, `1d`, `1h30m`, `90s` or `0` (units s, m, h, d, w)."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if cleaned == "0":
+        return 0.0
+    parts = _DURATION_PART.findall(cleaned)
+    if not cleaned or "".join(number + unit for number, unit in parts) != cleaned:
+        raise ConfigError(
+            f"cannot read the duration {text!r}",
+            "write a number and a unit, s m h d or w, e.g. 30m, 2h, 1d or 1h30m",
+        )
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
 
 
 def sweep(engine: Engine) -> list[str]:

@@ -40,7 +40,7 @@ def labelled(engine: Engine, env_id: str) -> list[str]:
     selector = {"label": [f"{LABEL_ENV}={env_id}"]}
     client = engine.client
     return (
-        [f"container {c.name}" for c in client.containers.list(all=True, filters=selector)]
+        [f"container {c.name}" for c in client.containers.list(all=True, filters=selector, ignore_removed=True)]
         + [f"network {n.name}" for n in client.networks.list(filters=selector)]
         + [f"volume {v.name}" for v in client.volumes.list(filters=selector)]
     )

@@ -1,0 +1,112 @@
+"""The run report: wall time of replicas, resets of every process added up, the JSON shape and the one line."""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from envmgr.endpoints import Endpoints, ServiceEndpoint
+from envmgr.environment import _Timings
+from envmgr.report import build_report, merge_resets, report_line, resets_of, write_report
+
+
+def endpoint(service: str, extra: dict[str, str] | None = None) -> ServiceEndpoint:
+    return ServiceEndpoint(
+        service=service, scheme="x", host="127.0.0.1", port=1, internal_host=service, internal_port=1,
+        container=f"ns-e1-{service}", extra=extra or {},
+    )  # fmt: skip
+
+
+POSTGRES_EXTRA = {"template": "app_tpl_ab12", "template_created": "true", "migrate_seconds": "0.090",
+                  "seed_seconds": "0.110"}  # fmt: skip
+ENDPOINTS = Endpoints(
+    id="e1",
+    network="n",
+    services={
+        "postgres": endpoint("postgres", POSTGRES_EXTRA),
+        "redis": endpoint("redis"),
+        "wiremock": endpoint("wiremock"),
+        "wiremock@1": endpoint("wiremock"),
+    },
+)
+
+
+def test_replicas_count_their_slowest_and_repeats_add_up() -> None:
+    timings = _Timings()
+
+    def replica(index: int, seconds: float) -> None:
+        with timings.measure("wiremock", "create", index):
+            time.sleep(seconds)
+
+    threads = [threading.Thread(target=replica, args=(i, s)) for i, s in enumerate((0.05, 0.15, 0.1))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for _ in range(3):
+        with timings.measure("postgres", "reset"):
+            time.sleep(0.01)
+    assert 0.15 <= timings.phases["wiremock"]["create"] < 0.25  # the slowest replica, not the 0.3 s sum
+    assert timings.counts["wiremock"]["create"] == 3
+    assert timings.phases["postgres"]["reset"] >= 0.03
+    assert timings.counts["postgres"]["reset"] == 3
+
+
+def test_resets_of_every_process_add_up() -> None:
+    timings = _Timings()
+    with timings.measure("postgres", "reset"):
+        pass
+    with timings.measure("postgres", "create"):
+        pass
+    own = resets_of(timings.phases, timings.counts)
+    assert set(own) == {"postgres"}
+    assert own["postgres"]["count"] == 1
+    workers = [{"wiremock": {"seconds": 0.2, "count": 4}}, {"wiremock": {"seconds": 0.1, "count": 2}}]
+    merged = merge_resets([own, *workers])
+    assert merged["wiremock"] == {"seconds": pytest.approx(0.3), "count": 6}
+    assert merged["postgres"]["count"] == 1
+
+
+def report() -> dict[str, object]:
+    phases = {"postgres": {"create": 0.52, "ready": 0.31, "prepare": 0.4}, "redis": {"create": 0.2, "ready": 0.002}}
+    resets = {"postgres": {"seconds": 0.03, "count": 2}, "wiremock": {"seconds": 0.01, "count": 1},
+              "celery": {"seconds": 0.005, "count": 1}}  # fmt: skip
+    return build_report(ENDPOINTS, phases, resets, start_seconds=1.5)
+
+
+def test_the_json_has_the_documented_shape(tmp_path: Path) -> None:
+    data = report()
+    write_report(tmp_path / "deep" / "out.json", data)
+    again = json.loads((tmp_path / "deep" / "out.json").read_text())
+    assert again["environment"] == "e1"
+    assert list(again["services"]) == ["postgres", "redis", "wiremock", "celery"]  # replicas are not services
+    assert again["services"]["postgres"] == {
+        "create": 0.52, "ready": 0.31, "prepare": 0.4, "migrate": 0.09, "seed": 0.11, "reset": 0.03, "resets": 2,
+    }  # fmt: skip
+    assert again["services"]["redis"]["resets"] == 0
+    assert again["template"] == {"name": "app_tpl_ab12", "created": True}
+    assert again["reset_seconds"] == 0.045
+    assert again["total_seconds"] == 1.545
+
+
+def test_the_line_is_concise() -> None:
+    line = report_line(report())
+    assert "\n" not in line
+    assert line == (
+        "envmgr: environment e1 | template app_tpl_ab12 built "
+        "| postgres create 0.52s ready 0.31s prepare 0.40s migrate 0.09s seed 0.11s "
+        "| redis create 0.20s ready 0.00s "
+        "| resets 4 in 45 ms (postgres 2, wiremock 1, celery 1)"
+    )
+
+
+def test_a_reused_template_and_no_resets() -> None:
+    extra = {**POSTGRES_EXTRA, "template_created": "false", "migrate_seconds": "0.000", "seed_seconds": "0.000"}
+    endpoints = Endpoints(id="e2", network="n", services={"postgres": endpoint("postgres", extra)})
+    line = report_line(build_report(endpoints, {"postgres": {"prepare": 0.05}}, {}))
+    assert line == (
+        "envmgr: environment e2 | template app_tpl_ab12 reused (migrations and seeds skipped) "
+        "| postgres prepare 0.05s | resets 0"
+    )
