@@ -170,7 +170,9 @@ def test_broken_migration_fails_the_run_before_any_test(pytester: pytest.Pyteste
         )
     )
     make_project(
-        pytester, "def test_never_runs(db_session):\n    raise AssertionError('ran')\n", table="[tool.envmgr]\n"
+        pytester,
+        "def test_never_runs(db_session):\n    raise AssertionError('ran')\n",
+        table='[tool.envmgr]\nalembic_ini = "alembic.ini"\n',
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret != 0
