@@ -26,6 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from envmgr.client import Lease
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints
 from envmgr.engine import LABEL_NAMESPACE, Engine
@@ -119,6 +120,9 @@ def up(
 
     def body() -> None:
         settings = _settings(config, image_set)
+        if not detach and sandbox is None and (lease := _lease(settings, services)) is not None:
+            _up_leased(lease, settings, env_file, as_json)
+            return
         env = Environment(services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach)
         with _err().status(f"starting {', '.join(env.services)} ..."):
             endpoints = env.start()
@@ -140,6 +144,36 @@ def up(
                     env.close()
 
     _run(body)
+
+
+def _lease(settings: Settings, services: list[str] | None) -> Lease | None:
+    """A warm environment from the daemon when one answers (setting `daemon`: auto, on, off)."""
+    from envmgr.client import DaemonClient
+
+    if settings.daemon == "off":
+        return None
+    client = DaemonClient()
+    if not client.available():
+        if settings.daemon == "on":
+            raise EnvmgrError(f"no envmgr daemon answers on {client.path} (daemon = 'on')", "envmgr daemon start")
+        return None
+    with _err().status("leasing an environment from the daemon ..."):
+        return client.lease(settings, services or None)
+
+
+def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json: bool) -> None:
+    """Hold a lease in the foreground; Ctrl-C hands it back (the daemon resets it and keeps it warm)."""
+    from envmgr.client import DaemonClient
+
+    try:
+        if env_file is not None:
+            _write_env_file(env_file, lease.endpoints)
+        if as_json:
+            print(lease.endpoints.to_json())
+        _err().print(f"leased {'warm ' if lease.warm else ''}environment {lease.id} from the daemon")
+        _foreground(Environment.attach(lease.id, settings=settings))
+    finally:
+        DaemonClient().release(lease.id)
 
 
 def _foreground(env: Environment) -> None:

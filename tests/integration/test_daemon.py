@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -154,3 +155,27 @@ def test_pytest_runs_lease_from_the_daemon(daemon: DaemonClient, pytester: pytes
     finally:
         for name in env:
             del os.environ[name]
+
+
+def test_envmgr_up_leases_in_the_foreground_and_releases_on_ctrl_c(daemon: DaemonClient, tmp_path: Path) -> None:
+    (tmp_path / "pyproject.toml").write_text("[tool.envmgr]\n")
+    up = subprocess.Popen(
+        [sys.executable, "-m", "envmgr", "up", "postgres", "redis", "--json"],
+        cwd=tmp_path, env={**os.environ, "ENVMGR_DAEMON_SOCKET": str(daemon.path)},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert up.stdout is not None
+        env_id = json.loads(up.stdout.readline())["id"]
+        assert {env["id"]: env["state"] for env in daemon.status()}[env_id] == "leased"
+        assert up.stderr is not None
+        while "Ctrl-C" not in up.stderr.readline():  # the live table is up: Ctrl-C now means "stop"
+            assert up.poll() is None, "envmgr up ended early"
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+    assert up.returncode == 0
+    deadline = time.monotonic() + 20
+    while {env["id"]: env["state"] for env in daemon.status()}[env_id] != "idle":
+        assert time.monotonic() < deadline, "the lease was not handed back"
+        time.sleep(0.2)
