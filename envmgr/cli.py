@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from envmgr.client import Lease
+from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints
 from envmgr.engine import LABEL_NAMESPACE, Engine
@@ -410,6 +410,7 @@ def images_build(
         typer.Option(help="extra CA certificate (PEM) to trust inside builds; repeatable", envvar="ENVMGR_CA_CERT"),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the result")] = False,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild every layer")] = False,
 ) -> None:
     """Build the local image set from containers/ (layers are cached)."""
 
@@ -431,7 +432,12 @@ def images_build(
                     progress.update(f"building {catalog[name].tag}: {line[:80]}")
 
                 tag = build_image(
-                    engine, catalog[name], base_image=base_image, ca_certificates=ca_cert or [], on_line=show
+                    engine,
+                    catalog[name],
+                    base_image=base_image,
+                    ca_certificates=ca_cert or [],
+                    on_line=show,
+                    no_cache=no_cache,
                 )
             console.print(f"[green]built[/] {tag} in {time.monotonic() - started:.1f} s")
 
@@ -529,6 +535,15 @@ def daemon_run(socket_path: SocketOption = None) -> None:
     _run(body)
 
 
+def _running_daemon(socket_path: Path | None) -> DaemonClient:
+    from envmgr.client import DaemonClient
+
+    client = DaemonClient(socket_path)
+    if not client.available():
+        raise EnvironmentNotFoundError(f"no envmgr daemon answers on {client.path}", "start one: envmgr daemon start")
+    return client
+
+
 @daemon_app.command("stop")
 def daemon_stop(
     socket_path: SocketOption = None,
@@ -537,13 +552,7 @@ def daemon_stop(
     """Stop the daemon; it removes its environments."""
 
     def body() -> None:
-        from envmgr.client import DaemonClient
-
-        client = DaemonClient(socket_path)
-        if not client.available():
-            raise EnvironmentNotFoundError(
-                f"no envmgr daemon answers on {client.path}", "start one: envmgr daemon start"
-            )
+        client = _running_daemon(socket_path)
         client.stop(force)
         _err().print("envmgr daemon stopping")
 
@@ -558,13 +567,7 @@ def daemon_status(
     """The daemon's environments: idle (warm) or leased, and to whom."""
 
     def body() -> None:
-        from envmgr.client import DaemonClient
-
-        client = DaemonClient(socket_path)
-        if not client.available():
-            raise EnvironmentNotFoundError(
-                f"no envmgr daemon answers on {client.path}", "start one: envmgr daemon start"
-            )
+        client = _running_daemon(socket_path)
         environments = client.status()
         if as_json:
             print(json.dumps(environments, indent=2))

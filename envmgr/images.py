@@ -61,6 +61,7 @@ def build_image(
     base_image: str | None = None,
     ca_certificates: Sequence[Path] = (),
     on_line: Callable[[str], None] = lambda line: None,
+    no_cache: bool = False,
 ) -> str:
     """Build one image; stream its output lines to `on_line`; return the tag."""
     source = containers_dir() / image.context
@@ -73,7 +74,13 @@ def build_image(
         (context / CA_FILE_NAME).write_text(_ca_bundle(ca_certificates))
         try:
             stream = engine.client.api.build(
-                path=str(context), tag=image.tag, buildargs=buildargs, rm=True, forcerm=True, decode=True
+                path=str(context),
+                tag=image.tag,
+                buildargs=buildargs,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                nocache=no_cache,
             )
             _follow(stream, image, on_line)
         except docker.errors.DockerException as exc:
