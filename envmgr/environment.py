@@ -119,6 +119,7 @@ class Environment:
         engine: Engine | None = None,
         workers: int = 0,
         labels: Mapping[str, str] | None = None,
+        guard_detached: bool = False,
     ) -> None:
         """`workers`: 0 for session isolation (one replica of everything); N for worker isolation, where each of
         the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker)."""
@@ -135,6 +136,8 @@ class Environment:
         self.id = env_id or secrets.token_hex(5)
         self.sandbox = sandbox
         self.detach = detach
+        self.guard_detached = guard_detached
+        """with detach: keep the watchdog (a crash of this process still removes it) until hand_over()"""
         self.workers = max(0, workers)
         self._extra_labels = dict(labels or {})
         self.timings = _Timings()
@@ -214,9 +217,13 @@ class Environment:
             sandbox=self.sandbox,
             services=ready,
         )
-        if self.detach:
+        if self.detach and not self.guard_detached:
             self._dismiss_watchdog()
         return self._endpoints
+
+    def hand_over(self) -> None:
+        """Let the environment outlive this process: its watchdog is dismissed (a guarded detached one's too)."""
+        self._dismiss_watchdog()
 
     def close(self) -> None:
         """Remove every container, network and volume of this environment (a detached one is left running)."""

@@ -20,10 +20,9 @@ import pytest
 from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, find_pyproject, load_settings
 from envmgr.endpoints import Endpoints
-from envmgr.engine import Engine, Owner
+from envmgr.engine import Engine
 from envmgr.environment import Environment, _Timings
 from envmgr.errors import EnvmgrError
-from envmgr.reaper import Watchdog
 from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of, write_container_logs, write_report
 
 __all__ = ["run_of"]
@@ -95,11 +94,15 @@ class _PluginRun:
             self._endpoints = lease.endpoints
             return self._endpoints
         else:
-            detach = self.keep or self.keep_on_failure  # kept on failure: never swept as an orphan afterwards
-            environment = Environment(settings=self.settings, detach=detach, workers=self.workers)
+            # Kept on failure: labelled detached from the start (never swept as an orphan afterwards), yet guarded
+            # by its watchdog until the run ends, so that a killed run still leaves nothing.
+            environment = Environment(
+                settings=self.settings,
+                detach=self.keep or self.keep_on_failure,
+                guard_detached=self.keep_on_failure and not self.keep,
+                workers=self.workers,
+            )
             self._endpoints = environment.start()
-            if self.keep_on_failure and not self.keep:
-                _guard_until_finish(environment)
         self.environment = environment
         return self._endpoints
 
@@ -168,8 +171,7 @@ class _PluginRun:
         environment = self.environment
         if not (self.keep_on_failure and self.failed) or environment is None or self.keep or self.attach_id:
             return False
-        environment.detach = True
-        environment._dismiss_watchdog()
+        environment.hand_over()
         endpoints = environment.endpoints
         _say(config, f"envmgr: the run failed; environment {environment.id} is kept for a post-mortem:")
         width = max(len(key) for key in endpoints.services)
@@ -193,14 +195,10 @@ class _PluginRun:
                 env_id = self.environment.id
                 reporter.write_line(f"envmgr: environment {env_id} kept; remove it with: envmgr down {env_id}")
             return
-        self.environment.close()
-
-
-def _guard_until_finish(environment: Environment) -> None:
-    """An environment started detached (so that a kept one is never swept) but torn down at the end of a run that
-    passes: a watchdog guards it until then, as one guards every environment of a run (Environment.start)."""
-    environment._watchdog = Watchdog(environment.id, Owner.current())
-    environment.detach = False  # close() tears it down, and its watchdog with it
+        if self.environment.guard_detached:
+            self.environment.remove()  # kept only on failure, and the run passed
+        else:
+            self.environment.close()
 
 
 def _say(config: pytest.Config, line: str) -> None:
