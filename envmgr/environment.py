@@ -278,8 +278,13 @@ class Environment:
     def _restart(self, service: str, worker: Worker | None = None) -> None:
         container = self._container_of(service, worker)
         container.start()
-        key = replica_key(service, (worker or Worker()).replica if self._service(service).per_worker else 0)
-        self._await_ready(self._service(service), self.endpoints.services[key], container)
+        handler = self._service(service)
+        key = replica_key(service, (worker or Worker()).replica if handler.per_worker else 0)
+        endpoint = self.endpoints.services[key]
+        self._await_ready(handler, endpoint, container)
+        if handler.data_in_ram:  # the restart emptied it: prepared again (template, seeds), this worker's data back
+            handler.prepare(endpoint)
+            handler.restore_worker(endpoint, worker or Worker())
 
     def _container_of(self, service: str, worker: Worker | None) -> Any:
         replica = (worker or Worker()).replica if self._service(service).per_worker else 0

@@ -323,6 +323,12 @@ _main() {
 			exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 		fi
 
+		if [ ! -s "$PGDATA/PG_VERSION" ] && [ -s "${ENVMGR_BAKED_PGDATA:-}/PG_VERSION" ] \
+			&& [ -z "$POSTGRES_INITDB_ARGS" ] && [ -z "${POSTGRES_INITDB_WALDIR:-}" ]; then
+			# an empty data directory (a tmpfs, a fresh volume): start from the baked cluster
+			cp -a "$ENVMGR_BAKED_PGDATA/." "$PGDATA/"
+		fi
+
 		if [ -e "$PGDATA/$BAKED_MARKER" ] \
 			&& { [ -n "$POSTGRES_INITDB_ARGS" ] || [ -n "${POSTGRES_INITDB_WALDIR:-}" ]; }; then
 			# custom initdb options: the baked cluster does not fit, start over

@@ -71,6 +71,8 @@ class Service(ABC):
     """services that must be ready before this one starts"""
     uses: ClassVar[tuple[str, ...]] = ()
     """services that, when part of the environment, start before this one and are handed to container_spec"""
+    data_in_ram: ClassVar[bool] = False
+    """its data lives in a tmpfs: a stop empties it (start(service) prepares it again)"""
     per_worker: ClassVar[bool] = False
     """one container per xdist worker (in worker isolation) instead of one for the environment"""
     probe_description: ClassVar[str]
@@ -118,6 +120,9 @@ class Service(ABC):
     def recover(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """On attach to a running environment: restore facts `prepare` put on the endpoint, without touching data."""
         return endpoint
+
+    def restore_worker(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
+        """After a restart that lost the data: give `worker` back what it had made at its start. Default: nothing."""
 
     def reset(self, endpoint: ServiceEndpoint) -> None:  # noqa: B027 - optional hook
         """Back to the prepared state. Default: nothing to reset."""

@@ -13,6 +13,7 @@ from envmgr.services.base import ContainerSpec, Published, Service
 __all__ = ["PostgresService"]
 
 PORT = 5432
+DATA_DIR = "/var/lib/postgresql/data"
 # Durability is worthless in a throw-away test server and costs most of the time of CREATE DATABASE ... TEMPLATE.
 TEST_TUNING = (
     "fsync=off",
@@ -29,6 +30,7 @@ class PostgresService(Service):
     build_context = "postgres"
     ports = MappingProxyType({"postgres": PORT})
     probe_description = "SELECT 1"
+    data_in_ram = True  # the data directory is a tmpfs (see container_spec)
 
     @property
     def pg(self) -> PostgresSettings:
@@ -46,7 +48,9 @@ class PostgresService(Service):
             "POSTGRES_DB": self.pg.database,
             **self.pg.env,
         }
-        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=env, command=command)
+        # The data directory in RAM: a throw-away server, and CREATE DATABASE ... TEMPLATE several times faster.
+        tmpfs = {env.get("PGDATA", DATA_DIR): ""}
+        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=env, command=command, tmpfs=tmpfs)
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
         endpoint = ServiceEndpoint(
@@ -90,6 +94,14 @@ class PostgresService(Service):
 
         name = template_name(self.settings, content_hash(self.settings))
         return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": name}})
+
+    def restore_worker(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
+        """The worker's database cloned again from the template (other workers' clones are not restored)."""
+        if worker.isolated:
+            from envmgr.database import Janitor, ensure_template
+
+            with Janitor(endpoint) as janitor:
+                janitor.clone(ensure_template(endpoint, self.settings).name, worker.database(self.pg.database))
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """The environment's database cloned anew from the template (other connections to it are terminated) and

@@ -35,3 +35,24 @@ def test_stopped_postgres_refuses_and_comes_back_on_the_same_port(settings: Sett
         assert env.endpoints["postgres"].url == url
         with psycopg.connect(url) as connection:
             assert connection.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_stopped_postgres_comes_back_migrated_and_seeded(settings: Settings) -> None:
+    from envmgr.endpoints import Worker
+    from tests.conftest import REPO
+
+    seeded = settings.model_copy(
+        update={"alembic_ini": REPO / "tests" / "example_app" / "alembic.ini", "seeds": REPO / "seeds"}
+    )
+    worker = Worker("gw0", isolated=True)
+    with Environment(["postgres"], settings=seeded, workers=1) as env:
+        server = env.endpoints["postgres"]
+        from envmgr.database import Janitor
+
+        with Janitor(server) as janitor:
+            janitor.clone(server.extra["template"], worker.database("app"))
+        env.stop("postgres", worker)
+        env.start("postgres", worker)
+        for database in ("app", "app_gw0"):
+            with psycopg.connect(server.with_path(database).url) as connection:
+                assert connection.execute("SELECT count(*) FROM users").fetchone() == (3,)
