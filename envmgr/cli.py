@@ -29,10 +29,11 @@ from rich.table import Table
 from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints
-from envmgr.engine import LABEL_NAMESPACE, Engine
+from envmgr.engine import Engine
 from envmgr.environment import Environment, Health
 from envmgr.errors import EnvironmentNotFoundError, EnvmgrError, ServiceStartError
 from envmgr.images import build_image, local_images
+from envmgr.labels import LABEL_NAMESPACE
 from envmgr.reaper import expired, orphaned, parse_duration
 from envmgr.sandbox import ci_job, env_file_text
 

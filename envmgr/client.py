@@ -10,7 +10,6 @@ from typing import Any
 
 from envmgr.config import Settings
 from envmgr.endpoints import Endpoints
-from envmgr.engine import Owner
 from envmgr.errors import (
     ConfigError,
     EnvmgrError,
@@ -18,6 +17,7 @@ from envmgr.errors import (
     MigrationError,
     SeedError,
 )
+from envmgr.labels import Owner
 
 __all__ = ["DaemonClient", "Lease"]
 

@@ -44,17 +44,10 @@ from typing import Any
 import docker.errors
 
 from envmgr.config import Settings
-from envmgr.engine import (
-    LABEL_CONFIG,
-    LABEL_DAEMON,
-    LABEL_ENV,
-    LABEL_LEASE,
-    LABEL_SETTINGS,
-    Engine,
-    Owner,
-)
+from envmgr.engine import Engine
 from envmgr.environment import Environment
 from envmgr.errors import EnvmgrError, first_line
+from envmgr.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_ENV, LABEL_LEASE, LABEL_SETTINGS, Owner
 
 __all__ = ["Daemon", "config_key", "daemon_key", "default_socket_path", "serve"]
 

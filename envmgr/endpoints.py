@@ -99,6 +99,13 @@ class ServiceEndpoint(BaseModel):
         return self._url(self.host, self.port)
 
     @property
+    def redacted_url(self) -> str:
+        """`url` with the password masked, for logs (`envmgr status --json` gives the full one)."""
+        if self.password is None:
+            return self.url
+        return self.model_copy(update={"password": "***"}).url.replace("%2A%2A%2A", "***")
+
+    @property
     def internal_url(self) -> str:
         """The URL to use from another container on the environment's network."""
         return self._url(self.internal_host, self.internal_port)

@@ -16,10 +16,9 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -30,7 +29,15 @@ from testcontainers.core.network import Network
 
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker, replica_key
-from envmgr.engine import (
+from envmgr.engine import Engine
+from envmgr.errors import (
+    EnvironmentNotFoundError,
+    EnvmgrError,
+    ServiceNotEnabledError,
+    ServiceStartError,
+    first_line,
+)
+from envmgr.labels import (
     LABEL_CREATED,
     LABEL_DETACHED,
     LABEL_ENV,
@@ -43,19 +50,12 @@ from envmgr.engine import (
     LABEL_SERVICE_CONFIG,
     LABEL_SETTINGS,
     LABEL_WORKERS,
-    Engine,
     Owner,
-)
-from envmgr.errors import (
-    EnvironmentNotFoundError,
-    EnvmgrError,
-    ServiceNotEnabledError,
-    ServiceStartError,
-    first_line,
 )
 from envmgr.readiness import Waiter, wait_until
 from envmgr.reaper import Watchdog, sweep
 from envmgr.services import SERVICES, ContainerSpec, Published, Service, create_service
+from envmgr.timings import Timings
 
 __all__ = ["Environment", "Faults", "Health"]
 
@@ -71,38 +71,6 @@ class Health:
     healthy: bool
     seconds: float
     detail: str = ""
-
-
-@dataclass
-class _Timings:
-    """Seconds per phase per service (create, ready, prepare, reset) and how many times each phase ran.
-
-    Repeated phases add up (three resets take the time of three); the replicas of a per-worker service start
-    concurrently, so a phase measured with `replica` takes as long as its slowest replica (wall time).
-    """
-
-    phases: dict[str, dict[str, float]] = field(default_factory=dict)
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    _replicas: dict[tuple[str, str], dict[int, float]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @contextmanager
-    def measure(self, service: str, phase: str, replica: int | None = None) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            elapsed = time.perf_counter() - started
-            with self._lock:
-                bucket = self.phases.setdefault(service, {})
-                if replica is None:
-                    bucket[phase] = bucket.get(phase, 0.0) + elapsed
-                else:
-                    spent = self._replicas.setdefault((service, phase), {})
-                    spent[replica] = spent.get(replica, 0.0) + elapsed
-                    bucket[phase] = max(spent.values())
-                counts = self.counts.setdefault(service, {})
-                counts[phase] = counts.get(phase, 0) + 1
 
 
 class Environment:
@@ -140,7 +108,7 @@ class Environment:
         """with detach: keep the watchdog (a crash of this process still removes it) until hand_over()"""
         self.workers = max(0, workers)
         self._extra_labels = dict(labels or {})
-        self.timings = _Timings()
+        self.timings = Timings()
         self._engine = engine
         self._owner = Owner.current()
         self._endpoints: Endpoints | None = None

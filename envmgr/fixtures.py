@@ -19,14 +19,13 @@ import pytest
 
 from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, Worker
-from envmgr.environment import Environment
 
 if TYPE_CHECKING:
     import redis
     import sqlalchemy
     import sqlalchemy.orm
 
-    from envmgr.environment import Faults
+    from envmgr.environment import Environment, Faults
     from envmgr.services.wiremock import WireMockAdmin
 
 __all__ = [
@@ -82,6 +81,8 @@ def envmgr_endpoints(request: pytest.FixtureRequest, envmgr_worker: Worker) -> E
 @pytest.fixture(scope="session")
 def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envmgr_settings: Settings) -> Environment:
     """A handle on the environment: health, reset and (in the owning process) its timings."""
+    from envmgr.environment import Environment
+
     run = _run(request)
     if run.environment is not None:
         return run.environment

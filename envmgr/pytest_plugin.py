@@ -13,15 +13,17 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, find_pyproject, load_settings
 from envmgr.endpoints import Endpoints
-from envmgr.engine import Engine
-from envmgr.environment import Environment, _Timings
+from envmgr.timings import Timings
+
+if TYPE_CHECKING:
+    from envmgr.environment import Environment
 from envmgr.errors import EnvmgrError
 from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of, write_container_logs, write_report
 
@@ -59,7 +61,7 @@ class _PluginRun:
     exitstatus: int | None = None
     start_seconds: float = 0.0
     """wall time of starting (or attaching to) the environment"""
-    resets: _Timings = field(default_factory=_Timings)
+    resets: Timings = field(default_factory=Timings)
     """resets made in this process by fixtures (and by envmgr_env.reset() in an xdist worker)"""
     worker_resets: list[Resets] = field(default_factory=list)
     """the resets of each xdist worker, received on the controller through workeroutput"""
@@ -87,6 +89,8 @@ class _PluginRun:
         if self._endpoints is not None:
             return self._endpoints
         if self.attach_id is not None:
+            from envmgr.environment import Environment  # imported on use: a leased run never needs it
+
             environment = Environment.attach(self.attach_id, settings=self.settings)
             self._endpoints = environment.prepare()
         elif (lease := self._lease_from_daemon()) is not None:
@@ -96,6 +100,8 @@ class _PluginRun:
         else:
             # Kept on failure: labelled detached from the start (never swept as an orphan afterwards), yet guarded
             # by its watchdog until the run ends, so that a killed run still leaves nothing.
+            from envmgr.environment import Environment
+
             environment = Environment(
                 settings=self.settings,
                 detach=self.keep or self.keep_on_failure,
@@ -158,6 +164,8 @@ class _PluginRun:
         if not self.failed or self.logs_dir is None or self._endpoints is None:
             return
         try:
+            from envmgr.engine import Engine
+
             engine = self.environment.engine if self.environment is not None else Engine.connect()
             written = write_container_logs(engine, self._endpoints, self.logs_dir)
         except (OSError, EnvmgrError) as exc:  # never in the way of the teardown that follows
@@ -176,8 +184,11 @@ class _PluginRun:
         _say(config, f"envmgr: the run failed; environment {environment.id} is kept for a post-mortem:")
         width = max(len(key) for key in endpoints.services)
         for key, endpoint in endpoints.services.items():
-            _say(config, f"envmgr:   {key:{width}}  {endpoint.url}")
-        _say(config, f"envmgr: remove it with: envmgr down {environment.id}")
+            _say(config, f"envmgr:   {key:{width}}  {endpoint.redacted_url}")
+        _say(
+            config,
+            f"envmgr: full URLs with credentials: envmgr status --json; remove it with: envmgr down {environment.id}",
+        )
         return True
 
     def finish(self, config: pytest.Config) -> None:

@@ -27,8 +27,9 @@ import subprocess
 import sys
 import time
 
-from envmgr.engine import Engine, EnvironmentRecord, Owner
+from envmgr.engine import Engine, EnvironmentRecord
 from envmgr.errors import ConfigError
+from envmgr.labels import Owner
 
 __all__ = ["Watchdog", "expired", "orphaned", "parse_duration", "sweep"]
 
@@ -45,7 +46,8 @@ class Watchdog:
         self.env_id = env_id
         self._process = subprocess.Popen(
             [
-                sys.executable, "-m", "envmgr.reaper",
+                # at the lowest priority: it must not compete with the start-up it guards for the CPU
+                "nice", "-n", "19", sys.executable, "-m", "envmgr.reaper",
                 "--env", env_id, "--pid", str(owner.pid), "--start", owner.start,
             ],
             stdin=subprocess.DEVNULL,

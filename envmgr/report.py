@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import docker.errors
-
 from envmgr.endpoints import Endpoints
 
 if TYPE_CHECKING:
@@ -125,6 +123,8 @@ def write_report(path: Path, report: Mapping[str, Any]) -> None:
 def write_container_logs(engine: Engine, endpoints: Endpoints, folder: Path) -> list[Path]:
     """Every container's full log (stdout and stderr) in `folder`, one file each: `postgres.log`,
     `wiremock-1.log` for the replica of worker gw1; a container already gone gets a note instead."""
+    import docker.errors  # only a post-mortem needs the engine
+
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     for key, endpoint in endpoints.services.items():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from envmgr.config import Settings
-from envmgr.engine import LABEL_ENV, LABEL_NAMESPACE, Engine
+from envmgr.engine import Engine
+from envmgr.labels import LABEL_ENV, LABEL_NAMESPACE
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,8 +22,8 @@ from envmgr.compose import (
     render,
 )
 from envmgr.config import Settings
-from envmgr.engine import LABEL_ENV
 from envmgr.errors import ServiceNotEnabledError
+from envmgr.labels import LABEL_ENV
 
 ALL = ["postgres", "redis", "localstack", "wiremock", "celery"]
 

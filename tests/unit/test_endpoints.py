@@ -75,3 +75,7 @@ def test_for_worker_picks_the_workers_replica() -> None:
     assert endpoints.for_worker(Worker("gw1", isolated=True))["wiremock"].port == 8002
     assert endpoints.for_worker(Worker("gw0", isolated=True))["wiremock"].port == 8001
     assert set(endpoints.for_worker(Worker("gw1", isolated=True)).services) == {"wiremock"}
+
+
+def test_redacted_url_masks_only_the_password() -> None:
+    assert postgres().redacted_url == "postgresql://envmgr:***@127.0.0.1:5555/app"

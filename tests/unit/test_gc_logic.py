@@ -6,8 +6,9 @@ import sys
 
 import pytest
 
-from envmgr.engine import LABEL_CREATED, LABEL_DETACHED, LABEL_ENV, LABEL_SANDBOX, EnvironmentRecord, Owner
+from envmgr.engine import EnvironmentRecord
 from envmgr.errors import ConfigError
+from envmgr.labels import LABEL_CREATED, LABEL_DETACHED, LABEL_ENV, LABEL_SANDBOX, Owner
 from envmgr.reaper import expired, parse_duration
 
 NOW = 1_700_000_000.0

@@ -5,7 +5,8 @@ import socket
 import subprocess
 import sys
 
-from envmgr.engine import LABEL_DETACHED, LABEL_ENV, EnvironmentRecord, Owner, process_start_ticks
+from envmgr.engine import EnvironmentRecord
+from envmgr.labels import LABEL_DETACHED, LABEL_ENV, Owner, process_start_ticks
 from envmgr.reaper import orphaned
 
 

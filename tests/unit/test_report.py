@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from envmgr.endpoints import Endpoints, ServiceEndpoint
-from envmgr.environment import _Timings
 from envmgr.report import build_report, merge_resets, report_line, resets_of, write_report
+from envmgr.timings import Timings
 
 
 def endpoint(service: str, extra: dict[str, str] | None = None) -> ServiceEndpoint:
@@ -34,7 +34,7 @@ ENDPOINTS = Endpoints(
 
 
 def test_replicas_count_their_slowest_and_repeats_add_up() -> None:
-    timings = _Timings()
+    timings = Timings()
 
     def replica(index: int, seconds: float) -> None:
         with timings.measure("wiremock", "create", index):
@@ -55,7 +55,7 @@ def test_replicas_count_their_slowest_and_repeats_add_up() -> None:
 
 
 def test_resets_of_every_process_add_up() -> None:
-    timings = _Timings()
+    timings = Timings()
     with timings.measure("postgres", "reset"):
         pass
     with timings.measure("postgres", "create"):
