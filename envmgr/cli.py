@@ -134,6 +134,7 @@ def up(
                 print(endpoints.to_json())
             else:
                 _err().print(_endpoint_table(endpoints, env.health()))
+                _print_variables(endpoints)
             if detach:
                 if not as_json:
                     _err().print(f"detached; remove it with: envmgr down {env.id}")
@@ -172,9 +173,19 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
         if as_json:
             print(lease.endpoints.to_json())
         _err().print(f"leased {'warm ' if lease.warm else ''}environment {lease.id} from the daemon")
+        if not as_json:
+            _print_variables(lease.endpoints)
         _foreground(Environment.attach(lease.id, settings=settings))
     finally:
         DaemonClient().release(lease.id)
+
+
+def _print_variables(endpoints: Endpoints) -> None:
+    """Every connection variable (what --env-file writes): AWS endpoint and keys, WireMock admin URL, buckets ..."""
+    console = _err()
+    console.print("connection variables (also written by --env-file):")
+    for name, value in sorted(endpoints.as_env().items()):
+        console.print(f"  {name}={value}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _foreground(env: Environment) -> None:

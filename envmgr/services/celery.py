@@ -24,7 +24,7 @@ from envmgr.services.base import ContainerSpec, Published, Service
 
 __all__ = ["CeleryService", "broker_app"]
 
-PING_TIMEOUT = 0.5
+PING_TIMEOUT = 1.0
 
 
 class CeleryService(Service):
@@ -82,7 +82,7 @@ class CeleryService(Service):
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
         with broker_app(endpoint.url) as app:
-            if not app.control.ping(timeout=PING_TIMEOUT):
+            if not app.control.ping(timeout=PING_TIMEOUT, limit=1):  # the first answer is enough
                 raise ConnectionError("no Celery worker answered ping")
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
