@@ -518,8 +518,8 @@ def daemon_start(socket_path: SocketOption = None) -> None:
     """Start the daemon in the background (one per user and engine) and wait until it answers."""
 
     def body() -> None:
-        from envmgr.client import DaemonClient
-        from envmgr.daemon import default_socket_path, spawn
+        from envmgr.client import DaemonClient, default_socket_path
+        from envmgr.daemon import spawn
 
         path = socket_path or default_socket_path()
         client = DaemonClient(path)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,13 +21,28 @@ from envmgr.errors import (
 )
 from envmgr.labels import Owner
 
-__all__ = ["DaemonClient", "Lease"]
+__all__ = ["DaemonClient", "Lease", "default_socket_path"]
 
 PING_TIMEOUT = 1.0
 LEASE_TIMEOUT = 600.0
 ERRORS: dict[str, type[EnvmgrError]] = {
     cls.__name__: cls for cls in (ConfigError, ImageError, MigrationError, SeedError, EnvmgrError)
 }
+
+
+def _engine_key() -> str:
+    engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    return hashlib.sha256(f"{os.getuid()}|{engine}".encode()).hexdigest()[:12]
+
+
+def default_socket_path() -> Path:
+    """$ENVMGR_DAEMON_SOCKET, else a per-user runtime folder: $XDG_RUNTIME_DIR/envmgr or /tmp/envmgr-<uid>."""
+    explicit = os.environ.get("ENVMGR_DAEMON_SOCKET")
+    if explicit:
+        return Path(explicit)
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    folder = Path(runtime) / "envmgr" if runtime else Path(f"/tmp/envmgr-{os.getuid()}")
+    return folder / f"daemon-{_engine_key()}.sock"
 
 
 @dataclass(frozen=True)
@@ -41,8 +58,6 @@ class DaemonClient:
     """Talks to the daemon on its Unix socket; one request per connection."""
 
     def __init__(self, path: Path | None = None) -> None:
-        from envmgr.daemon import default_socket_path
-
         self.path = path or default_socket_path()
 
     def _call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:

@@ -43,13 +43,14 @@ from typing import Any
 
 import docker.errors
 
+from envmgr.client import default_socket_path
 from envmgr.config import Settings
 from envmgr.engine import Engine
 from envmgr.environment import Environment
 from envmgr.errors import EnvmgrError, first_line
 from envmgr.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_ENV, LABEL_LEASE, LABEL_SETTINGS, Owner
 
-__all__ = ["Daemon", "config_key", "daemon_key", "default_socket_path", "serve"]
+__all__ = ["Daemon", "config_key", "daemon_key", "serve", "spawn"]
 
 LOG = logging.getLogger("envmgr.daemon")
 MONITOR_INTERVAL = 0.5
@@ -63,21 +64,6 @@ def daemon_key(socket_path: Path) -> str:
     daemon per user and engine; a daemon on another socket never adopts or removes these)."""
     engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
     return hashlib.sha256(f"{os.getuid()}|{engine}|{socket_path.resolve()}".encode()).hexdigest()[:12]
-
-
-def _engine_key() -> str:
-    engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    return hashlib.sha256(f"{os.getuid()}|{engine}".encode()).hexdigest()[:12]
-
-
-def default_socket_path() -> Path:
-    """$ENVMGR_DAEMON_SOCKET, else a per-user runtime folder: $XDG_RUNTIME_DIR/envmgr or /tmp/envmgr-<uid>."""
-    explicit = os.environ.get("ENVMGR_DAEMON_SOCKET")
-    if explicit:
-        return Path(explicit)
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    folder = Path(runtime) / "envmgr" if runtime else Path(f"/tmp/envmgr-{os.getuid()}")
-    return folder / f"daemon-{_engine_key()}.sock"
 
 
 def config_key(settings: Settings, services: list[str], workers: int) -> str:
