@@ -125,10 +125,6 @@ class Engine:
 
     # labelled resources -------------------------------------------------------------------------------------
 
-    def create_network(self, name: str, labels: dict[str, str]) -> str:
-        network = self.client.networks.create(name, driver="bridge", labels=labels, check_duplicate=True)
-        return str(network.id)
-
     def containers(self, env_id: str | None = None, **labels: str) -> list[Container]:
         filters = [f"{LABEL_ENV}={env_id}" if env_id else LABEL_ENV]
         filters += [f"{key}={value}" for key, value in labels.items()]

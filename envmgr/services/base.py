@@ -33,10 +33,6 @@ class ContainerSpec:
     copies: dict[str, str] = field(default_factory=dict)
     """host file or folder -> container folder it is copied into before start (works with remote engines)"""
 
-    @property
-    def primary_port(self) -> int | None:
-        return next(iter(self.ports.values()), None)
-
 
 @dataclass(frozen=True)
 class Published:
