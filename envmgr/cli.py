@@ -150,17 +150,10 @@ def up(
 
 def _lease(settings: Settings, services: list[str] | None) -> Lease | None:
     """A warm environment from the daemon when one answers (setting `daemon`: auto, on, off)."""
-    from envmgr.client import DaemonClient
+    from envmgr.client import lease_if_running
 
-    if settings.daemon == "off":
-        return None
-    client = DaemonClient()
-    if not client.available():
-        if settings.daemon == "on":
-            raise EnvmgrError(f"no envmgr daemon answers on {client.path} (daemon = 'on')", "envmgr daemon start")
-        return None
-    with _err().status("leasing an environment from the daemon ..."):
-        return client.lease(settings, services or None)
+    with _err().status("asking the envmgr daemon for an environment ..."):
+        return lease_if_running(settings, services or None)
 
 
 def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json: bool) -> None:

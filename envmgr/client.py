@@ -21,7 +21,7 @@ from envmgr.errors import (
 )
 from envmgr.labels import Owner
 
-__all__ = ["DaemonClient", "Lease", "default_socket_path"]
+__all__ = ["DaemonClient", "Lease", "default_socket_path", "lease_if_running"]
 
 PING_TIMEOUT = 1.0
 LEASE_TIMEOUT = 600.0
@@ -117,3 +117,19 @@ class DaemonClient:
 
     def stop(self, force: bool = False) -> None:
         self._call({"op": "stop", "force": force}, PING_TIMEOUT * 10)
+
+
+def lease_if_running(settings: Settings, services: list[str] | None = None, workers: int = 0) -> Lease | None:
+    """A warm environment from the daemon, by the setting `daemon`: `off` never; `auto` when one answers; `on`
+    requires one (EnvmgrError otherwise). None: start your own."""
+    if settings.daemon == "off":
+        return None
+    client = DaemonClient()
+    if not client.available():
+        if settings.daemon == "on":
+            raise EnvmgrError(
+                f"no envmgr daemon answers on {client.path} (daemon = 'on')",
+                "start it (envmgr daemon start) or set daemon = 'auto'",
+            )
+        return None
+    return client.lease(settings, services, workers)

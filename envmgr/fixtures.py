@@ -197,12 +197,11 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def aws_endpoint_url(envmgr_endpoints: Endpoints, envmgr_worker: Worker, envmgr_settings: Settings) -> str:
     """LocalStack's URL; this worker's AWS account (see Worker.aws_account_id) is emptied and seeded once."""
-    from envmgr.services.localstack import load_aws_seeds, reset_account
+    from envmgr.services.localstack import restore_account
 
     endpoint = envmgr_endpoints["localstack"]
     if envmgr_worker.isolated:
-        reset_account(endpoint, envmgr_worker)
-        load_aws_seeds(endpoint, envmgr_worker, envmgr_settings)
+        restore_account(endpoint, envmgr_worker, envmgr_settings)
     return endpoint.url
 
 
@@ -235,12 +234,11 @@ def _envmgr_aws_reset(
 ) -> Iterator[None]:
     """After the test: this worker's account back to its seeded buckets, objects and queues."""
     yield
-    from envmgr.services.localstack import load_aws_seeds, reset_account
+    from envmgr.services.localstack import restore_account
 
     endpoint = envmgr_endpoints["localstack"]
     with _run(request).resets.measure("localstack", "reset"):
-        reset_account(endpoint, envmgr_worker)
-        load_aws_seeds(endpoint, envmgr_worker, envmgr_settings)
+        restore_account(endpoint, envmgr_worker, envmgr_settings)
 
 
 @pytest.fixture

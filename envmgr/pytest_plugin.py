@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from envmgr.client import DaemonClient, Lease
+from envmgr.client import DaemonClient, Lease, lease_if_running
 from envmgr.config import Settings, find_pyproject, load_settings
 from envmgr.endpoints import Endpoints
 from envmgr.timings import Timings
@@ -114,17 +114,9 @@ class _PluginRun:
 
     def _lease_from_daemon(self) -> Lease | None:
         """A warm environment from the daemon (setting `daemon`: auto uses one when it answers, on requires it)."""
-        if self.settings.daemon == "off" or self.keep or self.keep_on_failure:
+        if self.keep or self.keep_on_failure:  # a leased environment goes back to the daemon: it cannot be kept
             return None
-        client = DaemonClient()
-        if not client.available():
-            if self.settings.daemon == "on":
-                raise EnvmgrError(
-                    f"no envmgr daemon answers on {client.path} (daemon = 'on')",
-                    "start it (envmgr daemon start) or set daemon = 'auto'",
-                )
-            return None
-        return client.lease(self.settings, None, self.workers)
+        return lease_if_running(self.settings, None, self.workers)
 
     def summary(self) -> str | None:
         """One line about the environment for the terminal summary."""

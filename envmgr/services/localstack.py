@@ -26,7 +26,14 @@ from envmgr.errors import SeedError, first_line
 from envmgr.seeds import s3_seed_buckets, sqs_seed_queues
 from envmgr.services.base import ContainerSpec, Published, Service
 
-__all__ = ["SECRET_ACCESS_KEY", "LocalStackService", "aws_client", "load_aws_seeds", "reset_account"]
+__all__ = [
+    "SECRET_ACCESS_KEY",
+    "LocalStackService",
+    "aws_client",
+    "load_aws_seeds",
+    "reset_account",
+    "restore_account",
+]
 
 PORT = 4566
 HEALTH_PATH = "/_localstack/health"
@@ -156,6 +163,12 @@ def _seed_call(what: str, action: Any) -> None:
         action()
     except Exception as exc:  # botocore raises many types; every one is a failed seed here
         raise SeedError(f"seeding LocalStack failed at {what}: {first_line(exc)}", "check the seeds folder") from None
+
+
+def restore_account(endpoint: ServiceEndpoint, worker: Worker, settings: Any) -> None:
+    """The worker's account back to its seeded buckets, objects and queues."""
+    reset_account(endpoint, worker)
+    load_aws_seeds(endpoint, worker, settings)
 
 
 def reset_account(endpoint: ServiceEndpoint, worker: Worker | None) -> None:
