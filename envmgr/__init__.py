@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from envmgr.config import Settings, load_settings
     from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
-    from envmgr.environment import Environment, Faults, Health
+    from envmgr.environment import Environment, Health
     from envmgr.errors import (
         ConfigError,
         DockerUnavailableError,
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         ServiceNotEnabledError,
         ServiceStartError,
     )
+    from envmgr.faults import Faults
 
 __all__ = [
     "ConfigError",
@@ -57,7 +58,7 @@ _HOMES = {
     "ServiceEndpoint": "envmgr.endpoints",
     "Worker": "envmgr.endpoints",
     "Environment": "envmgr.environment",
-    "Faults": "envmgr.environment",
+    "Faults": "envmgr.faults",
     "Health": "envmgr.environment",
 }
 

@@ -17,11 +17,9 @@ and per-worker databases are envmgr's business. envmgr does not own what this fi
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
-import shlex
 import textwrap
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -33,15 +31,12 @@ import yaml
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.errors import ServiceNotEnabledError
-from envmgr.seeds import s3_seed_buckets, sqs_seed_queues
-from envmgr.services import SERVICES, ContainerSpec, Published, Service, create_service
-from envmgr.services import localstack as localstack_module
+from envmgr.services import SERVICES, ComposeContext, ContainerSpec, Published, Service, ServiceRegistry
+from envmgr.topology import Topology
 
 __all__ = [
     "COMPONENT",
     "LABEL_COMPONENT",
-    "LOCALSTACK_SEED_SERVICE",
     "NETWORK",
     "compose_document",
     "port_variable",
@@ -53,10 +48,6 @@ LABEL_COMPONENT = "envmgr.component"
 COMPONENT = "compose-export"
 NETWORK = "envmgr"
 PUBLISH_HOST = "127.0.0.1"
-LOCALSTACK_SEED_SERVICE = "localstack-seed"
-SEEDS_MOUNT = "/envmgr-seeds"
-LOCALSTACK_PYTHON = "/opt/code/localstack/.venv/bin/python"
-"""the LocalStack venv's interpreter (boto3 included): the same path in the official and the local image"""
 HEALTH_INTERVAL_SECONDS = 1
 
 _Places = tuple[Path | None, Path]
@@ -64,42 +55,14 @@ _Places = tuple[Path | None, Path]
 
 PASSED_THROUGH: tuple[str, ...] = ("LOCALSTACK_AUTH_TOKEN",)
 """credentials a service module copies from envmgr's own environment: exported as `${NAME:-}` references"""
-IMAGE_HEALTHCHECK: frozenset[str] = frozenset({"wiremock", "celery"})
-"""services whose images (official and local set alike) declare their own HEALTHCHECK: compose uses it"""
-
-_LOCALSTACK_HEALTH = """\
-import json, sys, urllib.request
-try:
-    with urllib.request.urlopen("http://127.0.0.1:{port}{path}", timeout=3) as response:
-        states = json.load(response).get("services", {{}})
-except Exception as exc:
-    sys.exit(f"unhealthy: {{exc}}")
-missing = [name for name in {required!r} if states.get(name) not in {ready!r}]
-sys.exit(f"not yet available: {{missing}}" if missing else 0)
-"""
-
-_LOCALSTACK_SEED = """\
-import json, os
-import boto3
-from botocore.config import Config
-
-seeds = json.loads(os.environ["ENVMGR_SEEDS"])
-options = {"endpoint_url": os.environ["AWS_ENDPOINT_URL"], "region_name": os.environ["AWS_DEFAULT_REGION"]}
-s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **options)
-for bucket, objects in seeds["buckets"].items():
-    s3.create_bucket(Bucket=bucket)
-    for key, path in objects:
-        s3.upload_file(path, bucket, key)
-    print(f"s3: {bucket} ({len(objects)} objects)")
-sqs = boto3.client("sqs", **options)
-for queue in seeds["queues"]:
-    sqs.create_queue(QueueName=queue)
-    print(f"sqs: {queue}")
-"""
 
 
 def compose_document(
-    settings: Settings, services: Sequence[str] | None = None, *, base_dir: Path | None = None
+    settings: Settings,
+    services: Sequence[str] | None = None,
+    *,
+    base_dir: Path | None = None,
+    registry: ServiceRegistry = SERVICES,
 ) -> dict[str, Any]:
     """The compose document (a dict, ready for YAML) of the environment `Environment(services, settings=...)` would
     start in session isolation. Passwords are chosen now, fresh. `base_dir`: the folder the file will be written
@@ -109,45 +72,39 @@ def compose_document(
     Values are compose text: `$` is doubled everywhere except in the port variables meant for interpolation.
     """
     names = list(dict.fromkeys(services if services else settings.enabled_services()))
-    instances = {name: create_service(name, settings) for name in names}
-    for service in instances.values():
-        missing = [name for name in service.requires if name not in instances]
-        if missing:
-            raise ServiceNotEnabledError(
-                f"{service.name} needs {', '.join(missing)}, which is not part of this export",
-                f"add {', '.join(missing)} to the services",
-            )
+    topology = Topology.plan(names, 0, registry)
+    instances = {name: registry.create(name, settings) for name in topology.services}
     places: _Places = (base_dir.resolve() if base_dir is not None else None, settings.project_root.resolve())
+    context = ComposeContext(host_path=lambda path: _host_path(path, places), text=_text)
     worker = Worker()
     endpoints: dict[str, ServiceEndpoint] = {}
     compose_services: dict[str, Any] = {}
+    jobs: dict[str, dict[str, Any]] = {}
     notes: list[str] = []
-    for name in _start_order(instances):
+    for name in topology.services:
         service = instances[name]
-        needs = {requirement: endpoints[requirement] for requirement in _needs(service, instances)}
+        needs = {required: endpoints[required] for required in topology.needs[name]}
         spec = service.container_spec(needs, worker)
         endpoint = service.endpoint(_published(service, spec, worker, needs))
         endpoints[name] = endpoint
-        compose_services[name] = _compose_service(
-            service, spec, endpoint, needs=needs, instances=instances, places=places
-        )
-        if name in IMAGE_HEALTHCHECK and service.config.image:
+        entry = _compose_service(service, spec, endpoint, needs=needs, instances=instances, context=context)
+        for required in needs:  # what prepares a service (its seed job) completes before its dependants start
+            for job in jobs.get(required, {}):
+                entry.setdefault("depends_on", {})[job] = {"condition": "service_completed_successfully"}
+        compose_services[name] = entry
+        jobs[name] = service.compose_jobs(endpoint, spec.image, context)
+        for job_name, job in jobs[name].items():
+            compose_services[job_name] = {**job, "labels": {LABEL_COMPONENT: COMPONENT}, "networks": [NETWORK]}
+        if service.compose_image_healthcheck and service.config.image:
             notes.append(f"{name}: explicit image {service.config.image}: its own HEALTHCHECK (if any) applies")
-    seeding = instances.get("localstack")
-    if seeding is not None:
-        job = _localstack_seed_job(seeding, compose_services["localstack"]["image"], endpoints["localstack"], places)
-        if job is not None:
-            compose_services[LOCALSTACK_SEED_SERVICE] = job
-            celery = compose_services.get("celery")
-            if celery is not None:
-                celery["depends_on"][LOCALSTACK_SEED_SERVICE] = {"condition": "service_completed_successfully"}
-    notes += _notes(instances)
+        notes += service.compose_notes()
     return {
         "x-envmgr": {
             "exported-by": f"envmgr {_envmgr_version()}",
             "exported-at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "image-set": settings.image_set,
             "services": names,
+            "jobs": [job for entries in jobs.values() for job in entries],
             "ports": {
                 port_variable(name, role): f"{name}:{port}"
                 for name in names
@@ -164,7 +121,8 @@ def render(document: Mapping[str, Any]) -> str:
     """The compose file: a comment header (how to use it, what compose cannot do) and the YAML."""
     meta: dict[str, Any] = dict(document.get("x-envmgr") or {})
     services: dict[str, Any] = dict(document.get("services") or {})
-    shown = [name for name in services if name != LOCALSTACK_SEED_SERVICE]
+    jobs = set(meta.get("jobs") or [])
+    shown = [name for name in services if name not in jobs]
     example = next((name for name in shown if services[name].get("ports")), "postgres")
     container_port = str((services.get(example, {}).get("ports") or ["5432"])[0]).rsplit(":", 1)[-1]
     variables = ", ".join(f"{name} ({where})" for name, where in (meta.get("ports") or {}).items()) or "none"
@@ -215,24 +173,6 @@ def port_variable(service: str, role: str) -> str:
 # internals ------------------------------------------------------------------------------------------------------
 
 
-def _needs(service: Service, instances: Mapping[str, Service]) -> list[str]:
-    """What starts before `service` (as in Environment): its requirements and the used services exported too."""
-    return [*service.requires, *(name for name in service.uses if name in instances)]
-
-
-def _start_order(instances: Mapping[str, Service]) -> list[str]:
-    order: list[str] = []
-    remaining = dict(instances)
-    while remaining:
-        ready = [name for name, s in remaining.items() if set(_needs(s, instances)) <= set(order)]
-        if not ready:
-            raise ServiceNotEnabledError(f"circular requirements among {', '.join(remaining)}")
-        order += ready
-        for name in ready:
-            del remaining[name]
-    return order
-
-
 def _published(
     service: Service, spec: ContainerSpec, worker: Worker, needs: Mapping[str, ServiceEndpoint]
 ) -> Published:
@@ -257,7 +197,7 @@ def _compose_service(
     *,
     needs: Mapping[str, ServiceEndpoint],
     instances: Mapping[str, Service],
-    places: _Places,
+    context: ComposeContext,
 ) -> dict[str, Any]:
     entry: dict[str, Any] = {"image": spec.image}
     if spec.command is not None:
@@ -273,22 +213,28 @@ def _compose_service(
         entry["ports"] = [
             f"{PUBLISH_HOST}:${{{port_variable(service.name, role)}:-}}:{port}" for role, port in spec.ports.items()
         ]
-    volumes = [f"{_host_path(host, places)}:{target}:ro" for host, target in spec.binds.items()]
+    volumes = [f"{context.host_path(host)}:{target}:ro" for host, target in spec.binds.items()]
     volumes += [
-        f"{_host_path(host, places)}:{folder.rstrip('/')}/{Path(host).name}:ro" for host, folder in spec.copies.items()
+        f"{context.host_path(host)}:{folder.rstrip('/')}/{Path(host).name}:ro" for host, folder in spec.copies.items()
     ]
     if volumes:
         entry["volumes"] = volumes
     if spec.tmpfs:
         entry["tmpfs"] = [f"{path}:size={size}" if size else path for path, size in spec.tmpfs.items()]
-    healthcheck = _healthcheck(service, endpoint)
+    healthcheck = service.compose_healthcheck(endpoint, context)
     if healthcheck is not None:
-        entry["healthcheck"] = healthcheck
+        entry["healthcheck"] = {
+            "test": healthcheck,
+            "interval": f"{HEALTH_INTERVAL_SECONDS}s",
+            "timeout": "5s",
+            "retries": max(3, math.ceil(service.settings.startup_timeout / HEALTH_INTERVAL_SECONDS)),
+        }
     if needs:
         entry["depends_on"] = {
-            name: {"condition": "service_healthy" if _has_healthcheck(instances[name]) else "service_started"}
-            for name in needs
-        }
+            name: {"condition": "service_healthy" if _has_healthcheck(instances[name], need, context) else
+                   "service_started"}
+            for name, need in needs.items()
+        }  # fmt: skip
     entry["labels"] = {LABEL_COMPONENT: COMPONENT}
     entry["networks"] = [NETWORK]
     return entry
@@ -311,112 +257,12 @@ def _host_environment(service: Service, spec: ContainerSpec) -> dict[str, str]:
     return result
 
 
-def _has_healthcheck(service: Service) -> bool:
-    if service.name in IMAGE_HEALTHCHECK:
-        return not service.config.image  # an explicit image may have none: then only "started" can be awaited
-    return service.name in {"postgres", "redis", "localstack"}
-
-
-def _healthcheck(service: Service, endpoint: ServiceEndpoint) -> dict[str, Any] | None:
-    """A check that speaks the service's protocol with a tool the image has (official and local set alike)."""
-    test: list[str]
-    if service.name == "postgres":
-        # -h 127.0.0.1: TCP, so the image's initialisation phase (a server on the Unix socket only) does not count
-        test = ["CMD", "pg_isready", "-q", "-h", "127.0.0.1", "-p", str(endpoint.internal_port),
-                "-U", _text(endpoint.username or ""), "-d", _text(endpoint.path)]  # fmt: skip
-    elif service.name == "redis":
-        password = shlex.quote(endpoint.password or "")
-        test = ["CMD-SHELL", _text(f"redis-cli -p {endpoint.internal_port} -a {password} --no-auth-warning ping "
-                                   "| grep -q PONG")]  # fmt: skip
-    elif service.name == "localstack":
-        script = _LOCALSTACK_HEALTH.format(
-            port=endpoint.internal_port,
-            path=localstack_module.HEALTH_PATH,
-            required=tuple(localstack_module.REQUIRED),
-            ready=tuple(sorted(localstack_module.READY_STATES)),
-        )
-        test = ["CMD", LOCALSTACK_PYTHON, "-c", _text(script)]
-    else:
-        return None  # wiremock and celery: the images' own HEALTHCHECK (see IMAGE_HEALTHCHECK)
-    settings: Settings = service.settings
-    return {
-        "test": test,
-        "interval": f"{HEALTH_INTERVAL_SECONDS}s",
-        "timeout": "5s",
-        "retries": max(3, math.ceil(settings.startup_timeout / HEALTH_INTERVAL_SECONDS)),
-    }
-
-
-def _localstack_seed_job(
-    service: Service, image: str, endpoint: ServiceEndpoint, places: _Places
-) -> dict[str, Any] | None:
-    """A one-shot container (the LocalStack image's Python and boto3) creating the seeded buckets, objects and
-    queues in the default account, once LocalStack is healthy; None when there is nothing to seed."""
-    settings = service.settings
-    seeds = settings.seeds_path()
-    buckets = s3_seed_buckets(seeds)
-    queues = sqs_seed_queues(seeds, settings.localstack.queues)
-    if not buckets and not queues:
-        return None
-    worker = Worker()
-    plan: dict[str, Any] = {"buckets": {}, "queues": queues}
-    volumes: list[str] = []
-    if buckets and seeds is not None:
-        s3_root = seeds / "s3"
-        volumes.append(f"{_host_path(str(s3_root), places)}:{SEEDS_MOUNT}/s3:ro")
-        plan["buckets"] = {
-            worker.bucket(bucket): [
-                [key, f"{SEEDS_MOUNT}/s3/{path.relative_to(s3_root).as_posix()}"] for key, path in objects
-            ]
-            for bucket, objects in buckets.items()
-        }
-    aws = {
-        name: value
-        for name, value in endpoint.internal_variables().items()
-        if name.startswith("AWS_")  # the account, the secret, the region, the (internal) endpoint
-    }
-    job: dict[str, Any] = {
-        "image": image,
-        "entrypoint": [LOCALSTACK_PYTHON, "-c", _text(_LOCALSTACK_SEED)],
-        "environment": {**{k: _text(v) for k, v in aws.items()}, "ENVMGR_SEEDS": _text(json.dumps(plan))},
-        "depends_on": {"localstack": {"condition": "service_healthy"}},
-        "restart": "no",
-        "labels": {LABEL_COMPONENT: COMPONENT},
-        "networks": [NETWORK],
-    }
-    if volumes:
-        job["volumes"] = volumes
-    return job
-
-
-def _notes(instances: Mapping[str, Service]) -> list[str]:
-    notes: list[str] = []
-    if "postgres" in instances:
-        notes.append(
-            "postgres: an empty database; envmgr's migrations (alembic_ini) and seeds/postgres are not applied: "
-            "run them against the published port"
-        )
-    if "localstack" in instances:
-        notes.append(
-            f"localstack: seeds/s3 and seeds/sqs.yaml are loaded by the one-shot `{LOCALSTACK_SEED_SERVICE}` "
-            "service (started by a plain `up`); LOCALSTACK_HOST names 127.0.0.1 and the port variable's value"
-        )
-    if "wiremock" in instances:
-        notes.append(
-            "wiremock: seeds/wiremock/{mappings,__files} are bind-mounted read-only (envmgr copies them); WireMock "
-            "runs as uid 1000, so the files must be readable by others (as in a usual checkout)"
-        )
-    if "wiremock" in instances or "celery" in instances:
-        notes.append(
-            "wiremock, celery: no health check here: their images' own HEALTHCHECK applies "
-            "(curl or bash /dev/tcp for WireMock, the ready file for Celery)"
-        )
-    if "celery" in instances:
-        notes.append(
-            "celery: the project's code_dir is bind-mounted read-only at /app; the worker runs as uid 1000 and "
-            "must be able to read it"
-        )
-    return notes
+def _has_healthcheck(service: Service, endpoint: ServiceEndpoint, context: ComposeContext) -> bool:
+    """True when compose can wait for the service to be healthy: envmgr's check, or the image's own (which an
+    explicit image may lack: then only "started" can be awaited)."""
+    if service.compose_image_healthcheck:
+        return not service.config.image
+    return service.compose_healthcheck(endpoint, context) is not None
 
 
 def _host_path(path: str, places: _Places) -> str:

@@ -36,7 +36,6 @@ __all__ = [
 ]
 
 ImageSet = Literal["official", "local"]
-SERVICE_NAMES: tuple[str, ...] = ("postgres", "redis", "localstack", "wiremock", "celery")
 ENV_PREFIX = "ENVMGR_"
 
 
@@ -105,17 +104,26 @@ class Settings(BaseSettings):
     wiremock: WireMockSettings = Field(default_factory=WireMockSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
 
+    @classmethod
+    def service_names(cls) -> list[str]:
+        """The services this settings model configures: its fields that are `ServiceSettings`, in order."""
+        return [
+            name
+            for name, info in cls.model_fields.items()
+            if isinstance(info.annotation, type) and issubclass(info.annotation, ServiceSettings)
+        ]
+
     def service(self, name: str) -> ServiceSettings:
-        if name not in SERVICE_NAMES:
+        if name not in self.service_names():
             raise ConfigError(
                 f"unknown service {name!r}",
-                f"choose among {', '.join(SERVICE_NAMES)}",
+                f"choose among {', '.join(self.service_names())}",
             )
         settings: ServiceSettings = getattr(self, name)
         return settings
 
     def enabled_services(self) -> list[str]:
-        return [name for name in SERVICE_NAMES if self.service(name).enabled]
+        return [name for name in self.service_names() if self.service(name).enabled]
 
     def resolve(self, path: Path | None) -> Path | None:
         """A configured path made absolute against the project root."""
@@ -130,6 +138,10 @@ class Settings(BaseSettings):
     def seeds_path(self) -> Path | None:
         """The configured seeds folder (absolute), or None: seeds load only when configured."""
         return self.resolve(self.seeds)
+
+
+SERVICE_NAMES: tuple[str, ...] = tuple(Settings.service_names())
+"""the services the settings configure (and `envmgr.services.SERVICES` runs)"""
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:

@@ -13,14 +13,9 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from envmgr.errors import ServiceNotEnabledError
 
-__all__ = ["Endpoints", "ServiceEndpoint", "Worker", "replica_key"]
+__all__ = ["Endpoints", "ServiceEndpoint", "Worker"]
 
 SESSION_WORKER_ID = "main"
-
-
-def replica_key(service: str, replica: int) -> str:
-    """The key of a per-worker service's replica in `Endpoints.services`: `wiremock`, `wiremock@1`, ..."""
-    return service if replica == 0 else f"{service}@{replica}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +62,7 @@ class ServiceEndpoint(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     service: str
+    replica: int = Field(default=0, ge=0, description="which replica of a per-worker service (0: the first)")
     scheme: str
     host: str
     port: int
@@ -132,6 +128,9 @@ class Endpoints(BaseModel):
     namespace: str = "envmgr"
     sandbox: str | None = None
     services: dict[str, ServiceEndpoint] = Field(default_factory=dict)
+    """replica 0 of every service, by name"""
+    replicas: tuple[ServiceEndpoint, ...] = ()
+    """the further replicas of per-worker services (replica 1, 2, ... for workers gw1, gw2, ...)"""
 
     def __getitem__(self, service: str) -> ServiceEndpoint:
         try:
@@ -152,19 +151,30 @@ class Endpoints(BaseModel):
     def from_json(cls, text: str | bytes) -> Endpoints:
         return cls.model_validate_json(text)
 
+    def replica(self, service: str, replica: int = 0) -> ServiceEndpoint:
+        """One replica of a service; a service without replicas answers with its only endpoint."""
+        for endpoint in self.replicas:
+            if endpoint.service == service and endpoint.replica == replica:
+                return endpoint
+        return self[service]
+
+    def all(self) -> list[ServiceEndpoint]:
+        """Every endpoint: each service's first replica, then the further replicas."""
+        return [*self.services.values(), *self.replicas]
+
+    def with_endpoints(self, endpoints: list[ServiceEndpoint]) -> Endpoints:
+        """The same environment with these endpoints (replica 0 as services, the rest as replicas)."""
+        services = {e.service: e for e in endpoints if e.replica == 0}
+        return self.model_copy(update={"services": services, "replicas": tuple(e for e in endpoints if e.replica)})
+
     def for_worker(self, worker: Worker) -> Endpoints:
         """This worker's view: its replica of each per-worker service under the service's plain name."""
-        services = {name: endpoint for name, endpoint in self.services.items() if "@" not in name}
-        for name in services:
-            key = replica_key(name, worker.replica)
-            if key in self.services:
-                services[name] = self.services[key]
-        return self.model_copy(update={"services": services})
+        services = {name: self.replica(name, worker.replica) for name in self.services}
+        return self.model_copy(update={"services": services, "replicas": ()})
 
     def as_env(self) -> dict[str, str]:
         """Connection variables of every service (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL, ...)."""
         merged: dict[str, str] = {"ENVMGR_ENV_ID": self.id}
-        for name, endpoint in self.services.items():
-            if "@" not in name:
-                merged.update(endpoint.variables)
+        for endpoint in self.services.values():
+            merged.update(endpoint.variables)
         return merged

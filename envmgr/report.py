@@ -65,7 +65,7 @@ def build_report(
     start_seconds: float = 0.0,
 ) -> dict[str, Any]:
     """The report of one run: the environment's phases per service, its template facts, every reset."""
-    names = [name for name in endpoints.services if "@" not in name]
+    names = list(endpoints.services)
     names += [name for name in resets if name not in names]  # e.g. celery purges with an in-process worker
     services: dict[str, dict[str, float | int]] = {}
     for name in names:
@@ -127,8 +127,9 @@ def write_container_logs(engine: Engine, endpoints: Endpoints, folder: Path) -> 
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for key, endpoint in endpoints.services.items():
-        target = folder / f"{key.replace('@', '-')}.log"
+    for endpoint in endpoints.all():
+        name = endpoint.service if endpoint.replica == 0 else f"{endpoint.service}-{endpoint.replica}"
+        target = folder / f"{name}.log"
         try:
             raw: bytes = engine.client.containers.get(endpoint.container).logs(stdout=True, stderr=True)
             text = raw.decode("utf-8", "replace")

@@ -1,40 +1,68 @@
-"""One module a service; `SERVICES` maps each name to its class."""
+"""The services envmgr runs, one folder each, and the one registry that maps a name to its class.
+
+Adding a service: a folder `services/<name>/` (its `Service` subclass, client helpers, fixtures), one line in
+`SERVICES` below and its settings class in `envmgr.config`. Nothing else names it: `Environment`, `topology`,
+`compose` and the fixtures ask the service through the hooks of `Service` (see `base.py`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from types import MappingProxyType
 
-from envmgr.config import SERVICE_NAMES, Settings
+from envmgr.config import Settings
 from envmgr.errors import ConfigError
-from envmgr.services.base import ContainerSpec, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 from envmgr.services.celery import CeleryService
 from envmgr.services.localstack import LocalStackService
 from envmgr.services.postgres import PostgresService
 from envmgr.services.redis import RedisService
 from envmgr.services.wiremock import WireMockService
 
-__all__ = ["SERVICES", "ContainerSpec", "Published", "Service", "create_service"]
+__all__ = [
+    "SERVICES",
+    "ComposeContext",
+    "ContainerSpec",
+    "Published",
+    "Service",
+    "ServiceRegistry",
+    "create_service",
+]
 
-SERVICES: Mapping[str, type[Service]] = MappingProxyType(
-    {
-        PostgresService.name: PostgresService,
-        RedisService.name: RedisService,
-        LocalStackService.name: LocalStackService,
-        WireMockService.name: WireMockService,
-        CeleryService.name: CeleryService,
-    }
-)
+
+class ServiceRegistry(Mapping[str, type[Service]]):
+    """Service classes by name; immutable (`with_services` makes a larger one, e.g. in a test)."""
+
+    def __init__(self, classes: Iterable[type[Service]]) -> None:
+        self._classes: Mapping[str, type[Service]] = MappingProxyType({cls.name: cls for cls in classes})
+
+    def __getitem__(self, name: str) -> type[Service]:
+        return self._classes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._classes)
+
+    def __len__(self) -> int:
+        return len(self._classes)
+
+    def with_services(self, *classes: type[Service]) -> ServiceRegistry:
+        return ServiceRegistry([*self._classes.values(), *classes])
+
+    def create(self, name: str, settings: Settings) -> Service:
+        """An instance of the named service for one environment; ConfigError for a name it does not know."""
+        try:
+            cls = self._classes[name]
+        except KeyError:
+            raise ConfigError(f"unknown service {name!r}", f"use one of: {', '.join(self._classes)}") from None
+        return cls(settings)
+
+    def fixture_modules(self) -> list[str]:
+        """The modules of the services' pytest fixtures, for the plugin to register."""
+        return [cls.fixtures for cls in self._classes.values() if cls.fixtures]
+
+
+SERVICES = ServiceRegistry([PostgresService, RedisService, LocalStackService, WireMockService, CeleryService])
 
 
 def create_service(name: str, settings: Settings) -> Service:
-    try:
-        cls = SERVICES[name]
-    except KeyError:
-        if name in SERVICE_NAMES:
-            raise ConfigError(
-                f"service {name!r} is not available in this version of envmgr",
-                f"use one of: {', '.join(SERVICES)}",
-            ) from None
-        raise ConfigError(f"unknown service {name!r}", f"use one of: {', '.join(SERVICES)}") from None
-    return cls(settings)
+    return SERVICES.create(name, settings)

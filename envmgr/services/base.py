@@ -1,17 +1,19 @@
-"""What every service module provides: its images, its container, its probe, its endpoint and its reset."""
+"""What every service provides: its images, its container, its probe, its endpoint, its per-worker view and reset,
+and its compose entry. `Environment`, `topology`, `compose` and the fixtures ask a service through these hooks and
+never by its name."""
 
 from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from envmgr.config import ServiceSettings, Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 
-__all__ = ["ContainerSpec", "Published", "Service", "new_password"]
+__all__ = ["ComposeContext", "ContainerSpec", "Published", "Service", "new_password"]
 
 
 def new_password() -> str:
@@ -51,6 +53,16 @@ class Published:
     """the endpoints of the services it required or used (the worker's replicas)"""
 
 
+@dataclass(frozen=True)
+class ComposeContext:
+    """What a service's compose hooks may use: how to write a host path and a literal value into the file."""
+
+    host_path: Callable[[str], str]
+    """a host file or folder as a bind source in the compose file"""
+    text: Callable[[str], str]
+    """a literal value (compose would interpolate `$NAME`)"""
+
+
 class Service(ABC):
     """One service of one environment. Stateless apart from the credential chosen for that environment."""
 
@@ -72,6 +84,10 @@ class Service(ABC):
     per_worker: ClassVar[bool] = False
     """one container per xdist worker (in worker isolation) instead of one for the environment"""
     probe_description: ClassVar[str]
+    fixtures: ClassVar[str | None] = None
+    """the module of its pytest fixtures (registered by the plugin), or None"""
+    compose_image_healthcheck: ClassVar[bool] = False
+    """compose uses the image's own HEALTHCHECK (the official and the local image both declare one)"""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -117,8 +133,35 @@ class Service(ABC):
         """On attach to a running environment: restore facts `prepare` put on the endpoint, without touching data."""
         return endpoint
 
-    def restore_worker(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
-        """After a restart that lost the data: give `worker` back what it had made at its start. Default: nothing."""
-
     def reset(self, endpoint: ServiceEndpoint) -> None:  # noqa: B027 - optional hook
-        """Back to the prepared state. Default: nothing to reset."""
+        """Back to the prepared state, for every worker (what a fresh environment has). Default: nothing to reset."""
+
+    # per worker ---------------------------------------------------------------------------------------------
+
+    def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
+        """The server's endpoint as `worker` uses it (its database, its Redis db, its account). Default: as is."""
+        return endpoint
+
+    def worker_setup(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
+        """Before `worker`'s first test: make its share of the server (clone its database, seed its account)."""
+
+    def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
+        """`worker`'s share back to the prepared (seeded) state; other workers' shares are untouched."""
+
+    def worker_teardown(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
+        """After `worker`'s last test: remove its share (drop its database)."""
+
+    # compose export -------------------------------------------------------------------------------------------
+
+    def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
+        """A compose health check speaking the service's protocol with a tool its image has, or None."""
+        return None
+
+    def compose_jobs(self, endpoint: ServiceEndpoint, image: str, context: ComposeContext) -> dict[str, Any]:
+        """One-shot compose services that prepare this one (e.g. load seeds); the services that need this one
+        wait for them to complete. Default: none."""
+        return {}
+
+    def compose_notes(self) -> list[str]:
+        """What the compose file does differently from envmgr for this service, one sentence each."""
+        return []

@@ -15,7 +15,6 @@ from envmgr.cli import app
 from envmgr.compose import (
     COMPONENT,
     LABEL_COMPONENT,
-    LOCALSTACK_SEED_SERVICE,
     NETWORK,
     compose_document,
     port_variable,
@@ -24,6 +23,7 @@ from envmgr.compose import (
 from envmgr.config import Settings
 from envmgr.errors import ServiceNotEnabledError
 from envmgr.labels import LABEL_ENV
+from envmgr.services.localstack.service import SEED_JOB as LOCALSTACK_SEED_SERVICE
 
 ALL = ["postgres", "redis", "localstack", "wiremock", "celery"]
 

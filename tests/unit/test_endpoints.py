@@ -70,8 +70,8 @@ def test_for_worker_picks_the_workers_replica() -> None:
     from envmgr.endpoints import Worker
 
     mock = postgres().model_copy(update={"service": "wiremock", "scheme": "http", "port": 8001, "password": None})
-    replica = mock.model_copy(update={"port": 8002})
-    endpoints = Endpoints(id="e", network="n", services={"wiremock": mock, "wiremock@1": replica})
+    replica = mock.model_copy(update={"port": 8002, "replica": 1})
+    endpoints = Endpoints(id="e", network="n", services={"wiremock": mock}, replicas=(replica,))
     assert endpoints.for_worker(Worker("gw1", isolated=True))["wiremock"].port == 8002
     assert endpoints.for_worker(Worker("gw0", isolated=True))["wiremock"].port == 8001
     assert set(endpoints.for_worker(Worker("gw1", isolated=True)).services) == {"wiremock"}
@@ -79,3 +79,12 @@ def test_for_worker_picks_the_workers_replica() -> None:
 
 def test_redacted_url_masks_only_the_password() -> None:
     assert postgres().redacted_url == "postgresql://envmgr:***@127.0.0.1:5555/app"
+
+
+def test_replicas_are_typed_and_round_trip() -> None:
+    mock = postgres().model_copy(update={"service": "wiremock", "scheme": "http", "port": 8001, "password": None})
+    endpoints = Endpoints(id="e", network="n").with_endpoints([mock, mock.model_copy(update={"replica": 2, "port": 9})])
+    again = Endpoints.from_json(endpoints.to_json())
+    assert again == endpoints
+    assert (again.replica("wiremock", 2).port, again.replica("wiremock", 1).port) == (9, 8001)
+    assert [e.replica for e in again.all()] == [0, 2]

@@ -28,8 +28,8 @@ ENDPOINTS = Endpoints(
         "postgres": endpoint("postgres", POSTGRES_EXTRA),
         "redis": endpoint("redis"),
         "wiremock": endpoint("wiremock"),
-        "wiremock@1": endpoint("wiremock"),
     },
+    replicas=(endpoint("wiremock").model_copy(update={"replica": 1, "container": "ns-e1-wiremock-1"}),),
 )
 
 

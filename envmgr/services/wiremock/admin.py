@@ -1,70 +1,19 @@
-"""WireMock: stubs of external HTTP APIs, one instance per xdist worker.
+"""`WireMockAdmin`: a small client of one WireMock server's admin API, with an explicit base URL.
 
-Isolation: WireMock has one stub set and one request journal per server, so in worker isolation every xdist worker
-gets its own replica (a per-worker service): one worker's stubs and journal are invisible to another by
-construction. Seeds (seeds/wiremock/mappings and __files) are copied into each container at creation, so
-`POST /__admin/reset` (a few ms) restores exactly the seeded stubs with an empty journal.
-
-`WireMockAdmin` is a small admin client with an explicit base URL: python-wiremock's resource classes keep their
-URL in a process-wide singleton and its `reset_request_journal()` calls an endpoint WireMock 3 no longer has, so
-envmgr uses python-wiremock only for its stub models (anything with `get_json_data()` is accepted).
+python-wiremock's resource classes keep their URL in a process-wide singleton and its `reset_request_journal()` calls
+an endpoint WireMock 3 no longer has, so envmgr uses python-wiremock only for its stub models (anything with
+`get_json_data()` is accepted).
 """
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from typing import Any
 
 import requests
 
-from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.seeds import wiremock_seed_dirs
-from envmgr.services.base import ContainerSpec, Published, Service
+__all__ = ["WireMockAdmin"]
 
-__all__ = ["WireMockAdmin", "WireMockService"]
-
-PORT = 8080
-HOME = "/home/wiremock"
 HTTP_TIMEOUT = 5
-
-
-class WireMockService(Service):
-    name = "wiremock"
-    official_image = "wiremock/wiremock:3.13.2"
-    local_image = "envmgr-local/wiremock:3.13.2"
-    build_context = "wiremock"
-    ports = MappingProxyType({"http": PORT})
-    per_worker = True
-    probe_description = "GET /__admin/health"
-
-    def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
-        copies = {str(path): HOME for path in wiremock_seed_dirs(self.settings.seeds_path())}
-        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=dict(self.config.env), copies=copies)
-
-    def endpoint(self, published: Published) -> ServiceEndpoint:
-        base = ServiceEndpoint(
-            service=self.name,
-            scheme="http",
-            host=published.host,
-            port=published.ports["http"],
-            internal_host=published.alias,
-            internal_port=PORT,
-            image=published.image,
-            container=published.container,
-        )
-        return base.model_copy(
-            update={
-                "extra": {"admin_url": base.url + "/__admin"},
-                "variables": {"WIREMOCK_URL": base.url, "WIREMOCK_ADMIN_URL": base.url + "/__admin"},
-            }
-        )
-
-    def probe(self, endpoint: ServiceEndpoint) -> None:
-        response = requests.get(endpoint.url + "/__admin/health", timeout=2)
-        response.raise_for_status()
-
-    def reset(self, endpoint: ServiceEndpoint) -> None:
-        WireMockAdmin(endpoint.url).reset()
 
 
 class WireMockAdmin:

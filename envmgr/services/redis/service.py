@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import MappingProxyType
-
-import redis
+from typing import TYPE_CHECKING
 
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services.base import ContainerSpec, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+
+if TYPE_CHECKING:
+    import redis
 
 __all__ = ["RedisService"]
 
@@ -23,6 +28,7 @@ class RedisService(Service):
     build_context = "redis"
     ports = MappingProxyType({"redis": PORT})
     probe_description = "PING"
+    fixtures = "envmgr.services.redis.fixtures"
 
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
         command = [
@@ -52,16 +58,39 @@ class RedisService(Service):
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """Every logical database emptied (the session's and each worker's)."""
-        client = redis.Redis.from_url(endpoint.url, socket_timeout=5)
-        try:
+        with _client(endpoint.url, timeout=5) as client:
             client.flushall()
-        finally:
-            client.close()
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
-        client = redis.Redis.from_url(endpoint.url, socket_timeout=2, socket_connect_timeout=2)
-        try:
+        with _client(endpoint.url, timeout=2) as client:
             if not client.ping():
                 raise ConnectionError("PING did not answer PONG")
-        finally:
-            client.close()
+
+    # per worker: its own logical database ----------------------------------------------------------------------
+
+    def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
+        return endpoint.with_path(str(worker.redis_db))
+
+    def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
+        """The worker's logical database emptied (FLUSHDB)."""
+        with _client(self.worker_view(endpoint, worker).url, timeout=5) as client:
+            client.flushdb()
+
+    # compose ---------------------------------------------------------------------------------------------------
+
+    def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
+        password = shlex.quote(endpoint.password or "")
+        return ["CMD-SHELL", context.text(f"redis-cli -p {endpoint.internal_port} -a {password} --no-auth-warning "
+                                          "ping | grep -q PONG")]  # fmt: skip
+
+
+@contextmanager
+def _client(url: str, timeout: float) -> Iterator[redis.Redis]:
+    """A short-lived client on one URL, closed at the end of the block."""
+    import redis
+
+    client: redis.Redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+    try:
+        yield client
+    finally:
+        client.close()

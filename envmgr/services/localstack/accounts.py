@@ -1,8 +1,5 @@
-"""LocalStack (S3 and SQS): one gateway for the environment, one AWS account per xdist worker.
-
-LocalStack keeps accounts apart: a 12-digit access key id *is* the account id, so worker gwN works in account
-0000000000N+1 (see `Worker.aws_account_id`) and never sees another worker's buckets or queues. Seeds (buckets and
-objects from seeds/s3/, queues from the settings and seeds/sqs.yaml) are loaded into each account that is used.
+"""AWS accounts in LocalStack: one per xdist worker. The variables that name one, boto3 clients in one, its seeds,
+and its reset.
 
 Reset: envmgr's local image has an in-process endpoint (`POST /_envmgr/state/reset`, containers/localstack) that
 empties one account's S3 and SQS stores in milliseconds; on the official image, which has none, envmgr deletes
@@ -12,103 +9,30 @@ through the AWS API instead (slower, same result).
 from __future__ import annotations
 
 import json
-import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 from typing import Any
 
-from envmgr.config import LocalStackSettings
+from envmgr.config import LocalStackSettings, Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import SeedError, first_line
-from envmgr.seeds import s3_seed_buckets, sqs_seed_queues
-from envmgr.services.base import ContainerSpec, Published, Service
 
 __all__ = [
+    "RESET_PATH",
     "SECRET_ACCESS_KEY",
-    "LocalStackService",
     "aws_client",
+    "aws_variables",
     "load_aws_seeds",
     "reset_account",
     "restore_account",
 ]
 
-PORT = 4566
-HEALTH_PATH = "/_localstack/health"
 RESET_PATH = "/_envmgr/state/reset"
 SECRET_ACCESS_KEY = "test"
-READY_STATES = {"available", "running"}
-REQUIRED = ("s3", "sqs")
 HTTP_TIMEOUT = 5
 FALLBACK_ACCOUNTS = 8
-
-
-class LocalStackService(Service):
-    name = "localstack"
-    official_image = "localstack/localstack:4.13.1"
-    local_image = "envmgr-local/localstack:4.13.1"
-    build_context = "localstack"
-    ports = MappingProxyType({"gateway": PORT})
-    probe_description = f"GET {HEALTH_PATH} (s3 and sqs available)"
-
-    @property
-    def ls(self) -> LocalStackSettings:
-        config = self.config
-        assert isinstance(config, LocalStackSettings)
-        return config
-
-    def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
-        env = {
-            "SERVICES": "s3,sqs",
-            "PERSISTENCE": "0",
-            "SKIP_SSL_CERT_DOWNLOAD": "1",
-            "DISABLE_EVENTS": "1",
-            "SQS_ENDPOINT_STRATEGY": "path",
-            "AWS_DEFAULT_REGION": self.ls.region,
-        }
-        token = os.environ.get("LOCALSTACK_AUTH_TOKEN")
-        if token:  # newer official images want one; the community tag pinned here does not
-            env["LOCALSTACK_AUTH_TOKEN"] = token
-        env.update(self.ls.env)
-        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=env)
-
-    def host_env(self, host: str, host_ports: Mapping[str, int]) -> dict[str, str]:
-        """URLs LocalStack hands out (SQS queue URLs) must work from the host: name the published address."""
-        return {"LOCALSTACK_HOST": f"{host}:{host_ports['gateway']}"}
-
-    def endpoint(self, published: Published) -> ServiceEndpoint:
-        base = ServiceEndpoint(
-            service=self.name,
-            scheme="http",
-            host=published.host,
-            port=published.ports["gateway"],
-            internal_host=published.alias,
-            internal_port=PORT,
-            image=published.image,
-            container=published.container,
-            extra={"region": self.ls.region, "account_id": Worker().aws_account_id},
-        )
-        buckets = list(s3_seed_buckets(self.settings.seeds_path()))
-        return base.model_copy(update={"variables": aws_variables(base, Worker(), buckets)})
-
-    def probe(self, endpoint: ServiceEndpoint) -> None:
-        with urllib.request.urlopen(endpoint.url + HEALTH_PATH, timeout=2) as response:
-            services = json.load(response).get("services", {})
-        missing = [name for name in REQUIRED if services.get(name) not in READY_STATES]
-        if missing:
-            raise ConnectionError(f"not yet available: {', '.join(missing)} ({services})")
-
-    def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
-        """Seed the shared account (what `envmgr up` and session isolation use)."""
-        load_aws_seeds(endpoint, Worker(), self.settings)
-        return endpoint
-
-    def reset(self, endpoint: ServiceEndpoint) -> None:
-        """Every account emptied (the workers' too), then the shared account seeded again."""
-        reset_account(endpoint, None)
-        load_aws_seeds(endpoint, Worker(), self.settings)
 
 
 def aws_variables(endpoint: ServiceEndpoint, worker: Worker, buckets: Sequence[str] = ()) -> dict[str, str]:
@@ -139,8 +63,10 @@ def aws_client(endpoint: ServiceEndpoint, worker: Worker, service: str) -> Any:
     return session.client(service, config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2}))
 
 
-def load_aws_seeds(endpoint: ServiceEndpoint, worker: Worker, settings: Any) -> None:
+def load_aws_seeds(endpoint: ServiceEndpoint, worker: Worker, settings: Settings) -> None:
     """Create the seeded buckets, objects and queues in the worker's account."""
+    from envmgr.seeds import s3_seed_buckets, sqs_seed_queues
+
     seeds = settings.seeds_path()
     config: LocalStackSettings = settings.localstack
     buckets = s3_seed_buckets(seeds)
@@ -165,7 +91,7 @@ def _seed_call(what: str, action: Any) -> None:
         raise SeedError(f"seeding LocalStack failed at {what}: {first_line(exc)}", "check the seeds folder") from None
 
 
-def restore_account(endpoint: ServiceEndpoint, worker: Worker, settings: Any) -> None:
+def restore_account(endpoint: ServiceEndpoint, worker: Worker, settings: Settings) -> None:
     """The worker's account back to its seeded buckets, objects and queues."""
     reset_account(endpoint, worker)
     load_aws_seeds(endpoint, worker, settings)

@@ -12,17 +12,15 @@ Readiness: `control.ping` through the broker answers. Reset: the worker's queues
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import MappingProxyType
-from typing import Any
 
 from envmgr.config import CelerySettings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
 from envmgr.services.base import ContainerSpec, Published, Service
+from envmgr.services.celery.app import broker_app
 
-__all__ = ["CeleryService", "broker_app"]
+__all__ = ["CeleryService"]
 
 PING_TIMEOUT = 1.0
 
@@ -37,6 +35,8 @@ class CeleryService(Service):
     uses = ("postgres", "localstack", "wiremock")
     per_worker = True
     probe_description = "celery control ping through the broker"
+    fixtures = "envmgr.services.celery.fixtures"
+    compose_image_healthcheck = True  # the worker's ready file
 
     @property
     def cfg(self) -> CelerySettings:
@@ -52,9 +52,9 @@ class CeleryService(Service):
             )
         code_dir = self.settings.resolve(self.cfg.code_dir) or self.settings.project_root
         env: dict[str, str] = {}
-        for endpoint in requirements.values():
-            env.update(_worker_view(endpoint, worker).internal_variables())
-        broker = _worker_view(requirements["redis"], worker).internal_url
+        for endpoint in requirements.values():  # each as this worker sees it (its database, its Redis db, ...)
+            env.update(endpoint.internal_variables())
+        broker = requirements["redis"].internal_url
         env.update(
             {
                 "CELERY_APP": self.cfg.app,
@@ -69,7 +69,7 @@ class CeleryService(Service):
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
         """How to reach the worker: through its broker (the worker's Redis database)."""
-        broker = _worker_view(published.needs["redis"], published.worker)
+        broker = published.needs["redis"]
         return broker.model_copy(
             update={
                 "service": self.name,
@@ -86,57 +86,19 @@ class CeleryService(Service):
                 raise ConnectionError("no Celery worker answered ping")
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
+        """The replica's queues purged."""
         with broker_app(endpoint.url) as app:
             for queue in endpoint.extra.get("queues", "celery").split(","):
                 with app.connection_for_write() as connection:
                     connection.default_channel.queue_purge(queue)
 
+    def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
+        """The worker's own replica: its queues purged."""
+        self.reset(endpoint)
 
-def _worker_view(endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
-    """A shared server's endpoint as one worker uses it: its Redis database, its Postgres database."""
-    if endpoint.service == "redis":
-        return endpoint.with_path(str(worker.redis_db))
-    if endpoint.service == "postgres":
-        return endpoint.with_path(worker.database(endpoint.path))
-    return endpoint
-
-
-@contextmanager
-def broker_app(url: str) -> Iterator[Any]:
-    """A throw-away Celery app on a broker URL, for control commands (ping, purge)."""
-    from celery import Celery
-
-    app = Celery("envmgr-control", broker=url, backend=url)
-    app.conf.broker_connection_retry_on_startup = False
-    app.conf.broker_connection_timeout = 2
-    try:
-        yield app
-    finally:
-        app.close()
-
-
-def load_app(spec: str | None) -> Any:
-    """The user's Celery app from 'module' (its `app` or `celery` attribute) or 'module:attribute'."""
-    import importlib
-
-    if not spec:
-        raise ConfigError(
-            "no Celery app is configured",
-            'set [tool.envmgr.celery] app = "myapp.tasks" (or ENVMGR_CELERY__APP)',
-        )
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(
-            f"cannot import the Celery app module {module_name!r}: {exc}",
-            "check [tool.envmgr.celery] app and that the module is importable (pytest's pythonpath)",
-        ) from None
-    for name in [attribute] if attribute else ["app", "celery"]:
-        app = getattr(module, name, None)
-        if app is not None and hasattr(app, "send_task"):
-            return app
-    raise ConfigError(
-        f"module {module_name!r} has no Celery app {'named ' + repr(attribute) if attribute else '(app or celery)'}",
-        'name it: [tool.envmgr.celery] app = "module:attribute"',
-    )
+    def compose_notes(self) -> list[str]:
+        return [
+            "celery: the project's code_dir is bind-mounted read-only at /app; the worker runs as uid 1000 and "
+            "must be able to read it",
+            "celery: no health check here: the image's own HEALTHCHECK applies (the ready file)",
+        ]

@@ -1,0 +1,153 @@
+"""Creating one service container on the engine, and reading back where its ports were published.
+
+Ports are pinned to free ports on the publish address (127.0.0.1 for a local engine), so a restarted container keeps
+its endpoint; a port taken by another process between the choice and the start is retried with other ports.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import docker.errors
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.engine import Engine
+from envmgr.errors import ServiceStartError, first_line
+from envmgr.services import ContainerSpec, Published
+
+__all__ = ["alias", "is_running", "published_from", "run_container"]
+
+PORT_ATTEMPTS = 3
+PORT_TAKEN = ("port is already allocated", "address already in use")
+
+
+def alias(service: str, replica: int) -> str:
+    """The container's name on the environment's network: `wiremock`, `wiremock-1`, ..."""
+    return service if replica == 0 else f"{service}-{replica}"
+
+
+def run_container(
+    engine: Engine,
+    *,
+    service: str,
+    spec: ContainerSpec,
+    name: str,
+    network_alias: str,
+    network: Network,
+    labels: Mapping[str, str],
+    host_env: Callable[[str, Mapping[str, int]], dict[str, str]],
+    created: Callable[[DockerContainer], None],
+) -> Any:
+    """Create and start one container; return the docker SDK's container. `host_env(host, host_ports)` gives the
+    environment that depends on the published ports; `created` is told of the container before it starts (so a
+    failure half-way can still remove it)."""
+    publish = engine.publish_address()
+    for attempt in range(PORT_ATTEMPTS):
+        host_ports = {role: _free_port(publish) for role in spec.ports}
+        container = DockerContainer(
+            spec.image,
+            command=cast(Any, spec.command),
+            env={**spec.env, **host_env(engine.host_address(), host_ports)},
+            name=name,
+            network=network,
+            network_aliases=[network_alias],
+        )
+        for role, port in spec.ports.items():
+            cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, host_ports[role])
+        for path in engine.image_volumes(spec.image):
+            container.with_tmpfs_mount(path)
+        for path, size in spec.tmpfs.items():
+            container.with_tmpfs_mount(path, size or None)
+        for host_path, container_path in spec.binds.items():
+            container.with_volume_mapping(host_path, container_path, "ro")
+        for source, destination, mode in _copies(spec.copies):
+            container.with_copy_into_container(source, destination, mode)
+        container.with_kwargs(labels=dict(labels), privileged=False)
+        created(container)
+        try:
+            container.start()
+        except docker.errors.DockerException as exc:
+            taken = any(text in str(exc) for text in PORT_TAKEN)
+            if taken and attempt < PORT_ATTEMPTS - 1:  # another process took the port meanwhile: try others
+                container.stop()
+                continue
+            if taken:
+                raise ServiceStartError(
+                    service,
+                    f"{service} could not publish its ports on {publish}: {first_line(exc)}",
+                    "another process keeps taking free ports on this address; stop it or retry",
+                ) from None
+            raise ServiceStartError(
+                service,
+                f"{service} could not start from image {spec.image}: {first_line(exc)}",
+                "check the image and the service's env/command settings",
+            ) from None
+        return container.get_wrapped_container()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def published_from(
+    container: Any,
+    *,
+    service: str,
+    host: str,
+    ports: Mapping[str, int],
+    worker: Worker,
+    replica: int,
+    needs: Mapping[str, ServiceEndpoint],
+) -> Published:
+    """Read the published ports of a started container back from the engine."""
+    container.reload()
+    bound: dict[str, Any] = container.attrs["NetworkSettings"]["Ports"] or {}
+    published: dict[str, int] = {}
+    for role, port in ports.items():
+        bindings = bound.get(f"{port}/tcp") or []
+        if not bindings:
+            raise ServiceStartError(
+                service,
+                f"{service} has no published port for {port}/tcp (container {container.name} is {container.status})",
+                f"start it again (envmgr up) or remove it: envmgr down {container.labels.get('envmgr.env', '')}",
+            )
+        published[role] = int(bindings[0]["HostPort"])
+    return Published(
+        host=host,
+        ports=published,
+        alias=alias(service, replica),
+        container_ports=dict(ports),
+        image=str(container.attrs["Config"]["Image"]),
+        container=str(container.name),
+        worker=worker,
+        needs=dict(needs),
+    )
+
+
+def is_running(container: Any) -> bool:
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return False
+    return bool(container.status == "running")
+
+
+def _copies(copies: Mapping[str, str]) -> list[tuple[bytes, str, int]]:
+    """Each file of the copied folders, readable by any user in the container (the service may not run as root,
+    and a checkout's modes are the host's business)."""
+    files: list[tuple[bytes, str, int]] = []
+    for host_path, container_dir in copies.items():
+        source = Path(host_path)
+        for path in sorted(p for p in [source, *source.rglob("*")] if p.is_file()):
+            relative = path.relative_to(source.parent).as_posix()
+            files.append((path.read_bytes(), f"{container_dir.rstrip('/')}/{relative}", 0o644))
+    return files
+
+
+def _free_port(address: str) -> int:
+    """A port free on `address` right now (the engine binds it a moment later; a lost race is retried)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((address, 0))
+        return int(probe.getsockname()[1])

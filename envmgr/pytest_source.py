@@ -1,0 +1,197 @@
+"""Where a pytest run's environment comes from, and how it ends.
+
+    source = choose_source(settings, options, workers)    # Owned, Attached or Leased
+    endpoints = source.start()
+    ...
+    for line in source.finish(failed=run_failed):        # what to tell the user
+        print(line)
+
+- `OwnedSource`: the run starts its own environment and removes it at the end, unless kept (`--envmgr-keep`), or
+  kept for a post-mortem because the run failed (`--envmgr-keep-on-failure`).
+- `AttachedSource`: the run uses a running environment (`--envmgr-env ID`) and leaves it running.
+- `LeasedSource`: the run leases a warm environment from the daemon and hands it back (the daemon resets it).
+
+What happens at the end is a pure decision (`ending`), unit-tested without Docker.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from envmgr.client import DaemonClient, Lease, lease_if_running
+from envmgr.config import Settings
+from envmgr.endpoints import Endpoints
+from envmgr.errors import EnvmgrError
+
+if TYPE_CHECKING:
+    from envmgr.environment import Environment
+
+__all__ = [
+    "AttachedSource",
+    "Ending",
+    "EnvironmentSource",
+    "LeasedSource",
+    "OwnedSource",
+    "SourceOptions",
+    "choose_source",
+    "ending",
+]
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """The run's choices about its environment (from the --envmgr-* options)."""
+
+    keep: bool = False
+    """--envmgr-keep: leave the environment running after the run"""
+    keep_on_failure: bool = False
+    """--envmgr-keep-on-failure: a failed run leaves its environment running for a post-mortem"""
+    attach_id: str | None = None
+    """--envmgr-env ID: use this running environment"""
+
+
+class Ending(enum.Enum):
+    REMOVE = "remove"
+    """removed with everything it made"""
+    KEEP = "keep"
+    """left running, as asked (--envmgr-keep) or because the run did not start it (--envmgr-env)"""
+    POST_MORTEM = "post-mortem"
+    """left running because the run failed (--envmgr-keep-on-failure): no watchdog, nothing reaps it"""
+    HAND_BACK = "hand back"
+    """returned to the daemon, which resets it for the next run"""
+
+
+def ending(kind: str, options: SourceOptions, failed: bool) -> Ending:
+    """What happens to a run's environment at its end: `kind` is "owned", "attached" or "leased"."""
+    if kind == "leased":
+        return Ending.HAND_BACK
+    if kind == "attached" or options.keep:
+        return Ending.KEEP
+    if options.keep_on_failure and failed:
+        return Ending.POST_MORTEM
+    return Ending.REMOVE
+
+
+class EnvironmentSource(Protocol):
+    kind: str
+    environment: Environment | None
+    """the handle on the environment (None for a leased one: the daemon holds it)"""
+
+    def start(self) -> Endpoints: ...
+
+    def finish(self, failed: bool) -> list[str]:
+        """End the run's use of the environment; return what to tell the user (one line each)."""
+        ...
+
+    def summary(self) -> str | None:
+        """A line about where the environment came from, when the report does not say it."""
+        ...
+
+
+class OwnedSource:
+    kind = "owned"
+
+    def __init__(self, settings: Settings, workers: int, options: SourceOptions) -> None:
+        from envmgr.environment import Environment
+
+        self.options = options
+        # Kept on failure: labelled detached from the start (never swept as an orphan afterwards), yet guarded by its
+        # watchdog until the run ends, so that a killed run still leaves nothing.
+        self.environment: Environment | None = Environment(
+            settings=settings,
+            detach=options.keep or options.keep_on_failure,
+            guard_detached=options.keep_on_failure and not options.keep,
+            workers=workers,
+        )
+
+    def start(self) -> Endpoints:
+        assert self.environment is not None
+        return self.environment.start()
+
+    def finish(self, failed: bool) -> list[str]:
+        environment = self.environment
+        assert environment is not None
+        decision = ending(self.kind, self.options, failed)
+        if decision is Ending.KEEP:
+            return [f"envmgr: environment {environment.id} kept; remove it with: envmgr down {environment.id}"]
+        if decision is Ending.POST_MORTEM:
+            environment.hand_over()
+            endpoints = environment.endpoints
+            lines = [f"envmgr: the run failed; environment {environment.id} is kept for a post-mortem:"]
+            every = endpoints.all()
+            width = max(len(_shown(e.service, e.replica)) for e in every)
+            lines += [f"envmgr:   {_shown(e.service, e.replica):{width}}  {e.redacted_url}" for e in every]
+            lines.append(
+                "envmgr: full URLs with credentials: envmgr status --json; remove it with: "
+                f"envmgr down {environment.id}"
+            )
+            return lines
+        if environment.guard_detached:
+            environment.remove()  # kept only on failure, and the run passed
+        else:
+            environment.close()
+        return []
+
+    def summary(self) -> str | None:
+        return None
+
+
+class AttachedSource:
+    kind = "attached"
+
+    def __init__(self, env_id: str, settings: Settings) -> None:
+        self.env_id = env_id
+        self.settings = settings
+        self.environment: Environment | None = None
+
+    def start(self) -> Endpoints:
+        from envmgr.environment import Environment
+
+        self.environment = Environment.attach(self.env_id, settings=self.settings)
+        return self.environment.prepare()
+
+    def finish(self, failed: bool) -> list[str]:
+        return [f"envmgr: environment {self.env_id} kept; remove it with: envmgr down {self.env_id}"]
+
+    def summary(self) -> str | None:
+        return None
+
+
+class LeasedSource:
+    kind = "leased"
+    environment: Environment | None = None
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease = lease
+
+    def start(self) -> Endpoints:
+        return self.lease.endpoints
+
+    def finish(self, failed: bool) -> list[str]:
+        try:
+            DaemonClient().release(self.lease.id)  # the daemon resets it and keeps it warm
+        except (OSError, EnvmgrError) as exc:
+            return [f"envmgr: could not hand environment {self.lease.id} back to the daemon: {exc}"]
+        return []
+
+    def summary(self) -> str | None:
+        state = "warm" if self.lease.warm else "started for this run"
+        return f"envmgr: environment {self.lease.id} leased from the daemon ({state})"
+
+
+def choose_source(settings: Settings, options: SourceOptions, workers: int) -> EnvironmentSource:
+    """Attached when asked; else leased from the daemon when one answers (setting `daemon`); else owned. A run that
+    keeps its environment never leases (a leased environment goes back to the daemon)."""
+    if options.attach_id is not None:
+        return AttachedSource(options.attach_id, settings)
+    if not (options.keep or options.keep_on_failure):
+        lease = lease_if_running(settings, None, workers)
+        if lease is not None:
+            return LeasedSource(lease)
+    return OwnedSource(settings, workers, options)
+
+
+def _shown(service: str, replica: int) -> str:
+    return service if replica == 0 else f"{service}-{replica}"

@@ -1,0 +1,51 @@
+"""Celery apps: the user's (loaded from its module) and a throw-away one for control commands (ping, purge)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from envmgr.errors import ConfigError
+
+__all__ = ["broker_app", "load_app"]
+
+
+@contextmanager
+def broker_app(url: str) -> Iterator[Any]:
+    """A throw-away Celery app on a broker URL, for control commands (ping, purge)."""
+    from celery import Celery
+
+    app = Celery("envmgr-control", broker=url, backend=url)
+    app.conf.broker_connection_retry_on_startup = False
+    app.conf.broker_connection_timeout = 2
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def load_app(spec: str | None) -> Any:
+    """The user's Celery app from 'module' (its `app` or `celery` attribute) or 'module:attribute'."""
+    if not spec:
+        raise ConfigError(
+            "no Celery app is configured",
+            'set [tool.envmgr.celery] app = "myapp.tasks" (or ENVMGR_CELERY__APP)',
+        )
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"cannot import the Celery app module {module_name!r}: {exc}",
+            "check [tool.envmgr.celery] app and that the module is importable (pytest's pythonpath)",
+        ) from None
+    for name in [attribute] if attribute else ["app", "celery"]:
+        app = getattr(module, name, None)
+        if app is not None and hasattr(app, "send_task"):
+            return app
+    raise ConfigError(
+        f"module {module_name!r} has no Celery app {'named ' + repr(attribute) if attribute else '(app or celery)'}",
+        'name it: [tool.envmgr.celery] app = "module:attribute"',
+    )

@@ -1,0 +1,176 @@
+"""The janitor: creates, clones, marks and drops databases on a Postgres server.
+
+The server belongs to `Environment`; the janitor works on it through the superuser endpoint, connected to the
+maintenance database `postgres` in autocommit mode; the template builder (`template.py`) and the loaders
+(`envmgr.migrations`, `envmgr.seeds`) know what to put in a database. Identifiers always go through
+`psycopg.sql.Identifier`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterator
+from contextlib import contextmanager
+from hashlib import sha256
+from types import TracebackType
+
+import psycopg
+from psycopg import sql
+
+from envmgr.endpoints import ServiceEndpoint
+from envmgr.errors import EnvmgrError
+
+__all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor"]
+
+MAINTENANCE_DB = "postgres"
+MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: Postgres truncates longer names
+BUILD_LOCK_TIMEOUT = "10min"
+
+
+class Janitor:
+    """Database administration on one server, through its superuser endpoint (any path: the janitor uses `postgres`)."""
+
+    def __init__(self, admin: ServiceEndpoint, *, maintenance_db: str = MAINTENANCE_DB, connect_timeout: int = 10):
+        self.admin = admin
+        self.maintenance_db = maintenance_db
+        self.connect_timeout = connect_timeout
+        self._connection: psycopg.Connection[tuple[object, ...]] | None = None
+
+    # connection ---------------------------------------------------------------------------------------------
+
+    @property
+    def connection(self) -> psycopg.Connection[tuple[object, ...]]:
+        """The autocommit connection to the maintenance database (opened on first use)."""
+        if self._connection is None or self._connection.closed:
+            self._connection = psycopg.connect(
+                self.admin.with_path(self.maintenance_db).url,
+                autocommit=True,
+                connect_timeout=self.connect_timeout,
+                application_name="envmgr-janitor",
+            )
+        return self._connection
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def __enter__(self) -> Janitor:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def url(self, name: str) -> str:
+        """The URL of database `name` on this server (with the superuser's credentials)."""
+        return self.admin.with_path(name).url
+
+    @property
+    def server_version(self) -> int:
+        """e.g. 150010 for 15.10."""
+        return self.connection.info.server_version
+
+    def _execute(self, query: sql.Composed | sql.SQL, params: tuple[object, ...] | None = None) -> None:
+        self.connection.execute(query, params)
+
+    # inspection ---------------------------------------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        row = self.connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return row is not None
+
+    def is_template(self, name: str) -> bool:
+        row = self.connection.execute("SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        return bool(row and row[0])
+
+    def connections(self, name: str) -> int:
+        """How many sessions other than the janitor's are connected to `name`."""
+        row = self.connection.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()", (name,)
+        ).fetchone()
+        return int(str(row[0])) if row else 0
+
+    # changes ------------------------------------------------------------------------------------------------
+
+    def create(self, name: str, template: str | None = None) -> None:
+        """CREATE DATABASE name [TEMPLATE template]."""
+        if template is None:
+            self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        else:
+            self._execute(
+                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+            )
+
+    def terminate(self, name: str) -> int:
+        """End every other session connected to `name`; return how many were signalled."""
+        row = self.connection.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> "
+            "pg_backend_pid()",
+            (name,),
+        ).fetchone()
+        return int(str(row[0])) if row else 0
+
+    def drop(self, name: str) -> bool:
+        """Drop `name` even while others are connected to it (they are disconnected); False when it did not exist."""
+        if not self.exists(name):
+            return False
+        if self.is_template(name):  # Postgres refuses to drop a template database
+            self._execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(sql.Identifier(name)))
+        if self.server_version >= 130000:
+            self._execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        else:  # pragma: no cover - servers before 13 have no FORCE
+            self._execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+            self.terminate(name)
+            self._execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        return True
+
+    def clone(self, template: str, name: str) -> None:
+        """Make `name` a fresh copy of `template`: drop it if it exists, then CREATE DATABASE name TEMPLATE template.
+
+        The template must have no other sessions (a marked template accepts none). Postgres waits up to 5 s for
+        sessions that are closing, then the clone fails with an `EnvmgrError` that says how many are connected.
+        """
+        self.drop(name)
+        try:
+            self.create(name, template=template)
+        except psycopg.errors.ObjectInUse:
+            raise EnvmgrError(
+                f"cannot clone {template} into {name}: {self.connections(template)} other session(s) are connected "
+                f"to {template}",
+                "close the connections to the template database, or mark it with Janitor.mark_template",
+            ) from None
+
+    def rename(self, old: str, new: str) -> None:
+        """ALTER DATABASE old RENAME TO new (nobody may be connected to `old`)."""
+        self._execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+
+    def mark_template(self, name: str) -> None:
+        """Make `name` a template that accepts no connections, and end the sessions still connected to it."""
+        self._execute(
+            sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false").format(sql.Identifier(name))
+        )
+        self.terminate(name)
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """Names of the databases that start with `prefix`, sorted."""
+        rows = self.connection.execute(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, %s) ORDER BY datname", (prefix,)
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    @contextmanager
+    def lock(self, key: str, timeout: str = BUILD_LOCK_TIMEOUT) -> Iterator[None]:
+        """A server-wide advisory lock named by `key`, held by the janitor's session (released if it dies)."""
+        number = int.from_bytes(sha256(key.encode()).digest()[:8], "big", signed=True)
+        self.connection.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(timeout)))
+        try:
+            self.connection.execute("SELECT pg_advisory_lock(%s)", (number,))
+        finally:
+            self.connection.execute("SET lock_timeout = 0")
+        try:
+            yield
+        finally:
+            if not self.connection.closed:
+                self.connection.execute("SELECT pg_advisory_unlock(%s)", (number,))

@@ -1,0 +1,32 @@
+"""WireMock fixtures: this worker's own WireMock and its admin client."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from envmgr.services.wiremock.admin import WireMockAdmin
+
+if TYPE_CHECKING:
+    from envmgr.fixtures import WorkerShares
+
+__all__ = ["wiremock", "wiremock_url"]
+
+SERVICE = "wiremock"
+
+
+@pytest.fixture(scope="session")
+def wiremock_url(envmgr_shares: WorkerShares) -> str:
+    """The base URL of this worker's own WireMock (point the code under test's API base URL here)."""
+    return envmgr_shares.server(SERVICE).url
+
+
+@pytest.fixture
+def wiremock(envmgr_shares: WorkerShares, wiremock_url: str) -> Iterator[WireMockAdmin]:
+    """The admin client of this worker's WireMock; back to the seeded stubs, empty journal, no delay after."""
+    try:
+        yield WireMockAdmin(wiremock_url)
+    finally:
+        envmgr_shares.reset(SERVICE)
