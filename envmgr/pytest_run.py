@@ -18,6 +18,7 @@ from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
 from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of
+from envmgr.services import SERVICES, ServiceRegistry
 from envmgr.timings import Timings
 
 if TYPE_CHECKING:
@@ -55,6 +56,8 @@ class RunState:
     """resets made in this process by fixtures (and by envmgr_env.reset() in an xdist worker)"""
     worker_resets: list[Resets] = field(default_factory=list)
     """the resets of each xdist worker, received on the controller through workeroutput"""
+    registry: ServiceRegistry = field(default_factory=lambda: SERVICES, repr=False)
+    """the services envmgr knows (a test may add its own)"""
     services: dict[str, Service] = field(default_factory=dict)
     """service objects made on demand in this process (their hooks: worker_view, worker_reset ...)"""
 
@@ -77,9 +80,7 @@ class RunState:
     def service(self, name: str) -> Service:
         """The service object of `name` for this run's settings (made once per process)."""
         if name not in self.services:
-            from envmgr.services import SERVICES
-
-            self.services[name] = SERVICES.create(name, self.settings)
+            self.services[name] = self.registry.create(name, self.settings)
         return self.services[name]
 
     def start(self) -> Endpoints:

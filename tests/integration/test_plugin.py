@@ -194,3 +194,32 @@ def test_bad_seed_file_fails_the_run_naming_the_file(pytester: pytest.Pytester) 
     assert "001_broken.sql" in output
     assert "nowhere" in output
     assert "passed" not in result.stdout.str()
+
+
+def test_attaching_to_a_kept_environment_with_per_worker_replicas(pytester: pytest.Pytester, engine: Engine) -> None:
+    """`-n 2 --envmgr-keep`, then `-n 2 --envmgr-env ID` with WireMock (a replica per worker): each worker of the
+    second run reaches its own replica (this used to be a raw KeyError on 'wiremock@1')."""
+    make_project(
+        pytester,
+        """
+        import os
+        import pytest
+        import requests
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_own_replica(wiremock_url, envmgr_endpoints, n):
+            worker = os.environ["PYTEST_XDIST_WORKER"]
+            assert envmgr_endpoints["wiremock"].replica == int(worker[2:])
+            assert requests.get(wiremock_url + "/__admin/health", timeout=5).ok
+        """,
+        table=PROJECT_TABLE + "\n[tool.envmgr.wiremock]\nenabled = true\n",
+    )
+    first = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--envmgr-keep")
+    first.assert_outcomes(passed=4)
+    env_id = re.search(r"envmgr down (\w+)", first.stdout.str())
+    assert env_id is not None, first.stdout.str()
+    try:
+        second = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--envmgr-env", env_id.group(1))
+        second.assert_outcomes(passed=4)
+    finally:
+        engine.remove_environment(env_id.group(1))
