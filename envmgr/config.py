@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     image_set: ImageSet = "official"
     startup_timeout: float = Field(default=60.0, gt=0, le=3600)
     isolation: Literal["auto", "session", "worker"] = "auto"
+    reset: Literal["reached", "every-test"] = Field(
+        default="reached",
+        description="which tests start from the seeded state of a service: those whose fixtures reach it "
+        "(reached), or every test, for apps that read connection variables from the environment (every-test)",
+    )
     daemon: Literal["auto", "on", "off"] = Field(
         default="auto", description="lease warm environments from `envmgr daemon` (auto: when one is running)"
     )

@@ -16,6 +16,9 @@ from envmgr.errors import ServiceNotEnabledError
 __all__ = ["Endpoints", "ServiceEndpoint", "Worker"]
 
 SESSION_WORKER_ID = "main"
+REDIS_DATABASES = 1024
+"""logical databases of envmgr's Redis server: the application's 0..511 (0 for the session), the broker's 512.."""
+BROKER_DB_BASE = REDIS_DATABASES // 2
 
 
 @dataclass(frozen=True)
@@ -23,9 +26,10 @@ class Worker:
     """One pytest process and the names that keep it apart from the others in a shared environment.
 
     In worker isolation, xdist worker `gwN` (or the only process, `main`, as N = 0) has its own database
-    `<db>_<worker_id>`, Redis logical database N+1, AWS account 0000000000N+1 in LocalStack (with its seeded
-    buckets named `<bucket>-<worker_id>`), and replica N of each per-worker service (WireMock, Celery worker).
-    In session isolation everybody shares db 0, the environment's database, account 000000000000 and replica 0.
+    `<db>_<worker_id>`, Redis logical database N+1 (and 512+N+1 for its Celery broker), AWS account 0000000000N+1
+    in LocalStack (with its seeded buckets named `<bucket>-<worker_id>`), and replica N of each per-worker service
+    (WireMock, Celery worker). In session isolation everybody shares db 0 (broker: 512), the environment's
+    database, account 000000000000 and replica 0.
     """
 
     worker_id: str = SESSION_WORKER_ID
@@ -40,7 +44,14 @@ class Worker:
 
     @property
     def redis_db(self) -> int:
+        """The worker's Redis database for the application (its cache, its keys)."""
         return self.index + 1 if self.isolated else 0
+
+    @property
+    def broker_db(self) -> int:
+        """The worker's Redis database for the Celery broker and result backend: never the application's, so the
+        app's keys and kombu's never mix, and emptying the app's database leaves the broker alone."""
+        return BROKER_DB_BASE + self.redis_db
 
     @property
     def aws_account_id(self) -> str:

@@ -15,7 +15,7 @@ isolation they share the environment's.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,6 +24,7 @@ from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.errors import EnvmgrError
 from envmgr.pytest_run import RunState, run_of
+from envmgr.reach import FixtureMap, Reach, reach
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
@@ -50,6 +51,15 @@ class WorkerShares:
         self._run = run
         self._endpoints = endpoints
         self.worker = worker
+        self._before_reset: dict[str, list[Callable[[], object]]] = {}
+
+    @property
+    def services(self) -> list[str]:
+        return list(self._endpoints.services)
+
+    def before_reset(self, service: str, action: Callable[[], object]) -> None:
+        """Run `action` before each reset of the service (e.g. let go of pooled connections a reset would cut)."""
+        self._before_reset.setdefault(service, []).append(action)
 
     def server(self, service: str) -> ServiceEndpoint:
         """The service's endpoint for this worker (its replica of a per-worker service), as the server sees it."""
@@ -65,7 +75,10 @@ class WorkerShares:
     def reset(self, service: str) -> None:
         """This worker's share of the service back to the seeded state (timed, counted in the report)."""
         with self._run.resets.measure(service, "reset"):
+            for action in self._before_reset.get(service, ()):
+                action()
             self._run.service(service).worker_reset(self.server(service), self.worker)
+        self._run.dirty.discard(service)
 
     def teardown(self, service: str) -> None:
         self._run.service(service).worker_teardown(self.server(service), self.worker)
@@ -122,3 +135,46 @@ def envmgr_faults(envmgr_env: Environment, envmgr_worker: Worker) -> Iterator[Fa
         yield faults
     finally:
         faults.restore()
+
+
+REACH_KEY = pytest.StashKey[Reach]()
+
+
+def _reach_of(item: pytest.Item, fixtures: FixtureMap) -> Reach:
+    """The services `item` reaches and may dirty (computed once per test)."""
+    if REACH_KEY not in item.stash:
+        info = getattr(item, "_fixtureinfo", None)  # pytest's fixture graph: which fixture asks for which
+        if info is None:
+            item.stash[REACH_KEY] = reach(getattr(item, "fixturenames", ()), None, {}, fixtures)
+        else:
+            argnames = {name: [arg for d in defs for arg in d.argnames] for name, defs in info.name2fixturedefs.items()}
+            item.stash[REACH_KEY] = reach(info.names_closure, list(info.initialnames), argnames, fixtures)
+    return item.stash[REACH_KEY]
+
+
+@pytest.fixture(autouse=True)
+def _envmgr_seeded_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test starts from the seeded state of each service it reaches (setting `reset = "every-test"`: of
+    every service), for this worker: a service is reset before the test when an earlier test on this worker may
+    have changed it, and after a test marked to reset it (`envmgr_fresh_db`)."""
+    run = run_of(request.config)
+    fixtures = run.fixture_map()
+    every = run.settings.reset == "every-test"
+    found = _reach_of(request.node, fixtures)
+    if not found.reached and not (every and run.endpoints is not None):
+        yield
+        return
+    shares: WorkerShares = request.getfixturevalue("envmgr_shares")
+    running = set(shares.services)
+    wanted = running if every else found.reached & running
+    for service in [name for name in shares.services if name in wanted and name in run.dirty]:
+        shares.reset(service)
+    yield
+    markers = {marker.name for marker in request.node.iter_markers()}
+    marked = {name for name in found.reached if fixtures.reset_after.get(name, frozenset()) & markers}
+    changed = running if every else (found.dirtying | marked) & running
+    for service in [name for name in shares.services if name in changed]:
+        if fixtures.reset_after.get(service, frozenset()) & markers:
+            shares.reset(service)
+        else:
+            run.dirty.add(service)

@@ -17,6 +17,7 @@ import pytest
 from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
+from envmgr.reach import FixtureMap
 from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of
 from envmgr.services import SERVICES, ServiceRegistry
 from envmgr.timings import Timings
@@ -60,6 +61,9 @@ class RunState:
     """the services envmgr knows (a test may add its own)"""
     services: dict[str, Service] = field(default_factory=dict)
     """service objects made on demand in this process (their hooks: worker_view, worker_reset ...)"""
+    dirty: set[str] = field(default_factory=set)
+    """services whose share of this worker a test may have changed since it was last reset"""
+    _fixture_map: FixtureMap | None = field(default=None, repr=False)
 
     @property
     def is_worker(self) -> bool:
@@ -82,6 +86,12 @@ class RunState:
         if name not in self.services:
             self.services[name] = self.registry.create(name, self.settings)
         return self.services[name]
+
+    def fixture_map(self) -> FixtureMap:
+        """Which fixture belongs to which service (see envmgr.reach), read once per process."""
+        if self._fixture_map is None:
+            self._fixture_map = FixtureMap.of(self.registry)
+        return self._fixture_map
 
     def start(self) -> Endpoints:
         """The environment's endpoints: started (or attached, or leased) on first call by the controller; an

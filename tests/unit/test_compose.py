@@ -162,7 +162,7 @@ def test_celery_alone_needs_redis_and_gets_the_internal_urls(project: Path) -> N
         compose_document(full(project), ["celery"])
     services = services_of(compose_document(full(project), ["redis", "celery"]))
     environment = services["celery"]["environment"]
-    assert environment["CELERY_BROKER_URL"].endswith("@redis:6379/0")
+    assert environment["CELERY_BROKER_URL"].endswith("@redis:6379/512")
     assert environment["REDIS_URL"] == environment["CELERY_BROKER_URL"]
     assert environment["CELERY_APP"] == "myapp.tasks"
     assert "DATABASE_URL" not in environment  # postgres is not part of this export

@@ -15,16 +15,21 @@ if TYPE_CHECKING:
 
 __all__ = ["celery_app", "celery_worker"]
 
+CLEAN_FIXTURES = ("celery_worker",)
+"""fixtures that leave the service as they found it (reset after the test)"""
+
 SERVICE = "celery"
 
 
 @pytest.fixture(scope="session")
-def celery_app(envmgr_settings: Settings, redis_url: str) -> Any:
-    """The project's Celery app ([tool.envmgr.celery] app) bound to this worker's broker (its Redis database)."""
+def celery_app(envmgr_settings: Settings, envmgr_shares: WorkerShares) -> Any:
+    """The project's Celery app ([tool.envmgr.celery] app) bound to this worker's broker: a Redis database of its
+    own (`Worker.broker_db`), never the application's (`redis_url`)."""
     from envmgr.services.celery.app import load_app
 
+    broker = envmgr_shares.server("redis").with_path(str(envmgr_shares.worker.broker_db)).url
     app = load_app(envmgr_settings.celery.app)
-    app.conf.update(broker_url=redis_url, result_backend=redis_url, broker_connection_retry_on_startup=True)
+    app.conf.update(broker_url=broker, result_backend=broker, broker_connection_retry_on_startup=True)
     return app
 
 

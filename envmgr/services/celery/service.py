@@ -54,7 +54,7 @@ class CeleryService(Service):
         env: dict[str, str] = {}
         for endpoint in requirements.values():  # each as this worker sees it (its database, its Redis db, ...)
             env.update(endpoint.internal_variables())
-        broker = requirements["redis"].internal_url
+        broker = _broker(requirements["redis"], worker).internal_url
         env.update(
             {
                 "CELERY_APP": self.cfg.app,
@@ -69,7 +69,7 @@ class CeleryService(Service):
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
         """How to reach the worker: through its broker (the worker's Redis database)."""
-        broker = published.needs["redis"]
+        broker = _broker(published.needs["redis"], published.worker)
         return broker.model_copy(
             update={
                 "service": self.name,
@@ -102,3 +102,8 @@ class CeleryService(Service):
             "must be able to read it",
             "celery: no health check here: the image's own HEALTHCHECK applies (the ready file)",
         ]
+
+
+def _broker(redis: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
+    """The worker's broker: a Redis database of its own, apart from the application's (`Worker.broker_db`)."""
+    return redis.with_path(str(worker.broker_db)).model_copy(update={"variables": {}})

@@ -24,6 +24,7 @@ __all__ = [
     "SECRET_ACCESS_KEY",
     "aws_client",
     "aws_variables",
+    "is_reset_summary",
     "load_aws_seeds",
     "reset_account",
     "restore_account",
@@ -103,6 +104,22 @@ def reset_account(endpoint: ServiceEndpoint, worker: Worker | None) -> None:
     With no worker: every account. (On the official image, which lacks envmgr's reset endpoint, "every account"
     means the shared one and those of the first FALLBACK_ACCOUNTS workers, deleted through the AWS API.)
     """
+    if _reset_in_process(endpoint, worker):
+        return
+    accounts = (
+        [worker] if worker is not None else [Worker(), *(Worker(f"gw{i}", True) for i in range(FALLBACK_ACCOUNTS))]
+    )
+    for account in accounts:
+        _delete_through_api(endpoint, account)
+
+
+def _reset_in_process(endpoint: ServiceEndpoint, worker: Worker | None) -> bool:
+    """Reset through envmgr's extension (the local image); False where there is none.
+
+    The extension is recognised by its answer (a summary with `services` and `took_ms`), never by the status code
+    alone: the official image answers an unknown `POST` with 200 and an empty body, and resetting nothing there
+    would leave every test's buckets and queues for the next one.
+    """
     selection = {"account_ids": [worker.aws_account_id]} if worker is not None else {}
     request = urllib.request.Request(
         endpoint.url + RESET_PATH,
@@ -111,16 +128,22 @@ def reset_account(endpoint: ServiceEndpoint, worker: Worker | None) -> None:
         method="POST",
     )
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT):
-            return
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+            body = response.read()
     except urllib.error.HTTPError as exc:
-        if exc.code != 404:  # 404: an image without envmgr's reset endpoint (the official one)
-            raise
-    accounts = (
-        [worker] if worker is not None else [Worker(), *(Worker(f"gw{i}", True) for i in range(FALLBACK_ACCOUNTS))]
-    )
-    for account in accounts:
-        _delete_through_api(endpoint, account)
+        if exc.code in (404, 405):  # no such route: an image without the extension
+            return False
+        raise
+    return is_reset_summary(body)
+
+
+def is_reset_summary(body: bytes) -> bool:
+    """True when `body` is the extension's answer to a reset."""
+    try:
+        summary = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(summary, dict) and isinstance(summary.get("services"), dict) and "took_ms" in summary
 
 
 def _delete_through_api(endpoint: ServiceEndpoint, worker: Worker) -> None:

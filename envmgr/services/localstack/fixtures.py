@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 __all__ = ["aws_endpoint_url", "aws_env", "s3_client", "sqs_client"]
 
+CLEAN_FIXTURES = ("s3_client", "sqs_client")
+"""fixtures that leave the service as they found it (reset after the test)"""
+
 SERVICE = "localstack"
 
 

@@ -20,6 +20,10 @@ __all__ = ["FRESH_DB_MARKER", "db_engine", "db_session", "postgres_url"]
 
 SERVICE = "postgres"
 FRESH_DB_MARKER = "envmgr_fresh_db"
+NOT_FIXTURES = ("FRESH_DB_MARKER",)
+CLEAN_FIXTURES = ("db_session",)
+"""fixtures that leave the database as they found it (the outer transaction is rolled back)"""
+RESET_AFTER_MARKERS = (FRESH_DB_MARKER,)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -39,13 +43,15 @@ def postgres_url(envmgr_shares: WorkerShares) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def db_engine(postgres_url: str) -> Iterator[sqlalchemy.Engine]:
-    """A SQLAlchemy 2 engine on this worker's database (psycopg 3 driver)."""
+def db_engine(postgres_url: str, envmgr_shares: WorkerShares) -> Iterator[sqlalchemy.Engine]:
+    """A SQLAlchemy 2 engine on this worker's database (psycopg 3 driver); its pool is emptied before the
+    database is cloned anew (a reset), so no test gets a connection the reset cut."""
     import sqlalchemy
 
     from envmgr.seeds import sqlalchemy_url
 
-    engine = sqlalchemy.create_engine(sqlalchemy_url(postgres_url))
+    engine = sqlalchemy.create_engine(sqlalchemy_url(postgres_url), pool_pre_ping=True)
+    envmgr_shares.before_reset(SERVICE, engine.dispose)
     try:
         yield engine
     finally:
@@ -57,7 +63,8 @@ def db_session(request: pytest.FixtureRequest, db_engine: sqlalchemy.Engine) -> 
     """A session inside an outer transaction that is rolled back after the test.
 
     The code under test may call `commit()`: each commit ends a savepoint, not the outer transaction. A test marked
-    `envmgr_fresh_db` gets a plain session instead (its commits are real) on a database cloned anew afterwards.
+    `envmgr_fresh_db` gets a plain session instead (its commits are real) on a database equal to the template,
+    cloned anew afterwards.
     """
     from sqlalchemy.orm import Session
 
@@ -77,17 +84,11 @@ def db_session(request: pytest.FixtureRequest, db_engine: sqlalchemy.Engine) -> 
 
 
 @pytest.fixture(autouse=True)
-def _envmgr_fresh_db(request: pytest.FixtureRequest) -> Iterator[None]:
-    """For tests marked envmgr_fresh_db: clone this worker's database anew from the template after the test."""
-    yield
-    if request.node.get_closest_marker(FRESH_DB_MARKER) is None:
+def _envmgr_fresh_db(request: pytest.FixtureRequest) -> None:
+    """Tests marked envmgr_fresh_db need a database of their own under xdist (the reset is envmgr's per-test
+    reset: the database is equal to the template before the test and cloned anew after it)."""
+    if request.node.get_closest_marker(FRESH_DB_MARKER) is None or "postgres_url" not in request.fixturenames:
         return
-    if "postgres_url" not in request.fixturenames:
-        return  # the test never touched the database
     worker: Worker = request.getfixturevalue("envmgr_worker")
     if worker.worker_id.startswith("gw") and not worker.isolated:
         pytest.fail("envmgr_fresh_db needs worker isolation under xdist (--envmgr-isolation=worker)")
-    if "db_engine" in request.fixturenames:
-        request.getfixturevalue("db_engine").dispose()  # no pooled connection may hold the database open
-    shares: WorkerShares = request.getfixturevalue("envmgr_shares")
-    shares.reset(SERVICE)

@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = ["redis_client", "redis_url"]
 
+CLEAN_FIXTURES = ("redis_client",)
+"""fixtures that leave the service as they found it (reset after the test)"""
+
 
 @pytest.fixture(scope="session")
 def redis_url(envmgr_shares: WorkerShares) -> str:

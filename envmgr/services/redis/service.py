@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.endpoints import REDIS_DATABASES, ServiceEndpoint, Worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 
 if TYPE_CHECKING:
@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 __all__ = ["RedisService"]
 
 PORT = 6379
-# One logical database per pytest-xdist worker (db 0 is the session's): 1023 workers before any sharing.
-DATABASES = 1024
+# One logical database per pytest-xdist worker for the application and one for its Celery broker (see Worker).
+DATABASES = REDIS_DATABASES
 
 
 class RedisService(Service):

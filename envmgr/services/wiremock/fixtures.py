@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = ["wiremock", "wiremock_url"]
 
+CLEAN_FIXTURES = ("wiremock",)
+"""fixtures that leave the service as they found it (reset after the test)"""
+
 SERVICE = "wiremock"
 
 
