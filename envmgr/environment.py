@@ -108,6 +108,9 @@ class Environment:
         self._containers: dict[str, DockerContainer] = {}
         self._watchdog: Watchdog | None = None
         self._lock = threading.Lock()
+        self.scope: Worker | None = None
+        """set for a test process's handle (the `envmgr_env` fixture): `reset()` then resets this worker's share
+        only, never another worker's"""
 
     # lifecycle ---------------------------------------------------------------------------------------------
 
@@ -219,10 +222,16 @@ class Environment:
 
     def reset(self, services: Sequence[str] | None = None) -> None:
         """Bring services back to their prepared state (default: all), every replica, and drop what workers made
-        (their databases, Redis databases, AWS accounts): what a fresh environment would have."""
+        (their databases, Redis databases, AWS accounts): what a fresh environment would have.
+
+        On a handle scoped to a worker (`scope`, as `envmgr_env` gives each test process): that worker's share of
+        each service only (its database, its Redis db, its account, its replicas); other workers are untouched."""
         for name in services if services is not None else self.services:
             service = self.service(name)
             with self.timings.measure(name, "reset"):
+                if self.scope is not None:
+                    service.worker_reset(self._endpoint_of(name, self.scope), self.scope)
+                    continue
                 for endpoint in self.endpoints.all():
                     if endpoint.service == name:
                         service.reset(endpoint)

@@ -114,14 +114,17 @@ def envmgr_shares(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, e
 
 @pytest.fixture(scope="session")
 def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envmgr_settings: Settings) -> Environment:
-    """A handle on the environment: health, reset and (in the owning process) its timings."""
+    """A handle on the environment: health, faults and `reset()` of this worker's share of every service (never
+    another worker's)."""
     from envmgr.environment import Environment
 
     run = run_of(request.config)
     if run.environment is not None:
-        return run.environment
-    env = Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
-    env.timings = run.resets  # its resets count in the run's report (sent to the controller by an xdist worker)
+        env = run.environment
+    else:
+        env = Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
+        env.timings = run.resets  # its resets count in the run's report (sent to the controller by an xdist worker)
+    env.scope = run.worker
     return env
 
 
