@@ -139,7 +139,8 @@ def test_reset_from_a_worker_resets_only_its_share(settings: Settings) -> None:
         handle.scope = gw0
         handle.reset()
         with Janitor(server) as janitor:
-            assert janitor.exists(gw0.database(server.path)) and janitor.exists(gw1.database(server.path))
+            assert janitor.exists(gw0.database(server.path))
+            assert janitor.exists(gw1.database(server.path))
         with psycopg.connect(server.with_path(gw1.database(server.path)).url) as connection:
             assert connection.execute("SELECT worker FROM marks").fetchall() == [("gw1",)]
         with psycopg.connect(server.with_path(gw0.database(server.path)).url) as connection:
