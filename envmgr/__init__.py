@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from envmgr.environment import Environment, Faults, Health
     from envmgr.errors import (
         ConfigError,
+        DaemonError,
+        DaemonNotRunningError,
         DockerUnavailableError,
         EnvironmentNotFoundError,
         EnvmgrError,
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigError",
+    "DaemonError",
+    "DaemonNotRunningError",
     "DockerUnavailableError",
     "Endpoints",
     "Environment",
