@@ -24,7 +24,7 @@ from envmgr.timings import Timings
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
-from envmgr.errors import EnvmgrError
+from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError
 from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of, write_container_logs, write_report
 
 __all__ = ["run_of"]
@@ -186,7 +186,10 @@ class _PluginRun:
     def finish(self, config: pytest.Config) -> None:
         self._save_logs(config)
         if self.lease is not None:
-            DaemonClient().release(self.lease.id)  # the daemon resets it and keeps it warm
+            try:
+                DaemonClient().release(self.lease.id)  # the daemon resets it and keeps it warm
+            except (DaemonNotRunningError, EnvironmentNotFoundError) as exc:  # stopped (--force): env gone too
+                _say(config, f"envmgr: lease {self.lease.id} not handed back: {exc.cause}")
             return
         if self.environment is None:
             return

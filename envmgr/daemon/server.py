@@ -59,7 +59,12 @@ class Daemon:
                 return {"ok": True, "pid": os.getpid(), "version": __version__}
             if op == "lease":
                 warm, was_warm = self.pool.lease(protocol.parse_lease_request(request))
-                return {"ok": True, "lease": warm.env.id, "warm": was_warm, "endpoints": warm.env.endpoints.model_dump()}
+                return {
+                    "ok": True,
+                    "lease": warm.env.id,
+                    "warm": was_warm,
+                    "endpoints": warm.env.endpoints.model_dump(),
+                }
             if op == "release":
                 self.pool.release_later(str(request["lease"]))
                 return {"ok": True}
