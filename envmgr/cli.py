@@ -265,7 +265,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
         engine = Engine.connect()
         rows: list[dict[str, Any]] = []
         for env_id, record in sorted(engine.environments().items(), key=lambda item: item[1].created):
-            env = Environment.attach(env_id, engine=engine)
+            try:
+                env = Environment.attach(env_id, engine=engine)
+            except EnvironmentNotFoundError:  # removed between the listing and now (a shared engine): not listed
+                continue
             health = env.health()
             owner = record.owner
             rows.append(
