@@ -24,7 +24,7 @@ from envmgr.labels import Owner
 
 __all__ = ["DaemonClient", "Lease", "default_socket_path", "lease_if_running", "spawn"]
 
-PING_TIMEOUT = 1.0
+PING_TIMEOUT = 5.0  # a daemon that does not answer a ping within it is an error (DaemonError), not "none"
 LEASE_TIMEOUT = 600.0
 
 
