@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from envmgr.environment import Environment, Health
     from envmgr.errors import (
         ConfigError,
+        DaemonError,
+        DaemonNotRunningError,
         DockerUnavailableError,
         EnvironmentNotFoundError,
         EnvmgrError,
@@ -30,6 +32,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ConfigError",
+    "DaemonError",
+    "DaemonNotRunningError",
     "DockerUnavailableError",
     "Endpoints",
     "Environment",

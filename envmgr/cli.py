@@ -31,7 +31,7 @@ from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints
 from envmgr.engine import Engine
 from envmgr.environment import Environment, Health
-from envmgr.errors import EnvironmentNotFoundError, EnvmgrError, ServiceStartError
+from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError, ServiceStartError
 from envmgr.images import build_image, local_images
 from envmgr.labels import LABEL_NAMESPACE
 from envmgr.reaper import expired, orphaned, parse_duration
@@ -170,7 +170,10 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
             _print_variables(lease.endpoints)
         _foreground(Environment.attach(lease.id, settings=settings))
     finally:
-        DaemonClient().release(lease.id)
+        try:
+            DaemonClient().release(lease.id)
+        except (DaemonNotRunningError, EnvironmentNotFoundError) as exc:  # daemon stopped (--force): env gone too
+            _err().print(f"envmgr: lease {lease.id} not handed back: {exc.cause}", highlight=False, soft_wrap=True)
 
 
 def _print_variables(endpoints: Endpoints) -> None:
@@ -262,7 +265,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
         engine = Engine.connect()
         rows: list[dict[str, Any]] = []
         for env_id, record in sorted(engine.environments().items(), key=lambda item: item[1].created):
-            env = Environment.attach(env_id, engine=engine)
+            try:
+                env = Environment.attach(env_id, engine=engine)
+            except EnvironmentNotFoundError:  # removed between the listing and now (a shared engine): not listed
+                continue
             health = env.health()
             owner = record.owner
             rows.append(
@@ -511,8 +517,7 @@ def daemon_start(socket_path: SocketOption = None) -> None:
     """Start the daemon in the background (one per user and engine) and wait until it answers."""
 
     def body() -> None:
-        from envmgr.client import DaemonClient, default_socket_path
-        from envmgr.daemon import spawn
+        from envmgr.client import DaemonClient, default_socket_path, spawn
 
         path = socket_path or default_socket_path()
         client = DaemonClient(path)
@@ -545,7 +550,7 @@ def _running_daemon(socket_path: Path | None) -> DaemonClient:
 
     client = DaemonClient(socket_path)
     if not client.available():
-        raise EnvironmentNotFoundError(f"no envmgr daemon answers on {client.path}", "start one: envmgr daemon start")
+        raise DaemonNotRunningError(f"no envmgr daemon answers on {client.path}", "start one: envmgr daemon start")
     return client
 
 

@@ -1,33 +1,31 @@
-"""The daemon's client, used by the pytest plugin and `envmgr up` (see envmgr.daemon for the protocol)."""
+"""The daemon's client, used by the pytest plugin and `envmgr up`, and `spawn`, which starts a daemon.
+
+The protocol is documented in envmgr.daemon.protocol; the client trusts only a daemon of its own user
+(envmgr.daemon.trust). Kept light: a leasing test run imports neither Docker nor the daemon's pool.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envmgr.config import Settings
+from envmgr.daemon import protocol, trust
 from envmgr.endpoints import Endpoints
-from envmgr.errors import (
-    ConfigError,
-    EnvmgrError,
-    ImageError,
-    MigrationError,
-    SeedError,
-)
+from envmgr.errors import DaemonError, DaemonNotRunningError
 from envmgr.labels import Owner
 
-__all__ = ["DaemonClient", "Lease", "default_socket_path", "lease_if_running"]
+__all__ = ["DaemonClient", "Lease", "default_socket_path", "lease_if_running", "spawn"]
 
-PING_TIMEOUT = 1.0
+PING_TIMEOUT = 5.0  # a daemon that does not answer a ping within it is an error (DaemonError), not "none"
 LEASE_TIMEOUT = 600.0
-ERRORS: dict[str, type[EnvmgrError]] = {
-    cls.__name__: cls for cls in (ConfigError, ImageError, MigrationError, SeedError, EnvmgrError)
-}
 
 
 def _engine_key() -> str:
@@ -54,6 +52,9 @@ class Lease:
     warm: bool
 
 
+_STATUS_FIX = "see envmgr daemon status, and the daemon's log beside its socket"
+
+
 class DaemonClient:
     """Talks to the daemon on its Unix socket; one request per connection."""
 
@@ -61,28 +62,44 @@ class DaemonClient:
         self.path = path or default_socket_path()
 
     def _call(self, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one request, return the response; the daemon's error, raised, when it answers with one.
+
+        Nothing is sent before the socket is trusted (trust.check_socket, trust.check_peer).
+        DaemonNotRunningError when no daemon listens; DaemonError when it cannot be trusted or does not answer.
+        """
+        trust.check_socket(self.path)
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(timeout)
-            connection.connect(str(self.path))
-            connection.sendall(json.dumps(request).encode() + b"\n")
-            with connection.makefile("rb") as stream:
-                line = stream.readline()
+            try:
+                connection.connect(str(self.path))
+            except (FileNotFoundError, ConnectionRefusedError):
+                raise DaemonNotRunningError(
+                    f"no envmgr daemon answers on {self.path}", "start one: envmgr daemon start"
+                ) from None
+            except OSError as exc:
+                raise DaemonError(f"cannot reach the envmgr daemon on {self.path}: {exc}", _STATUS_FIX) from None
+            trust.check_peer(connection, self.path)
+            try:
+                connection.sendall(protocol.encode(request))
+                with connection.makefile("rb") as stream:
+                    line = stream.readline()
+            except TimeoutError:
+                raise DaemonError(
+                    f"the envmgr daemon on {self.path} did not answer {request.get('op')} within {timeout:g} s",
+                    _STATUS_FIX,
+                ) from None
+            except OSError as exc:
+                raise DaemonError(f"the envmgr daemon on {self.path} failed: {exc}", _STATUS_FIX) from None
         if not line:
-            raise EnvmgrError(f"the envmgr daemon on {self.path} closed the connection", "see envmgr daemon status")
-        response: dict[str, Any] = json.loads(line)
-        if not response.get("ok"):
-            error = response.get("error") or {}
-            cls = ERRORS.get(str(error.get("type")), EnvmgrError)  # start failures arrive as the base class
-            raise cls(f"daemon: {error.get('cause')}", error.get("fix"))
-        return response
+            raise DaemonError(f"the envmgr daemon on {self.path} closed the connection", _STATUS_FIX)
+        return protocol.raise_for_error(protocol.decode(line))
 
     def available(self) -> bool:
-        """True when a daemon answers on the socket."""
-        if not self.path.exists():
-            return False
+        """True when a daemon answers on the socket, False when none does; DaemonError when the socket cannot be
+        trusted (another user's folder, socket or process)."""
         try:
             self._call({"op": "ping"}, PING_TIMEOUT)
-        except (OSError, EnvmgrError, ValueError):
+        except DaemonNotRunningError:
             return False
         return True
 
@@ -91,17 +108,7 @@ class DaemonClient:
         return int(self._call({"op": "ping"}, PING_TIMEOUT)["pid"])
 
     def lease(self, settings: Settings, services: list[str] | None = None, workers: int = 0) -> Lease:
-        owner = Owner.current()
-        response = self._call(
-            {
-                "op": "lease",
-                "settings": settings.model_dump(mode="json"),
-                "services": services,
-                "workers": workers,
-                "holder": {"pid": owner.pid, "start": owner.start, "host": owner.host},
-            },
-            LEASE_TIMEOUT,
-        )
+        response = self._call(protocol.lease_request(settings, services, workers, Owner.current()), LEASE_TIMEOUT)
         return Lease(
             id=str(response["lease"]),
             endpoints=Endpoints.model_validate(response["endpoints"]),
@@ -109,6 +116,8 @@ class DaemonClient:
         )
 
     def release(self, lease_id: str) -> None:
+        """Hand the lease back (the daemon resets the environment in the background). DaemonNotRunningError when
+        the daemon is gone (stopped with --force: the environment is gone with it)."""
         self._call({"op": "release", "lease": lease_id}, LEASE_TIMEOUT)
 
     def status(self) -> list[dict[str, Any]]:
@@ -121,15 +130,47 @@ class DaemonClient:
 
 def lease_if_running(settings: Settings, services: list[str] | None = None, workers: int = 0) -> Lease | None:
     """A warm environment from the daemon, by the setting `daemon`: `off` never; `auto` when one answers; `on`
-    requires one (EnvmgrError otherwise). None: start your own."""
+    requires one (DaemonNotRunningError otherwise). None: start your own."""
     if settings.daemon == "off":
         return None
     client = DaemonClient()
     if not client.available():
         if settings.daemon == "on":
-            raise EnvmgrError(
+            raise DaemonNotRunningError(
                 f"no envmgr daemon answers on {client.path} (daemon = 'on')",
                 "start it (envmgr daemon start) or set daemon = 'auto'",
             )
         return None
     return client.lease(settings, services, workers)
+
+
+def spawn(path: Path, timeout: float = 15.0) -> tuple[int, Path]:
+    """Start `python -m envmgr.daemon` in its own session; return its pid and log file once it answers.
+
+    The log file is beside the socket, in the user's private folder (created 0700, or refused when it is not
+    the user's alone: DaemonError).
+    """
+    trust.private_folder(path.parent)
+    log = path.with_suffix(".log")
+    with open(log, "ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "envmgr.daemon", "--socket", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    client = DaemonClient(path)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.available():
+            return process.pid, log
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)  # polling the socket of a process that is starting, within the deadline
+    tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
+    raise DaemonError(
+        f"the envmgr daemon did not answer within {timeout:g} s: {' | '.join(tail) or 'no output'}",
+        f"read {log}",
+    )

@@ -11,16 +11,23 @@
     ├── MigrationError               an Alembic migration failed
     ├── SeedError                    a seed file is malformed or failed to load; names the file and the statement/row
     ├── EnvironmentNotFoundError     no environment (or sandbox) with that id on this engine
-    └── ServiceNotEnabledError       the service asked for is not part of this environment
+    ├── ServiceNotEnabledError       the service asked for is not part of this environment
+    └── DaemonError                  the envmgr daemon refused a request (stop while leases are held), or its socket
+        │                            cannot be trusted (another user's folder, socket or process)
+        └── DaemonNotRunningError    no envmgr daemon answers on the socket
 
 `str(error)` is the cause followed by the fix, both on one line each; the CLI prints it and exits non-zero.
 `ServiceStartError` and its subclass carry `service` and `logs` (the tail of the container's output).
+Every constructor argument is kept as the attribute of the same name: the daemon's protocol sends an error as its
+class name and those attributes, and the client rebuilds the same error from them (envmgr.daemon.protocol).
 """
 
 from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DaemonError",
+    "DaemonNotRunningError",
     "DockerUnavailableError",
     "EnvironmentNotFoundError",
     "EnvmgrError",
@@ -116,3 +123,13 @@ class ServiceNotEnabledError(EnvmgrError):
     """A service was asked for that the environment does not run."""
 
     exit_code = 2
+
+
+class DaemonError(EnvmgrError):
+    """The envmgr daemon refused a request, or its socket cannot be trusted."""
+
+    exit_code = 9
+
+
+class DaemonNotRunningError(DaemonError):
+    """No envmgr daemon answers on the socket."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from envmgr.client import DaemonClient, Lease, lease_if_running
 from envmgr.config import Settings
 from envmgr.endpoints import Endpoints
-from envmgr.errors import EnvmgrError
+from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
@@ -172,8 +172,8 @@ class LeasedSource:
     def finish(self, failed: bool) -> list[str]:
         try:
             DaemonClient().release(self.lease.id)  # the daemon resets it and keeps it warm
-        except (OSError, EnvmgrError) as exc:
-            return [f"envmgr: could not hand environment {self.lease.id} back to the daemon: {exc}"]
+        except (DaemonNotRunningError, EnvironmentNotFoundError) as exc:  # stopped (--force): the environment too
+            return [f"envmgr: lease {self.lease.id} not handed back: {exc.cause}"]
         return []
 
     def summary(self) -> str | None:

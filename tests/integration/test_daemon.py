@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from envmgr import Settings, load_settings
-from envmgr.client import DaemonClient
+from envmgr import DaemonError, DaemonNotRunningError, Settings, load_settings
+from envmgr.client import DaemonClient, Lease
 from envmgr.daemon import spawn
-from tests.conftest import REPO
+from envmgr.engine import Engine
+from tests.conftest import REPO, in_namespace
+from tests.integration.test_cli import envmgr
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 
@@ -36,6 +42,39 @@ time.sleep(600)
 """
 
 
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as another user (uid 65534) needs root")
+NOBODY = 65534
+
+
+def listen_as(uid: int, path: Path) -> tuple[int, int]:
+    """A process running as `uid` that listens on `path`, accepts one connection and reports, on the pipe it
+    returns (with its pid), "listening" and then how many bytes it received. Forked: another user cannot run this
+    interpreter (its home is private)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only system calls, then _exit
+        status = 1
+        try:
+            os.close(read_end)
+            os.setgid(uid)
+            os.setuid(uid)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+                server.bind(str(path))
+                server.listen(1)
+                os.write(write_end, b"listening\n")
+                connection, _ = server.accept()
+                connection.settimeout(30)
+                received = 0
+                while chunk := connection.recv(4096):
+                    received += len(chunk)
+                os.write(write_end, f"{received}\n".encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+    return pid, read_end
+
+
 @pytest.fixture
 def daemon(tmp_path: Path, namespace: str) -> Iterator[DaemonClient]:
     """A daemon of this test's own on a private socket; stopped (and its environments removed) afterwards."""
@@ -45,12 +84,29 @@ def daemon(tmp_path: Path, namespace: str) -> Iterator[DaemonClient]:
     try:
         yield client
     finally:
+        os.chown(path.parent, os.getuid(), os.getgid())  # a test may have handed the folder to someone else
+        os.chmod(path.parent, 0o700)
         if client.available():
             client.stop(force=True)
-        deadline = time.monotonic() + 60
-        while path.exists():  # the daemon removes its socket after its environments
-            assert time.monotonic() < deadline, "the daemon did not stop"
-            time.sleep(0.1)
+        wait_until_stopped(path)
+
+
+def wait_until_stopped(path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while path.exists():  # the daemon removes its socket after its environments
+        assert time.monotonic() < deadline, "the daemon did not stop"
+        time.sleep(0.1)
+
+
+def wait_until_settled(daemon: DaemonClient) -> list[dict[str, object]]:
+    """The daemon's environments once no lease is held or being released."""
+    deadline = time.monotonic() + 120
+    while True:
+        environments = daemon.status()
+        if all(env["state"] == "idle" for env in environments):
+            return environments
+        assert time.monotonic() < deadline, f"the leases were not handed back: {environments}"
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -179,3 +235,161 @@ def test_envmgr_up_leases_in_the_foreground_and_releases_on_ctrl_c(daemon: Daemo
     while {env["id"]: env["state"] for env in daemon.status()}[env_id] != "idle":
         assert time.monotonic() < deadline, "the lease was not handed back"
         time.sleep(0.2)
+
+
+def test_a_failed_start_gives_the_same_error_and_exit_code_with_the_daemon_as_without(
+    daemon: DaemonClient, tmp_path: Path
+) -> None:
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.envmgr]\ndaemon = "on"\n\n[tool.envmgr.postgres]\nimage = "envmgr-test/does-not-exist:1"\n'
+    )
+    socket_env = {"ENVMGR_DAEMON_SOCKET": str(daemon.path)}
+    leased = envmgr("up", "postgres", "redis", cwd=tmp_path, env=socket_env)
+    alone = envmgr("up", "postgres", "redis", cwd=tmp_path, env={**socket_env, "ENVMGR_DAEMON": "off"})
+    assert alone.returncode == 4, alone.stderr  # ImageError
+    assert leased.returncode == alone.returncode, leased.stderr
+
+    def message(stderr: str) -> list[str]:
+        return [line for line in stderr.splitlines() if line.startswith(("envmgr: error:", "  fix:"))]
+
+    assert message(alone.stderr)
+    assert message(leased.stderr) == message(alone.stderr)
+    assert "Traceback" not in leased.stderr
+    assert daemon.status() == [], "the failed start left nothing in the pool"
+
+
+def test_socket_of_a_folder_of_another_user_is_refused_before_anything_is_sent(daemon: DaemonClient) -> None:
+    assert daemon.available(), "the positive path: our own folder, socket and daemon"
+    os.chmod(daemon.path.parent, 0o770)
+    with pytest.raises(DaemonError, match="writable by others") as refused:
+        daemon.available()
+    assert refused.value.fix
+    assert "ENVMGR_DAEMON_SOCKET" in refused.value.fix
+    os.chmod(daemon.path.parent, 0o700)
+    if os.geteuid() == 0:
+        os.chown(daemon.path.parent, NOBODY, NOBODY)
+        with pytest.raises(DaemonError, match=f"belongs to uid {NOBODY}, not to you"):
+            daemon.status()
+        os.chown(daemon.path.parent, os.getuid(), os.getgid())
+    assert daemon.status() == []
+
+
+@as_root
+def test_a_listener_of_another_user_is_refused_before_anything_is_sent() -> None:
+    """The folder and the socket file are ours (chowned back after it bound), but the process is not (SO_PEERCRED)."""
+    folder = Path(tempfile.mkdtemp(prefix="envmgr-trust-"))
+    try:
+        os.chown(folder, NOBODY, NOBODY)
+        path = folder / "daemon.sock"
+        pid, pipe = listen_as(NOBODY, path)
+        with os.fdopen(pipe) as reports:
+            try:
+                assert reports.readline().strip() == "listening"
+                os.chown(folder, os.getuid(), os.getgid())
+                os.chown(path, os.getuid(), os.getgid())
+                client = DaemonClient(path)
+                with pytest.raises(DaemonError, match=f"runs as uid {NOBODY}, not as you") as refused:
+                    client.lease(Settings(daemon="on"))
+                assert refused.value.fix
+                assert "ENVMGR_DAEMON_SOCKET" in refused.value.fix
+                assert reports.readline().strip() == "0", "the client sent something to a stranger"
+            finally:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+    finally:
+        shutil.rmtree(folder)
+
+
+def test_the_daemon_refuses_a_folder_others_can_write_to(tmp_path: Path) -> None:
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    os.chmod(folder, 0o777)
+    for command in (["daemon", "run"], ["daemon", "start"]):
+        result = envmgr(*command, "--socket", str(folder / "daemon.sock"), cwd=tmp_path)
+        assert result.returncode == 9, result.stderr  # DaemonError
+        assert "writable by others" in result.stderr
+        assert "Traceback" not in result.stderr
+    assert list(folder.iterdir()) == [], "no socket, no log"
+
+
+@as_root
+def test_the_daemon_refuses_a_folder_of_another_user(tmp_path: Path) -> None:
+    folder = tmp_path / "theirs"
+    folder.mkdir(mode=0o700)
+    os.chown(folder, NOBODY, NOBODY)
+    result = envmgr("daemon", "run", "--socket", str(folder / "daemon.sock"), cwd=tmp_path)
+    assert result.returncode == 9, result.stderr
+    assert f"belongs to uid {NOBODY}" in result.stderr
+    assert list(folder.iterdir()) == []
+
+
+def test_pool_size_caps_the_idle_environments_after_concurrent_leases(
+    daemon: DaemonClient, small: Settings, engine: Engine, namespace: str
+) -> None:
+    settings = small.model_copy(update={"daemon_pool_size": 1})
+    with ThreadPoolExecutor(4) as pool:
+        leases = list(pool.map(lambda _: daemon.lease(settings), range(4)))
+    assert len({lease.id for lease in leases}) == 4
+    for lease in leases:
+        daemon.release(lease.id)
+    environments = wait_until_settled(daemon)
+    assert len(environments) == 1, f"pool size 1 keeps one idle environment: {environments}"
+    deadline = time.monotonic() + 60
+    while (on_engine := in_namespace(engine, namespace)) != [environments[0]["id"]]:
+        assert time.monotonic() < deadline, f"the extra environments were not removed: {on_engine}"
+        time.sleep(0.2)
+    again = daemon.lease(settings)
+    assert again.warm
+    assert again.id == environments[0]["id"]
+    assert users(again.endpoints["postgres"].url) == 3
+    daemon.release(again.id)
+
+
+def test_concurrent_leases_that_each_start_an_environment_all_succeed(daemon: DaemonClient, small: Settings) -> None:
+    """Each lease starts, migrates and seeds its own environment of the same configuration at the same time."""
+    settings = small.model_copy(update={"daemon_pool_size": 0})
+    with ThreadPoolExecutor(3) as pool:
+        leases: list[Lease] = list(pool.map(lambda _: daemon.lease(settings), range(3)))
+    assert len({lease.id for lease in leases}) == 3
+    assert not any(lease.warm for lease in leases)
+    assert [users(lease.endpoints["postgres"].url) for lease in leases] == [3, 3, 3]
+    for lease in leases:
+        daemon.release(lease.id)
+    assert wait_until_settled(daemon) == [], "pool size 0 keeps nothing"
+
+
+def test_release_after_a_forced_stop_is_a_clear_error_and_pytest_tolerates_it(
+    daemon: DaemonClient, pytester: pytest.Pytester
+) -> None:
+    pytester.makefile(".toml", pyproject='[tool.envmgr]\ndaemon = "on"\n')
+    pytester.makepyfile(
+        test_stop="""
+        import subprocess, sys
+
+        def test_stop_the_daemon(envmgr_endpoints):
+            stop = subprocess.run([sys.executable, "-m", "envmgr", "daemon", "stop", "--force"])
+            assert stop.returncode == 0
+        """
+    )
+    os.environ["ENVMGR_DAEMON_SOCKET"] = str(daemon.path)
+    try:
+        run = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    finally:
+        del os.environ["ENVMGR_DAEMON_SOCKET"]
+    run.assert_outcomes(passed=1)
+    run.stdout.fnmatch_lines(["*envmgr: lease * not handed back: no envmgr daemon answers on*"])
+    assert run.ret == 0
+    wait_until_stopped(daemon.path)
+    with pytest.raises(DaemonNotRunningError, match="no envmgr daemon answers") as gone:
+        daemon.release("0123456789")
+    assert gone.value.fix == "start one: envmgr daemon start"
+
+
+def test_a_refused_stop_exits_with_the_daemon_error_code(daemon: DaemonClient, small: Settings, tmp_path: Path) -> None:
+    held = daemon.lease(small)
+    refused = envmgr("daemon", "stop", "--socket", str(daemon.path), cwd=tmp_path)
+    assert refused.returncode == 9, refused.stderr  # DaemonError
+    assert f"1 environment(s) are leased ({held.id})" in refused.stderr
+    assert "--force" in refused.stderr
+    assert daemon.available()
+    daemon.release(held.id)

@@ -1,0 +1,162 @@
+"""The daemon's server: requests (envmgr.daemon.protocol) answered from the pool, over a Unix socket.
+
+`serve` runs it in the foreground until a `stop` request, SIGTERM or SIGINT; on the way out it removes its
+environments, then its socket (a vanished socket means the environments are gone too).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import socketserver
+import threading
+from pathlib import Path
+from typing import Any
+
+from envmgr.client import default_socket_path
+from envmgr.daemon import monitor, protocol, trust
+from envmgr.daemon.pool import Pool, daemon_key
+from envmgr.engine import Engine
+from envmgr.errors import DaemonError, EnvmgrError, first_line
+
+__all__ = ["Daemon", "serve"]
+
+LOG = logging.getLogger("envmgr.daemon")
+
+
+class Daemon:
+    """What the daemon answers: `handle(request) -> response`, from its pool; and whether it is stopping."""
+
+    def __init__(self, socket_path: Path, engine: Engine | None = None) -> None:
+        self.engine = engine or Engine.connect()
+        self.pool = Pool(self.engine, daemon_key(socket_path))
+        self._stop = threading.Event()
+
+    def recover(self) -> None:
+        """Adopt the environments (and leases) a previous daemon on this socket left on the engine."""
+        self.pool.recover()
+
+    def run_monitor(self) -> threading.Thread:
+        return monitor.watch(self.pool, self._stop)
+
+    def shutdown(self) -> None:
+        """Remove every environment of this daemon (idle and leased)."""
+        self._stop.set()
+        self.pool.remove_all()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        try:
+            if op == "ping":
+                from envmgr import __version__
+
+                return {"ok": True, "pid": os.getpid(), "version": __version__}
+            if op == "lease":
+                warm, was_warm = self.pool.lease(protocol.parse_lease_request(request))
+                return {
+                    "ok": True,
+                    "lease": warm.env.id,
+                    "warm": was_warm,
+                    "endpoints": warm.env.endpoints.model_dump(),
+                }
+            if op == "release":
+                self.pool.release_later(str(request["lease"]))
+                return {"ok": True}
+            if op == "status":
+                return {"ok": True, "environments": self.pool.status()}
+            if op == "stop":
+                return self._stop_request(bool(request.get("force")))
+            raise EnvmgrError(f"unknown daemon operation {op!r}", f"use one of {', '.join(protocol.OPERATIONS)}")
+        except EnvmgrError as exc:
+            return protocol.error_response(exc)
+        except (KeyError, TypeError, ValueError) as exc:
+            return protocol.error_response(
+                EnvmgrError(f"bad daemon request: {first_line(exc)}", "client and daemon must be the same version")
+            )
+        except Exception as exc:  # logged with its traceback; the client gets the cause instead of a closed socket
+            LOG.exception("%s request failed", op)
+            return protocol.error_response(
+                EnvmgrError(f"the envmgr daemon failed: {first_line(exc)}", "read the daemon's log")
+            )
+
+    def _stop_request(self, force: bool) -> dict[str, Any]:
+        leased = self.pool.leased()
+        if leased and not force:
+            raise DaemonError(
+                f"{len(leased)} environment(s) are leased ({', '.join(leased)})",
+                "wait for the runs to end, or stop with --force (their tests lose their services)",
+            )
+        self._stop.set()
+        return {"ok": True}
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        try:
+            request = protocol.decode(self.rfile.readline(protocol.MAX_REQUEST_BYTES))
+        except EnvmgrError as exc:
+            response = protocol.error_response(exc)
+        else:
+            response = self.server.daemon_state.handle(request)
+        self.wfile.write(protocol.encode(response))
+        if self.server.daemon_state.stopping:
+            threading.Thread(target=self.server.shutdown, daemon=True).start()
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, daemon_state: Daemon) -> None:
+        self.daemon_state = daemon_state
+        super().__init__(str(path), _Handler)
+
+
+def serve(socket_path: Path | None = None) -> None:
+    """Run the daemon in the foreground until it is stopped (`stop` request, SIGTERM or SIGINT).
+
+    DaemonError when the socket's folder is not this user's alone, or a daemon already listens on the socket.
+    """
+    path = socket_path or default_socket_path()
+    trust.private_folder(path.parent)
+    _claim(path)
+    state = Daemon(path)
+    state.recover()
+    previous = os.umask(0o177)  # the socket is created 0600: only this user may talk to the daemon
+    try:
+        server = _Server(path, state)
+    finally:
+        os.umask(previous)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    state.run_monitor()
+    LOG.info("envmgr daemon %s listening on %s", os.getpid(), path)
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+        try:
+            state.shutdown()
+        finally:
+            path.unlink(missing_ok=True)  # last: a vanished socket means the environments are gone too
+
+
+def _claim(path: Path) -> None:
+    """Refuse to start beside a live daemon; remove the socket file a dead one left."""
+    if not path.exists():
+        return
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink(missing_ok=True)
+            return
+    raise DaemonError(f"an envmgr daemon already listens on {path}", "use it, or stop it: envmgr daemon stop")

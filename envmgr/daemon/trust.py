@@ -1,0 +1,77 @@
+"""Who may be trusted on the daemon's socket: its folder, the socket file and the process behind it are the user's.
+
+A lease answer carries credentials (database URLs with their passwords) and a request names the project's files
+(migrations, seeds, Celery code), so a client talks only to a daemon of its own user. Before it sends anything, the
+socket's folder and the socket must belong to the current user and be writable by nobody else (no one else can put a
+socket there), and the process that accepted the connection must run as the current user (SO_PEERCRED). The daemon
+serves only from a folder of its own that nobody else can write to.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+from pathlib import Path
+
+from envmgr.errors import DaemonError, DaemonNotRunningError
+
+__all__ = ["check_peer", "check_socket", "private_folder"]
+
+FIX = (
+    "someone else may be posing as your envmgr daemon: remove {path} (as its owner or root), or point "
+    "ENVMGR_DAEMON_SOCKET to a socket in a folder of yours"
+)
+PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+
+
+def private_folder(folder: Path) -> None:
+    """Create the daemon's folder (0700) or check the one there: the user's own, writable by no one else."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_owned(folder, folder=True)
+    os.chmod(folder, 0o700)
+
+
+def check_socket(path: Path) -> None:
+    """Before connecting: the socket's folder and the socket are the user's and writable by no one else.
+
+    DaemonNotRunningError when there is no socket; DaemonError when it cannot be trusted.
+    """
+    if not os.path.lexists(path):
+        raise _not_running(path)
+    _check_owned(path.parent, folder=True)
+    _check_owned(path, folder=False)
+
+
+def check_peer(connection: socket.socket, path: Path) -> None:
+    """After connecting, before sending: the process that listens on the socket runs as the current user."""
+    pid, uid, _ = PEERCRED.unpack(connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, PEERCRED.size))
+    if uid != os.getuid():
+        raise DaemonError(
+            f"the process listening on {path} (pid {pid}) runs as uid {uid}, not as you (uid {os.getuid()})",
+            FIX.format(path=path),
+        )
+
+
+def _check_owned(path: Path, folder: bool) -> None:
+    what = "the folder of the envmgr daemon's socket" if folder else "the envmgr daemon's socket"
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise _not_running(path) from None
+    if not (stat.S_ISDIR(info.st_mode) if folder else stat.S_ISSOCK(info.st_mode)):
+        raise DaemonError(f"{what} {path} is not a {'folder' if folder else 'socket'}", FIX.format(path=path))
+    if info.st_uid != os.getuid():
+        raise DaemonError(
+            f"{what} {path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})", FIX.format(path=path)
+        )
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise DaemonError(
+            f"{what} {path} is writable by others (mode {stat.S_IMODE(info.st_mode):o})",
+            f"chmod go-w {path} if it is yours alone; else " + FIX.format(path=path),
+        )
+
+
+def _not_running(path: Path) -> DaemonNotRunningError:
+    return DaemonNotRunningError(f"no envmgr daemon answers on {path}", "start one: envmgr daemon start")
