@@ -163,7 +163,7 @@ def test_celery_alone_needs_redis_and_gets_the_internal_urls(project: Path) -> N
     services = services_of(compose_document(full(project), ["redis", "celery"]))
     environment = services["celery"]["environment"]
     assert environment["CELERY_BROKER_URL"].endswith("@redis:6379/512")
-    assert environment["REDIS_URL"] == environment["CELERY_BROKER_URL"]
+    assert environment["REDIS_URL"].endswith("@redis:6379/0")  # the application's database, not the broker's
     assert environment["CELERY_APP"] == "myapp.tasks"
     assert "DATABASE_URL" not in environment  # postgres is not part of this export
     assert services["celery"]["depends_on"] == {"redis": {"condition": "service_healthy"}}
