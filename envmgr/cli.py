@@ -7,6 +7,7 @@ envmgr reset [SERVICE...] --env ID            back to the seeded state
 envmgr gc [--older-than DURATION]             remove what dead owners left behind (and old sandboxes)
 envmgr doctor                                 engine, images and advice
 envmgr images build [SERVICE...]              build the local image set from containers/
+                   [--official-lookalike]       ... or its variants tagged with the official names
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from envmgr.endpoints import Endpoints
 from envmgr.engine import Engine
 from envmgr.environment import Environment, Health
 from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError, ServiceStartError
-from envmgr.images import build_image, local_images
+from envmgr.images import build_image, foreign_image, local_images, official_lookalikes, without_official_image
 from envmgr.labels import LABEL_NAMESPACE
 from envmgr.reaper import expired, orphaned, parse_duration
 from envmgr.sandbox import ci_job, env_file_text
@@ -422,18 +423,36 @@ def images_build(
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="print only the result")] = False,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="rebuild every layer")] = False,
+    official_lookalike: Annotated[
+        bool,
+        typer.Option(
+            "--official-lookalike",
+            help="build the variants without envmgr's extras, tagged with the official image names (to run "
+            "ENVMGR_IMAGE_SET=official without a registry); an official image already pulled is left alone",
+        ),
+    ] = False,
 ) -> None:
     """Build the local image set from containers/ (layers are cached)."""
 
     def body() -> None:
-        catalog = local_images()
-        names = services or list(catalog)
+        catalog = official_lookalikes() if official_lookalike else local_images()
+        requested = services or list(catalog)
+        no_twin = [name for name in requested if official_lookalike and name in without_official_image()]
+        names = [name for name in requested if name not in no_twin]
         unknown = [name for name in names if name not in catalog]
         if unknown:
             raise EnvmgrError(f"no image called {', '.join(unknown)}", f"choose among {', '.join(catalog)}")
         engine = Engine.connect()
         console = _err()
+        for name in no_twin:
+            console.print(f"[yellow]skipped[/] {name}: no official image (both image sets use the local one)")
         for name in names:
+            if official_lookalike and foreign_image(engine, catalog[name].tag):
+                console.print(
+                    f"[yellow]skipped[/] {catalog[name].tag}: an image of that name exists that envmgr did not build "
+                    "(the official one, pulled); left as it is"
+                )
+                continue
             started = time.monotonic()
             with console.status(f"building {catalog[name].tag}") as progress:
 

@@ -3,6 +3,12 @@
 Each folder is a build context whose Dockerfile takes a `BASE_IMAGE` build argument. Before a build envmgr writes
 `extra-ca.crt` into a copy of the context: the CA certificates to trust inside the build (empty when none are
 given), for networks whose TLS-intercepting proxy would otherwise break pip and npm. Layers are cached by the engine.
+
+The same Dockerfiles build a second variant (`ENVMGR_VARIANT=official-lookalike`): the image without envmgr's extras
+(baked Postgres cluster, LocalStack reset extension, WireMock AppCDS archive), tagged with the official image's name,
+so that `image_set = "official"` finds it present and runs envmgr's official-image code path without a registry.
+Every build carries the label `org.envmgr.variant`; an image of an official name without it (the real image, pulled)
+is never overwritten.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import docker.errors
 
@@ -21,22 +27,67 @@ from envmgr.engine import Engine
 from envmgr.errors import ConfigError, ImageError, first_line
 from envmgr.services import SERVICES
 
-__all__ = ["LocalImage", "build_image", "containers_dir", "local_images"]
+__all__ = [
+    "LOCAL",
+    "OFFICIAL_LOOKALIKE",
+    "VARIANT_LABEL",
+    "LocalImage",
+    "Variant",
+    "build_image",
+    "containers_dir",
+    "foreign_image",
+    "local_images",
+    "official_lookalikes",
+    "without_official_image",
+]
 
 CA_FILE_NAME = "extra-ca.crt"
+VARIANT_LABEL = "org.envmgr.variant"
+"""label every image built from containers/ carries: its variant"""
+VARIANT_BUILD_ARG = "ENVMGR_VARIANT"
+
+Variant = Literal["local", "official-lookalike"]
+LOCAL: Variant = "local"
+OFFICIAL_LOOKALIKE: Variant = "official-lookalike"
 
 
 @dataclass(frozen=True)
 class LocalImage:
-    """One buildable image: the folder under containers/ and the tag envmgr runs."""
+    """One buildable image: the folder under containers/, the tag envmgr runs and the variant to build."""
 
     context: str
     tag: str
+    variant: Variant = LOCAL
 
 
 def local_images() -> dict[str, LocalImage]:
     """Every buildable image by context name (postgres, redis, ...)."""
     return {cls.build_context: LocalImage(cls.build_context, cls.local_image) for cls in SERVICES.values()}
+
+
+def official_lookalikes() -> dict[str, LocalImage]:
+    """The official-lookalike variant of every image that has an official twin, tagged with the official name."""
+    return {
+        cls.build_context: LocalImage(cls.build_context, cls.official_image, OFFICIAL_LOOKALIKE)
+        for cls in SERVICES.values()
+        if cls.official_image != cls.local_image
+    }
+
+
+def without_official_image() -> list[str]:
+    """Build contexts whose service uses the same image in both sets (the Celery worker): no lookalike to build."""
+    return [cls.build_context for cls in SERVICES.values() if cls.official_image == cls.local_image]
+
+
+def foreign_image(engine: Engine, tag: str) -> bool:
+    """An image called `tag` exists and envmgr did not build it (no variant label): the real one, pulled."""
+    try:
+        labels = engine.client.images.get(tag).labels or {}
+    except docker.errors.ImageNotFound:
+        return False
+    except docker.errors.DockerException as exc:
+        raise ImageError(f"cannot inspect image {tag}: {first_line(exc)}", "check the Docker engine") from None
+    return VARIANT_LABEL not in labels
 
 
 def containers_dir() -> Path:
@@ -63,11 +114,21 @@ def build_image(
     on_line: Callable[[str], None] = lambda line: None,
     no_cache: bool = False,
 ) -> str:
-    """Build one image; stream its output lines to `on_line`; return the tag."""
+    """Build one image; stream its output lines to `on_line`; return the tag.
+
+    An official-lookalike is never built over an image of that name that envmgr did not build (see `foreign_image`).
+    """
     source = containers_dir() / image.context
     if not (source / "Dockerfile").is_file():
         raise ConfigError(f"no Dockerfile in {source}", "check ENVMGR_CONTAINERS_DIR")
+    if image.variant != LOCAL and foreign_image(engine, image.tag):
+        raise ImageError(
+            f"{image.tag} exists and was not built by envmgr (no {VARIANT_LABEL} label): not overwritten",
+            f"use it as it is, or remove it (`docker rmi {image.tag}`) to build envmgr's lookalike",
+        )
     buildargs = {"BASE_IMAGE": base_image} if base_image else {}
+    if image.variant != LOCAL:
+        buildargs[VARIANT_BUILD_ARG] = image.variant
     with tempfile.TemporaryDirectory(prefix=f"envmgr-build-{image.context}-") as scratch:
         context = Path(scratch) / image.context
         shutil.copytree(source, context, ignore=shutil.ignore_patterns(CA_FILE_NAME, "__pycache__"))
