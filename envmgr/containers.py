@@ -107,6 +107,13 @@ def published_from(
     published: dict[str, int] = {}
     for role, port in ports.items():
         bindings = bound.get(f"{port}/tcp") or []
+        if not bindings and container.status != "running":  # it exited at once: its own output says why
+            raise ServiceStartError(
+                service,
+                f"{service} exited right after it started (container {container.name} is {container.status})",
+                "read its last log lines below; check the service's env/command settings",
+                logs=_logs(container),
+            )
         if not bindings:
             raise ServiceStartError(
                 service,
@@ -124,6 +131,14 @@ def published_from(
         worker=worker,
         needs=dict(needs),
     )
+
+
+def _logs(container: Any, lines: int = 40) -> str:
+    try:
+        raw: bytes = container.logs(tail=lines)
+    except docker.errors.DockerException as exc:
+        return f"(logs unavailable: {first_line(exc)})"
+    return raw.decode("utf-8", "replace")
 
 
 def is_running(container: Any) -> bool:

@@ -83,6 +83,7 @@ class LocalStackService(Service):
             "PERSISTENCE": "0",
             "SKIP_SSL_CERT_DOWNLOAD": "1",
             "DISABLE_EVENTS": "1",
+            "DNS_ADDRESS": "0",  # no DNS server of its own, and no look-up of localstack.cloud at start
             "SQS_ENDPOINT_STRATEGY": "path",
             "AWS_DEFAULT_REGION": self.ls.region,
         }
