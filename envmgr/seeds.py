@@ -8,7 +8,9 @@ order, all of one run in ONE transaction (a failing file leaves nothing behind):
   meta-commands (`\\copy`, `\\connect`) and `COPY ... FROM stdin` are not supported; do not put `BEGIN`/`COMMIT`
   in a seed file. A SQL file that inserts explicit ids moves the sequences itself (`SELECT setval(...)`).
 * `*.py`: a module with a `seed(connection)` function; it gets a SQLAlchemy `Connection` inside the transaction
-  (do not commit it). The folder is on `sys.path` while the module is imported, so `_helpers.py` beside it works.
+  (do not commit it). The folder is on `sys.path` while the module is imported, so `_helpers.py` beside it works;
+  the modules imported from the folder are forgotten afterwards. Python seeds of several threads run one at a time
+  (`envmgr.process_state`).
 * `*.json`, `*.yaml`, `*.yml`: a mapping `{table: [{column: value, ...}, ...], ...}`. Tables are filled in the order
   written, rows in file order, through SQLAlchemy Core reflection of the table (column types adapt: a date string
   goes into a `date` column, a mapping into a `jsonb` one). `schema.table` names a table outside `public`. Then the
@@ -39,6 +41,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
 from envmgr.errors import SeedError, first_line
+from envmgr.process_state import process_state_guard
 
 __all__ = [
     "SEED_EXTENSIONS",
@@ -332,30 +335,45 @@ def _apply_sql(connection: Connection, seed: SeedFile) -> None:
 
 
 def _apply_python(connection: Connection, seed: SeedFile) -> None:
+    """Import the seed module and call its seed(connection), under the process-wide guard: its folder leads sys.path
+    and the module is in sys.modules while it runs; afterwards both are gone, and so are the modules it imported from
+    its folder (`_helpers`), so that another project's seeds of the same name are not mistaken for these."""
     path, shown = seed.path, seed.shown
     assert seed.code is not None
     module_name = "envmgr_seed_" + sha256(str(path.resolve()).encode()).hexdigest()[:12]
     module = ModuleType(module_name)
     module.__file__ = str(path)
     folder = str(path.parent)
-    sys.modules[module_name] = module  # dataclasses and pickling look the module up
-    sys.path.insert(0, folder)  # helpers beside the seed file can be imported
-    try:
+    with process_state_guard():
+        already = set(sys.modules)
+        sys.modules[module_name] = module  # dataclasses and pickling look the module up
+        sys.path.insert(0, folder)  # helpers beside the seed file can be imported
         try:
-            exec(seed.code, module.__dict__)
-        except Exception as exc:
-            raise _fail(shown, f"import{_line_in(exc, path)}", _describe(exc)) from None
-        function = getattr(module, "seed", None)
-        if not callable(function):
-            raise _fail(shown, "import", "the module has no seed(connection) function")
-        try:
-            function(connection)
-        except Exception as exc:
-            raise _fail(shown, f"seed(){_line_in(exc, path)}", _describe(exc)) from None
-    finally:
-        sys.modules.pop(module_name, None)
-        if folder in sys.path:
-            sys.path.remove(folder)
+            try:
+                exec(seed.code, module.__dict__)
+            except Exception as exc:
+                raise _fail(shown, f"import{_line_in(exc, path)}", _describe(exc)) from None
+            function = getattr(module, "seed", None)
+            if not callable(function):
+                raise _fail(shown, "import", "the module has no seed(connection) function")
+            try:
+                function(connection)
+            except Exception as exc:
+                raise _fail(shown, f"seed(){_line_in(exc, path)}", _describe(exc)) from None
+        finally:
+            sys.modules.pop(module_name, None)
+            _forget_modules_from(path.parent, set(sys.modules) - already)
+            if folder in sys.path:
+                sys.path.remove(folder)
+
+
+def _forget_modules_from(folder: Path, names: set[str]) -> None:
+    """Remove from sys.modules those of `names` whose file is inside `folder`."""
+    root = folder.resolve()
+    for name in names:
+        filename = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(filename, str) and Path(filename).resolve().is_relative_to(root):
+            sys.modules.pop(name, None)
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
