@@ -42,7 +42,7 @@ from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError
 
 from envmgr.config import Settings
-from envmgr.errors import MigrationError, first_line
+from envmgr.errors import ConfigError, MigrationError, first_line
 from envmgr.process_state import process_state_guard
 from envmgr.seeds import postgres_seed_dir, sqlalchemy_url
 
@@ -52,12 +52,17 @@ HASH_VERSION = b"envmgr-template-v1"
 
 
 def alembic_config(ini_path: Path, url: str | None = None) -> Config:
-    """The Alembic configuration of `ini_path`, with relative paths anchored at its folder and the target URL set."""
+    """The Alembic configuration of `ini_path`, with relative paths anchored at its folder and the target URL set.
+
+    A missing file is a `ConfigError` naming the setting `alembic_ini` (it is the configuration that is wrong).
+    """
     ini_path = ini_path.resolve()
     if not ini_path.is_file():
-        raise MigrationError(
-            f"alembic configuration {ini_path} does not exist",
-            "set alembic_ini in [tool.envmgr] to the project's alembic.ini (relative to pyproject.toml)",
+        what = "is a folder, not a file" if ini_path.is_dir() else "does not exist"
+        raise ConfigError(
+            f"alembic_ini: the alembic configuration {ini_path} {what}",
+            "set alembic_ini in [tool.envmgr] (or ENVMGR_ALEMBIC_INI) to the project's alembic.ini, relative to "
+            "pyproject.toml",
         )
     try:
         cfg = Config(str(ini_path))

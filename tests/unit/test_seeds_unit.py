@@ -9,7 +9,7 @@ import pytest
 
 from envmgr.config import Settings
 from envmgr.database import building_name, template_name
-from envmgr.errors import MigrationError, SeedError
+from envmgr.errors import ConfigError, SeedError
 from envmgr.migrations import alembic_config, content_hash, head_revisions, script_folders
 from envmgr.seeds import check_postgres_seeds, postgres_seed_files, split_sql, sqlalchemy_url
 
@@ -265,6 +265,9 @@ def test_alembic_config_anchors_relative_paths_at_the_ini_folder(
     assert head_revisions(ini) == ("0002",)
 
 
-def test_missing_alembic_ini_is_a_migration_error(tmp_path: Path) -> None:
-    with pytest.raises(MigrationError, match="does not exist"):
+def test_missing_alembic_ini_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist") as caught:
         content_hash(Settings(project_root=tmp_path, alembic_ini=Path("nope/alembic.ini")))
+    assert caught.value.cause.startswith("alembic_ini: ")
+    assert str(tmp_path / "nope" / "alembic.ini") in caught.value.cause
+    assert caught.value.exit_code == 2  # a configuration error, not a failed migration (6)
