@@ -20,6 +20,7 @@ from pydantic_settings import (
 )
 
 from envmgr.errors import ConfigError
+from envmgr.seed_layout import check_seeds_folder
 
 __all__ = [
     "SERVICE_NAMES",
@@ -97,6 +98,11 @@ class Settings(BaseSettings):
     daemon_idle_ttl: float = Field(default=900.0, gt=0, description="seconds an idle warm environment is kept")
     alembic_ini: Path | None = None
     seeds: Path | None = None
+    follow_symlinks: bool = Field(
+        default=False,
+        description="let symbolic links in the seeds folder lead outside it (refused by default: a template would "
+        "depend on files outside the project)",
+    )
     project_root: Path = Field(default=Path("."), description="set by load_settings: the pyproject's folder")
 
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
@@ -128,8 +134,15 @@ class Settings(BaseSettings):
         return self.resolve(self.alembic_ini)
 
     def seeds_path(self) -> Path | None:
-        """The configured seeds folder (absolute), or None: seeds load only when configured."""
-        return self.resolve(self.seeds)
+        """The configured seeds folder (absolute), or None: seeds load only when configured.
+
+        Checked at every call (`envmgr.seed_layout`): a file is a `ConfigError`; an entry envmgr would not read, or a
+        symbolic link out of the folder (unless `follow_symlinks`), a `SeedError`.
+        """
+        path = self.resolve(self.seeds)
+        if path is None:
+            return None
+        return check_seeds_folder(path, follow_symlinks=self.follow_symlinks)
 
 
 def find_pyproject(start: Path | None = None) -> Path | None:
