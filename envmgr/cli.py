@@ -275,7 +275,10 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
         engine = Engine.connect()
         rows: list[dict[str, Any]] = []
         for env_id, record in sorted(engine.environments().items(), key=lambda item: item[1].created):
-            env = Environment.attach(env_id, engine=engine)
+            try:
+                env = Environment.attach(env_id, engine=engine)
+            except EnvironmentNotFoundError:  # removed since the listing (by its owner, gc, another run): not shown
+                continue
             health = env.health()
             owner = record.owner
             rows.append(
