@@ -72,6 +72,7 @@ NON_SETTING_VARIABLES: frozenset[str] = frozenset(
         "ENVMGR_JAVA_OPTS",  # the local WireMock image
         "ENVMGR_WARMUP",  # the local LocalStack image
         "ENVMGR_WARMUP_SERVICES",
+        "ENVMGR_VARIANT",  # a build argument of the local images (official-lookalike variants)
         # the CI scripts, the daemon's compose file (compose/envmgr-daemon.yml) and the benchmarks
         "ENVMGR_SETUP_IMAGES",
         "ENVMGR_DEBIAN_MIRROR",
@@ -84,7 +85,9 @@ NON_SETTING_VARIABLES: frozenset[str] = frozenset(
 )
 """`ENVMGR_*` variables that are not settings: left alone by the check of the environment."""
 
-COMPOSE_PORT_VARIABLE = re.compile(r"ENVMGR_(?:POSTGRES|REDIS|LOCALSTACK|WIREMOCK|CELERY)(?:_[A-Z0-9_]+)?_PORT")
+COMPOSE_PORT_VARIABLE = re.compile(
+    rf"ENVMGR_(?:{'|'.join(name.upper() for name in SERVICE_NAMES)})(?:_[A-Z0-9_]+)?_PORT"
+)
 """The host ports of an exported compose file (`envmgr.compose.port_variable`): not settings either."""
 
 
