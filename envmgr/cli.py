@@ -26,6 +26,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, load_settings
@@ -61,7 +62,15 @@ ImageSetOption = Annotated[
 
 
 def _err() -> Console:
-    return Console(stderr=True)
+    """The console for messages (stderr). Strings print as they are: no Rich markup (`[tool.envmgr]`, a regex's
+    brackets and `[/bold]` in a seed stay text), no `:emoji:` codes, no highlighting; styles come from `Text` parts.
+    (`status()` and its `update()` still parse a string as markup: give them `Text`.)"""
+    return Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+def _out() -> Console:
+    """The console for results (stdout): plain text like `_err()`."""
+    return Console(markup=False, emoji=False, highlight=False)
 
 
 def _run(action: Callable[[], T]) -> T:
@@ -69,9 +78,9 @@ def _run(action: Callable[[], T]) -> T:
     try:
         return action()
     except EnvmgrError as exc:
-        _err().print(f"[bold red]envmgr: error:[/] {exc.cause}", highlight=False, soft_wrap=True)
+        _err().print(Text.assemble(("envmgr: error:", "bold red"), " ", exc.cause), soft_wrap=True)
         if exc.fix:
-            _err().print(f"  [bold]fix:[/] {exc.fix}", highlight=False, soft_wrap=True)
+            _err().print(Text.assemble("  ", ("fix:", "bold"), " ", exc.fix), soft_wrap=True)
         if isinstance(exc, ServiceStartError) and exc.logs:
             _err().print(f"  last log lines of {exc.service}:", highlight=False, markup=False)
             _err().print(exc.logs.rstrip(), highlight=False, markup=False, soft_wrap=True)
@@ -94,10 +103,14 @@ def _endpoint_table(endpoints: Endpoints, health: dict[str, Health] | None = Non
     table.add_column("url (from this host)", overflow="fold")
     table.add_column("health")
     for name, endpoint in endpoints.services.items():
-        state = "starting"
+        state: str | Text = "starting"
         if health is not None and name in health:
             probe = health[name]
-            state = f"[green]up[/] {probe.seconds * 1000:.0f} ms" if probe.healthy else f"[red]down[/] {probe.detail}"
+            state = (
+                Text.assemble(("up", "green"), f" {probe.seconds * 1000:.0f} ms")
+                if probe.healthy
+                else Text.assemble(("down", "red"), " ", probe.detail)
+            )
         table.add_row(name, endpoint.url, state)
     return table
 
@@ -126,7 +139,7 @@ def up(
             _up_leased(lease, settings, env_file, as_json)
             return
         env = Environment(services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach)
-        with _err().status(f"starting {', '.join(env.services)} ..."):
+        with _err().status(Text(f"starting {', '.join(env.services)} ...")):
             endpoints = env.start()
         try:
             if env_file is not None:
@@ -294,15 +307,15 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
             return
         table = Table("id", "sandbox", "owner", "age", "services")
         for row in rows:
-            services = ", ".join(
-                f"{name} [{'green' if s['healthy'] else 'red'}]{'up' if s['healthy'] else 'down'}[/]"
+            services = Text(", ").join(
+                Text.assemble(f"{name} ", ("up", "green") if s["healthy"] else ("down", "red"))
                 for name, s in row["services"].items()
             )
             owner_text = "detached" if row["detached"] else f"pid {row['owner_pid']}"
             if row["orphaned"]:
                 owner_text += " (gone)"
             table.add_row(row["id"], row["sandbox"] or "", owner_text, f"{row['age_seconds']:.0f} s", services)
-        Console().print(table)
+        _out().print(table)
 
     _run(body)
 
@@ -388,16 +401,17 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
         settings = _settings(config, image_set)
         engine = Engine.connect()
         version = engine.client.version()
-        console = Console()
-        console.print(f"[green]ok[/] engine {version.get('Version')} (API {version.get('ApiVersion')})")
-        console.print(f"[green]ok[/] containers are reached at {engine.host_address()} (published ports only)")
+        console = _out()
+        ok = ("ok", "green")
+        console.print(Text.assemble(ok, f" engine {version.get('Version')} (API {version.get('ApiVersion')})"))
+        console.print(Text.assemble(ok, f" containers are reached at {engine.host_address()} (published ports only)"))
         from envmgr.services import create_service
 
         problems = 0
         for name in settings.enabled_services():
             image = create_service(name, settings).image()
             if engine.has_image(image):
-                console.print(f"[green]ok[/] {name}: image {image} present")
+                console.print(Text.assemble(ok, f" {name}: image {image} present"))
             else:
                 problems += 1
                 advice = (
@@ -405,7 +419,7 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
                     if settings.image_set == "local"
                     else "pulled on first use; without a registry: ENVMGR_IMAGE_SET=local and envmgr images build"
                 )
-                console.print(f"[yellow]missing[/] {name}: image {image} ({advice})")
+                console.print(Text.assemble(("missing", "yellow"), f" {name}: image {image} ({advice})"))
         console.print(f"image set: {settings.image_set}; {problems} problem(s)")
 
     _run(body)
@@ -454,12 +468,12 @@ def images_build(
                 )
                 continue
             started = time.monotonic()
-            with console.status(f"building {catalog[name].tag}") as progress:
+            with console.status(Text(f"building {catalog[name].tag}")) as progress:
 
                 def show(line: str, progress: Any = progress, name: str = name) -> None:
                     if not quiet:
                         console.print(f"{name} | {line}", highlight=False, markup=False)
-                    progress.update(f"building {catalog[name].tag}: {line[:80]}")
+                    progress.update(Text(f"building {catalog[name].tag}: {line[:80]}"))  # a build line is no markup
 
                 tag = build_image(
                     engine,
@@ -469,7 +483,7 @@ def images_build(
                     on_line=show,
                     no_cache=no_cache,
                 )
-            console.print(f"[green]built[/] {tag} in {time.monotonic() - started:.1f} s")
+            console.print(Text.assemble(("built", "green"), f" {tag} in {time.monotonic() - started:.1f} s"))
 
     _run(body)
 
@@ -481,8 +495,8 @@ def images_list() -> None:
     def body() -> None:
         engine = Engine.connect()
         for name, image in local_images().items():
-            state = "[green]present[/]" if engine.has_image(image.tag) else "[yellow]missing[/]"
-            Console().print(f"{name:12} {image.tag:40} {state}")
+            state = ("present", "green") if engine.has_image(image.tag) else ("missing", "yellow")
+            _out().print(Text.assemble(f"{name:12} {image.tag:40} ", state))
 
     _run(body)
 
@@ -605,6 +619,6 @@ def daemon_status(
         for env in environments:
             idle = "" if env["idle_seconds"] is None else f"{env['idle_seconds']:.0f} s"
             table.add_row(env["id"], env["state"], str(env["holder"] or ""), idle, ", ".join(env["services"]))
-        Console().print(table)
+        _out().print(table)
 
     _run(body)

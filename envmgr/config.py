@@ -3,25 +3,40 @@
 Precedence, highest first: keyword overrides (CLI and pytest options), `ENVMGR_*` environment variables (nested
 keys with `__`, e.g. `ENVMGR_POSTGRES__IMAGE`), `[tool.envmgr]`, defaults. An unknown key or a bad value raises
 `ConfigError` naming the key and where it came from.
+
+Every `ENVMGR_*` variable is a setting, except those in `NON_SETTING_VARIABLES` (read by envmgr, its scripts, images
+and compose files for other purposes) and the compose port variables (`ENVMGR_POSTGRES_PORT`,
+`ENVMGR_<SERVICE>_<ROLE>_PORT`): any other (a misspelt service or key, a name of another tool) is a `ConfigError`
+naming the variable, as is a variable of a structured setting (`ENVMGR_POSTGRES`, `ENVMGR_LOCALSTACK__QUEUES`) whose
+value is not JSON.
 """
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import re
+import types
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     PyprojectTomlConfigSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from envmgr.errors import ConfigError
+from envmgr.seed_layout import check_seeds_folder
 
 __all__ = [
+    "NON_SETTING_VARIABLES",
     "SERVICE_NAMES",
     "CelerySettings",
     "ImageSet",
@@ -31,12 +46,48 @@ __all__ = [
     "ServiceSettings",
     "Settings",
     "WireMockSettings",
+    "check_environment",
     "find_pyproject",
+    "is_compose_port_variable",
     "load_settings",
 ]
 
 ImageSet = Literal["official", "local"]
 ENV_PREFIX = "ENVMGR_"
+
+NON_SETTING_VARIABLES: frozenset[str] = frozenset(
+    {
+        # read by envmgr itself
+        "ENVMGR_DAEMON_SOCKET",  # the daemon's socket (client.py, `envmgr daemon --socket`)
+        "ENVMGR_CA_CERT",  # `envmgr images build --ca-cert`
+        "ENVMGR_BASE_IMAGE",  # `envmgr images build --base-image`, .ci/setup
+        "ENVMGR_CONTAINERS_DIR",  # where the image build contexts are (images.py)
+        # written by `envmgr up --env-file` (and so often in the environment of a test run)
+        "ENVMGR_ENV_ID",
+        "ENVMGR_SANDBOX",
+        # set in containers envmgr starts
+        "ENVMGR_WORKER",  # the Celery worker's xdist worker
+        "ENVMGR_BAKED_PGDATA",  # the local Postgres image
+        "ENVMGR_JAVA_OPTS",  # the local WireMock image
+        "ENVMGR_WARMUP",  # the local LocalStack image
+        "ENVMGR_WARMUP_SERVICES",
+        "ENVMGR_VARIANT",  # a build argument of the local images (official-lookalike variants)
+        # the CI scripts, the daemon's compose file (compose/envmgr-daemon.yml) and the benchmarks
+        "ENVMGR_SETUP_IMAGES",
+        "ENVMGR_DEBIAN_MIRROR",
+        "ENVMGR_IMAGE",
+        "ENVMGR_UID",
+        "ENVMGR_GID",
+        "ENVMGR_PROJECTS",
+        "ENVMGR_BENCH_FIRST_TEST",
+    }
+)
+"""`ENVMGR_*` variables that are not settings: left alone by the check of the environment."""
+
+def is_compose_port_variable(name: str) -> bool:
+    """The host ports of an exported compose file (`envmgr.compose.port_variable`): not settings either."""
+    services = "|".join(service.upper() for service in SERVICE_NAMES)
+    return re.fullmatch(rf"ENVMGR_(?:{services})(?:_[A-Z0-9]+)*_PORT", name) is not None
 
 
 class ServiceSettings(BaseModel):
@@ -101,6 +152,11 @@ class Settings(BaseSettings):
     daemon_idle_ttl: float = Field(default=900.0, gt=0, description="seconds an idle warm environment is kept")
     alembic_ini: Path | None = None
     seeds: Path | None = None
+    follow_symlinks: bool = Field(
+        default=False,
+        description="let symbolic links in the seeds folder lead outside it (refused by default: a template would "
+        "depend on files outside the project)",
+    )
     project_root: Path = Field(default=Path("."), description="set by load_settings: the pyproject's folder")
 
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
@@ -108,6 +164,17 @@ class Settings(BaseSettings):
     localstack: LocalStackSettings = Field(default_factory=LocalStackSettings)
     wiremock: WireMockSettings = Field(default_factory=WireMockSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _CheckedEnvironment(settings_cls))
 
     @classmethod
     def service_names(cls) -> list[str]:
@@ -141,8 +208,15 @@ class Settings(BaseSettings):
         return self.resolve(self.alembic_ini)
 
     def seeds_path(self) -> Path | None:
-        """The configured seeds folder (absolute), or None: seeds load only when configured."""
-        return self.resolve(self.seeds)
+        """The configured seeds folder (absolute), or None: seeds load only when configured.
+
+        Checked at every call (`envmgr.seed_layout`): a file is a `ConfigError`; an entry envmgr would not read, or a
+        symbolic link out of the folder (unless `follow_symlinks`), a `SeedError`.
+        """
+        path = self.resolve(self.seeds)
+        if path is None:
+            return None
+        return check_seeds_folder(path, follow_symlinks=self.follow_symlinks)
 
 
 SERVICE_NAMES: tuple[str, ...] = tuple(Settings.service_names())
@@ -182,7 +256,11 @@ def load_settings(pyproject: Path | None = None, **overrides: Any) -> Settings:
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
             assert path is not None
-            return (init_settings, env_settings, PyprojectTomlConfigSettingsSource(settings_cls, path))
+            return (
+                init_settings,
+                _CheckedEnvironment(settings_cls),
+                PyprojectTomlConfigSettingsSource(settings_cls, path),
+            )
 
     root = path.parent.resolve() if path is not None else Path.cwd().resolve()
     settings_cls = _ProjectSettings if path is not None else Settings
@@ -190,6 +268,8 @@ def load_settings(pyproject: Path | None = None, **overrides: Any) -> Settings:
         settings = settings_cls(**{"project_root": root, **overrides})
     except ValidationError as exc:
         raise _config_error(exc, source_name, overrides) from None
+    except SettingsError as exc:  # a variable check_environment let through but pydantic-settings could not parse
+        raise ConfigError(f"cannot read the ENVMGR_* variables: {exc}", "correct or unset the variable") from None
     except (ValueError, OSError) as exc:  # a malformed TOML file or an unreadable one
         raise ConfigError(f"cannot read {source_name}: {exc}", "fix the file's syntax") from None
     return settings
@@ -199,10 +279,10 @@ def _config_error(exc: ValidationError, source_name: str, overrides: dict[str, A
     first = exc.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
     top = str(first["loc"][0]) if first["loc"] else ""
-    env_name = ENV_PREFIX + "__".join(str(part) for part in first["loc"]).upper()
+    env_name = _variable_of(first["loc"], os.environ)
     if top in overrides:
         where = "the command-line options"
-    elif any(name.startswith(ENV_PREFIX + top.upper()) for name in os.environ):
+    elif env_name is not None:
         where = f"the environment ({env_name})"
     else:
         where = f"[tool.envmgr] in {source_name}"
@@ -227,3 +307,108 @@ def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
             break
         model = annotation
     return [name for name in model.model_fields if name != "project_root"]
+
+
+def _variable_of(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
+    """The ENVMGR_* variable that set the value at `loc` (`ENVMGR_POSTGRES__IMAGE`, or `ENVMGR_POSTGRES` holding
+    JSON), if one did."""
+    names = {name.upper(): name for name in environ}
+    for length in range(len(loc), 0, -1):
+        candidate = ENV_PREFIX + "__".join(str(part) for part in loc[:length]).upper()
+        if candidate in names:
+            return names[candidate]
+    return None
+
+
+# the environment ----------------------------------------------------------------------------------------------
+
+
+class _CheckedEnvironment(EnvSettingsSource):
+    """The ENVMGR_* variables, checked first (`check_environment`)."""
+
+    def __call__(self) -> dict[str, Any]:
+        check_environment(os.environ)
+        return super().__call__()
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Raise `ConfigError` naming the first `ENVMGR_*` variable that is no setting (and not one of
+    `NON_SETTING_VARIABLES` or a compose port), or that holds a structured setting whose value is not JSON."""
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings reads the variables without regard to case
+        if not upper.startswith(ENV_PREFIX) or upper in NON_SETTING_VARIABLES or is_compose_port_variable(upper):
+            continue
+        parts = upper[len(ENV_PREFIX) :].lower().split("__")
+        annotation = _setting_type(parts)
+        if annotation is None:
+            close = difflib.get_close_matches(upper, _setting_variables(), n=1, cutoff=0.75)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(
+                f"unknown environment variable {name}: no setting {'.'.join(parts)!r}",
+                f"{hint}unset it, or use ENVMGR_<KEY> (nested: ENVMGR_<SERVICE>__<KEY>) with a key of the "
+                "configuration table in README.md",
+            )
+        if _is_structured(annotation):
+            try:
+                json.loads(environ[name])
+            except ValueError as exc:
+                raise ConfigError(
+                    f"bad value in the environment variable {name}: not JSON ({_json_error(exc)})",
+                    f"set {name} to JSON (e.g. {_json_example(annotation)}) or unset it",
+                ) from None
+
+
+def _json_error(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    return str(exc)
+
+
+def _fields(model: type[BaseModel]) -> dict[str, Any]:
+    return {name: field.annotation for name, field in model.model_fields.items() if name != "project_root"}
+
+
+def _setting_type(parts: list[str]) -> Any:
+    """The type of the setting at `parts` (`["postgres", "image"]`), or None when there is no such setting."""
+    model: type[BaseModel] = Settings
+    for index, part in enumerate(parts):
+        fields = _fields(model)
+        if part not in fields:
+            return None
+        annotation = fields[part]
+        if index == len(parts) - 1:
+            return annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        if get_origin(annotation) is dict and len(parts) == index + 2:  # ENVMGR_POSTGRES__ENV__NAME: one entry
+            return str
+        return None
+    return None
+
+
+def _is_structured(annotation: Any) -> bool:
+    """Whether pydantic-settings reads a variable of this type as JSON (a model, a list, a mapping ...)."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_structured(arg) for arg in get_args(annotation) if arg is not type(None))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return get_origin(annotation) in (list, dict, set, tuple, frozenset)
+
+
+def _json_example(annotation: Any) -> str:
+    if get_origin(annotation) is list:
+        return '["a", "b"]'
+    if get_origin(annotation) is dict:
+        return '{"NAME": "value"}'
+    return '{"enabled": true}'
+
+
+def _setting_variables() -> list[str]:
+    """Every variable that names a setting: ENVMGR_IMAGE_SET, ENVMGR_POSTGRES, ENVMGR_POSTGRES__IMAGE ..."""
+    names: list[str] = []
+    for name, annotation in _fields(Settings).items():
+        names.append(ENV_PREFIX + name.upper())
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            names += [f"{ENV_PREFIX}{name.upper()}__{inner.upper()}" for inner in _fields(annotation)]
+    return names

@@ -15,6 +15,10 @@ Paths in alembic.ini that are relative (`script_location`, `version_locations`, 
 relative to the folder of alembic.ini, as when `alembic` runs there, whatever the working directory of the tests.
 While the upgrade runs, `logging.config.fileConfig` does nothing and the logging state is restored afterwards: the
 standard env.py would otherwise reconfigure the test process's logging and disable the application's loggers.
+
+Every change to process-wide state (sys.path, logging, Alembic's `context`/`op` proxies) happens under
+`envmgr.process_state.process_state_guard()`: upgrades from several threads (the daemon builds templates
+concurrently) run one at a time, each in a process that looks as it did before.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError
 
 from envmgr.config import Settings
-from envmgr.errors import MigrationError, first_line
+from envmgr.errors import ConfigError, MigrationError, first_line
+from envmgr.process_state import process_state_guard
 from envmgr.seeds import postgres_seed_dir, sqlalchemy_url
 
 __all__ = ["alembic_config", "content_hash", "head_revisions", "run_migrations", "script_folders"]
@@ -47,12 +52,17 @@ HASH_VERSION = b"envmgr-template-v1"
 
 
 def alembic_config(ini_path: Path, url: str | None = None) -> Config:
-    """The Alembic configuration of `ini_path`, with relative paths anchored at its folder and the target URL set."""
+    """The Alembic configuration of `ini_path`, with relative paths anchored at its folder and the target URL set.
+
+    A missing file is a `ConfigError` naming the setting `alembic_ini` (it is the configuration that is wrong).
+    """
     ini_path = ini_path.resolve()
     if not ini_path.is_file():
-        raise MigrationError(
-            f"alembic configuration {ini_path} does not exist",
-            "set alembic_ini in [tool.envmgr] to the project's alembic.ini (relative to pyproject.toml)",
+        what = "is a folder, not a file" if ini_path.is_dir() else "does not exist"
+        raise ConfigError(
+            f"alembic_ini: the alembic configuration {ini_path} {what}",
+            "set alembic_ini in [tool.envmgr] (or ENVMGR_ALEMBIC_INI) to the project's alembic.ini, relative to "
+            "pyproject.toml",
         )
     try:
         cfg = Config(str(ini_path))
@@ -93,12 +103,14 @@ def _anchor_paths(cfg: Config, folder: Path) -> None:
 
 @contextmanager
 def _sys_path_kept() -> Iterator[None]:
-    """Undo what Alembic adds to sys.path (prepend_sys_path, at every load of the scripts) once it is done."""
-    saved = list(sys.path)
-    try:
-        yield
-    finally:
-        sys.path[:] = saved
+    """Undo what Alembic adds to sys.path (prepend_sys_path, at every load of the scripts) once it is done; under the
+    process-wide guard, so that no other thread sees (or changes) sys.path in between."""
+    with process_state_guard():
+        saved = list(sys.path)
+        try:
+            yield
+        finally:
+            sys.path[:] = saved
 
 
 def _script_directory(cfg: Config, ini_path: Path) -> ScriptDirectory:
@@ -134,11 +146,12 @@ def run_migrations(ini_path: Path, url: str, revision: str = "head") -> None:
     """`alembic upgrade <revision>` on the database at `url`, in this process.
 
     Raises `MigrationError` naming the failing revision and its file (found from the traceback) when there is one.
+    Upgrades from several threads run one at a time (Alembic's `context` and `op` are process-wide).
     """
     cfg = alembic_config(ini_path, url)
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
-        with _host_logging_kept(), _sys_path_kept(), engine.connect() as connection:
+        with engine.connect() as connection, process_state_guard(), _host_logging_kept(), _sys_path_kept():
             cfg.attributes["connection"] = connection
             try:
                 command.upgrade(cfg, revision)
@@ -225,38 +238,40 @@ def _describe(exc: BaseException) -> str:
 
 @contextmanager
 def _host_logging_kept() -> Iterator[None]:
-    """Keep the process's logging as it is while the project's env.py runs (it usually calls fileConfig)."""
-    original = logging.config.fileConfig
-    root = logging.getLogger()
-    saved_root = (root.level, list(root.handlers), root.disabled)
-    saved: dict[str, tuple[int, list[logging.Handler], bool, bool]] = {
-        name: (logger.level, list(logger.handlers), logger.propagate, logger.disabled)
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger)
-    }
+    """Keep the process's logging as it is while the project's env.py runs (it usually calls fileConfig); under the
+    process-wide guard, since the patch and the restore are process-wide."""
+    with process_state_guard():
+        original = logging.config.fileConfig
+        root = logging.getLogger()
+        saved_root = (root.level, list(root.handlers), root.disabled)
+        saved: dict[str, tuple[int, list[logging.Handler], bool, bool]] = {
+            name: (logger.level, list(logger.handlers), logger.propagate, logger.disabled)
+            for name, logger in logging.Logger.manager.loggerDict.items()
+            if isinstance(logger, logging.Logger)
+        }
 
-    def skipped(*args: Any, **kwargs: Any) -> None:
-        """fileConfig, while an in-process upgrade runs: the host process owns the logging configuration."""
+        def skipped(*args: Any, **kwargs: Any) -> None:
+            """fileConfig, while an in-process upgrade runs: the host process owns the logging configuration."""
 
-    logging.config.fileConfig = skipped
-    try:
-        yield
-    finally:
-        logging.config.fileConfig = original
-        root.setLevel(saved_root[0])
-        root.handlers[:] = saved_root[1]
-        root.disabled = saved_root[2]
-        for name, logger in list(logging.Logger.manager.loggerDict.items()):
-            if not isinstance(logger, logging.Logger):
-                continue
-            if name in saved:
-                level, handlers, propagate, disabled = saved[name]
-                logger.setLevel(level)
-                logger.handlers[:] = handlers
-                logger.propagate = propagate
-                logger.disabled = disabled
-            else:
-                logger.disabled = False
+        logging.config.fileConfig = skipped
+        try:
+            yield
+        finally:
+            logging.config.fileConfig = original
+            root.setLevel(saved_root[0])
+            root.handlers[:] = saved_root[1]
+            root.disabled = saved_root[2]
+            for name, logger in list(logging.Logger.manager.loggerDict.items()):
+                if not isinstance(logger, logging.Logger):
+                    continue
+                if name in saved:
+                    level, handlers, propagate, disabled = saved[name]
+                    logger.setLevel(level)
+                    logger.handlers[:] = handlers
+                    logger.propagate = propagate
+                    logger.disabled = disabled
+                else:
+                    logger.disabled = False
 
 
 def _add(digest: Any, label: str, name: str, data: bytes) -> None:

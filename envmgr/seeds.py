@@ -4,11 +4,15 @@ Layout (the whole project uses it): `<seeds>/postgres/` holds the Postgres seed 
 order, all of one run in ONE transaction (a failing file leaves nothing behind):
 
 * `*.sql`: split into statements (quotes, quoted identifiers, `E'...'` strings, dollar quoting and comments are
-  respected) and executed one by one, so an error names the statement; `%` is literal (no parameters). psql
-  meta-commands (`\\copy`, `\\connect`) and `COPY ... FROM stdin` are not supported; do not put `BEGIN`/`COMMIT`
-  in a seed file. A SQL file that inserts explicit ids moves the sequences itself (`SELECT setval(...)`).
+  respected) and sent in batches of ~256 KB, one round trip each; when a batch fails it is undone (savepoint) and
+  replayed statement by statement, so an error names the statement; `%` is literal (no parameters). psql
+  meta-commands (`\\copy`, `\\connect`) and `COPY ... FROM stdin` are not supported; transaction control
+  (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT` ...) is refused before anything is sent. A SQL file that inserts
+  explicit ids moves the sequences itself (`SELECT setval(...)`).
 * `*.py`: a module with a `seed(connection)` function; it gets a SQLAlchemy `Connection` inside the transaction
-  (do not commit it). The folder is on `sys.path` while the module is imported, so `_helpers.py` beside it works.
+  (do not commit it). The folder is on `sys.path` while the module is imported, so `_helpers.py` beside it works;
+  the modules imported from the folder are forgotten afterwards. Python seeds of several threads run one at a time
+  (`envmgr.process_state`).
 * `*.json`, `*.yaml`, `*.yml`: a mapping `{table: [{column: value, ...}, ...], ...}`. Tables are filled in the order
   written, rows in file order, through SQLAlchemy Core reflection of the table (column types adapt: a date string
   goes into a `date` column, a mapping into a `jsonb` one). `schema.table` names a table outside `public`. Then the
@@ -39,6 +43,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
 from envmgr.errors import SeedError, first_line
+from envmgr.process_state import process_state_guard
+from envmgr.seed_layout import POSTGRES_DIR, S3_DIR, SQS_FILES, WIREMOCK_DIR, WIREMOCK_DIRS
 
 __all__ = [
     "SEED_EXTENSIONS",
@@ -53,6 +59,9 @@ __all__ = [
 ]
 
 SEED_EXTENSIONS: tuple[str, ...] = (".sql", ".py", ".json", ".yaml", ".yml")
+SQL_BATCH_BYTES = 256 * 1024
+"""SQL statements are sent together up to about this many characters: one round trip (and one savepoint) each."""
+_BATCH_JOINER = "\n;\n"  # the newline ends a `--` comment that closes the previous statement
 _SNIPPET = 60
 
 
@@ -67,7 +76,7 @@ def sqlalchemy_url(url: str) -> str:
 
 
 def postgres_seed_dir(seeds_dir: Path) -> Path:
-    return seeds_dir / "postgres"
+    return seeds_dir / POSTGRES_DIR
 
 
 def postgres_seed_files(seeds_dir: Path) -> list[Path]:
@@ -103,10 +112,30 @@ class SqlStatement:
 
 
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
+_NON_BLANK = re.compile(r"\S")
+_SPECIAL = re.compile(r"""--|/\*|[;'"$]""")  # what can open a comment, a literal or a body, or end a statement
+_BLOCK_EDGE = re.compile(r"/\*|\*/")
+_ESCAPE_OR_QUOTE = re.compile(r"[\\']")
 
 
 def _is_ident_char(char: str) -> bool:
     return char.isalnum() or char in "_$"
+
+
+class _LineCounter:
+    """Line numbers of increasing offsets of one text, counted from the previous offset: linear over the text."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._offset = 0
+        self._line = 1
+
+    def line_of(self, offset: int) -> int:
+        if offset < self._offset:
+            raise ValueError(f"offsets must not decrease ({offset} after {self._offset})")
+        self._line += self.text.count("\n", self._offset, offset)
+        self._offset = offset
+        return self._line
 
 
 def split_sql(text: str) -> list[SqlStatement]:
@@ -114,39 +143,47 @@ def split_sql(text: str) -> list[SqlStatement]:
 
     Handles `'...'` (with `''`), `E'...'` (with backslash escapes), `"..."` identifiers, `$$...$$` and
     `$tag$...$tag$` bodies, `-- ...` and nested `/* ... */` comments. Statements made only of comments are dropped.
+    Linear in the length of the text: it jumps from one special character to the next (regular expressions and
+    `str.find`), and line numbers are counted on from the previous statement's.
     """
     statements: list[SqlStatement] = []
+    lines = _LineCounter(text)
     length = len(text)
     i = 0
     start = 0
     first_token: int | None = None  # offset of the first character that is neither blank nor comment
     while i < length:
-        char = text[i]
-        nxt = text[i + 1] if i + 1 < length else ""
-        if char == "-" and nxt == "-":
-            end = text.find("\n", i)
-            i = length if end < 0 else end + 1
-            continue
-        if char == "/" and nxt == "*":
-            i = _skip_block_comment(text, i)
-            continue
-        if char.isspace():
-            i += 1
-            continue
-        if char == ";":
-            _add_statement(statements, text, start, i, first_token)
+        if first_token is None:
+            blank_end = _NON_BLANK.search(text, i)
+            if blank_end is None:
+                break
+            i = blank_end.start()
+            if text.startswith(("--", "/*"), i):
+                i = _skip_comment(text, i)
+                continue
+            if text[i] == ";":  # an empty statement
+                i += 1
+                start = i
+                continue
+            first_token = i
+        special = _SPECIAL.search(text, i)
+        if special is None:
+            break
+        i = special.start()
+        token = special.group()
+        if token in ("--", "/*"):
+            i = _skip_comment(text, i)
+        elif token == ";":
+            _add_statement(statements, lines, start, i, first_token)
             i += 1
             start = i
             first_token = None
-            continue
-        if first_token is None:
-            first_token = i
-        if char == "'":
+        elif token == "'":
             escapes = i > 0 and text[i - 1] in "eE" and (i < 2 or not _is_ident_char(text[i - 2]))
             i = _skip_quoted(text, i, "'", backslash=escapes)
-        elif char == '"':
+        elif token == '"':
             i = _skip_quoted(text, i, '"', backslash=False)
-        elif char == "$" and (i == 0 or not _is_ident_char(text[i - 1])):
+        elif i == 0 or not _is_ident_char(text[i - 1]):  # "$" that may open a dollar-quoted body
             match = _DOLLAR_TAG.match(text, i)
             if match:
                 close = text.find(match.group(0), match.end())
@@ -154,53 +191,62 @@ def split_sql(text: str) -> list[SqlStatement]:
             else:
                 i += 1  # $1: a positional parameter
         else:
-            i += 1
-    _add_statement(statements, text, start, length, first_token)
+            i += 1  # "$" inside an identifier
+    _add_statement(statements, lines, start, length, first_token)
     return statements
+
+
+def _skip_comment(text: str, i: int) -> int:
+    """The offset after the `--` or `/* */` comment that starts at `i`."""
+    if text.startswith("--", i):
+        end = text.find("\n", i)
+        return len(text) if end < 0 else end + 1
+    return _skip_block_comment(text, i)
 
 
 def _skip_quoted(text: str, i: int, quote: str, *, backslash: bool) -> int:
     """The offset after the literal or identifier opened at `i` (or the end of the text when unterminated)."""
     i += 1
     length = len(text)
-    while i < length:
-        char = text[i]
-        if backslash and char == "\\":
-            i += 2
+    while True:
+        if backslash:
+            found = _ESCAPE_OR_QUOTE.search(text, i)
+            j = found.start() if found is not None else -1
+        else:
+            j = text.find(quote, i)
+        if j < 0:
+            return length
+        if text[j] == "\\":  # only searched for in E'...' literals: the next character is escaped
+            i = j + 2
             continue
-        if char == quote:
-            if i + 1 < length and text[i + 1] == quote:  # doubled quote
-                i += 2
-                continue
-            return i + 1
-        i += 1
-    return length
+        if j + 1 < length and text[j + 1] == quote:  # doubled quote
+            i = j + 2
+            continue
+        return j + 1
 
 
 def _skip_block_comment(text: str, i: int) -> int:
+    """The offset after the (nested) block comment that opens at `i`, or the end of the text when unterminated."""
     depth = 0
-    length = len(text)
-    while i < length:
-        pair = text[i : i + 2]
-        if pair == "/*":
-            depth += 1
-            i += 2
-        elif pair == "*/":
-            depth -= 1
-            i += 2
-            if depth == 0:
-                return i
-        else:
-            i += 1
-    return length
+    while True:
+        edge = _BLOCK_EDGE.search(text, i)
+        if edge is None:
+            return len(text)
+        depth += 1 if edge.group() == "/*" else -1
+        i = edge.end()
+        if depth == 0:
+            return i
 
 
-def _add_statement(statements: list[SqlStatement], text: str, start: int, end: int, first: int | None) -> None:
+def _add_statement(
+    statements: list[SqlStatement], lines: _LineCounter, start: int, end: int, first: int | None
+) -> None:
+    """Add text[start:end] (`lines.text`) when it holds more than blanks and comments; its line is `first`'s."""
     if first is None:
         return
-    body = text[start:end].strip()
+    body = lines.text[start:end].strip()
     if body:
-        statements.append(SqlStatement(body, text.count("\n", 0, first) + 1))
+        statements.append(SqlStatement(body, lines.line_of(first)))
 
 
 def _strip_leading_comments(text: str) -> str:
@@ -270,7 +316,9 @@ def _read_seed(path: Path, seeds_dir: Path) -> SeedFile:
     suffix = path.suffix.lower()
     text = _read_text(path, shown)
     if suffix == ".sql":
-        return SeedFile(path, shown, statements=tuple(split_sql(text)))
+        statements = tuple(split_sql(text))
+        _check_no_transaction_control(statements, shown)
+        return SeedFile(path, shown, statements=statements)
     if suffix == ".py":
         try:
             code = compile(text, str(path), "exec", dont_inherit=True)
@@ -320,42 +368,106 @@ def _read_text(path: Path, shown: str) -> str:
 
 
 def _apply_sql(connection: Connection, seed: SeedFile) -> None:
+    """Send the statements in batches of about `SQL_BATCH_BYTES`, one round trip each, each batch in a savepoint.
+
+    When a batch fails, the savepoint undoes it and its statements are sent again one by one to name the one that
+    fails (the load stops there and its transaction is rolled back, so nothing is applied twice).
+    """
     raw = connection.execution_options(no_parameters=True)  # a literal % is not a placeholder
-    for number, statement in enumerate(seed.statements, start=1):
-        try:
-            raw.exec_driver_sql(statement.text)
-        except DBAPIError as exc:
-            raise _fail(seed.shown, statement.describe(number), _describe(exc)) from None
+    for first, batch in _batches(seed.statements):
+        if len(batch) > 1:
+            try:
+                with connection.begin_nested():
+                    raw.exec_driver_sql(_BATCH_JOINER.join(statement.text for statement in batch))
+                continue
+            except DBAPIError:
+                pass
+        for number, statement in enumerate(batch, start=first):
+            try:
+                raw.exec_driver_sql(statement.text)
+            except DBAPIError as exc:
+                raise _fail(seed.shown, statement.describe(number), _describe(exc)) from None
+        if len(batch) > 1:
+            raise _fail(
+                seed.shown,
+                f"statements {first}-{first + len(batch) - 1}",
+                "they fail when sent together but not one by one",
+            )
+
+
+def _batches(statements: Sequence[SqlStatement]) -> Iterator[tuple[int, list[SqlStatement]]]:
+    """(number of the first statement, statements) of about SQL_BATCH_BYTES each, in order."""
+    batch: list[SqlStatement] = []
+    size = 0
+    first = 1
+    for number, statement in enumerate(statements, start=1):
+        if batch and size + len(statement.text) > SQL_BATCH_BYTES:
+            yield first, batch
+            batch, size, first = [], 0, number
+        batch.append(statement)
+        size += len(statement.text)
+    if batch:
+        yield first, batch
+
+
+_TRANSACTION_CONTROL = re.compile(
+    r"(BEGIN|COMMIT|END|ROLLBACK|ABORT|START\s+TRANSACTION|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.IGNORECASE
+)
+
+
+def _check_no_transaction_control(statements: Sequence[SqlStatement], shown: str) -> None:
+    """A seed file runs inside envmgr's transaction: BEGIN, COMMIT, ROLLBACK ... in it would end or break that."""
+    for number, statement in enumerate(statements, start=1):
+        if _TRANSACTION_CONTROL.match(_strip_leading_comments(statement.text)):
+            raise SeedError(
+                f"seed file {shown} failed at {statement.describe(number)}: transaction control in a seed file",
+                f"remove it from {shown}: all the seed files of a run are applied in one transaction by envmgr",
+            )
 
 
 # *.py
 
 
 def _apply_python(connection: Connection, seed: SeedFile) -> None:
+    """Import the seed module and call its seed(connection), under the process-wide guard: its folder leads sys.path
+    and the module is in sys.modules while it runs; afterwards both are gone, and so are the modules it imported from
+    its folder (`_helpers`), so that another project's seeds of the same name are not mistaken for these."""
     path, shown = seed.path, seed.shown
     assert seed.code is not None
     module_name = "envmgr_seed_" + sha256(str(path.resolve()).encode()).hexdigest()[:12]
     module = ModuleType(module_name)
     module.__file__ = str(path)
     folder = str(path.parent)
-    sys.modules[module_name] = module  # dataclasses and pickling look the module up
-    sys.path.insert(0, folder)  # helpers beside the seed file can be imported
-    try:
+    with process_state_guard():
+        already = set(sys.modules)
+        sys.modules[module_name] = module  # dataclasses and pickling look the module up
+        sys.path.insert(0, folder)  # helpers beside the seed file can be imported
         try:
-            exec(seed.code, module.__dict__)
-        except Exception as exc:
-            raise _fail(shown, f"import{_line_in(exc, path)}", _describe(exc)) from None
-        function = getattr(module, "seed", None)
-        if not callable(function):
-            raise _fail(shown, "import", "the module has no seed(connection) function")
-        try:
-            function(connection)
-        except Exception as exc:
-            raise _fail(shown, f"seed(){_line_in(exc, path)}", _describe(exc)) from None
-    finally:
-        sys.modules.pop(module_name, None)
-        if folder in sys.path:
-            sys.path.remove(folder)
+            try:
+                exec(seed.code, module.__dict__)
+            except Exception as exc:
+                raise _fail(shown, f"import{_line_in(exc, path)}", _describe(exc)) from None
+            function = getattr(module, "seed", None)
+            if not callable(function):
+                raise _fail(shown, "import", "the module has no seed(connection) function")
+            try:
+                function(connection)
+            except Exception as exc:
+                raise _fail(shown, f"seed(){_line_in(exc, path)}", _describe(exc)) from None
+        finally:
+            sys.modules.pop(module_name, None)
+            _forget_modules_from(path.parent, set(sys.modules) - already)
+            if folder in sys.path:
+                sys.path.remove(folder)
+
+
+def _forget_modules_from(folder: Path, names: set[str]) -> None:
+    """Remove from sys.modules those of `names` whose file is inside `folder`."""
+    root = folder.resolve()
+    for name in names:
+        filename = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(filename, str) and Path(filename).resolve().is_relative_to(root):
+            sys.modules.pop(name, None)
 
 
 def _line_in(exc: BaseException, path: Path) -> str:
@@ -501,11 +613,12 @@ def _bump_sequences(connection: Connection, table: sa.Table, name: str, explicit
 # seeds/s3/<bucket>/<key...>        objects (the folder names are the buckets; empty folders make empty buckets)
 # seeds/sqs.yaml                    {"queues": ["name", ...]} (plus LocalStackSettings.queues)
 # seeds/wiremock/mappings/*.json    WireMock stubs, with bodies in seeds/wiremock/__files/
+# (the whole layout, and the rule for symbolic links: envmgr.seed_layout)
 
 
 def s3_seed_buckets(seeds_dir: Path | None) -> dict[str, list[tuple[str, Path]]]:
     """Bucket name -> [(object key, file)] from seeds/s3/, in sorted order."""
-    root = seeds_dir / "s3" if seeds_dir is not None else None
+    root = seeds_dir / S3_DIR if seeds_dir is not None else None
     if root is None or not root.is_dir():
         return {}
     buckets: dict[str, list[tuple[str, Path]]] = {}
@@ -518,7 +631,7 @@ def s3_seed_buckets(seeds_dir: Path | None) -> dict[str, list[tuple[str, Path]]]
 def sqs_seed_queues(seeds_dir: Path | None, configured: Sequence[str] = ()) -> list[str]:
     """Queue names from the settings and seeds/sqs.yaml (or .yml/.json), without duplicates, in order."""
     names = list(configured)
-    for candidate in ("sqs.yaml", "sqs.yml", "sqs.json"):
+    for candidate in SQS_FILES:
         path = seeds_dir / candidate if seeds_dir is not None else None
         if path is None or not path.is_file():
             continue
@@ -536,7 +649,7 @@ def sqs_seed_queues(seeds_dir: Path | None, configured: Sequence[str] = ()) -> l
 
 def wiremock_seed_dirs(seeds_dir: Path | None) -> list[Path]:
     """The seeds/wiremock/mappings and seeds/wiremock/__files folders that exist."""
-    root = seeds_dir / "wiremock" if seeds_dir is not None else None
+    root = seeds_dir / WIREMOCK_DIR if seeds_dir is not None else None
     if root is None:
         return []
-    return [root / name for name in ("mappings", "__files") if (root / name).is_dir()]
+    return [root / name for name in WIREMOCK_DIRS if (root / name).is_dir()]

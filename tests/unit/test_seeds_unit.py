@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import operator
 import shutil
 from pathlib import Path
+from typing import SupportsIndex
 
 import pytest
 
 from envmgr.config import Settings
 from envmgr.database import building_name, template_name
-from envmgr.errors import MigrationError, SeedError
+from envmgr.errors import ConfigError, SeedError
 from envmgr.migrations import alembic_config, content_hash, head_revisions, script_folders
 from envmgr.seeds import check_postgres_seeds, postgres_seed_files, split_sql, sqlalchemy_url
 
@@ -121,6 +123,75 @@ def test_statement_lines_point_at_the_first_token() -> None:
 
 def test_unterminated_literal_keeps_the_rest_in_one_statement() -> None:
     assert _texts("SELECT 'open; SELECT 2") == ["SELECT 'open; SELECT 2"]
+
+
+class _CountingText(str):
+    """A SQL text that adds up how many characters `str.count` scans: how the splitter finds line numbers."""
+
+    scanned = 0
+
+    def count(self, sub: str, start: SupportsIndex | None = None, end: SupportsIndex | None = None) -> int:
+        first = 0 if start is None else operator.index(start)
+        last = len(self) if end is None else operator.index(end)
+        type(self).scanned += max(0, last - first)
+        return super().count(sub, start, end)
+
+
+def _generated_sql(megabytes: float) -> tuple[str, list[int]]:
+    """INSERTs with comments, literals holding `;` and multi-line statements; the line of each statement."""
+    parts: list[str] = []
+    lines: list[int] = []
+    line = 1
+    size = 0
+    number = 0
+    while size < megabytes * 1_000_000:
+        if number % 100 == 0:
+            chunk = f"-- block {number}; not a statement\n/* a; b\n c */\n"
+            parts.append(chunk)
+            line += chunk.count("\n")
+        chunk = f"INSERT INTO t (id, note)\n  VALUES ({number}, 'x; -- y ''{number}''');\n"
+        lines.append(line)
+        parts.append(chunk)
+        line += chunk.count("\n")
+        size += len(chunk)
+        number += 1
+    return "".join(parts), lines
+
+
+def test_split_counts_lines_once_over_the_text() -> None:
+    text, lines = _generated_sql(0.2)
+    counting = _CountingText(text)
+    _CountingText.scanned = 0
+    statements = split_sql(counting)
+    assert [statement.line for statement in statements] == lines
+    assert _CountingText.scanned <= len(text)  # counting from the file's start for each statement: ~n²/2
+
+
+def test_split_of_a_5_mb_text_gives_every_statement_and_its_line() -> None:
+    text, lines = _generated_sql(5)
+    statements = split_sql(text)
+    assert len(statements) == len(lines) > 40_000
+    assert [statement.line for statement in statements] == lines
+    last = len(lines) - 1
+    assert statements[-1].text == f"INSERT INTO t (id, note)\n  VALUES ({last}, 'x; -- y ''{last}''')"
+    assert statements[-1].describe(len(lines)).startswith(f"statement {len(lines)} (line {lines[-1]}) ")
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["BEGIN", "commit", "END", "ROLLBACK", "/* c */ START TRANSACTION", "SAVEPOINT a", "RELEASE a", "abort"],
+)
+def test_transaction_control_in_a_sql_seed_is_refused_before_anything_runs(tmp_path: Path, statement: str) -> None:
+    seeds = _seeds(tmp_path, {"001.sql": f"INSERT INTO t VALUES (1);\n{statement};\nSELECT 2;\n"})
+    with pytest.raises(SeedError) as caught:
+        check_postgres_seeds(seeds)
+    assert caught.value.cause.startswith("seed file seeds/postgres/001.sql failed at statement 2 (line 2) ")
+    assert caught.value.cause.endswith(": transaction control in a seed file")
+
+
+def test_words_that_only_start_like_transaction_control_are_fine(tmp_path: Path) -> None:
+    seeds = _seeds(tmp_path, {"001.sql": "SELECT endpoints();\nSELECT 'COMMIT';\nDO $$ BEGIN NULL; END $$;\n"})
+    assert len(check_postgres_seeds(seeds)[0].statements) == 3
 
 
 # malformed files -----------------------------------------------------------------------------------------------
@@ -265,6 +336,9 @@ def test_alembic_config_anchors_relative_paths_at_the_ini_folder(
     assert head_revisions(ini) == ("0002",)
 
 
-def test_missing_alembic_ini_is_a_migration_error(tmp_path: Path) -> None:
-    with pytest.raises(MigrationError, match="does not exist"):
+def test_missing_alembic_ini_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist") as caught:
         content_hash(Settings(project_root=tmp_path, alembic_ini=Path("nope/alembic.ini")))
+    assert caught.value.cause.startswith("alembic_ini: ")
+    assert str(tmp_path / "nope" / "alembic.ini") in caught.value.cause
+    assert caught.value.exit_code == 2  # a configuration error, not a failed migration (6)

@@ -1,0 +1,40 @@
+"""The one lock around every change envmgr makes to process-wide state.
+
+Alembic runs in this process (`envmgr.migrations`), and so do Python seed files (`envmgr.seeds`). Both touch state
+that every thread shares:
+
+* `sys.path`: Alembic's `prepend_sys_path` and the seed folder (so `_helpers.py` beside a seed file imports);
+* `sys.modules`: the seed module, and what env.py, the revisions and the seeds import;
+* logging: `logging.config.fileConfig` is replaced while env.py runs, and the loggers' state restored after;
+* Alembic's own module globals: `alembic.context` and `alembic.op` are proxies to the migration that runs *now*;
+  two upgrades at once in one process send one's operations to the other's connection (`KeyError: 'script'`,
+  `DuplicateTable`, `UndefinedTable`).
+
+The daemon builds templates for several configurations from several threads at once, so each of those changes, from
+the moment it is made until it is undone, happens under `process_state_guard()`: one process-wide re-entrant lock
+(re-entrant because a migration that fails reloads the scripts to name the revision while still holding it).
+
+Why a lock and not a subprocess per migration: in-process Alembic keeps a template build at ~100 ms; an `alembic`
+subprocess costs a Python interpreter plus the imports of Alembic, SQLAlchemy and the project's models (~1 s) per
+build. Builds are rare and short, so serialising them costs little; a subprocess would cost every build.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Final
+
+__all__ = ["process_state_guard"]
+
+_GUARD: Final = threading.RLock()
+"""Created once at import and never replaced: the only object here, and it holds no data."""
+
+
+@contextmanager
+def process_state_guard() -> Iterator[None]:
+    """Hold the process-wide lock while changing (and until restoring) sys.path, sys.modules, logging or Alembic's
+    globals. Re-entrant: a function that holds it may call another that takes it."""
+    with _GUARD:
+        yield

@@ -1,0 +1,168 @@
+"""The seeds folder's layout and its rule for symbolic links, checked by Settings.seeds_path() (no Docker)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from envmgr.config import Settings
+from envmgr.errors import ConfigError, SeedError
+from envmgr.migrations import content_hash
+from envmgr.seeds import s3_seed_buckets, wiremock_seed_dirs
+
+
+def _project(root: Path, *, follow_symlinks: bool = False) -> Settings:
+    """A project under `root` whose seeds folder holds one file of every kind, laid out as envmgr reads them."""
+    seeds = root / "seeds"
+    (seeds / "postgres").mkdir(parents=True)
+    (seeds / "postgres" / "001_users.sql").write_text("SELECT 1;\n")
+    (seeds / "s3" / "artwork").mkdir(parents=True)
+    (seeds / "s3" / "artwork" / "cover.txt").write_text("cover")
+    (seeds / "wiremock" / "mappings").mkdir(parents=True)
+    (seeds / "wiremock" / "mappings" / "hello.json").write_text("{}")
+    (seeds / "wiremock" / "__files").mkdir()
+    (seeds / "sqs.yaml").write_text("queues: [deliveries]\n")
+    return Settings(project_root=root, seeds=Path("seeds"), follow_symlinks=follow_symlinks)
+
+
+def _outside(root: Path) -> Path:
+    """A folder beside the project, with a file and a sub-folder in it."""
+    folder = root.parent / f"{root.name}-outside"
+    (folder / "bucket").mkdir(parents=True)
+    (folder / "bucket" / "secret.txt").write_text("not part of the project")
+    (folder / "stub.json").write_text("{}")
+    return folder
+
+
+def test_the_documented_layout_passes_with_notes_and_hidden_files(tmp_path: Path) -> None:
+    settings = _project(tmp_path)
+    seeds = tmp_path / "seeds"
+    for note in ("README", "README.md", "notes.txt", "layout.rst", ".gitkeep"):
+        (seeds / note).write_text("how the seeds are laid out")
+    (seeds / ".idea").mkdir()
+    (seeds / "postgres" / "_helpers").mkdir()
+    (seeds / "postgres" / "__pycache__").mkdir()
+    (seeds / "wiremock" / "README.md").write_text("stubs")
+    assert settings.seeds_path() == seeds
+
+
+def test_a_missing_seeds_folder_means_no_seeds(tmp_path: Path) -> None:
+    settings = Settings(project_root=tmp_path, seeds=Path("seeds"))
+    assert settings.seeds_path() == tmp_path / "seeds"
+    assert s3_seed_buckets(settings.seeds_path()) == {}
+
+
+def test_a_seeds_path_that_is_a_file_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "seeds.sql").write_text("SELECT 1;\n")
+    settings = Settings(project_root=tmp_path, seeds=Path("seeds.sql"))
+    with pytest.raises(ConfigError) as caught:
+        settings.seeds_path()
+    assert caught.value.cause == f"seeds: {tmp_path / 'seeds.sql'} is a file, not a folder"
+    assert "set seeds in [tool.envmgr]" in (caught.value.fix or "")
+    assert caught.value.exit_code == 2
+
+
+def test_a_sql_file_in_the_seeds_root_names_the_file_and_where_it_goes(tmp_path: Path) -> None:
+    settings = _project(tmp_path)
+    (tmp_path / "seeds" / "001.sql").write_text("SELECT 1;\n")
+    with pytest.raises(SeedError) as caught:
+        settings.seeds_path()
+    assert caught.value.cause == (
+        "seed path seeds/001.sql is not where envmgr reads seeds: Postgres seed files go in seeds/postgres/ "
+        "(seeds/postgres/001.sql)"
+    )
+    assert "postgres/, s3/<bucket>/, sqs.yaml and wiremock/{mappings,__files}/" in (caught.value.fix or "")
+    with pytest.raises(SeedError, match=r"seeds/001\.sql"):
+        content_hash(settings)  # what a template build calls first
+
+
+@pytest.mark.parametrize(
+    ("relative", "folder", "expected"),
+    [
+        ("data.csv", False, "seed path seeds/data.csv is not where envmgr reads seeds: a file there is not read"),
+        ("users.yaml", False, "(seeds/postgres/users.yaml)"),
+        ("buckets", True, "a folder there is not read; S3 objects go in seeds/s3/<bucket>/"),
+        ("postgres/v2", True, "only the files directly in seeds/postgres/ are applied"),
+        ("s3/loose.png", False, "S3 objects go in a bucket folder (seeds/s3/<bucket>/loose.png)"),
+        ("wiremock/stub.json", False, "WireMock stubs go in seeds/wiremock/mappings/"),
+        ("wiremock/files", True, "seed path seeds/wiremock/files is not where envmgr reads seeds"),
+        ("sqs.yaml.bak", False, "seed path seeds/sqs.yaml.bak is not where envmgr reads seeds"),
+    ],
+)
+def test_entries_envmgr_would_not_read_are_seed_errors(
+    tmp_path: Path, relative: str, folder: bool, expected: str
+) -> None:
+    settings = _project(tmp_path)
+    path = tmp_path / "seeds" / relative
+    if folder:
+        path.mkdir()
+    else:
+        path.write_text("x")
+    with pytest.raises(SeedError) as caught:
+        settings.seeds_path()
+    assert expected in caught.value.cause
+    assert f"seeds/{relative}" in caught.value.cause
+
+
+def test_a_known_folder_name_that_is_a_file_is_a_seed_error(tmp_path: Path) -> None:
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "postgres").write_text("SELECT 1;\n")
+    with pytest.raises(SeedError, match="seeds/postgres must be a folder"):
+        Settings(project_root=tmp_path, seeds=Path("seeds")).seeds_path()
+
+
+@pytest.mark.parametrize(
+    ("link", "target"),
+    [
+        ("postgres/002_more.sql", "stub.json"),  # a Postgres seed file
+        ("s3/private", "bucket"),  # an S3 bucket folder
+        ("s3/artwork/secret.txt", "bucket/secret.txt"),  # one S3 object
+        ("wiremock/mappings/outside.json", "stub.json"),  # a WireMock stub
+        ("wiremock/__files", "bucket"),  # the WireMock bodies folder
+    ],
+)
+def test_links_out_of_the_seeds_folder_are_refused_naming_the_link(tmp_path: Path, link: str, target: str) -> None:
+    root = tmp_path / "project"
+    settings = _project(root)
+    outside = _outside(root)
+    path = root / "seeds" / link
+    if path.is_dir():
+        path.rmdir()
+    path.symlink_to(outside / target)
+    with pytest.raises(SeedError) as caught:
+        settings.seeds_path()
+    assert caught.value.cause == (
+        f"seed path seeds/{link} is a symbolic link to {(outside / target).resolve()}, outside the seeds folder "
+        f"{(root / 'seeds').resolve()}"
+    )
+    assert "follow_symlinks = true" in (caught.value.fix or "")
+
+
+def test_follow_symlinks_lets_links_lead_out_and_the_readers_follow_them(tmp_path: Path) -> None:
+    root = tmp_path / "project"
+    settings = _project(root, follow_symlinks=True)
+    outside = _outside(root)
+    (root / "seeds" / "s3" / "private").symlink_to(outside / "bucket")
+    (root / "seeds" / "wiremock" / "__files").rmdir()
+    (root / "seeds" / "wiremock" / "__files").symlink_to(outside / "bucket")
+    seeds = settings.seeds_path()
+    assert seeds is not None
+    assert s3_seed_buckets(seeds)["private"] == [("secret.txt", seeds / "s3" / "private" / "secret.txt")]
+    assert seeds / "wiremock" / "__files" in wiremock_seed_dirs(seeds)
+
+
+def test_links_that_stay_inside_the_seeds_folder_are_fine(tmp_path: Path) -> None:
+    settings = _project(tmp_path)
+    seeds = tmp_path / "seeds"
+    (seeds / "s3" / "artwork-copy").symlink_to(seeds / "s3" / "artwork")
+    os.symlink("001_users.sql", seeds / "postgres" / "002_again.sql")  # relative, inside
+    assert settings.seeds_path() == seeds
+    assert sorted(s3_seed_buckets(seeds)) == ["artwork", "artwork-copy"]
+
+
+def test_follow_symlinks_is_a_setting_with_a_description() -> None:
+    field = Settings.model_fields["follow_symlinks"]
+    assert field.default is False
+    assert field.description
