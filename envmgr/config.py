@@ -84,6 +84,7 @@ NON_SETTING_VARIABLES: frozenset[str] = frozenset(
 )
 """`ENVMGR_*` variables that are not settings: left alone by the check of the environment."""
 
+
 def is_compose_port_variable(name: str) -> bool:
     """The host ports of an exported compose file (`envmgr.compose.port_variable`): not settings either."""
     services = "|".join(service.upper() for service in SERVICE_NAMES)
@@ -96,6 +97,11 @@ class ServiceSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
+    always: bool = Field(
+        default=False,
+        description="start it in every run, even when no collected test uses its fixtures (apps that read their "
+        "connection variables from the environment)",
+    )
     image: str | None = Field(default=None, description="explicit image; overrides the image set")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment for the container")
 

@@ -20,7 +20,7 @@ from envmgr.engine import Engine
 from envmgr.errors import ServiceStartError, first_line
 from envmgr.services import ContainerSpec, Published
 
-__all__ = ["alias", "is_running", "published_from", "run_container"]
+__all__ = ["alias", "free_port", "is_running", "published_from", "run_container"]
 
 PORT_ATTEMPTS = 3
 PORT_TAKEN = ("port is already allocated", "address already in use")
@@ -42,23 +42,28 @@ def run_container(
     labels: Mapping[str, str],
     host_env: Callable[[str, Mapping[str, int]], dict[str, str]],
     created: Callable[[DockerContainer], None],
+    host_ports: Mapping[str, int] | None = None,
 ) -> Any:
-    """Create and start one container; return the docker SDK's container. `host_env(host, host_ports)` gives the
-    environment that depends on the published ports; `created` is told of the container before it starts (so a
-    failure half-way can still remove it)."""
+    """Create and start one container; return the docker SDK's container. `host_ports`: the ports chosen when it
+    was planned (others are tried when one was taken meanwhile). `host_env(host, host_ports)` gives the environment
+    that depends on the published ports; `created` is told of the container before it starts (so a failure
+    half-way can still remove it)."""
     publish = engine.publish_address()
     for attempt in range(PORT_ATTEMPTS):
-        host_ports = {role: _free_port(publish) for role in spec.ports}
+        if attempt == 0 and host_ports is not None:
+            chosen = dict(host_ports)
+        else:
+            chosen = {role: free_port(publish) for role in spec.ports}
         container = DockerContainer(
             spec.image,
             command=cast(Any, spec.command),
-            env={**spec.env, **host_env(engine.host_address(), host_ports)},
+            env={**spec.env, **host_env(engine.host_address(), chosen)},
             name=name,
             network=network,
             network_aliases=[network_alias],
         )
         for role, port in spec.ports.items():
-            cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, host_ports[role])
+            cast(dict[str, Any], container.ports)[f"{port}/tcp"] = (publish, chosen[role])
         for path in engine.image_volumes(spec.image):
             container.with_tmpfs_mount(path)
         for path, size in spec.tmpfs.items():
@@ -161,7 +166,7 @@ def _copies(copies: Mapping[str, str]) -> list[tuple[bytes, str, int]]:
     return files
 
 
-def _free_port(address: str) -> int:
+def free_port(address: str) -> int:
     """A port free on `address` right now (the engine binds it a moment later; a lost race is retried)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((address, 0))

@@ -142,6 +142,8 @@ class Endpoints(BaseModel):
     """replica 0 of every service, by name"""
     replicas: tuple[ServiceEndpoint, ...] = ()
     """the further replicas of per-worker services (replica 1, 2, ... for workers gw1, gw2, ...)"""
+    per_worker: tuple[str, ...] = ()
+    """services with a replica per xdist worker: a worker uses its own replica, never another's"""
 
     def __getitem__(self, service: str) -> ServiceEndpoint:
         try:
@@ -179,8 +181,12 @@ class Endpoints(BaseModel):
         return self.model_copy(update={"services": services, "replicas": tuple(e for e in endpoints if e.replica)})
 
     def for_worker(self, worker: Worker) -> Endpoints:
-        """This worker's view: its replica of each per-worker service under the service's plain name."""
+        """This worker's view: its replica of each per-worker service under the service's plain name (a per-worker
+        service whose replica for this worker has not started is not in the view)."""
         services = {name: self.replica(name, worker.replica) for name in self.services}
+        for name in self.per_worker:
+            if services.get(name) is not None and services[name].replica != worker.replica:
+                del services[name]
         return self.model_copy(update={"services": services, "replicas": ()})
 
     def as_env(self) -> dict[str, str]:

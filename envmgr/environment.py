@@ -25,7 +25,7 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from envmgr.config import Settings, load_settings
-from envmgr.containers import alias, is_running, published_from, run_container
+from envmgr.containers import alias, free_port, is_running, published_from, run_container
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.engine import Engine
 from envmgr.errors import EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError
@@ -47,7 +47,7 @@ from envmgr.labels import (
 )
 from envmgr.readiness import Waiter, wait_until
 from envmgr.reaper import Watchdog, sweep
-from envmgr.services import SERVICES, Service, ServiceRegistry
+from envmgr.services import SERVICES, Published, Service, ServiceRegistry
 from envmgr.timings import Timings
 from envmgr.topology import Topology
 
@@ -108,6 +108,17 @@ class Environment:
         self._containers: dict[str, DockerContainer] = {}
         self._watchdog: Watchdog | None = None
         self._lock = threading.Lock()
+        self._network: Network | None = None
+        self._labels: dict[str, str] = {}
+        self._begun = False
+        self._ready: _Ready = {}
+        """every started (probed, prepared) replica"""
+        self._planned: dict[tuple[str, int], tuple[dict[str, int], ServiceEndpoint]] = {}
+        """host ports and endpoint of each replica, chosen before its container starts (dependants use them)"""
+        self._units: dict[tuple[str, int], Future[ServiceEndpoint]] = {}
+        self._checked_images: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
+        self._cancel = threading.Event()
         self.scope: Worker | None = None
         """set for a test process's handle (the `envmgr_env` fixture): `reset()` then resets this worker's share
         only, never another worker's"""
@@ -165,29 +176,62 @@ class Environment:
         if service is not None:
             self._restart(service, worker)
             return self.endpoints
-        if self._endpoints is not None:
+        if self._endpoints is not None and len(self._ready) == self._unit_count():
             return self._endpoints
+        try:
+            self.begin()
+            self.ensure(self.services)
+        except BaseException:
+            self._teardown()
+            raise
+        if self.detach and not self.guard_detached:
+            self._dismiss_watchdog()
+        return self.endpoints
+
+    def begin(self) -> None:
+        """Sweep orphans, create the labelled network and the watchdog: what every service start needs first."""
+        if self._begun:
+            return
         engine = self.engine
         sweep(engine)
-        self._check_images(engine)
         labels = self.labels()
         try:
             network = Network(docker_network_kw={"labels": labels, "driver": "bridge"})
             network.name = self.network_name
             network.create()
+            self._network = network
             self._watchdog = Watchdog(self.id, self._owner)
-            ready: _Ready = {}
-            for wave in self.topology.waves:
-                ready.update(self._start_wave(wave, network, labels, ready))
         except BaseException:
             self._teardown()
             raise
-        self._endpoints = Endpoints(
-            id=self.id, network=self.network_name, namespace=self.settings.namespace, sandbox=self.sandbox
-        ).with_endpoints(list(ready.values()))
-        if self.detach and not self.guard_detached:
-            self._dismiss_watchdog()
-        return self._endpoints
+        self._labels = labels
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"envmgr-{self.id}")
+        self._begun = True
+        self._endpoints = self._build_endpoints()
+
+    def ensure(self, services: Sequence[str], worker: Worker | None = None) -> Endpoints:
+        """Start whatever of `services` (and what they need) is not started yet, and return the endpoints.
+
+        For a per-worker service: the replica of `worker`, or every replica when `worker` is None. Concurrent calls
+        share the starts they have in common; a service that failed to start fails every call that needs it. The
+        environment's other services keep running (`start()` removes everything on failure instead).
+        """
+        self.begin()
+        units = self._units_for(services, worker)
+        self._check_images(engine=self.engine, names=list(dict.fromkeys(name for name, _ in units)))
+        futures = [self._unit(name, unit_worker) for name, unit_worker in units]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            raise cast(BaseException, failed[0].exception())
+        wait(futures)
+        for future in futures:
+            future.result()
+        return self.endpoints
+
+    def started(self) -> list[str]:
+        """The services with at least one replica started."""
+        return list(dict.fromkeys(name for name, _ in self._ready))
 
     def hand_over(self) -> None:
         """Let the environment outlive this process: its watchdog is dismissed (a guarded detached one's too)."""
@@ -327,9 +371,8 @@ class Environment:
                 needs=env._needs_of(name, worker, found),
             )  # fmt: skip
             found[(name, replica)] = service.recover(_with_replica(service.endpoint(published), replica))
-        env._endpoints = Endpoints(
-            id=env_id, network=env.network_name, namespace=merged.namespace, sandbox=record.sandbox
-        ).with_endpoints(list(found.values()))
+        env._ready = found
+        env._endpoints = env._build_endpoints()
         env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
         return env
 
@@ -339,7 +382,8 @@ class Environment:
         for endpoint in self.endpoints.all():
             with self.timings.measure(endpoint.service, "prepare", endpoint.replica):
                 prepared.append(self.service(endpoint.service).prepare(endpoint))
-        self._endpoints = self.endpoints.with_endpoints(prepared)
+        self._ready = {(e.service, e.replica): e for e in prepared}
+        self._endpoints = self._build_endpoints()
         return self._endpoints
 
     def remove(self) -> None:
@@ -348,12 +392,81 @@ class Environment:
 
     # internals ----------------------------------------------------------------------------------------------
 
-    def _check_images(self, engine: Engine) -> None:
-        services = list(self._services.values())
+    def _check_images(self, engine: Engine, names: Sequence[str]) -> None:
+        with self._lock:
+            services = [self._services[name] for name in names if name not in self._checked_images]
+        if not services:
+            return
         with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
             futures = [pool.submit(engine.ensure_image, s.image(), s.name, s.build_hint()) for s in services]
         for future in futures:
             future.result()
+        with self._lock:
+            self._checked_images.update(service.name for service in services)
+
+    def _unit_count(self) -> int:
+        return sum(len(self.replicas(name)) for name in self.services)
+
+    def _units_for(self, services: Sequence[str], worker: Worker | None) -> list[tuple[str, Worker]]:
+        """The replicas to start for `services` and everything they need, in start order."""
+        wanted: set[str] = set()
+        stack = [self.service(name).name for name in services]
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack.extend(self.topology.needs[name])
+        units: list[tuple[str, Worker]] = []
+        for name in self.topology.services:
+            if name not in wanted:
+                continue
+            if name in self.topology.per_worker and worker is not None and self.workers > 0:
+                units.append((name, Worker(worker.worker_id, isolated=True)))
+            else:
+                units += [(name, w) for w in self.replicas(name)]
+        return units
+
+    def _unit(self, name: str, worker: Worker) -> Future[ServiceEndpoint]:
+        """The start of one replica: begun once, shared by every caller that needs it."""
+        key = (name, self.topology.replica_of(name, worker))
+        with self._lock:
+            future = self._units.get(key)
+            if future is None:
+                self._plan(name, worker)  # its endpoint is known now: dependants start without waiting for it
+                assert self._pool is not None
+                future = self._pool.submit(self._start_service, name, worker)
+                self._units[key] = future
+            return future
+
+    def _plan(self, name: str, worker: Worker) -> ServiceEndpoint:
+        """Choose the replica's host ports and compute its endpoint before its container exists (under the lock)."""
+        replica = self.topology.replica_of(name, worker)
+        if (name, replica) in self._planned:
+            return self._planned[(name, replica)][1]
+        service = self._services[name]
+        needs = {required: self._plan(required, worker) for required in self.topology.needs[name]}
+        viewed = {required: self._services[required].worker_view(e, worker) for required, e in needs.items()}
+        publish = self.engine.publish_address()
+        host_ports = {role: free_port(publish) for role in service.ports}
+        network_alias = alias(name, replica)
+        published = Published(
+            host=self.engine.host_address(), ports=host_ports, alias=network_alias,
+            container_ports=dict(service.ports), image=service.image(),
+            container=f"{self.settings.namespace}-{self.id}-{network_alias}", worker=worker, needs=viewed,
+        )  # fmt: skip
+        endpoint = _with_replica(service.endpoint(published), replica)
+        self._planned[(name, replica)] = (host_ports, endpoint)
+        return endpoint
+
+    def _build_endpoints(self) -> Endpoints:
+        per_worker = tuple(sorted(self.topology.per_worker)) if self.workers > 0 else ()
+        return Endpoints(
+            id=self.id, network=self.network_name, namespace=self.settings.namespace, sandbox=self.sandbox,
+            per_worker=per_worker,
+        ).with_endpoints([self._ready[key] for key in sorted(self._ready, key=self._order)])  # fmt: skip
+
+    def _order(self, key: tuple[str, int]) -> tuple[int, int]:
+        return (self.topology.services.index(key[0]), key[1])
 
     def _replica_worker(self, name: str, replica: int) -> Worker:
         """The worker a replica serves (in session isolation, and for shared services: the environment's own)."""
@@ -369,41 +482,23 @@ class Environment:
             needs[required] = self._services[required].worker_view(endpoint, worker)
         return needs
 
-    def _start_wave(self, names: Sequence[str], network: Network, labels: dict[str, str], ready: _Ready) -> _Ready:
-        cancel = threading.Event()
-        units = [(name, worker) for name in names for worker in self.replicas(name)]
-        with ThreadPoolExecutor(max_workers=len(units)) as pool:
-            futures: dict[Future[ServiceEndpoint], tuple[str, int]] = {
-                pool.submit(
-                    self._start_service, name, worker, network=network, labels=labels, ready=ready, cancel=cancel
-                ): (name, self.topology.replica_of(name, worker))
-                for name, worker in units
-            }
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            failed = [f for f in done if f.exception() is not None]
-            if failed:
-                cancel.set()  # the others stop waiting; the first failure is the one reported
-                wait(futures)
-                raise cast(BaseException, failed[0].exception())
-        return {futures[f]: f.result() for f in futures}
+    def _planned_needs(self, name: str, worker: Worker) -> dict[str, ServiceEndpoint]:
+        with self._lock:
+            planned = {key: endpoint for key, (_, endpoint) in self._planned.items()}
+        return self._needs_of(name, worker, planned)
 
-    def _start_service(
-        self,
-        name: str,
-        worker: Worker,
-        *,
-        network: Network,
-        labels: dict[str, str],
-        ready: _Ready,
-        cancel: threading.Event,
-    ) -> ServiceEndpoint:
+    def _start_service(self, name: str, worker: Worker) -> ServiceEndpoint:
+        """Create, probe and prepare one replica (in the pool's thread); its needs are planned, maybe not ready."""
         service = self._services[name]
         replica = self.topology.replica_of(name, worker)
-        needs = self._needs_of(name, worker, ready)
+        needs = self._planned_needs(name, worker)
+        with self._lock:
+            host_ports = self._planned[(name, replica)][0]
         spec = service.container_spec(needs, worker)
         network_alias = alias(name, replica)
+        assert self._network is not None
         service_labels = {
-            **labels,
+            **self._labels,
             LABEL_SERVICE: name,
             LABEL_REPLICA: str(replica),
             LABEL_SECRET: service.password,
@@ -417,8 +512,8 @@ class Environment:
         with self.timings.measure(name, "create", replica):
             wrapped = run_container(
                 self.engine, service=name, spec=spec, name=f"{self.settings.namespace}-{self.id}-{network_alias}",
-                network_alias=network_alias, network=network, labels=service_labels, host_env=service.host_env,
-                created=created,
+                network_alias=network_alias, network=self._network, labels=service_labels, host_env=service.host_env,
+                created=created, host_ports=host_ports,
             )  # fmt: skip
         published = published_from(
             wrapped, service=name, host=self.engine.host_address(), ports=service.ports, worker=worker,
@@ -426,9 +521,13 @@ class Environment:
         )  # fmt: skip
         endpoint = _with_replica(service.endpoint(published), replica)
         with self.timings.measure(name, "ready", replica):
-            self._await_ready(service, endpoint, wrapped, cancel)
+            self._await_ready(service, endpoint, wrapped, self._cancel)
         with self.timings.measure(name, "prepare", replica):
-            return service.prepare(endpoint)
+            prepared = service.prepare(endpoint)
+        with self._lock:
+            self._ready[(name, replica)] = prepared
+            self._endpoints = self._build_endpoints()
+        return prepared
 
     def _await_ready(
         self, service: Service, endpoint: ServiceEndpoint, container: Any, cancel: threading.Event | None = None
@@ -448,14 +547,22 @@ class Environment:
             self._watchdog = None
 
     def _teardown(self) -> None:
+        self._cancel.set()  # starts still waiting for readiness give up
         try:
             self.engine.remove_environment(self.id)
         finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
             for container in self._containers.values():
                 container.get_docker_client().client.close()
             self._containers.clear()
             self._dismiss_watchdog()
             self._endpoints = None
+            self._ready.clear()
+            self._units.clear()
+            self._planned.clear()
+            self._begun = False
 
 
 def _with_replica(endpoint: ServiceEndpoint, replica: int) -> ServiceEndpoint:

@@ -38,6 +38,8 @@ __all__ = [
     "envmgr_settings",
     "envmgr_shares",
     "envmgr_worker",
+    "needed_by",
+    "reach_of",
 ]
 
 
@@ -47,23 +49,30 @@ class WorkerShares:
     Every service fixture goes through here, so a reset is the service's own (`Service.worker_reset`) and is
     counted in the run's report."""
 
-    def __init__(self, run: RunState, endpoints: Endpoints, worker: Worker) -> None:
+    def __init__(self, run: RunState, worker: Worker) -> None:
         self._run = run
-        self._endpoints = endpoints
         self.worker = worker
+        self._servers: dict[str, ServiceEndpoint] = {}
         self._before_reset: dict[str, list[Callable[[], object]]] = {}
 
     @property
     def services(self) -> list[str]:
-        return list(self._endpoints.services)
+        """The services this worker has used so far (in start order)."""
+        endpoints = self._run.endpoints
+        order = list(endpoints.services) if endpoints is not None else []
+        return sorted(self._servers, key=lambda name: order.index(name) if name in order else len(order))
 
     def before_reset(self, service: str, action: Callable[[], object]) -> None:
         """Run `action` before each reset of the service (e.g. let go of pooled connections a reset would cut)."""
         self._before_reset.setdefault(service, []).append(action)
 
     def server(self, service: str) -> ServiceEndpoint:
-        """The service's endpoint for this worker (its replica of a per-worker service), as the server sees it."""
-        return self._endpoints[service]
+        """The service's endpoint for this worker (its replica of a per-worker service), as the server sees it;
+        started first when the run has not started it yet (it waits for a start already under way)."""
+        if service not in self._servers:
+            endpoints = self._run.ensure([service], {service: "a fixture"}).for_worker(self.worker)
+            self._servers[service] = endpoints[service]
+        return self._servers[service]
 
     def view(self, service: str) -> ServiceEndpoint:
         """The service as this worker uses it: its database, its Redis db, its AWS account."""
@@ -98,18 +107,21 @@ def envmgr_worker(request: pytest.FixtureRequest) -> Worker:
 
 @pytest.fixture(scope="session")
 def envmgr_endpoints(request: pytest.FixtureRequest, envmgr_worker: Worker) -> Endpoints:
-    """This worker's view of the run's environment (started by the controller, or here without xdist)."""
+    """This worker's view of the run's environment: every service the run's tests use (or, where that is not known,
+    every enabled service), started by the controller (or here without xdist)."""
+    run = run_of(request.config)
+    services = list(run.needed) or run.settings.enabled_services()
     try:
-        endpoints = run_of(request.config).start()
+        endpoints = run.ensure(services, dict.fromkeys(services, "envmgr_endpoints"))
     except EnvmgrError as exc:
         raise pytest.UsageError(f"envmgr: {exc}") from None
     return endpoints.for_worker(envmgr_worker)
 
 
 @pytest.fixture(scope="session")
-def envmgr_shares(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envmgr_worker: Worker) -> WorkerShares:
-    """This worker's share of each service (used by every service's fixtures)."""
-    return WorkerShares(run_of(request.config), envmgr_endpoints, envmgr_worker)
+def envmgr_shares(request: pytest.FixtureRequest, envmgr_worker: Worker) -> WorkerShares:
+    """This worker's share of each service (used by every service's fixtures); a service starts when first used."""
+    return WorkerShares(run_of(request.config), envmgr_worker)
 
 
 @pytest.fixture(scope="session")
@@ -143,7 +155,7 @@ def envmgr_faults(envmgr_env: Environment, envmgr_worker: Worker) -> Iterator[Fa
 REACH_KEY = pytest.StashKey[Reach]()
 
 
-def _reach_of(item: pytest.Item, fixtures: FixtureMap) -> Reach:
+def reach_of(item: pytest.Item, fixtures: FixtureMap) -> Reach:
     """The services `item` reaches and may dirty (computed once per test)."""
     if REACH_KEY not in item.stash:
         info = getattr(item, "_fixtureinfo", None)  # pytest's fixture graph: which fixture asks for which
@@ -163,12 +175,12 @@ def _envmgr_seeded_state(request: pytest.FixtureRequest) -> Iterator[None]:
     run = run_of(request.config)
     fixtures = run.fixture_map()
     every = run.settings.reset == "every-test"
-    found = _reach_of(request.node, fixtures)
+    found = reach_of(request.node, fixtures)
     if not found.reached and not (every and run.endpoints is not None):
         yield
         return
     shares: WorkerShares = request.getfixturevalue("envmgr_shares")
-    running = set(shares.services)
+    running = set(shares.services) | (set(run.needed) if every else found.reached)
     wanted = running if every else found.reached & running
     for service in [name for name in shares.services if name in wanted and name in run.dirty]:
         shares.reset(service)
@@ -181,3 +193,19 @@ def _envmgr_seeded_state(request: pytest.FixtureRequest) -> Iterator[None]:
             shares.reset(service)
         else:
             run.dirty.add(service)
+
+
+def needed_by(items: list[pytest.Item], run: RunState) -> dict[str, str]:
+    """The services the collected tests use, and why (the first fixture that reaches each), plus those a setting
+    says the run always needs. A test that uses envmgr's own fixtures directly may use any enabled service."""
+    fixtures = run.fixture_map()
+    enabled = run.settings.enabled_services()
+    needed: dict[str, str] = {name: "setting always" for name in enabled if run.settings.service(name).always}
+    for item in items:
+        found = reach_of(item, fixtures)
+        for service, fixture in found.first.items():
+            needed.setdefault(service, fixture)
+        if found.everything:
+            for service in enabled:
+                needed.setdefault(service, "envmgr_endpoints")
+    return {name: needed[name] for name in enabled if name in needed}

@@ -3,22 +3,20 @@ environment comes from and how it ends is `envmgr.pytest_source`, the fixtures a
 service's `fixtures.py`.
 
 One environment per run, owned by the controller: the xdist controller (or the only process) starts it and tears it
-down after the last worker has finished; workers receive its `Endpoints` through `workerinput` and never start
-containers. Without xdist it starts after collection when a collected test uses envmgr; under xdist the controller
-starts it before the workers, when the project has a `[tool.envmgr]` table or an `--envmgr-*` option is given. A
-crashed run is cleaned by the reaper.
+down after the last worker has finished; workers never start containers. Only the services the collected tests use
+are started: right after collection (in the background, while the first tests that need none run), each once per
+run; an xdist worker asks the controller for them through a socket of the run's own (`envmgr.pytest_controller`).
+Before a test runs, the services it reaches are waited for; a service that cannot start stops the run with the cause
+and the fix. A crashed run is cleaned by the reaper.
 """
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from envmgr.config import find_pyproject, load_settings
-from envmgr.endpoints import Endpoints
 from envmgr.errors import EnvmgrError
 from envmgr.pytest_run import RUN_KEY, RunState, run_of
 from envmgr.pytest_source import SourceOptions
@@ -26,7 +24,7 @@ from envmgr.report import resets_of, write_container_logs, write_report
 
 __all__ = ["run_of"]
 
-WORKERINPUT_ENDPOINTS = "envmgr_endpoints"
+WORKERINPUT_CONTROLLER = "envmgr_controller"
 WORKERINPUT_ISOLATION = "envmgr_isolation"
 WORKEROUTPUT_RESETS = "envmgr_resets"
 DEFAULT_LOGS_DIR = "envmgr-logs"
@@ -88,16 +86,13 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"envmgr: {exc}") from None
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
-        run = RunState(
+        config.stash[RUN_KEY] = RunState(
             settings=settings,
             worker_id=str(workerinput.get("workerid", "gw0")),
             isolation=str(workerinput.get(WORKERINPUT_ISOLATION, "worker")),
-            opted_in=True,
             options=SourceOptions(),
+            controller=workerinput.get(WORKERINPUT_CONTROLLER),
         )
-        if WORKERINPUT_ENDPOINTS in workerinput:
-            run.endpoints = Endpoints.from_json(workerinput[WORKERINPUT_ENDPOINTS])
-        config.stash[RUN_KEY] = run
         return
     attach_id = config.getoption("envmgr_env")
     distributed = bool(getattr(config.option, "numprocesses", None)) and config.getoption("dist", "no") != "no"
@@ -110,7 +105,6 @@ def pytest_configure(config: pytest.Config) -> None:
         settings=settings,
         worker_id="main",
         isolation=isolation,
-        opted_in=_declared(pyproject) or bool(overrides) or option is not None or attach_id is not None,
         options=SourceOptions(
             keep=bool(config.getoption("envmgr_keep")), keep_on_failure=keep_on_failure, attach_id=attach_id
         ),
@@ -122,20 +116,55 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist, on the controller: start the environment once and hand its endpoints to each worker."""
+    """xdist, on the controller: tell each worker its isolation and where to ask for services."""
     run = run_of(node.config)
+    if run.channel is None:
+        from envmgr.pytest_controller import ControllerServer
+
+        run.channel = ControllerServer(
+            lambda services, worker_id, why, wait: run.ensure(
+                services, why, worker=run.worker_named(worker_id), wait=wait
+            )
+        )
     node.workerinput[WORKERINPUT_ISOLATION] = run.isolation
-    if run.opted_in:
-        node.workerinput[WORKERINPUT_ENDPOINTS] = _start_or_exit(run).to_json()
+    node.workerinput[WORKERINPUT_CONTROLLER] = str(run.channel.path)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Without xdist: start the environment after collection, and only if a collected test uses envmgr."""
+    """After collection (in each xdist worker, or the only process): start what the collected tests use, in the
+    background, while the tests that need none run."""
     run = session.config.stash.get(RUN_KEY, None)
-    if run is None or run.is_worker or session.config.option.collectonly:
+    if run is None or session.config.option.collectonly:
         return
-    if any("envmgr_endpoints" in getattr(item, "fixturenames", ()) for item in session.items):
-        _start_or_exit(run)
+    from envmgr.fixtures import needed_by
+
+    needed = needed_by(session.items, run)
+    run.needed.update(needed)
+    if needed:
+        try:
+            run.ensure(list(needed), needed, wait=False)
+        except EnvmgrError as exc:
+            _stop(session, exc)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before a test's fixtures: wait for the services it reaches; a service that cannot start stops the run."""
+    run = item.config.stash.get(RUN_KEY, None)
+    if run is None:
+        return
+    from envmgr.fixtures import reach_of
+
+    found = reach_of(item, run.fixture_map())
+    services = dict(found.first)
+    if found.everything:
+        services.update(dict.fromkeys([name for name in run.needed if name not in services], "envmgr_endpoints"))
+    if not services:
+        return
+    try:
+        run.ensure(list(services), services)
+    except EnvmgrError as exc:
+        _stop(item.session, exc)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -177,7 +206,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
-    if run is None or run.is_worker or run.source is None:
+    if run is None or run.is_worker:
+        return
+    if run.channel is not None:
+        run.channel.close()
+    if run.source is None:
         return
     _save_logs(config, run)
     for line in run.source.finish(failed=run.failed):
@@ -196,23 +229,11 @@ def _overrides(config: pytest.Config) -> dict[str, Any]:
     return overrides
 
 
-def _declared(pyproject: Path | None) -> bool:
-    """True when the project's pyproject.toml has a [tool.envmgr] table."""
-    if pyproject is None:
-        return False
-    try:
-        with open(pyproject, "rb") as handle:
-            return "envmgr" in tomllib.load(handle).get("tool", {})
-    except (OSError, tomllib.TOMLDecodeError):
-        return False
-
-
-def _start_or_exit(run: RunState) -> Endpoints:
-    """Start the environment before any test runs; a failure ends the run with the cause and the fix."""
-    try:
-        return run.start()
-    except EnvmgrError as exc:
-        pytest.exit(f"envmgr: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+def _stop(session: pytest.Session, exc: EnvmgrError) -> None:
+    """A service of the run cannot start: stop the run (in an xdist worker: the controller stops the others)."""
+    message = f"envmgr: {exc}"
+    session.shouldstop = message
+    pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def _save_logs(config: pytest.Config, run: RunState) -> None:

@@ -7,7 +7,9 @@ worker receives the endpoints through `workerinput` and never starts containers.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from envmgr.timings import Timings
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
+    from envmgr.pytest_controller import ControllerServer
     from envmgr.pytest_source import EnvironmentSource, SourceOptions
     from envmgr.services import Service
 
@@ -38,8 +41,6 @@ class RunState:
     worker_id: str
     isolation: str
     """"worker" (a share of every service per xdist worker) or "session" (everybody shares)"""
-    opted_in: bool
-    """the controller starts an environment before the workers (a [tool.envmgr] table or an --envmgr-* option)"""
     options: SourceOptions
     workers: int = 0
     """replicas of per-worker services: the number of xdist workers in worker isolation, else 0"""
@@ -63,7 +64,17 @@ class RunState:
     """service objects made on demand in this process (their hooks: worker_view, worker_reset ...)"""
     dirty: set[str] = field(default_factory=set)
     """services whose share of this worker a test may have changed since it was last reset"""
+    needed: dict[str, str] = field(default_factory=dict)
+    """the services this run starts, and why (the first fixture or setting that asked for each)"""
+    controller: str | None = None
+    """an xdist worker: the socket on which the controller starts services (envmgr.pytest_controller)"""
+    channel: ControllerServer | None = None
+    """the controller under xdist: where the workers ask for services"""
+    failure: EnvmgrError | None = None
+    """the first error of a start in the background (reported when a test needs the service)"""
     _fixture_map: FixtureMap | None = field(default=None, repr=False)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _started_at: float | None = field(default=None, repr=False)
 
     @property
     def is_worker(self) -> bool:
@@ -93,26 +104,81 @@ class RunState:
             self._fixture_map = FixtureMap.of(self.registry)
         return self._fixture_map
 
-    def start(self) -> Endpoints:
-        """The environment's endpoints: started (or attached, or leased) on first call by the controller; an
-        EnvmgrError when it cannot be."""
-        if self.endpoints is not None:
-            return self.endpoints
-        if self.is_worker:
-            raise EnvmgrError(
-                "this xdist worker received no environment from the controller",
-                "add a [tool.envmgr] table to pyproject.toml (or pass an --envmgr-* option) so that the controller "
-                "starts one",
-            )
-        from envmgr.pytest_source import choose_source
+    def ensure(
+        self,
+        services: Sequence[str],
+        why: Mapping[str, str] | None = None,
+        *,
+        worker: Worker | None = None,
+        wait: bool = True,
+    ) -> Endpoints:
+        """Have these services started for `worker` (default: this process's) and return the run's endpoints;
+        without `wait`, start them in the background and return at once. EnvmgrError when one cannot start.
 
-        started = time.perf_counter()
+        An xdist worker asks the controller (which owns the environment); the controller (or the only process)
+        starts them itself, each once per run."""
+        worker = worker or self.worker
+        why = dict(why or {})
+        if self.is_worker:
+            if self.controller is None:
+                raise EnvmgrError(
+                    "this xdist worker has no way to reach the run's controller",
+                    "the controller runs without envmgr's plugin; do not disable it in the controller only",
+                )
+            from envmgr.pytest_controller import ControllerClient
+
+            endpoints = ControllerClient(self.controller).ensure(services, worker.worker_id, why, wait)
+            if wait:
+                self.endpoints = endpoints
+            return endpoints
+        with self._lock:
+            for name in services:
+                self.needed.setdefault(name, why.get(name, "asked for"))
+            source = self._source()
+        if not wait:
+            threading.Thread(
+                target=self._ensure_quietly, args=(list(services), worker), name="envmgr-start", daemon=True
+            ).start()
+            return self.endpoints or source.start()
+        return self._ensure(source, services, worker)
+
+    def _source(self) -> EnvironmentSource:
+        """The environment's source, chosen and started on first use (under the lock)."""
+        if self.source is None:
+            from envmgr.pytest_source import choose_source
+
+            self._started_at = time.perf_counter()
+            source = choose_source(self.settings, self.options, self.workers)
+            self.endpoints = source.start()
+            self.source = source
+        return self.source
+
+    def _ensure(self, source: EnvironmentSource, services: Sequence[str], worker: Worker) -> Endpoints:
         try:
-            self.source = choose_source(self.settings, self.options, self.workers)
-            self.endpoints = self.source.start()
-        finally:
-            self.start_seconds = time.perf_counter() - started
-        return self.endpoints
+            endpoints = source.ensure(services, worker)
+        except EnvmgrError as exc:
+            with self._lock:
+                self.failure = self.failure or exc
+            raise
+        with self._lock:
+            self.endpoints = endpoints
+            if self._started_at is not None:
+                self.start_seconds = max(self.start_seconds, time.perf_counter() - self._started_at)
+        return endpoints
+
+    def _ensure_quietly(self, services: list[str], worker: Worker) -> None:
+        """A start in the background: its error is kept (and raised again where a test needs the service)."""
+        assert self.source is not None
+        try:
+            self._ensure(self.source, services, worker)
+        except EnvmgrError:
+            pass  # kept in self.failure; the test that needs the service reports it
+        except Exception as exc:  # never lost in a thread: reported where a test needs the service
+            with self._lock:
+                self.failure = self.failure or EnvmgrError(f"starting {', '.join(services)} failed: {exc!r}")
+
+    def worker_named(self, worker_id: str) -> Worker:
+        return Worker(worker_id=worker_id, isolated=self.isolation == "worker")
 
     def report(self) -> dict[str, Any] | None:
         """What the environment cost this run (see envmgr.report), resets of every worker included."""
@@ -124,7 +190,11 @@ class RunState:
             timings = self.environment.timings
             phases = timings.phases
             records.append(resets_of(timings.phases, timings.counts))
-        return build_report(self.endpoints, phases, merge_resets(records), self.start_seconds)
+        started = {name: why for name, why in self.needed.items() if name in self.endpoints.services}
+        skipped = [name for name in self.settings.enabled_services() if name not in self.endpoints.services]
+        return build_report(
+            self.endpoints, phases, merge_resets(records), self.start_seconds, started=started, skipped=skipped
+        )
 
     def summary(self) -> str | None:
         """One line about the environment for the terminal summary."""

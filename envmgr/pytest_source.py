@@ -17,12 +17,13 @@ What happens at the end is a pure decision (`ending`), unit-tested without Docke
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from envmgr.client import DaemonClient, Lease, lease_if_running
 from envmgr.config import Settings
-from envmgr.endpoints import Endpoints
+from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError
 
 if TYPE_CHECKING:
@@ -79,7 +80,13 @@ class EnvironmentSource(Protocol):
     environment: Environment | None
     """the handle on the environment (None for a leased one: the daemon holds it)"""
 
-    def start(self) -> Endpoints: ...
+    def start(self) -> Endpoints:
+        """Get the environment (for an owned one: its network; services start in `ensure`)."""
+        ...
+
+    def ensure(self, services: Sequence[str], worker: Worker | None) -> Endpoints:
+        """Have these services running (for a per-worker service: `worker`'s replica) and return the endpoints."""
+        ...
 
     def finish(self, failed: bool) -> list[str]:
         """End the run's use of the environment; return what to tell the user (one line each)."""
@@ -97,24 +104,30 @@ class OwnedSource:
         from envmgr.environment import Environment
 
         self.options = options
-        # Kept on failure: labelled detached from the start (never swept as an orphan afterwards), yet guarded by its
-        # watchdog until the run ends, so that a killed run still leaves nothing.
+        # Kept (or kept on failure): labelled detached from the start (never swept as an orphan afterwards), yet
+        # guarded by its watchdog until the run ends, so that a killed run still leaves nothing.
         self.environment: Environment | None = Environment(
             settings=settings,
             detach=options.keep or options.keep_on_failure,
-            guard_detached=options.keep_on_failure and not options.keep,
+            guard_detached=True,
             workers=workers,
         )
 
     def start(self) -> Endpoints:
         assert self.environment is not None
-        return self.environment.start()
+        self.environment.begin()
+        return self.environment.endpoints
+
+    def ensure(self, services: Sequence[str], worker: Worker | None) -> Endpoints:
+        assert self.environment is not None
+        return self.environment.ensure(services, worker)
 
     def finish(self, failed: bool) -> list[str]:
         environment = self.environment
         assert environment is not None
         decision = ending(self.kind, self.options, failed)
         if decision is Ending.KEEP:
+            environment.hand_over()  # its watchdog guarded it while the run lasted
             return [f"envmgr: environment {environment.id} kept; remove it with: envmgr down {environment.id}"]
         if decision is Ending.POST_MORTEM:
             environment.hand_over()
@@ -128,10 +141,7 @@ class OwnedSource:
                 f"envmgr down {environment.id}"
             )
             return lines
-        if environment.guard_detached:
-            environment.remove()  # kept only on failure, and the run passed
-        else:
-            environment.close()
+        environment.remove()
         return []
 
     def summary(self) -> str | None:
@@ -145,12 +155,17 @@ class AttachedSource:
         self.env_id = env_id
         self.settings = settings
         self.environment: Environment | None = None
+        self.endpoints = Endpoints(id=env_id, network="")
 
     def start(self) -> Endpoints:
         from envmgr.environment import Environment
 
         self.environment = Environment.attach(self.env_id, settings=self.settings)
-        return self.environment.prepare()
+        self.endpoints = self.environment.prepare()
+        return self.endpoints
+
+    def ensure(self, services: Sequence[str], worker: Worker | None) -> Endpoints:
+        return self.endpoints  # everything it has runs already
 
     def finish(self, failed: bool) -> list[str]:
         return [f"envmgr: environment {self.env_id} kept; remove it with: envmgr down {self.env_id}"]
@@ -168,6 +183,9 @@ class LeasedSource:
 
     def start(self) -> Endpoints:
         return self.lease.endpoints
+
+    def ensure(self, services: Sequence[str], worker: Worker | None) -> Endpoints:
+        return self.lease.endpoints  # the daemon started everything
 
     def finish(self, failed: bool) -> list[str]:
         try:

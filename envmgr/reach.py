@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 from envmgr.services import ServiceRegistry
 
-__all__ = ["FixtureMap", "Reach", "reach"]
+__all__ = ["CORE_FIXTURES", "FixtureMap", "Reach", "reach"]
+
+CORE_FIXTURES = frozenset({"envmgr_endpoints", "envmgr_env", "envmgr_faults", "envmgr_shares"})
+"""envmgr's own fixtures that reach every service (a test that uses one itself may use any service)"""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ class Reach:
     """services whose fixtures are in the test's closure"""
     dirtying: frozenset[str]
     """services the test may leave changed"""
+    first: Mapping[str, str]
+    """for each reached service, a fixture of the test's that reaches it (for the report: why it started)"""
+    everything: bool = False
+    """the test uses one of envmgr's own fixtures (CORE_FIXTURES) other than through a service's: it may use any
+    service of the environment"""
 
 
 def reach(
@@ -60,9 +68,21 @@ def reach(
 ) -> Reach:
     """`closure`: every fixture of the test; `initial`: those it asks for itself (autouse included), None when
     unknown (then every reached service counts as dirtied); `argnames`: what each fixture asks for."""
-    reached = frozenset(fixtures.service_of[name] for name in closure if name in fixtures.service_of)
+    first: dict[str, str] = {}
+    for name in closure:
+        if name in fixtures.service_of:
+            first.setdefault(fixtures.service_of[name], name)
+    reached = frozenset(first)
     if initial is None:
-        return Reach(reached, reached)
+        return Reach(reached, reached, first, everything=bool(CORE_FIXTURES & set(closure)))
+    own: set[str] = set()
+    stack = list(initial)
+    while stack:  # the closure, without looking inside the services' fixtures
+        name = stack.pop()
+        if name not in own:
+            own.add(name)
+            if name not in fixtures.service_of:
+                stack.extend(argnames.get(name, ()))
     raw: set[str] = set()
     stack = list(initial)
     while stack:  # the closure, without looking inside the clean fixtures
@@ -75,4 +95,4 @@ def reach(
     dirtying = frozenset(
         fixtures.service_of[name] for name in raw if name in fixtures.service_of and name not in fixtures.clean
     )
-    return Reach(reached, dirtying)
+    return Reach(reached, dirtying, first, everything=bool(CORE_FIXTURES & own))

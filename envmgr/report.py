@@ -18,7 +18,7 @@ resets, WireMock resets and Celery purges (a `db_session` rollback or a Redis FL
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,8 +63,13 @@ def build_report(
     phases: Mapping[str, Mapping[str, float]],
     resets: Mapping[str, Mapping[str, float]],
     start_seconds: float = 0.0,
+    *,
+    started: Mapping[str, str] | None = None,
+    skipped: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The report of one run: the environment's phases per service, its template facts, every reset."""
+    """The report of one run: the environment's phases per service, its template facts, every reset; with
+    `started`, why each service was started (the fixture or setting that first asked for it), and which enabled
+    services were `skipped` because no test used them."""
     names = list(endpoints.services)
     names += [name for name in resets if name not in names]  # e.g. celery purges with an in-process worker
     services: dict[str, dict[str, float | int]] = {}
@@ -82,6 +87,9 @@ def build_report(
     if "postgres" in endpoints.services and "template" in endpoints.services["postgres"].extra:
         extra = endpoints.services["postgres"].extra
         report["template"] = {"name": extra["template"], "created": extra.get("template_created") == "true"}
+    if started is not None:
+        report["started"] = dict(started)
+        report["skipped"] = list(skipped)
     report["start_seconds"] = round(start_seconds, 4)
     report["reset_seconds"] = round(reset_seconds, 4)
     report["total_seconds"] = round(start_seconds + reset_seconds, 4)
@@ -98,6 +106,10 @@ def report_line(report: Mapping[str, Any]) -> str:
             if template["created"]
             else f"template {template['name']} reused (migrations and seeds skipped)"
         )
+    if report.get("started"):
+        parts.append("started for " + ", ".join(f"{name} ({why})" for name, why in report["started"].items()))
+    if report.get("skipped"):
+        parts.append("skipped (unused) " + ", ".join(report["skipped"]))
     for name, entry in report["services"].items():
         shown = [
             f"{phase} {entry[phase]:.2f}s"

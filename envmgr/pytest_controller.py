@@ -1,0 +1,114 @@
+"""How xdist workers ask the controller for services: a Unix socket of the run's own (mode 0600 in a 0700 folder).
+
+The controller owns the environment and starts each service once per run, when the first worker asks for it (a
+worker asks, without waiting, for everything its collected tests reach right after collection, and waits for a
+service when a test first needs it). Per-worker replicas (WireMock, Celery) start for the worker that asks.
+
+One JSON request per connection, one JSON line back (the daemon's encoding, errors included: envmgr.daemon.protocol):
+
+    {"op": "ensure", "services": ["postgres"], "worker": "gw1", "why": {"postgres": "db_session"}, "wait": true}
+        -> {"ok": true, "endpoints": {...Endpoints JSON...}}          (when they are ready; at once without wait)
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import socketserver
+import tempfile
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from envmgr.daemon.protocol import MAX_REQUEST_BYTES, decode, encode, error_response, raise_for_error
+from envmgr.daemon.trust import check_peer
+from envmgr.endpoints import Endpoints
+from envmgr.errors import EnvmgrError
+
+__all__ = ["ControllerClient", "ControllerServer", "Ensure"]
+
+ENSURE_TIMEOUT = 3600.0
+Ensure = Callable[[Sequence[str], str, Mapping[str, str], bool], Endpoints]
+"""(services, worker id, why each is needed, wait) -> the endpoints started so far"""
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        try:
+            check_peer(self.connection, self.server.path)  # only this user's processes (the run's workers)
+            request = decode(self.rfile.readline(MAX_REQUEST_BYTES))
+            if request.get("op") != "ensure":
+                raise EnvmgrError(f"unknown request {request.get('op')!r}", "workers and controller must match")
+            endpoints = self.server.ensure(
+                [str(name) for name in request.get("services") or []],
+                str(request.get("worker", "main")),
+                {str(k): str(v) for k, v in (request.get("why") or {}).items()},
+                bool(request.get("wait", True)),
+            )
+            response: dict[str, Any] = {"ok": True, "endpoints": endpoints.model_dump(mode="json")}
+        except EnvmgrError as exc:
+            response = error_response(exc)
+        self.wfile.write(encode(response))
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, ensure: Ensure) -> None:
+        self.path = path
+        self.ensure = ensure
+        super().__init__(str(path), _Handler)
+
+
+class ControllerServer:
+    """The controller's end: serves `ensure` requests from a thread until `close()`."""
+
+    def __init__(self, ensure: Ensure) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="envmgr-run-"))  # 0700: mkdtemp's mode
+        self.path = self._folder / "controller.sock"
+        previous = os.umask(0o177)
+        try:
+            self._server = _Server(self.path, ensure)
+        finally:
+            os.umask(previous)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="envmgr-controller", daemon=True
+        )
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+        self.path.unlink(missing_ok=True)
+        self._folder.rmdir()
+
+
+class ControllerClient:
+    """A worker's end."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def ensure(self, services: Sequence[str], worker: str, why: Mapping[str, str], wait: bool) -> Endpoints:
+        request = {"op": "ensure", "services": list(services), "worker": worker, "why": dict(why), "wait": wait}
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(ENSURE_TIMEOUT)
+            try:
+                connection.connect(str(self.path))
+                check_peer(connection, self.path)
+                connection.sendall(encode(request))
+                with connection.makefile("rb") as stream:
+                    line = stream.readline()
+            except OSError as exc:
+                raise EnvmgrError(
+                    f"this xdist worker cannot reach the run's controller at {self.path}: {exc}",
+                    "the controller process has ended; run pytest again",
+                ) from None
+        if not line:
+            raise EnvmgrError("the run's controller closed the connection", "run pytest again")
+        response = raise_for_error(decode(line))
+        return Endpoints.model_validate(response["endpoints"])
