@@ -122,6 +122,15 @@ class ServiceEndpoint(BaseModel):
         outside, inside = f"{self.host}:{self.port}", f"{self.internal_host}:{self.internal_port}"
         return {name: value.replace(outside, inside) for name, value in self.variables.items()}
 
+    def moved_to(self, host: str, port: int) -> ServiceEndpoint:
+        """The same service reached at another address (e.g. through a proxy); variables follow."""
+        outside, inside = f"{self.host}:{self.port}", f"{host}:{port}"
+        variables = {
+            name: str(port) if name.endswith("_PORT") and value == str(self.port) else value.replace(outside, inside)
+            for name, value in self.variables.items()
+        }
+        return self.model_copy(update={"host": host, "port": port, "variables": variables})
+
     def with_path(self, path: str) -> ServiceEndpoint:
         """The same server with another path (another database, another Redis db index); variables follow."""
         moved = self.model_copy(update={"path": path})

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from envmgr.endpoints import Worker
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
+    from envmgr.proxy import FaultProxy
 
 __all__ = ["Faults"]
 
@@ -16,22 +17,38 @@ __all__ = ["Faults"]
 class Faults:
     """Faults injected into one worker's view of an environment, undone (in reverse order) by `restore()`.
 
-    Per-worker services (WireMock, Celery) are faulted for this worker only; a shared server (Postgres, Redis,
-    LocalStack) is faulted for every worker for as long as the fault lasts: keep such faults short.
+    Per-worker services (WireMock, Celery) are faulted in their container: it is this worker's own. A shared server
+    (Postgres, Redis, LocalStack) is faulted through this worker's proxy in front of it when there is one (the
+    `envmgr_faults` fixture arranges that): the app gets what it would get in production (a hang for `pause`;
+    connections reset and refused for `stop`) and the other workers are not affected. Without a proxy (a plain
+    library handle) the shared container itself is paused or stopped, for every worker: keep such faults short.
     """
 
-    def __init__(self, env: Environment, worker: Worker | None = None) -> None:
+    def __init__(
+        self, env: Environment, worker: Worker | None = None, proxies: Mapping[str, FaultProxy] | None = None
+    ) -> None:
         self._env = env
         self._worker = worker
+        self._proxies = dict(proxies or {})
         self._undo: list[Callable[[], object]] = []
 
     def pause(self, service: str) -> None:
         """Freeze the service: clients hang until their time-out ("Redis down", "database not answering")."""
+        proxy = self._proxies.get(service)
+        if proxy is not None:
+            proxy.pause()
+            self._undo.append(proxy.restore)
+            return
         self._env.pause(service, self._worker)
         self._undo.append(lambda: self._env.unpause(service, self._worker))
 
     def stop(self, service: str) -> None:
-        """Stop the service: connections are refused. Restored by starting it again on the same port."""
+        """Stop the service: open connections are reset and new ones refused. Restored on the same port."""
+        proxy = self._proxies.get(service)
+        if proxy is not None:
+            proxy.stop()
+            self._undo.append(proxy.restore)
+            return
         self._env.stop(service, self._worker)
         self._undo.append(lambda: self._env.start(service, self._worker))
 

@@ -29,6 +29,7 @@ from envmgr.reach import FixtureMap, Reach, reach
 if TYPE_CHECKING:
     from envmgr.environment import Environment
     from envmgr.faults import Faults
+    from envmgr.proxy import FaultProxy
 
 __all__ = [
     "WorkerShares",
@@ -49,9 +50,12 @@ class WorkerShares:
     Every service fixture goes through here, so a reset is the service's own (`Service.worker_reset`) and is
     counted in the run's report."""
 
-    def __init__(self, run: RunState, worker: Worker) -> None:
+    def __init__(self, run: RunState, worker: Worker, *, proxied: bool = False) -> None:
         self._run = run
         self.worker = worker
+        self.proxied = proxied
+        """shared servers are reached through a proxy of this worker's (so that its faults are its own)"""
+        self.proxies: dict[str, FaultProxy] = {}
         self._servers: dict[str, ServiceEndpoint] = {}
         self._before_reset: dict[str, list[Callable[[], object]]] = {}
 
@@ -71,8 +75,21 @@ class WorkerShares:
         started first when the run has not started it yet (it waits for a start already under way)."""
         if service not in self._servers:
             endpoints = self._run.ensure([service], {service: "a fixture"}).for_worker(self.worker)
-            self._servers[service] = endpoints[service]
+            endpoint = endpoints[service]
+            if self.proxied and service not in endpoints.per_worker and not self._run.service(service).per_worker:
+                from envmgr.proxy import FaultProxy
+
+                proxy = FaultProxy(endpoint.host, endpoint.port, name=f"{service}-{self.worker.worker_id}")
+                endpoint = endpoint.moved_to("127.0.0.1", proxy.start())
+                self.proxies[service] = proxy
+            self._servers[service] = endpoint
         return self._servers[service]
+
+    def close(self) -> None:
+        """Close this worker's proxies (at the end of the session)."""
+        for proxy in self.proxies.values():
+            proxy.close()
+        self.proxies.clear()
 
     def view(self, service: str) -> ServiceEndpoint:
         """The service as this worker uses it: its database, its Redis db, its AWS account."""
@@ -119,9 +136,15 @@ def envmgr_endpoints(request: pytest.FixtureRequest, envmgr_worker: Worker) -> E
 
 
 @pytest.fixture(scope="session")
-def envmgr_shares(request: pytest.FixtureRequest, envmgr_worker: Worker) -> WorkerShares:
-    """This worker's share of each service (used by every service's fixtures); a service starts when first used."""
-    return WorkerShares(run_of(request.config), envmgr_worker)
+def envmgr_shares(request: pytest.FixtureRequest, envmgr_worker: Worker) -> Iterator[WorkerShares]:
+    """This worker's share of each service (used by every service's fixtures); a service starts when first used.
+    When the collected tests use `envmgr_faults`, shared servers are reached through a proxy of this worker's."""
+    run = run_of(request.config)
+    shares = WorkerShares(run, envmgr_worker, proxied=run.faults_used)
+    try:
+        yield shares
+    finally:
+        shares.close()
 
 
 @pytest.fixture(scope="session")
@@ -141,11 +164,12 @@ def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envm
 
 
 @pytest.fixture
-def envmgr_faults(envmgr_env: Environment, envmgr_worker: Worker) -> Iterator[Faults]:
-    """Pause or stop services during a test; everything is restored when it ends, pass or fail."""
+def envmgr_faults(envmgr_env: Environment, envmgr_worker: Worker, envmgr_shares: WorkerShares) -> Iterator[Faults]:
+    """Pause or stop services during a test, for this worker only; everything is restored when it ends, pass or
+    fail."""
     from envmgr.faults import Faults
 
-    faults = Faults(envmgr_env, envmgr_worker)
+    faults = Faults(envmgr_env, envmgr_worker, envmgr_shares.proxies)
     try:
         yield faults
     finally:

@@ -140,6 +140,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     needed = needed_by(session.items, run)
     run.needed.update(needed)
+    run.faults_used = any("envmgr_faults" in getattr(item, "fixturenames", ()) for item in session.items)
     if needed:
         try:
             run.ensure(list(needed), needed, wait=False)

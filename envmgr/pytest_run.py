@@ -70,6 +70,8 @@ class RunState:
     """an xdist worker: the socket on which the controller starts services (envmgr.pytest_controller)"""
     channel: ControllerServer | None = None
     """the controller under xdist: where the workers ask for services"""
+    faults_used: bool = False
+    """a collected test uses `envmgr_faults`: this process reaches shared servers through proxies of its own"""
     failure: EnvmgrError | None = None
     """the first error of a start in the background (reported when a test needs the service)"""
     _fixture_map: FixtureMap | None = field(default=None, repr=False)

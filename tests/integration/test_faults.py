@@ -56,3 +56,75 @@ def test_stopped_postgres_comes_back_migrated_and_seeded(settings: Settings) -> 
         for database in ("app", "app_gw0"):
             with psycopg.connect(server.with_path(database).url) as connection:
                 assert connection.execute("SELECT count(*) FROM users").fetchone() == (3,)
+
+
+FAULTING_WORKER = """
+import os, time
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+
+SIGNALS = Path({signals!r})
+
+
+def wait_for(name):
+    deadline = time.monotonic() + 120
+    while not (SIGNALS / name).exists():
+        assert time.monotonic() < deadline, f"no {{name}} signal"
+        time.sleep(0.05)  # polling another process's signal file, within a deadline
+
+
+def test_down_for_this_worker_only(envmgr_faults, redis_url, postgres_url):
+    client = redis.Redis.from_url(redis_url, socket_timeout=0.5)
+    assert client.ping()
+    envmgr_faults.pause("redis")
+    envmgr_faults.stop("postgres")
+    with pytest.raises(redis.TimeoutError):
+        redis.Redis.from_url(redis_url, socket_timeout=0.5).ping()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(postgres_url, connect_timeout=2)
+    (SIGNALS / "faulted").write_text(os.environ["PYTEST_XDIST_WORKER"])
+    wait_for("other-done")
+    envmgr_faults.restore()
+    assert redis.Redis.from_url(redis_url, socket_timeout=2).ping()
+    with psycopg.connect(postgres_url, connect_timeout=5) as connection:
+        assert connection.execute("SELECT 1").fetchone() == (1,)
+"""
+
+OTHER_WORKER = """
+import os, time
+from pathlib import Path
+
+import psycopg
+import redis
+
+SIGNALS = Path({signals!r})
+
+
+def test_the_other_worker_is_not_affected(redis_url, postgres_url):
+    deadline = time.monotonic() + 120
+    while not (SIGNALS / "faulted").exists():
+        assert time.monotonic() < deadline, "the faulting worker never faulted"
+        time.sleep(0.05)  # polling another process's signal file, within a deadline
+    assert (SIGNALS / "faulted").read_text() != os.environ["PYTEST_XDIST_WORKER"]
+    for _ in range(20):
+        assert redis.Redis.from_url(redis_url, socket_timeout=2).ping()
+        with psycopg.connect(postgres_url, connect_timeout=5) as connection:
+            assert connection.execute("SELECT 1").fetchone() == (1,)
+    (SIGNALS / "other-done").write_text("done")
+"""
+
+
+def test_faults_of_one_worker_leave_the_other_alone(pytester: pytest.Pytester) -> None:
+    """Two workers share Redis and Postgres: while one has them paused and stopped (through its own proxy, as a
+    production app would see an outage), the other works normally; concurrent faults never touch the container."""
+    signals = pytester.path / "signals"
+    signals.mkdir()
+    pytester.makefile(".toml", pyproject="[project]\nname = 'faults'\n[tool.envmgr]\n")
+    pytester.makepyfile(
+        test_a=FAULTING_WORKER.format(signals=str(signals)), test_b=OTHER_WORKER.format(signals=str(signals))
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile")
+    result.assert_outcomes(passed=2)
