@@ -178,6 +178,10 @@ class Endpoints(BaseModel):
         for endpoint in self.replicas:
             if endpoint.service == service and endpoint.replica == replica:
                 return endpoint
+        if service not in self.services:
+            others = [endpoint for endpoint in self.replicas if endpoint.service == service]
+            if others:
+                return others[0]
         return self[service]
 
     def all(self) -> list[ServiceEndpoint]:
@@ -192,7 +196,8 @@ class Endpoints(BaseModel):
     def for_worker(self, worker: Worker) -> Endpoints:
         """This worker's view: its replica of each per-worker service under the service's plain name (a per-worker
         service whose replica for this worker has not started is not in the view)."""
-        services = {name: self.replica(name, worker.replica) for name in self.services}
+        names = list(dict.fromkeys([*self.services, *(endpoint.service for endpoint in self.replicas)]))
+        services = {name: self.replica(name, worker.replica) for name in names}
         for name in self.per_worker:
             if services.get(name) is not None and services[name].replica != worker.replica:
                 del services[name]

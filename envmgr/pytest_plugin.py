@@ -141,6 +141,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     needed = needed_by(session.items, run)
     run.needed.update(needed)
     run.faults_used = any("envmgr_faults" in getattr(item, "fixturenames", ()) for item in session.items)
+    if run.is_worker:  # every worker collects every test: a worker's own replicas start when its tests need them
+        needed = {name: why for name, why in needed.items() if not run.service(name).per_worker}
     if needed:
         try:
             run.ensure(list(needed), needed, wait=False)

@@ -76,13 +76,17 @@ def reach(
     if initial is None:
         return Reach(reached, reached, first, everything=bool(CORE_FIXTURES & set(closure)))
     own: set[str] = set()
-    stack = list(initial)
-    while stack:  # the closure, without looking inside the services' fixtures
-        name = stack.pop()
-        if name not in own:
-            own.add(name)
-            if name not in fixtures.service_of:
-                stack.extend(argnames.get(name, ()))
+    queue = list(initial)
+    own_first: dict[str, str] = {}
+    for name in queue:  # breadth first through the test's own requests, not inside the services' fixtures
+        if name in own:
+            continue
+        own.add(name)
+        if name in fixtures.service_of:
+            own_first.setdefault(fixtures.service_of[name], name)
+        else:
+            queue.extend(argnames.get(name, ()))
+    first = {**first, **own_first}  # the fixture the test (or its own fixtures) asked for, where there is one
     raw: set[str] = set()
     stack = list(initial)
     while stack:  # the closure, without looking inside the clean fixtures
