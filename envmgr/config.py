@@ -111,6 +111,9 @@ class PostgresSettings(ServiceSettings):
     database: str = Field(default="app", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
     user: str = Field(default="envmgr", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
     tuned: bool = Field(default=True, description="fsync, synchronous_commit and full_page_writes off")
+    async_driver: Literal["psycopg", "asyncpg"] = Field(
+        default="psycopg", description="the driver of the async_db_engine fixture (asyncpg: pip install asyncpg)"
+    )
 
 
 class RedisSettings(ServiceSettings):

@@ -5,8 +5,9 @@ Layers (each builds on the one before, so overriding one link changes everything
 
     envmgr_settings ─ envmgr_worker ─ envmgr_endpoints ─┬─ envmgr_env ─ envmgr_faults
                                                         ├─ envmgr_shares ─ (each service's fixtures)
-                                                        ├─ postgres_url ─ db_engine ─ db_session
-                                                        └─ redis_url ─ redis_client  ...
+                                                        ├─ postgres_url ─┬─ db_engine ─ db_session
+                                                        │                └─ async_db_engine ─ async_db_session
+                                                        └─ redis_url ─ redis_client, async_redis_client  ...
 
 Isolation: under pytest-xdist each worker gets its own share of every service (its database cloned from the
 migrated, seeded template, its Redis database, its AWS account, its WireMock and Celery replicas); in session

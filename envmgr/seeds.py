@@ -66,13 +66,11 @@ _SNIPPET = 60
 
 
 def sqlalchemy_url(url: str) -> str:
-    """A `postgresql://` URL (what `ServiceEndpoint.url` gives) for SQLAlchemy with the psycopg 3 driver."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    if scheme in {"postgresql", "postgres"} or scheme.startswith("postgresql+"):
-        return f"postgresql+psycopg://{rest}"
-    return url
+    """A `postgresql://` URL for SQLAlchemy with the psycopg 3 driver (`envmgr.services.postgres.urls` has the
+    other drivers)."""
+    from envmgr.services.postgres.urls import sqlalchemy_url as with_driver  # the package imports this module
+
+    return with_driver(url)
 
 
 def postgres_seed_dir(seeds_dir: Path) -> Path:

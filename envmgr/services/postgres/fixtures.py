@@ -1,27 +1,39 @@
 """PostgreSQL fixtures: this worker's database (a clone of the migrated, seeded template), an engine and a session
-rolled back after each test; the `envmgr_fresh_db` marker for tests whose commits must be real."""
+rolled back after each test, sync and async; the `envmgr_fresh_db` marker for tests whose commits must be real."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import pytest
 
 from envmgr.endpoints import Worker
+from envmgr.errors import EnvmgrError
+from envmgr.pytest_async import AsyncFixture
 
 if TYPE_CHECKING:
     import sqlalchemy
     import sqlalchemy.orm
+    from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+    from envmgr.config import Settings
     from envmgr.fixtures import WorkerShares
 
-__all__ = ["FRESH_DB_MARKER", "db_engine", "db_session", "postgres_url"]
+__all__ = [
+    "FRESH_DB_MARKER",
+    "async_db_engine",
+    "async_db_session",
+    "db_engine",
+    "db_session",
+    "postgres_url",
+]
 
 SERVICE = "postgres"
 FRESH_DB_MARKER = "envmgr_fresh_db"
 NOT_FIXTURES = ("FRESH_DB_MARKER",)
-CLEAN_FIXTURES = ("db_session",)
+CLEAN_FIXTURES = ("db_session", "async_db_session")
 """fixtures that leave the database as they found it (the outer transaction is rolled back)"""
 RESET_AFTER_MARKERS = (FRESH_DB_MARKER,)
 
@@ -81,6 +93,52 @@ def db_session(request: pytest.FixtureRequest, db_engine: sqlalchemy.Engine) -> 
         session.close()
         transaction.rollback()
         connection.close()
+
+
+@pytest.fixture(scope="session")
+def async_db_engine(postgres_url: str, envmgr_settings: Settings) -> Iterator[AsyncEngine]:
+    """A SQLAlchemy `AsyncEngine` on this worker's database, with the driver of `postgres.async_driver` (psycopg 3,
+    or asyncpg). It has no pool, so any event loop may use it (each test's own, a session loop, anyio's)."""
+    from envmgr.services.postgres.aio import async_engine
+
+    try:
+        engine = async_engine(postgres_url, envmgr_settings.postgres.async_driver)
+    except EnvmgrError as exc:
+        pytest.fail(f"envmgr: {exc}", pytrace=False)
+    try:
+        yield engine
+    finally:
+        engine.sync_engine.dispose()  # nothing pooled: no connection to close, no event loop needed
+
+
+@asynccontextmanager
+async def _open_async_db_session(request: pytest.FixtureRequest) -> AsyncIterator[AsyncSession]:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from envmgr.services.postgres.aio import rolled_back_session
+
+    engine: AsyncEngine = request.getfixturevalue("async_db_engine")
+    if request.node.get_closest_marker(FRESH_DB_MARKER) is not None:
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            yield session
+        return
+    async with rolled_back_session(engine) as session:
+        yield session
+
+
+ASYNC_DB_SESSION = AsyncFixture("async_db_session", _open_async_db_session)
+globals().update(ASYNC_DB_SESSION.runners())  # the async fixtures behind async_db_session (envmgr.pytest_async)
+
+
+@pytest.fixture
+def async_db_session(request: pytest.FixtureRequest, async_db_engine: AsyncEngine) -> AsyncSession:
+    """An `AsyncSession` inside an outer transaction that is rolled back after the test, in the test's event loop.
+
+    For async tests run by pytest-asyncio (strict mode: `@pytest.mark.asyncio`; or auto mode) or anyio
+    (`@pytest.mark.anyio`). The code under test may `commit()`: each commit ends a savepoint, not the outer
+    transaction. `expire_on_commit=False`. A test marked `envmgr_fresh_db` gets a plain session (real commits)."""
+    session: AsyncSession = ASYNC_DB_SESSION.value(request)
+    return session
 
 
 @pytest.fixture(autouse=True)

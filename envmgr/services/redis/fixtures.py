@@ -1,20 +1,24 @@
-"""Redis fixtures: this worker's own logical database, and a client on it emptied after each test."""
+"""Redis fixtures: this worker's own logical database, and a client on it (sync or asyncio) emptied after each test."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import pytest
 
+from envmgr.pytest_async import AsyncFixture
+
 if TYPE_CHECKING:
     import redis
+    import redis.asyncio
 
     from envmgr.fixtures import WorkerShares
 
-__all__ = ["redis_client", "redis_url"]
+__all__ = ["async_redis_client", "redis_client", "redis_url"]
 
-CLEAN_FIXTURES = ("redis_client",)
+CLEAN_FIXTURES = ("redis_client", "async_redis_client")
 """fixtures that leave the service as they found it (reset after the test)"""
 
 
@@ -35,3 +39,27 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     finally:
         client.flushdb()
         client.close()
+
+
+@asynccontextmanager
+async def _open_async_redis_client(request: pytest.FixtureRequest) -> AsyncIterator[redis.asyncio.Redis]:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"))
+    try:
+        yield client
+    finally:
+        await client.flushdb()
+        await client.aclose()
+
+
+ASYNC_REDIS_CLIENT = AsyncFixture("async_redis_client", _open_async_redis_client)
+globals().update(ASYNC_REDIS_CLIENT.runners())  # the async fixtures behind async_redis_client (envmgr.pytest_async)
+
+
+@pytest.fixture
+def async_redis_client(request: pytest.FixtureRequest, redis_url: str) -> redis.asyncio.Redis:
+    """A `redis.asyncio` client on this worker's own Redis database, in the test's event loop, emptied after the
+    test. For async tests run by pytest-asyncio (`@pytest.mark.asyncio`, or auto mode) or anyio."""
+    client: redis.asyncio.Redis = ASYNC_REDIS_CLIENT.value(request)
+    return client

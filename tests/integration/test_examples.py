@@ -1,0 +1,39 @@
+"""The example projects under tests/examples/, each run in its own folder as its users would run it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
+
+FASTAPI_APP = REPO / "tests" / "examples" / "fastapi_app"
+FASTAPI_TESTS = 13
+# Plugins some machines' Python carries and the example does not use (see the main pyproject's addopts).
+QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:hypothesispytest")
+
+
+@pytest.mark.parametrize("workers", [None, 2], ids=["one-process", "two-workers"])
+def test_fastapi_example_passes(namespace: str, workers: int | None) -> None:
+    xdist = ["-n", str(workers)] if workers else ["-p", "no:xdist"]
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *xdist, *QUIET],
+        cwd=FASTAPI_APP,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-4000:]
+    assert re.search(rf"\b{FASTAPI_TESTS} passed\b", result.stdout), output[-4000:]
+    assert re.search(r"envmgr: environment \w+ ", result.stdout), output[-4000:]
+    if workers:
+        assert f"created: {workers}/{workers} workers" in result.stdout, output[-4000:]
