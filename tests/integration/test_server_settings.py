@@ -327,3 +327,33 @@ def test_up_and_status_mask_passwords_for_people_and_keep_them_for_programs(tmp_
     finally:
         down = envmgr("down", env_id, cwd=tmp_path)
     assert down.returncode == 0, down.stderr
+
+
+# the pytest plugin -------------------------------------------------------------------------------------------------
+
+PLUGIN_TESTS = """
+import psycopg
+from sqlalchemy import text
+
+def test_postgres_url_logs_in_as_the_application_role(postgres_url):
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute("SELECT current_user").fetchone() == ("app_user",)
+        assert connection.execute("SELECT count(*) FROM users").fetchone() == (3,)  # migrated and seeded by the owner
+        assert connection.execute("SHOW statement_timeout").fetchone() == ("5s",)
+
+def test_the_application_role_writes_through_db_session(db_session):
+    db_session.execute(text("INSERT INTO users (email, name) VALUES ('x@example.com', 'X')"))  # a sequence too
+    db_session.commit()
+    assert db_session.execute(text("SELECT count(*) FROM users")).scalar() == 4
+"""
+
+
+@pytest.mark.usefixtures("no_new_environments")
+def test_the_plugins_fixtures_use_the_application_role_in_every_worker(pytester: pytest.Pytester) -> None:
+    from tests.integration.test_plugin import PROJECT_TABLE, make_project
+
+    table = PROJECT_TABLE + f'[tool.envmgr.postgres]\napp_role = "{APP_ROLE}"\n'
+    table += 'database_settings = {statement_timeout = "5s"}\n'
+    make_project(pytester, PLUGIN_TESTS, table)
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
