@@ -30,10 +30,16 @@ from rich.text import Text
 
 from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, load_settings
-from envmgr.endpoints import Endpoints
+from envmgr.endpoints import Endpoints, Worker
 from envmgr.engine import Engine
 from envmgr.environment import Environment, Health
-from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError, ServiceStartError
+from envmgr.errors import (
+    ConfigError,
+    DaemonNotRunningError,
+    EnvironmentNotFoundError,
+    EnvmgrError,
+    ServiceStartError,
+)
 from envmgr.images import build_image, foreign_image, local_images, official_lookalikes, without_official_image
 from envmgr.labels import LABEL_NAMESPACE
 from envmgr.reaper import expired, orphaned, parse_duration
@@ -58,6 +64,12 @@ ConfigOption = Annotated[
 ]
 ImageSetOption = Annotated[
     str | None, typer.Option("--image-set", help="official (pinned registry images) or local (built from containers/)")
+]
+ShowSecretsOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-secrets", help="print passwords as they are (masked by default; --json and --env-file keep them)"
+    ),
 ]
 
 
@@ -97,7 +109,7 @@ def _settings(config: Path | None, image_set: str | None) -> Settings:
     return load_settings(config, **overrides)
 
 
-def _endpoint_table(endpoints: Endpoints, health: dict[str, Health] | None = None) -> Table:
+def _endpoint_table(endpoints: Endpoints, show_secrets: bool, health: dict[str, Health] | None = None) -> Table:
     table = Table(title=f"envmgr environment {endpoints.id}", title_justify="left")
     table.add_column("service")
     table.add_column("url (from this host)", overflow="fold")
@@ -111,8 +123,17 @@ def _endpoint_table(endpoints: Endpoints, health: dict[str, Health] | None = Non
                 if probe.healthy
                 else Text.assemble(("down", "red"), " ", probe.detail)
             )
-        table.add_row(name, endpoint.url, state)
+        table.add_row(name, endpoint.url if show_secrets else endpoint.redacted_url, state)
     return table
+
+
+def _application_view(env: Environment) -> Endpoints:
+    """The endpoints as the application uses them outside pytest: each service as the session's worker sees it
+    (Postgres's application role when `postgres.app_role` is set; envmgr keeps the owner's login for itself)."""
+    endpoints = env.endpoints
+    worker = Worker()
+    views = [env.service(e.service).worker_view(e, worker) if e.replica == 0 else e for e in endpoints.all()]
+    return endpoints.with_endpoints(views)
 
 
 @app.command()
@@ -128,6 +149,7 @@ def up(
         ),
     ] = None,
     env_file: Annotated[Path | None, typer.Option(help="write the connection variables to this .env file")] = None,
+    show_secrets: ShowSecretsOption = False,
     config: ConfigOption = None,
     image_set: ImageSetOption = None,
 ) -> None:
@@ -136,24 +158,25 @@ def up(
     def body() -> None:
         settings = _settings(config, image_set)
         if not detach and sandbox is None and (lease := _lease(settings, services)) is not None:
-            _up_leased(lease, settings, env_file, as_json)
+            _up_leased(lease, settings, env_file, as_json, show_secrets)
             return
         env = Environment(services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach)
         with _err().status(Text(f"starting {', '.join(env.services)} ...")):
-            endpoints = env.start()
+            env.start()
         try:
+            endpoints = _application_view(env)
             if env_file is not None:
                 _write_env_file(env_file, endpoints)
             if as_json:
                 print(endpoints.to_json())
             else:
-                _err().print(_endpoint_table(endpoints, env.health()))
-                _print_variables(endpoints)
+                _err().print(_endpoint_table(endpoints, show_secrets, env.health()))
+                _print_variables(endpoints, show_secrets)
             if detach:
                 if not as_json:
                     _err().print(f"detached; remove it with: envmgr down {env.id}")
                 return
-            _foreground(env)
+            _foreground(env, show_secrets)
         finally:
             if not detach:
                 with _err().status("removing the environment ..."):
@@ -170,19 +193,21 @@ def _lease(settings: Settings, services: list[str] | None) -> Lease | None:
         return lease_if_running(settings, services or None)
 
 
-def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json: bool) -> None:
+def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json: bool, show_secrets: bool) -> None:
     """Hold a lease in the foreground; Ctrl-C hands it back (the daemon resets it and keeps it warm)."""
     from envmgr.client import DaemonClient
 
     try:
+        env = Environment.attach(lease.id, settings=settings)
+        endpoints = _application_view(env)
         if env_file is not None:
-            _write_env_file(env_file, lease.endpoints)
+            _write_env_file(env_file, endpoints)
         if as_json:
-            print(lease.endpoints.to_json())
+            print(endpoints.to_json())
         _err().print(f"leased {'warm ' if lease.warm else ''}environment {lease.id} from the daemon")
         if not as_json:
-            _print_variables(lease.endpoints)
-        _foreground(Environment.attach(lease.id, settings=settings))
+            _print_variables(endpoints, show_secrets)
+        _foreground(env, show_secrets)
     finally:
         try:
             DaemonClient().release(lease.id)
@@ -190,24 +215,27 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
             _err().print(f"envmgr: lease {lease.id} not handed back: {exc.cause}", highlight=False, soft_wrap=True)
 
 
-def _print_variables(endpoints: Endpoints) -> None:
-    """Every connection variable (what --env-file writes): AWS endpoint and keys, WireMock admin URL, buckets ..."""
+def _print_variables(endpoints: Endpoints, show_secrets: bool) -> None:
+    """Every connection variable (what --env-file writes): AWS endpoint and keys, WireMock admin URL, buckets ...;
+    passwords masked unless `show_secrets`."""
     console = _err()
-    console.print("connection variables (also written by --env-file):")
-    for name, value in sorted(endpoints.as_env().items()):
+    masked = "" if show_secrets else "; passwords masked: --show-secrets prints them"
+    console.print(f"connection variables (also written by --env-file{masked}):")
+    for name, value in sorted(endpoints.as_env(redacted=not show_secrets).items()):
         console.print(f"  {name}={value}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _foreground(env: Environment) -> None:
+def _foreground(env: Environment, show_secrets: bool) -> None:
     """Show a live status table until SIGINT or SIGTERM."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     console = _err()
     console.print("Ctrl-C to stop and remove it.")
-    with Live(_endpoint_table(env.endpoints, env.health()), console=console, refresh_per_second=1) as live:
+    endpoints = _application_view(env)
+    with Live(_endpoint_table(endpoints, show_secrets, env.health()), console=console, refresh_per_second=1) as live:
         while not stop.wait(2.0):
-            live.update(_endpoint_table(env.endpoints, env.health()))
+            live.update(_endpoint_table(endpoints, show_secrets, env.health()))
 
 
 def _sandbox(given: str | None, detach: bool) -> str | None:
@@ -272,33 +300,40 @@ def down(
 
 
 @app.command()
-def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False) -> None:
-    """List the environments on this engine with each service's health."""
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    show_secrets: ShowSecretsOption = False,
+) -> None:
+    """List the environments on this engine with each service's health and URL."""
 
     def body() -> None:
         engine = Engine.connect()
         rows: list[dict[str, Any]] = []
         for env_id, record in sorted(engine.environments().items(), key=lambda item: item[1].created):
+            owner = record.owner
+            row: dict[str, Any] = {
+                "id": env_id,
+                "sandbox": record.sandbox,
+                "detached": record.detached,
+                "owner_pid": owner.pid if owner else None,
+                "orphaned": orphaned(record),
+                "age_seconds": round(time.time() - record.created, 1),
+                "services": {},
+                "unreadable": None,
+            }
             try:
                 env = Environment.attach(env_id, engine=engine)
             except EnvironmentNotFoundError:  # removed between the listing and now (a shared engine): not listed
                 continue
-            health = env.health()
-            owner = record.owner
-            rows.append(
-                {
-                    "id": env_id,
-                    "sandbox": record.sandbox,
-                    "detached": record.detached,
-                    "owner_pid": owner.pid if owner else None,
-                    "orphaned": orphaned(record),
-                    "age_seconds": round(time.time() - record.created, 1),
-                    "services": {
-                        name: {"url": env.endpoints[name].url, "healthy": h.healthy, "detail": h.detail}
-                        for name, h in health.items()
-                    },
-                }
-            )
+            except ConfigError as exc:  # started by another envmgr version: listed, not probed
+                row["unreadable"] = exc.cause
+            else:
+                row["services"] = {
+                    name: {"url": env.endpoints[name].url, "redacted_url": env.endpoints[name].redacted_url,
+                           "healthy": probe.healthy, "detail": probe.detail}
+                    for name, probe in env.health().items()
+                }  # fmt: skip
+            rows.append(row)
         if as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -307,10 +342,14 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
             return
         table = Table("id", "sandbox", "owner", "age", "services")
         for row in rows:
-            services = Text(", ").join(
-                Text.assemble(f"{name} ", ("up", "green") if s["healthy"] else ("down", "red"))
+            services = Text("\n").join(
+                Text.assemble(
+                    f"{name} ",
+                    ("up", "green") if s["healthy"] else ("down", "red"),
+                    f" {s['url'] if show_secrets else s['redacted_url']}",
+                )
                 for name, s in row["services"].items()
-            )
+            ) or Text(row["unreadable"] or "")
             owner_text = "detached" if row["detached"] else f"pid {row['owner_pid']}"
             if row["orphaned"]:
                 owner_text += " (gone)"
@@ -420,9 +459,24 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
                     else "pulled on first use; without a registry: ENVMGR_IMAGE_SET=local and envmgr images build"
                 )
                 console.print(Text.assemble(("missing", "yellow"), f" {name}: image {image} ({advice})"))
+        if "redis" in settings.enabled_services() and not settings.redis.password:
+            problems += _no_redis_password(console, engine.publish_address())
         console.print(f"image set: {settings.image_set}; {problems} problem(s)")
 
     _run(body)
+
+
+def _no_redis_password(console: Console, publish_address: str) -> int:
+    """Say, in one line, that Redis runs without a password and who can reach it; 1 (a problem) when everybody can."""
+    if publish_address == "127.0.0.1":
+        console.print("[green]ok[/] redis: password = false: no password, published on 127.0.0.1 only", highlight=False)
+        return 0
+    console.print(
+        f"[yellow]warning[/] redis: password = false on a remote engine: reachable without a password on every "
+        f"interface of the engine's host ({publish_address}); keep the password there",
+        highlight=False,
+    )
+    return 1
 
 
 @images_app.command("build")

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -38,12 +38,14 @@ from envmgr.seed_layout import check_seeds_folder
 __all__ = [
     "NON_SETTING_VARIABLES",
     "SERVICE_NAMES",
+    "BadSettingError",
     "CelerySettings",
     "ImageSet",
     "LocalStackSettings",
     "PostgresSettings",
     "RedisSettings",
     "ServiceSettings",
+    "SettingValue",
     "Settings",
     "WireMockSettings",
     "check_environment",
@@ -91,6 +93,53 @@ def is_compose_port_variable(name: str) -> bool:
     return re.fullmatch(rf"ENVMGR_(?:{services})(?:_[A-Z0-9]+)*_PORT", name) is not None
 
 
+SettingValue = str | int | float | bool
+"""one server setting's value (a bool is written as the server spells it: on/off for Postgres, yes/no for Redis)"""
+DatabaseSettingValue = SettingValue | list[str]
+"""a per-database Postgres setting: a list for list settings such as search_path"""
+
+POSTGRES_SETTING_NAME = re.compile(r"^[a-z_][a-z0-9_.]*$")
+REDIS_SETTING_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+class BadSettingError(ValueError):
+    """A bad entry inside a settings table (`postgres.settings`, ...): the key below the field, and the fix."""
+
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+        self.fix = fix
+
+
+def _check_server_settings(
+    value: Any,
+    *,
+    pattern: re.Pattern[str],
+    reserved: Mapping[str, str],
+    example: str,
+    allow_lists: bool = False,
+) -> Any:
+    """Each name spelled as the server spells it, not one envmgr manages, each value one string, number or bool."""
+    if not isinstance(value, Mapping):
+        return value  # pydantic reports the wrong type of the whole table
+    for name, item in value.items():
+        if not isinstance(name, str) or not pattern.fullmatch(name):
+            raise BadSettingError(
+                str(name),
+                "not a setting name",
+                f"spell it as the server does ({pattern.pattern}), e.g. {example}",
+            )
+        if name in reserved:
+            raise BadSettingError(name, "set by envmgr", reserved[name])
+        scalar = isinstance(item, str | int | float) and not (isinstance(item, str) and ("\n" in item or "\0" in item))
+        listed = allow_lists and isinstance(item, list) and all(isinstance(part, str) for part in item)
+        if not (scalar or listed):
+            kinds = "a string (one line), a number, a boolean" + (" or a list of strings" if allow_lists else "")
+            raise BadSettingError(name, f"the value must be {kinds} (got {item!r})", f"write one value, e.g. {example}")
+    return value
+
+
 class ServiceSettings(BaseModel):
     """What every service has: whether it runs, an explicit image, and extra container environment."""
 
@@ -114,10 +163,91 @@ class PostgresSettings(ServiceSettings):
     async_driver: Literal["psycopg", "asyncpg"] = Field(
         default="psycopg", description="the driver of the async_db_engine fixture (asyncpg: pip install asyncpg)"
     )
+    settings: dict[str, SettingValue] = Field(
+        default_factory=dict, description="server settings (`-c name=value`); they win over the test tuning"
+    )
+    extensions: list[str] = Field(
+        default_factory=list, description="extensions created in the template (before migrations): every clone has them"
+    )
+    locale: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.@-]+$",
+        description="LC_COLLATE and LC_CTYPE of the template (the images have C, C.UTF-8, en_US.UTF-8, POSIX)",
+    )
+    encoding: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$", description="the template's encoding")
+    database_settings: dict[str, DatabaseSettingValue] = Field(
+        default_factory=dict, description="ALTER DATABASE ... SET on every clone (the template's and workers')"
+    )
+    app_role: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,40}$",
+        description="a non-superuser role with a random password: the tests' and the application's login",
+    )
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _server_settings(cls, value: Any) -> Any:
+        return _check_server_settings(
+            value,
+            pattern=POSTGRES_SETTING_NAME,
+            reserved={"port": "remove it: envmgr publishes the server's port 5432 on a free host port"},
+            example="max_prepared_transactions = 10",
+        )
+
+    @field_validator("database_settings", mode="before")
+    @classmethod
+    def _database_settings(cls, value: Any) -> Any:
+        return _check_server_settings(
+            value, pattern=POSTGRES_SETTING_NAME, reserved={}, example='statement_timeout = "5s"', allow_lists=True
+        )
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _extensions(cls, value: Any) -> Any:
+        for index, name in enumerate(value if isinstance(value, list) else []):
+            if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9_-]+", name):
+                raise BadSettingError(
+                    str(index),
+                    f"not an extension name (got {name!r})",
+                    'name extensions as CREATE EXTENSION does, e.g. "hstore"',
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _app_role_is_not_the_owner(self) -> PostgresSettings:
+        if self.app_role is not None and self.app_role == self.user:
+            raise BadSettingError(
+                "app_role",
+                f"the application role {self.app_role!r} is the owner (postgres.user)",
+                "choose another name: the owner runs migrations and seeds, the application role the tests",
+            )
+        return self
+
+    def template_options(self) -> dict[str, Any]:
+        """What the template is built with besides migrations and seeds (part of its name's hash when set)."""
+        options = {"extensions": self.extensions, "locale": self.locale, "encoding": self.encoding,
+                   "app_role": self.app_role}  # fmt: skip
+        return {name: value for name, value in options.items() if value}
 
 
 class RedisSettings(ServiceSettings):
     enabled: bool = True
+    password: bool = Field(default=True, description="a random password; false: no auth (still on 127.0.0.1 only)")
+    settings: dict[str, SettingValue] = Field(default_factory=dict, description="server settings (`--name value`)")
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _server_settings(cls, value: Any) -> Any:
+        return _check_server_settings(
+            value,
+            pattern=REDIS_SETTING_NAME,
+            reserved={
+                "port": "remove it: envmgr publishes the server's port 6379 on a free host port",
+                "requirepass": "remove it: set redis.password (true: a random password, false: none)",
+                "databases": "remove it: envmgr uses 1024 databases (one per xdist worker, and their brokers')",
+            },
+            example='maxmemory = "64mb"',
+        )
 
 
 class LocalStackSettings(ServiceSettings):
@@ -295,6 +425,9 @@ def _config_error(exc: ValidationError, source_name: str, overrides: dict[str, A
         where = f"the environment ({env_name})"
     else:
         where = f"[tool.envmgr] in {source_name}"
+    bad = (first.get("ctx") or {}).get("error")
+    if isinstance(bad, BadSettingError):
+        return ConfigError(f"bad value for '{key}.{bad.key}' in {where}: {bad.problem}", bad.fix)
     if first["type"] == "extra_forbidden":
         known = ", ".join(sorted(_known_keys(first["loc"])))
         return ConfigError(

@@ -7,13 +7,18 @@ round-trips through JSON (`Endpoints.from_json(endpoints.to_json()) == endpoints
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from envmgr.errors import ServiceNotEnabledError
 
-__all__ = ["Endpoints", "ServiceEndpoint", "Worker"]
+__all__ = ["Component", "Endpoints", "ServiceEndpoint", "Worker"]
+
+Component = Literal["url", "host", "port", "username", "password", "path"]
+"""a part of an endpoint a connection variable can name (`ServiceEndpoint.bindings`)"""
+MASK = "***"
 
 SESSION_WORKER_ID = "main"
 REDIS_DATABASES = 1024
@@ -86,6 +91,11 @@ class ServiceEndpoint(BaseModel):
     image: str = ""
     container: str = ""
     variables: dict[str, str] = Field(default_factory=dict, description="what `envmgr up --env-file` exports")
+    bindings: dict[str, Component] = Field(
+        default_factory=dict,
+        description="variables that name one part of this endpoint (DATABASE_URL: url, POSTGRES_DB: path): they "
+        "follow it to another database, login or network (with_path, with_login, internal_variables)",
+    )
     extra: dict[str, str] = Field(default_factory=dict, description="service-specific facts (e.g. the template db)")
 
     def _url(self, host: str, port: int, path: str | None = None) -> str:
@@ -110,17 +120,43 @@ class ServiceEndpoint(BaseModel):
         """`url` with the password masked, for logs (`envmgr status --json` gives the full one)."""
         if self.password is None:
             return self.url
-        return self.model_copy(update={"password": "***"}).url.replace("%2A%2A%2A", "***")
+        return self.model_copy(update={"password": MASK}).url.replace(quote(MASK, safe=""), MASK)
 
     @property
     def internal_url(self) -> str:
         """The URL to use from another container on the environment's network."""
         return self._url(self.internal_host, self.internal_port)
 
+    def component(self, part: Component, *, internal: bool = False) -> str:
+        """One part of the endpoint as a variable carries it (a missing login part is "")."""
+        match part:
+            case "url":
+                return self.internal_url if internal else self.url
+            case "host":
+                return self.internal_host if internal else self.host
+            case "port":
+                return str(self.internal_port if internal else self.port)
+            case "username":
+                return self.username or ""
+            case "password":
+                return self.password or ""
+            case "path":
+                return self.path
+
+    def _bound(self, *, internal: bool = False) -> dict[str, str]:
+        return {name: self.component(part, internal=internal) for name, part in self.bindings.items()}
+
+    def bind(self, **bindings: Component) -> ServiceEndpoint:
+        """The same endpoint with these variables naming its parts: `bind(DATABASE_URL="url", POSTGRES_DB="path")`."""
+        merged = self.model_copy(update={"bindings": {**self.bindings, **bindings}})
+        return merged.model_copy(update={"variables": {**self.variables, **merged._bound()}})
+
     def internal_variables(self) -> dict[str, str]:
-        """`variables` as another container on the environment's network must use them."""
+        """`variables` as another container on the environment's network must use them: bound ones name the
+        internal host and port; in the others, the published `host:port` becomes the internal one."""
         outside, inside = f"{self.host}:{self.port}", f"{self.internal_host}:{self.internal_port}"
-        return {name: value.replace(outside, inside) for name, value in self.variables.items()}
+        unbound = {name: value.replace(outside, inside) for name, value in self.variables.items()}
+        return {**unbound, **self._bound(internal=True)}
 
     def moved_to(self, host: str, port: int) -> ServiceEndpoint:
         """The same service reached at another address (e.g. through a proxy); variables follow."""
@@ -132,10 +168,26 @@ class ServiceEndpoint(BaseModel):
         return self.model_copy(update={"host": host, "port": port, "variables": variables})
 
     def with_path(self, path: str) -> ServiceEndpoint:
-        """The same server with another path (another database, another Redis db index); variables follow."""
-        moved = self.model_copy(update={"path": path})
-        variables = {name: moved.url if value == self.url else value for name, value in self.variables.items()}
-        return moved.model_copy(update={"variables": variables})
+        """The same server with another path (another database, another Redis db index); bound variables follow."""
+        return self._moved(path=path)
+
+    def with_login(self, username: str | None, password: str | None) -> ServiceEndpoint:
+        """The same server reached with another login (an application role); bound variables follow."""
+        return self._moved(username=username, password=password)
+
+    def _moved(self, **update: str | None) -> ServiceEndpoint:
+        moved = self.model_copy(update=update)
+        return moved.model_copy(update={"variables": {**self.variables, **moved._bound()}})
+
+    def redacted(self, text: str) -> str:
+        """`text` with this endpoint's password masked (for what people read; programs get the real one)."""
+        if not self.password:
+            return text
+        return text.replace(quote(self.password, safe=""), MASK).replace(self.password, MASK)
+
+    def redacted_variables(self) -> dict[str, str]:
+        """`variables` with the password masked wherever it appears."""
+        return {name: self.redacted(value) for name, value in self.variables.items()}
 
 
 class Endpoints(BaseModel):
@@ -203,9 +255,10 @@ class Endpoints(BaseModel):
                 del services[name]
         return self.model_copy(update={"services": services, "replicas": ()})
 
-    def as_env(self) -> dict[str, str]:
-        """Connection variables of every service (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL, ...)."""
+    def as_env(self, *, redacted: bool = False) -> dict[str, str]:
+        """Connection variables of every service (DATABASE_URL, POSTGRES_HOST, REDIS_URL, AWS_ENDPOINT_URL, ...);
+        `redacted`: passwords masked, for people to read."""
         merged: dict[str, str] = {"ENVMGR_ENV_ID": self.id}
         for endpoint in self.services.values():
-            merged.update(endpoint.variables)
+            merged.update(endpoint.redacted_variables() if redacted else endpoint.variables)
         return merged

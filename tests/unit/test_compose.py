@@ -235,3 +235,21 @@ def test_cli_writes_a_private_file_and_stdout_by_default(project: Path) -> None:
     assert list(yaml.safe_load(printed.stdout)["services"]) == ["redis"]
     failed = runner.invoke(app, ["compose", "export", "celery", "-c", str(project / "pyproject.toml")])
     assert failed.exit_code == 2
+
+
+def test_configured_servers_export_their_settings_and_say_what_only_envmgr_applies(project: Path) -> None:
+    settings = full(
+        project,
+        postgres={"settings": {"max_prepared_transactions": 10}, "extensions": ["hstore"], "app_role": "app_user"},
+        redis={"password": False, "settings": {"maxmemory": "64mb"}},
+    )
+    document = compose_document(settings, ["postgres", "redis", "celery"])
+    services = services_of(document)
+    assert "max_prepared_transactions=10" in services["postgres"]["command"]
+    assert services["redis"]["command"][services["redis"]["command"].index("--maxmemory") + 1] == "64mb"
+    assert "--requirepass" not in services["redis"]["command"]
+    assert " -a " not in services["redis"]["healthcheck"]["test"][1]
+    assert services["celery"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert services["celery"]["environment"]["REDIS_HOST"] == "redis"
+    assert services["celery"]["environment"]["POSTGRES_PORT"] == "5432"
+    assert any("postgres.extensions, postgres.app_role" in note for note in document["x-envmgr"]["notes"])

@@ -183,3 +183,138 @@ def test_the_allow_list_covers_every_non_setting_variable_the_repository_uses() 
         except ConfigError:
             unexplained.append(name)
     assert unexplained == []
+
+
+SERVER_SETTINGS = """
+[tool.envmgr.postgres]
+database_settings = {statement_timeout = "5s", search_path = ["app", "public"]}
+extensions = ["hstore", "uuid-ossp"]
+locale = "C.UTF-8"
+encoding = "UTF8"
+app_role = "app_user"
+[tool.envmgr.postgres.settings]
+max_prepared_transactions = 10
+jit = false
+work_mem = "8MB"
+fsync = true
+random_page_cost = 1.5
+"auto_explain.log_min_duration" = "1s"
+[tool.envmgr.redis]
+password = false
+settings = {maxmemory = "64mb", maxmemory-policy = "allkeys-lru", lazyfree-lazy-eviction = true}
+"""
+
+
+def test_server_settings_keep_their_types(tmp_path: Path) -> None:
+    settings = load_settings(write_pyproject(tmp_path, SERVER_SETTINGS))
+    pg = settings.postgres
+    assert pg.settings["max_prepared_transactions"] == 10
+    assert pg.settings["jit"] is False
+    assert pg.settings["random_page_cost"] == 1.5
+    assert pg.database_settings == {"statement_timeout": "5s", "search_path": ["app", "public"]}
+    assert (pg.extensions, pg.locale, pg.encoding, pg.app_role) == (
+        ["hstore", "uuid-ossp"],
+        "C.UTF-8",
+        "UTF8",
+        "app_user",
+    )
+    assert settings.redis.password is False
+    assert settings.redis.settings["lazyfree-lazy-eviction"] is True
+
+
+def test_postgres_settings_go_on_the_command_line_over_the_test_tuning(tmp_path: Path) -> None:
+    from envmgr.services.postgres.service import server_command
+
+    command = server_command(load_settings(write_pyproject(tmp_path, SERVER_SETTINGS)).postgres)
+    assert command is not None
+    assert command[0] == "postgres"
+    pairs = [command[i + 1] for i in range(1, len(command), 2) if command[i] == "-c"]
+    assert len(pairs) * 2 + 1 == len(command)
+    assert "fsync=on" in pairs  # the user's value wins over the tuning's fsync=off
+    assert "fsync=off" not in pairs
+    assert {"synchronous_commit=off", "max_prepared_transactions=10", "jit=off", "work_mem=8MB",
+            "random_page_cost=1.5", "auto_explain.log_min_duration=1s"} <= set(pairs)  # fmt: skip
+
+
+def test_untuned_postgres_without_settings_runs_the_images_command(tmp_path: Path) -> None:
+    from envmgr.services.postgres.service import server_command
+
+    assert (
+        server_command(load_settings(write_pyproject(tmp_path, "[tool.envmgr.postgres]\ntuned = false")).postgres)
+        is None
+    )
+    untuned = load_settings(write_pyproject(tmp_path, "[tool.envmgr.postgres]\ntuned = false\nsettings = {jit = true}"))
+    assert server_command(untuned.postgres) == ["postgres", "-c", "jit=on"]
+
+
+def test_redis_settings_go_on_the_command_line(tmp_path: Path) -> None:
+    from envmgr.services.redis.service import server_command
+
+    redis = load_settings(write_pyproject(tmp_path, SERVER_SETTINGS)).redis
+    command = server_command(redis, None)
+    assert command[0] == "redis-server"
+    options = dict(zip(command[1::2], command[2::2], strict=True))
+    assert options["--maxmemory"] == "64mb"
+    assert options["--maxmemory-policy"] == "allkeys-lru"
+    assert options["--lazyfree-lazy-eviction"] == "yes"
+    assert options["--databases"] == "1024"
+    assert "--requirepass" not in options
+    assert server_command(redis, "secret")[-2:] == ["--requirepass", "secret"]
+
+
+@pytest.mark.parametrize(
+    ("table", "key", "fix"),
+    [
+        ('[tool.envmgr.postgres]\nsettings = {"Work-Mem" = "8MB"}', "postgres.settings.Work-Mem", "spell it"),
+        ("[tool.envmgr.postgres]\nsettings = {work_mem = [1, 2]}", "postgres.settings.work_mem", "one value"),
+        ("[tool.envmgr.postgres]\nsettings = {work_mem = {a = 1}}", "postgres.settings.work_mem", "one value"),
+        ('[tool.envmgr.postgres]\nsettings = {work_mem = "8MB\\nport = 1"}', "postgres.settings.work_mem", "one value"),
+        ("[tool.envmgr.postgres]\nsettings = {port = 5433}", "postgres.settings.port", "remove it"),
+        ("[tool.envmgr.postgres]\ndatabase_settings = {search_path = [1]}", "postgres.database_settings.search_path",
+         "one value"),
+        ('[tool.envmgr.postgres]\nextensions = ["hstore; drop"]', "postgres.extensions.0", "CREATE EXTENSION"),
+        ('[tool.envmgr.postgres]\napp_role = "envmgr"', "postgres.app_role", "another name"),
+        ('[tool.envmgr.postgres]\nlocale = "en US"', "postgres.locale", "correct the value"),
+        ('[tool.envmgr.redis]\nsettings = {requirepass = "x"}', "redis.settings.requirepass", "redis.password"),
+        ("[tool.envmgr.redis]\nsettings = {databases = 16}", "redis.settings.databases", "1024"),
+        ("[tool.envmgr.redis]\nsettings = {max_memory = 1}", "redis.settings.max_memory", "spell it"),
+        ('[tool.envmgr.redis]\npassword = "hunter2"', "redis.password", "correct the value"),
+    ],
+)  # fmt: skip
+def test_a_bad_server_setting_is_one_line_naming_the_key_and_the_fix(
+    tmp_path: Path, table: str, key: str, fix: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_pyproject(tmp_path, table))
+    assert f"'{key}'" in caught.value.cause
+    assert "\n" not in caught.value.cause
+    assert caught.value.fix is not None
+    assert fix in caught.value.fix
+    assert "\n" not in caught.value.fix
+
+
+def test_a_bad_server_setting_from_the_environment_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ENVMGR_REDIS__SETTINGS", '{"maxmemory": null}')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(write_pyproject(tmp_path, ""))
+    assert "'redis.settings.maxmemory'" in caught.value.cause
+    assert "ENVMGR_REDIS__SETTINGS" in caught.value.cause
+
+
+def test_template_options_change_the_template_only_when_set(tmp_path: Path) -> None:
+    from envmgr.migrations import content_hash
+    from envmgr.services.postgres.template import template_digest
+
+    bare = load_settings(write_pyproject(tmp_path, ""))
+    assert template_digest(bare) == content_hash(bare)
+    tuned = load_settings(write_pyproject(tmp_path, '[tool.envmgr.postgres]\nsettings = {jit = false}\n'
+                                          'database_settings = {statement_timeout = "5s"}'))  # fmt: skip
+    assert template_digest(tuned) == content_hash(bare)  # server and per-database settings are not in the template
+    digests = {
+        template_digest(load_settings(write_pyproject(tmp_path, f"[tool.envmgr.postgres]\n{line}")))
+        for line in ('extensions = ["hstore"]', 'locale = "C.UTF-8"', 'encoding = "UTF8"', 'app_role = "app_user"')
+    }
+    assert len(digests) == 4
+    assert content_hash(bare) not in digests

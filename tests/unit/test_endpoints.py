@@ -1,5 +1,7 @@
 """Endpoints: URLs, credentials quoting and the JSON round trip that crosses process boundaries."""
 
+from pathlib import Path
+
 import pytest
 
 from envmgr.endpoints import Endpoints, ServiceEndpoint
@@ -88,3 +90,89 @@ def test_replicas_are_typed_and_round_trip() -> None:
     assert again == endpoints
     assert (again.replica("wiremock", 2).port, again.replica("wiremock", 1).port) == (9, 8001)
     assert [e.replica for e in again.all()] == [0, 2]
+
+
+def bound_postgres() -> ServiceEndpoint:
+    from envmgr.services.postgres.service import VARIABLES
+
+    return postgres(password="owner-pw").model_copy(update={"variables": {}}).bind(**VARIABLES)
+
+
+def test_per_component_variables_name_the_parts_of_the_endpoint() -> None:
+    assert bound_postgres().variables == {
+        "DATABASE_URL": "postgresql://envmgr:owner-pw@127.0.0.1:5555/app",
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": "5555",
+        "POSTGRES_USER": "envmgr",
+        "POSTGRES_PASSWORD": "owner-pw",
+        "POSTGRES_DB": "app",
+    }
+
+
+def test_bound_variables_follow_another_database_and_login() -> None:
+    moved = bound_postgres().with_path("app_gw1").with_login("app_user", "app-pw")
+    assert moved.variables["DATABASE_URL"] == "postgresql://app_user:app-pw@127.0.0.1:5555/app_gw1"
+    assert (moved.variables["POSTGRES_DB"], moved.variables["POSTGRES_USER"]) == ("app_gw1", "app_user")
+    assert moved.variables["POSTGRES_PASSWORD"] == "app-pw"
+    assert moved.url == moved.variables["DATABASE_URL"]
+
+
+def test_unbound_variables_stay_as_they_are_on_another_path() -> None:
+    assert postgres().with_path("app_gw1").variables == {"DATABASE_URL": "x"}
+
+
+def test_internal_variables_name_the_internal_host_and_port() -> None:
+    endpoint = bound_postgres().model_copy(update={"variables": {"ADMIN": "http://127.0.0.1:5555/admin"}})
+    inside = endpoint.bind(POSTGRES_HOST="host").with_path("app_gw2").internal_variables()
+    assert inside["DATABASE_URL"] == "postgresql://envmgr:owner-pw@postgres:5432/app_gw2"
+    assert (inside["POSTGRES_HOST"], inside["POSTGRES_PORT"], inside["POSTGRES_DB"]) == ("postgres", "5432", "app_gw2")
+    assert inside["ADMIN"] == "http://postgres:5432/admin"  # unbound: the published host:port replaced
+
+
+def test_bindings_survive_the_json_round_trip() -> None:
+    endpoints = Endpoints(id="e", network="n", services={"postgres": bound_postgres()})
+    again = Endpoints.from_json(endpoints.to_json())["postgres"]
+    assert again.with_path("app_gw3").variables["POSTGRES_DB"] == "app_gw3"
+
+
+def test_a_missing_password_is_an_empty_variable() -> None:
+    endpoint = bound_postgres().with_login("", None)
+    assert endpoint.variables["POSTGRES_PASSWORD"] == ""
+    assert endpoint.url == "postgresql://127.0.0.1:5555/app"
+
+
+def test_redacted_variables_mask_the_password_wherever_it_appears() -> None:
+    endpoint = bound_postgres().with_login("envmgr", "p@ss")
+    masked = endpoint.redacted_variables()
+    assert masked["DATABASE_URL"] == "postgresql://envmgr:***@127.0.0.1:5555/app"
+    assert masked["POSTGRES_PASSWORD"] == "***"
+    assert masked["POSTGRES_USER"] == "envmgr"
+    assert "p@ss" not in str(Endpoints(id="e", network="n", services={"postgres": endpoint}).as_env(redacted=True))
+    assert Endpoints(id="e", network="n", services={"postgres": endpoint}).as_env()["POSTGRES_PASSWORD"] == "p@ss"
+
+
+def test_postgres_worker_view_logs_in_as_the_application_role(tmp_path: Path) -> None:
+    from envmgr.config import Settings
+    from envmgr.endpoints import Worker
+    from envmgr.services.postgres.service import PostgresService
+    from envmgr.services.postgres.template import app_password
+
+    server = bound_postgres().model_copy(update={"extra": {"app_role": "app_user"}})
+    service = PostgresService(Settings(project_root=tmp_path, postgres={"app_role": "app_user"}))
+    view = service.worker_view(server, Worker("gw1", isolated=True))
+    assert (view.username, view.path) == ("app_user", "app_gw1")
+    assert view.password == app_password(server, "app_user")
+    assert view.password not in {None, "", server.password}
+    assert view.variables["POSTGRES_USER"] == "app_user"
+    assert view.variables["POSTGRES_PASSWORD"] == view.password
+    assert view.variables["DATABASE_URL"] == view.url
+    assert server.with_path("app_gw1").url.startswith("postgresql://envmgr:owner-pw@")  # the janitor's login
+
+
+def test_postgres_worker_view_without_an_application_role_is_the_owner(tmp_path: Path) -> None:
+    from envmgr.config import Settings
+    from envmgr.endpoints import Worker
+    from envmgr.services.postgres.service import PostgresService
+
+    view = PostgresService(Settings(project_root=tmp_path)).worker_view(bound_postgres(), Worker("gw1", isolated=True))
+    assert (view.variables["POSTGRES_USER"], view.variables["POSTGRES_DB"]) == ("envmgr", "app_gw1")

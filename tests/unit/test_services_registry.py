@@ -52,9 +52,11 @@ def dummy_endpoint(replica: int, port: int) -> ServiceEndpoint:
 def test_per_worker_view_and_reset_go_through_the_service_hooks(tmp_path: Path) -> None:
     settings = SettingsWithDummy(project_root=tmp_path)
     endpoints = Endpoints(id="e", network="n").with_endpoints([dummy_endpoint(0, 9000), dummy_endpoint(1, 9001)])
-    run = RunState(settings=settings, worker_id="gw1", isolation="worker", opted_in=True,
-                   options=SourceOptions(), registry=REGISTRY, endpoints=endpoints)  # fmt: skip
-    shares = WorkerShares(run, endpoints.for_worker(run.worker), run.worker)
+    run = RunState(settings=settings, worker_id="gw1", isolation="worker", options=SourceOptions(),
+                   registry=REGISTRY, endpoints=endpoints)  # fmt: skip
+    run.controller = None
+    shares = WorkerShares(run, run.worker)
+    shares._servers["dummy"] = endpoints.for_worker(run.worker)["dummy"]  # as the controller would hand it over
     assert shares.server("dummy").port == 9001  # the worker's own replica
     assert shares.view("dummy").path == "space-gw1"
     shares.reset("dummy")

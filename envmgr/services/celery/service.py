@@ -75,10 +75,9 @@ class CeleryService(Service):
                 "service": self.name,
                 "image": published.image,
                 "container": published.container,
-                "variables": {"CELERY_BROKER_URL": broker.url, "CELERY_RESULT_BACKEND": broker.url},
                 "extra": {"queues": ",".join(self.cfg.queues), "worker": published.worker.worker_id},
             }
-        )
+        ).bind(CELERY_BROKER_URL="url", CELERY_RESULT_BACKEND="url")
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
         with broker_app(endpoint.url) as app:
@@ -106,4 +105,4 @@ class CeleryService(Service):
 
 def _broker(redis: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
     """The worker's broker: a Redis database of its own, apart from the application's (`Worker.broker_db`)."""
-    return redis.with_path(str(worker.broker_db)).model_copy(update={"variables": {}})
+    return redis.with_path(str(worker.broker_db)).model_copy(update={"variables": {}, "bindings": {}})

@@ -9,7 +9,7 @@ maintenance database `postgres` in autocommit mode; the template builder (`templ
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from hashlib import sha256
 from types import TracebackType
@@ -17,10 +17,11 @@ from types import TracebackType
 import psycopg
 from psycopg import sql
 
+from envmgr.config import DatabaseSettingValue
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import EnvmgrError
 
-__all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor"]
+__all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor", "setting_value"]
 
 MAINTENANCE_DB = "postgres"
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: Postgres truncates longer names
@@ -94,14 +95,52 @@ class Janitor:
 
     # changes ------------------------------------------------------------------------------------------------
 
-    def create(self, name: str, template: str | None = None) -> None:
-        """CREATE DATABASE name [TEMPLATE template]."""
-        if template is None:
-            self._execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        else:
+    def create(
+        self, name: str, template: str | None = None, *, encoding: str | None = None, locale: str | None = None
+    ) -> None:
+        """CREATE DATABASE name [TEMPLATE template] [ENCODING encoding] [LC_COLLATE locale LC_CTYPE locale]; with an
+        encoding or a locale and no template, the template is template0 (template1 may not match them)."""
+        if template is None and (encoding or locale):
+            template = "template0"
+        parts = [sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))]
+        if template is not None:
+            parts.append(sql.SQL("TEMPLATE {}").format(sql.Identifier(template)))
+        if encoding:
+            parts.append(sql.SQL("ENCODING {}").format(sql.Literal(encoding)))
+        if locale:
+            parts.append(sql.SQL("LC_COLLATE {0} LC_CTYPE {0}").format(sql.Literal(locale)))
+        self._execute(sql.SQL(" ").join(parts))
+
+    def set_defaults(self, name: str, settings: Mapping[str, DatabaseSettingValue]) -> None:
+        """ALTER DATABASE name SET setting = value, for each: the defaults of every new session on `name`."""
+        for setting, value in settings.items():
             self._execute(
-                sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+                sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                    sql.Identifier(name), sql.Identifier(*setting.split(".")), setting_value(value)
+                )
             )
+
+    def ensure_role(self, role: str, password: str) -> None:
+        """A login role that is not a superuser, creates no databases or roles and is subject to row-level security,
+        with this password (created, or its password and attributes set again)."""
+        attributes = sql.SQL("LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOBYPASSRLS PASSWORD {}").format(
+            sql.Literal(password)
+        )
+        try:
+            self._execute(sql.SQL("CREATE ROLE {} ").format(sql.Identifier(role)) + attributes)
+        except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):  # made before, or just now by another
+            self._execute(sql.SQL("ALTER ROLE {} ").format(sql.Identifier(role)) + attributes)
+
+    def available_locales(self) -> builtins.list[str]:
+        """The operating system's locales the server knows (imported when its cluster was initialised)."""
+        rows = self.connection.execute(
+            "SELECT DISTINCT collcollate FROM pg_collation WHERE collprovider = 'c' ORDER BY 1"
+        ).fetchall()
+        return [str(row[0]) for row in rows]
+
+    def available_extensions(self) -> builtins.list[str]:
+        rows = self.connection.execute("SELECT name FROM pg_available_extensions ORDER BY name").fetchall()
+        return [str(row[0]) for row in rows]
 
     def terminate(self, name: str) -> int:
         """End every other session connected to `name`; return how many were signalled."""
@@ -126,8 +165,9 @@ class Janitor:
             self._execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         return True
 
-    def clone(self, template: str, name: str) -> None:
-        """Make `name` a fresh copy of `template`: drop it if it exists, then CREATE DATABASE name TEMPLATE template.
+    def clone(self, template: str, name: str, settings: Mapping[str, DatabaseSettingValue] | None = None) -> None:
+        """Make `name` a fresh copy of `template`: drop it if it exists, then CREATE DATABASE name TEMPLATE template,
+        then give it the per-database `settings` (Postgres copies no `ALTER DATABASE ... SET` from a template).
 
         The template must have no other sessions (a marked template accepts none). Postgres waits up to 5 s for
         sessions that are closing, then the clone fails with an `EnvmgrError` that says how many are connected.
@@ -141,6 +181,8 @@ class Janitor:
                 f"to {template}",
                 "close the connections to the template database, or mark it with Janitor.mark_template",
             ) from None
+        if settings:
+            self.set_defaults(name, settings)
 
     def rename(self, old: str, new: str) -> None:
         """ALTER DATABASE old RENAME TO new (nobody may be connected to `old`)."""
@@ -174,3 +216,12 @@ class Janitor:
         finally:
             if not self.connection.closed:
                 self.connection.execute("SELECT pg_advisory_unlock(%s)", (number,))
+
+
+def setting_value(value: DatabaseSettingValue) -> sql.Composable:
+    """A setting's value as SQL: a bool as on/off, a list as a list (search_path = 'app', 'public')."""
+    if isinstance(value, bool):
+        return sql.Literal("on" if value else "off")
+    if isinstance(value, list):
+        return sql.SQL(", ").join(sql.Literal(part) for part in value)
+    return sql.Literal(value)

@@ -2,27 +2,62 @@
 
 The server is prepared once (a template database, migrated and seeded: `template.py`); the environment's database
 and each worker's (`<db>_gwN`) are clones of it, made and dropped by the janitor (`janitor.py`).
+
+Configured like a real server: `postgres.settings` go on the server's command line (`-c name=value`, over the test
+tuning), `postgres.database_settings` on every clone (`ALTER DATABASE ... SET`). With `postgres.app_role`, the
+endpoint's login stays the owner's (envmgr's: migrations, seeds, the janitor) and the worker's view, which tests and
+the application use, logs in as that role.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
 
-from envmgr.config import PostgresSettings
-from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.config import PostgresSettings, SettingValue
+from envmgr.endpoints import Component, ServiceEndpoint, Worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 
-__all__ = ["PostgresService"]
+__all__ = ["TEST_TUNING", "PostgresService", "server_command"]
 
 PORT = 5432
 DATA_DIR = "/var/lib/postgresql/data"
 # Durability is worthless in a throw-away test server and costs most of the time of CREATE DATABASE ... TEMPLATE.
-TEST_TUNING = (
-    "fsync=off",
-    "synchronous_commit=off",
-    "full_page_writes=off",
-    "max_connections=200",
+TEST_TUNING: Mapping[str, SettingValue] = MappingProxyType(
+    {
+        "fsync": False,
+        "synchronous_commit": False,
+        "full_page_writes": False,
+        "max_connections": 200,
+    }
 )
+VARIABLES: Mapping[str, Component] = MappingProxyType(
+    {
+        "DATABASE_URL": "url",
+        "POSTGRES_HOST": "host",
+        "POSTGRES_PORT": "port",
+        "POSTGRES_USER": "username",
+        "POSTGRES_PASSWORD": "password",
+        "POSTGRES_DB": "path",
+    }
+)
+"""the connection variables, each naming a part of the endpoint (they follow a worker's database and login)"""
+
+
+def server_command(pg: PostgresSettings) -> list[str] | None:
+    """`postgres -c name=value ...`: the test tuning (when `tuned`) and the configured settings, which win; None
+    (the image's own command) when there is neither. Settings go on the command line, not to initdb, so they apply
+    to the official image (initdb at first start) and to the local one (a cluster baked at build time) alike."""
+    settings = {**(TEST_TUNING if pg.tuned else {}), **pg.settings}
+    if not settings:
+        return None
+    return ["postgres", *(arg for name, value in settings.items() for arg in ("-c", f"{name}={_text(value)}"))]
+
+
+def _text(value: SettingValue) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
 
 
 class PostgresService(Service):
@@ -42,9 +77,7 @@ class PostgresService(Service):
         return config
 
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
-        command: list[str] | None = None
-        if self.pg.tuned:
-            command = ["postgres"] + [arg for setting in TEST_TUNING for arg in ("-c", setting)]
+        command = server_command(self.pg)
         env = {
             "POSTGRES_USER": self.pg.user,
             "POSTGRES_PASSWORD": self.password,
@@ -68,8 +101,9 @@ class PostgresService(Service):
             path=self.pg.database,
             image=published.image,
             container=published.container,
+            extra={"app_role": self.pg.app_role} if self.pg.app_role else {},
         )
-        return endpoint.model_copy(update={"variables": {"DATABASE_URL": endpoint.url}})
+        return endpoint.bind(**VARIABLES)
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
         import psycopg
@@ -84,7 +118,7 @@ class PostgresService(Service):
 
         result = ensure_template(endpoint, self.settings)
         with Janitor(endpoint) as janitor:
-            janitor.clone(result.name, self.pg.database)
+            janitor.clone(result.name, self.pg.database, self.pg.database_settings)
         facts = {
             "template": result.name,
             "template_created": "true" if result.created else "false",
@@ -95,10 +129,9 @@ class PostgresService(Service):
 
     def recover(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """The template's name, from the hash of the migrations and seeds: no connection, nothing built."""
-        from envmgr.migrations import content_hash
-        from envmgr.services.postgres.template import template_name
+        from envmgr.services.postgres.template import template_digest, template_name
 
-        name = template_name(self.settings, content_hash(self.settings))
+        name = template_name(self.settings, template_digest(self.settings))
         return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": name}})
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
@@ -111,12 +144,19 @@ class PostgresService(Service):
             for name in janitor.list(f"{self.pg.database}_"):
                 if name != template and not janitor.is_template(name):
                     janitor.drop(name)
-            janitor.clone(template, self.pg.database)
+            janitor.clone(template, self.pg.database, self.pg.database_settings)
 
     # per worker: its own database, a clone of the template ---------------------------------------------------
 
     def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
-        return endpoint.with_path(worker.database(endpoint.path))
+        """The worker's database, logged in as the application role when one is configured (else the owner)."""
+        view = endpoint.with_path(worker.database(endpoint.path))
+        role = endpoint.extra.get("app_role")
+        if not role:
+            return view
+        from envmgr.services.postgres.template import app_password
+
+        return view.with_login(role, app_password(endpoint, role))
 
     def worker_setup(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
         if worker.isolated:  # the environment's own database was cloned by prepare
@@ -127,7 +167,7 @@ class PostgresService(Service):
         from envmgr.services.postgres.janitor import Janitor
 
         with Janitor(endpoint) as janitor:
-            janitor.clone(self._template(endpoint), worker.database(endpoint.path))
+            janitor.clone(self._template(endpoint), worker.database(endpoint.path), self.pg.database_settings)
 
     def worker_teardown(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
         if not worker.isolated:
@@ -150,7 +190,18 @@ class PostgresService(Service):
                 "-U", context.text(endpoint.username or ""), "-d", context.text(endpoint.path)]  # fmt: skip
 
     def compose_notes(self) -> list[str]:
-        return [
+        notes = [
             "postgres: an empty database; envmgr's migrations (alembic_ini) and seeds/postgres are not applied: "
             "run them against the published port"
         ]
+        applied_by_envmgr = [
+            f"postgres.{key}"
+            for key, value in (
+                ("extensions", self.pg.extensions), ("locale", self.pg.locale), ("encoding", self.pg.encoding),
+                ("database_settings", self.pg.database_settings), ("app_role", self.pg.app_role),
+            )
+            if value
+        ]  # fmt: skip
+        if applied_by_envmgr:
+            notes.append(f"postgres: {', '.join(applied_by_envmgr)} are applied by envmgr's template only, not here")
+        return notes

@@ -8,24 +8,45 @@ It is built under another name (`<name>_building`), marked as a template and ren
 half-built one never looks finished; a session-level advisory lock keeps two processes from building the same one.
 Templates do not accept connections (`ALLOW_CONNECTIONS false`): `CREATE DATABASE ... TEMPLATE` fails while anyone is
 connected to its template.
+
+Built as the owner (the endpoint's superuser): with `postgres.locale` / `postgres.encoding` (from template0), then
+`postgres.extensions`, then migrations and seeds; with `postgres.app_role`, that role may use schema public and all
+its tables and sequences (those made later by the owner too). These settings are part of the template's name.
 """
 
 from __future__ import annotations
 
+import hmac
+import json
 import time
+from base64 import urlsafe_b64encode
 from contextlib import suppress
 from dataclasses import dataclass
+from hashlib import sha256
 
 import psycopg
+from psycopg import sql
 
-from envmgr.config import Settings
+from envmgr.config import PostgresSettings, Settings
 from envmgr.endpoints import ServiceEndpoint
-from envmgr.errors import MigrationError, SeedError, first_line
+from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.migrations import content_hash, run_migrations
 from envmgr.seeds import load_postgres_seeds
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
 
-__all__ = ["TemplateResult", "building_name", "ensure_template", "template_name"]
+__all__ = ["TemplateResult", "app_password", "building_name", "ensure_template", "template_digest", "template_name"]
+
+GRANTS_BEFORE_MIGRATIONS = (
+    "GRANT USAGE ON SCHEMA public TO {role}",
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO {role}",  # for what the owner makes later
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO {role}",
+)
+"""the application role's rights, given before migrations"""
+GRANTS_AFTER_MIGRATIONS = (
+    "GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}",
+    "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}",
+)
+"""and after them and the seeds: on what another role (SET ROLE in a migration) made too"""
 
 
 @dataclass(frozen=True)
@@ -36,6 +57,23 @@ class TemplateResult:
     created: bool
     migrate_seconds: float
     seed_seconds: float
+
+
+def template_digest(settings: Settings) -> str:
+    """What names the template: the migrations' and seeds' hash (`content_hash`), and the template options
+    (extensions, locale, encoding, application role) when any is set."""
+    digest = content_hash(settings)
+    options = settings.postgres.template_options()
+    if not options:
+        return digest
+    return sha256(f"{digest}\0{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
+
+
+def app_password(endpoint: ServiceEndpoint, role: str) -> str:
+    """The application role's password on this server: derived from the owner's random one (so a process that
+    attaches to the environment knows it without another secret in the containers' labels)."""
+    key = (endpoint.password or "").encode()
+    return urlsafe_b64encode(hmac.digest(key, f"envmgr-app-role:{role}".encode(), "sha256")[:18]).decode()
 
 
 def template_name(settings: Settings, digest: str) -> str:
@@ -59,18 +97,20 @@ def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateRe
     returns at once (`created=False`); otherwise builds it (see the module's documentation). On failure the
     half-built database is dropped and `MigrationError` or `SeedError` is raised.
     """
-    digest = content_hash(settings)
-    name = template_name(settings, digest)
+    name = template_name(settings, template_digest(settings))
+    role = settings.postgres.app_role
     try:
         janitor = Janitor(endpoint)
         with janitor:
+            if role is not None:  # a role belongs to the server: made (again) even when the template exists
+                janitor.ensure_role(role, app_password(endpoint, role))
             if janitor.exists(name):
                 return TemplateResult(name, created=False, migrate_seconds=0.0, seed_seconds=0.0)
             with janitor.lock(f"envmgr-template:{name}"):
                 if janitor.exists(name):  # another process built it while this one waited
                     return TemplateResult(name, created=False, migrate_seconds=0.0, seed_seconds=0.0)
                 return _build(janitor, name, settings)
-    except (MigrationError, SeedError):
+    except EnvmgrError:
         raise
     except psycopg.Error as exc:
         raise MigrationError(
@@ -82,10 +122,11 @@ def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateRe
 def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
     building = building_name(name)
     janitor.drop(building)  # left by a build whose process died
-    janitor.create(building)
+    _create(janitor, building, settings.postgres)
     url = janitor.url(building)
     migrate_seconds = seed_seconds = 0.0
     try:
+        _before_migrations(janitor, url, settings.postgres)
         ini_path = settings.alembic_ini_path()
         if ini_path is not None:
             started = time.perf_counter()
@@ -96,6 +137,9 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
             started = time.perf_counter()
             load_postgres_seeds(url, seeds)
             seed_seconds = time.perf_counter() - started
+        if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it
+            with psycopg.connect(url, autocommit=True) as connection:
+                _grant(connection, settings.postgres.app_role, GRANTS_AFTER_MIGRATIONS)
         # Complete: make it a template that takes no connections, then give it its final name in one step.
         janitor.mark_template(building)
         janitor.rename(building, name)
@@ -104,3 +148,40 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
             janitor.drop(building)
         raise
     return TemplateResult(name, created=True, migrate_seconds=migrate_seconds, seed_seconds=seed_seconds)
+
+
+def _create(janitor: Janitor, name: str, pg: PostgresSettings) -> None:
+    """The database to build the template in, with the configured encoding and locale."""
+    try:
+        janitor.create(name, encoding=pg.encoding, locale=pg.locale)
+    except psycopg.Error as exc:
+        if not (pg.locale or pg.encoding):
+            raise
+        keys = ", ".join(f"postgres.{key} = {value!r}" for key, value in (("locale", pg.locale), ("encoding",
+                         pg.encoding)) if value)  # fmt: skip
+        raise ConfigError(
+            f"the server cannot make a database with {keys}: {first_line(exc)}",
+            f"use a locale of the server's image ({', '.join(janitor.available_locales())}; C.UTF-8 and en_US.UTF-8 "
+            "are in both image sets) with an encoding it supports (UTF8 for *.UTF-8), or an image that has it",
+        ) from None
+
+
+def _before_migrations(janitor: Janitor, url: str, pg: PostgresSettings) -> None:
+    """The extensions, and the application role's rights on schema public (and on what the owner makes in it)."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        for extension in pg.extensions:
+            try:
+                connection.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(extension)))
+            except psycopg.Error as exc:
+                raise ConfigError(
+                    f"postgres.extensions: cannot create extension {extension!r}: {first_line(exc)}",
+                    f"choose among the image's: {', '.join(janitor.available_extensions())}; or use an image that "
+                    "has it",
+                ) from None
+        if pg.app_role is not None:
+            _grant(connection, pg.app_role, GRANTS_BEFORE_MIGRATIONS)
+
+
+def _grant(connection: psycopg.Connection[tuple[object, ...]], role: str, statements: tuple[str, ...]) -> None:
+    for statement in statements:
+        connection.execute(sql.SQL(statement).format(role=sql.Identifier(role)))

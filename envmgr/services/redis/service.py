@@ -1,14 +1,19 @@
-"""Redis: a password-protected server without persistence, probed with PING."""
+"""Redis: a password-protected server without persistence, probed with PING.
+
+Configured like a real server: `redis.settings` go on its command line (`--name value`, over envmgr's own `save` and
+`appendonly`); `redis.password = false` runs it without a password (its port is still published on 127.0.0.1 only).
+"""
 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from envmgr.endpoints import REDIS_DATABASES, ServiceEndpoint, Worker
+from envmgr.config import RedisSettings, SettingValue
+from envmgr.endpoints import REDIS_DATABASES, Component, ServiceEndpoint, Worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 
 if TYPE_CHECKING:
@@ -19,6 +24,26 @@ __all__ = ["RedisService"]
 PORT = 6379
 # One logical database per pytest-xdist worker for the application and one for its Celery broker (see Worker).
 DATABASES = REDIS_DATABASES
+NO_PERSISTENCE: Mapping[str, SettingValue] = MappingProxyType({"save": "", "appendonly": False})
+VARIABLES: Mapping[str, Component] = MappingProxyType(
+    {"REDIS_URL": "url", "REDIS_HOST": "host", "REDIS_PORT": "port", "REDIS_PASSWORD": "password"}
+)
+"""the connection variables, each naming a part of the endpoint"""
+
+
+def server_command(config: RedisSettings, password: str | None) -> list[str]:
+    """`redis-server --name value ...`: no persistence, the configured settings (which win), the databases envmgr
+    needs, and the password when there is one."""
+    settings: dict[str, SettingValue] = {**NO_PERSISTENCE, **config.settings, "databases": DATABASES}
+    if password is not None:
+        settings["requirepass"] = password
+    return ["redis-server", *(arg for name, value in settings.items() for arg in (f"--{name}", _text(value)))]
+
+
+def _text(value: SettingValue) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 class RedisService(Service):
@@ -30,14 +55,19 @@ class RedisService(Service):
     probe_description = "PING"
     fixtures = "envmgr.services.redis.fixtures"
 
+    @property
+    def redis(self) -> RedisSettings:
+        config = self.config
+        assert isinstance(config, RedisSettings)
+        return config
+
+    @property
+    def server_password(self) -> str | None:
+        """The password clients need: the environment's random one, or None with `redis.password = false`."""
+        return self.password if self.redis.password else None
+
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
-        command = [
-            "redis-server",
-            "--requirepass", self.password,
-            "--save", "",
-            "--appendonly", "no",
-            "--databases", str(DATABASES),
-        ]  # fmt: skip
+        command = server_command(self.redis, self.server_password)
         return ContainerSpec(image=self.image(), ports=dict(self.ports), env=dict(self.config.env), command=command)
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
@@ -49,12 +79,12 @@ class RedisService(Service):
             internal_host=published.alias,
             internal_port=PORT,
             username="",
-            password=self.password,
+            password=self.server_password,
             path="0",
             image=published.image,
             container=published.container,
         )
-        return endpoint.model_copy(update={"variables": {"REDIS_URL": endpoint.url}})
+        return endpoint.bind(**VARIABLES)
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """Every logical database emptied (the session's and each worker's)."""
@@ -79,9 +109,8 @@ class RedisService(Service):
     # compose ---------------------------------------------------------------------------------------------------
 
     def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
-        password = shlex.quote(endpoint.password or "")
-        return ["CMD-SHELL", context.text(f"redis-cli -p {endpoint.internal_port} -a {password} --no-auth-warning "
-                                          "ping | grep -q PONG")]  # fmt: skip
+        auth = f"-a {shlex.quote(endpoint.password)} --no-auth-warning " if endpoint.password is not None else ""
+        return ["CMD-SHELL", context.text(f"redis-cli -p {endpoint.internal_port} {auth}ping | grep -q PONG")]
 
 
 @contextmanager

@@ -50,9 +50,9 @@ class WireMockService(Service):
         return base.model_copy(
             update={
                 "extra": {"admin_url": base.url + "/__admin"},
-                "variables": {"WIREMOCK_URL": base.url, "WIREMOCK_ADMIN_URL": base.url + "/__admin"},
+                "variables": {"WIREMOCK_ADMIN_URL": base.url + "/__admin"},
             }
-        )
+        ).bind(WIREMOCK_URL="url", WIREMOCK_HOST="host", WIREMOCK_PORT="port")
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
         import requests
