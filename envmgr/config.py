@@ -67,6 +67,10 @@ NON_SETTING_VARIABLES: frozenset[str] = frozenset(
         # written by `envmgr up --env-file` (and so often in the environment of a test run)
         "ENVMGR_ENV_ID",
         "ENVMGR_SANDBOX",
+        # set by the pytest plugin for its xdist workers
+        "ENVMGR_RUN_PLAN",
+        "ENVMGR_RUN_ISOLATION",
+        "ENVMGR_RUN_CONTROLLER",
         # set in containers envmgr starts
         "ENVMGR_WORKER",  # the Celery worker's xdist worker
         "ENVMGR_BAKED_PGDATA",  # the local Postgres image
@@ -298,6 +302,12 @@ class Settings(BaseSettings):
     )
     project_root: Path = Field(default=Path("."), description="set by load_settings: the pyproject's folder")
 
+    export: dict[str, str] = Field(
+        default_factory=dict,
+        description='connection variables named the way the app reads them: NAME = "{service.part}" '
+        "(see envmgr.exports); set before conftest files and the app are imported",
+    )
+
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     localstack: LocalStackSettings = Field(default_factory=LocalStackSettings)
@@ -314,6 +324,17 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, _CheckedEnvironment(settings_cls))
+
+    @field_validator("export")
+    @classmethod
+    def _check_export(cls, table: dict[str, str]) -> dict[str, str]:
+        from envmgr.exports import check_template
+
+        for name, template in table.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ConfigError(f"export.{name}: not a variable name", "use letters, digits and _")
+            check_template(name, template, cls.service_names())
+        return table
 
     @classmethod
     def service_names(cls) -> list[str]:

@@ -161,11 +161,9 @@ class ServiceEndpoint(BaseModel):
     def moved_to(self, host: str, port: int) -> ServiceEndpoint:
         """The same service reached at another address (e.g. through a proxy); variables follow."""
         outside, inside = f"{self.host}:{self.port}", f"{host}:{port}"
-        variables = {
-            name: str(port) if name.endswith("_PORT") and value == str(self.port) else value.replace(outside, inside)
-            for name, value in self.variables.items()
-        }
-        return self.model_copy(update={"host": host, "port": port, "variables": variables})
+        moved = self.model_copy(update={"host": host, "port": port})
+        unbound = {n: v.replace(outside, inside) for n, v in self.variables.items() if n not in self.bindings}
+        return moved.model_copy(update={"variables": {**self.variables, **unbound, **moved._bound()}})
 
     def with_path(self, path: str) -> ServiceEndpoint:
         """The same server with another path (another database, another Redis db index); bound variables follow."""

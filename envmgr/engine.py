@@ -85,6 +85,15 @@ class Engine:
             ) from None
         return cls(client)
 
+    @staticmethod
+    def planned_addresses() -> tuple[str, str]:
+        """(host address, publish address) as `host_address` and `publish_address` will give them, without
+        connecting: from DOCKER_HOST (unset: the local socket). For planning an environment before it starts."""
+        base = urlparse(os.environ.get("DOCKER_HOST", ""))
+        if not base.scheme or base.scheme in LOCAL_SCHEMES or base.hostname in {None, "localhost", "localunixsocket"}:
+            return "127.0.0.1", "127.0.0.1"
+        return str(base.hostname), "0.0.0.0"
+
     def host_address(self) -> str:
         """The address at which published ports are reached: 127.0.0.1 locally, the DOCKER_HOST host remotely."""
         base = urlparse(os.environ.get("DOCKER_HOST", "") or self.client.api.base_url)

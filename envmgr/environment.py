@@ -230,6 +230,23 @@ class Environment:
             future.result()
         return self.endpoints
 
+    def plan(self, worker: Worker | None = None) -> Endpoints:
+        """The endpoints every service will have (ports, names, credentials), before anything starts and without
+        the engine: for a per-worker service, `worker`'s replica (or every replica). Starts keep to the plan (a port
+        taken meanwhile is replaced)."""
+        with self._lock:
+            planned = [
+                self._plan(name, unit_worker)
+                for name in self.topology.services
+                for unit_worker in (
+                    [worker] if worker is not None and name in self.topology.per_worker else self.replicas(name)
+                )
+            ]
+        return Endpoints(
+            id=self.id, network=self.network_name, namespace=self.settings.namespace, sandbox=self.sandbox,
+            per_worker=tuple(sorted(self.topology.per_worker)) if self.workers > 0 else (),
+        ).with_endpoints(planned)  # fmt: skip
+
     def started(self) -> list[str]:
         """The services with at least one replica started."""
         return list(dict.fromkeys(name for name, _ in self._ready))
@@ -455,11 +472,14 @@ class Environment:
         service = self._services[name]
         needs = {required: self._plan(required, worker) for required in self.topology.needs[name]}
         viewed = {required: self._services[required].worker_view(e, worker) for required, e in needs.items()}
-        publish = self.engine.publish_address()
+        if self._engine is not None:
+            host, publish = self._engine.host_address(), self._engine.publish_address()
+        else:  # planned before anything starts: no engine needed yet
+            host, publish = Engine.planned_addresses()
         host_ports = {role: free_port(publish) for role in service.ports}
         network_alias = alias(name, replica)
         published = Published(
-            host=self.engine.host_address(), ports=host_ports, alias=network_alias,
+            host=host, ports=host_ports, alias=network_alias,
             container_ports=dict(service.ports), image=service.image(),
             container=f"{self.settings.namespace}-{self.id}-{network_alias}", worker=worker, needs=viewed,
         )  # fmt: skip

@@ -12,19 +12,30 @@ and the fix. A crashed run is cleaned by the reaper.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
 
-from envmgr.config import find_pyproject, load_settings
+from envmgr.config import Settings, find_pyproject, load_settings
+from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
+from envmgr.exports import worker_variables
 from envmgr.pytest_run import RUN_KEY, RunState, run_of
-from envmgr.pytest_source import SourceOptions
+from envmgr.pytest_source import OwnedSource, SourceOptions, may_lease
 from envmgr.report import resets_of, write_container_logs, write_report
 
 __all__ = ["run_of"]
 
 WORKERINPUT_CONTROLLER = "envmgr_controller"
+PLAN_VARIABLE = "ENVMGR_RUN_PLAN"
+"""the controller's plan (Endpoints JSON), for its xdist workers to export their view before their conftests load"""
+ISOLATION_VARIABLE = "ENVMGR_RUN_ISOLATION"
+CONTROLLER_VARIABLE = "ENVMGR_RUN_CONTROLLER"
+"""the controller's pid: a process is its xdist worker when its parent is that pid (a pytest run inside a test of
+another run inherits PYTEST_XDIST_WORKER from it, and is no worker of anybody's)"""
+SAVED_KEY = pytest.StashKey[dict[str, str | None]]()
+SETTINGS_KEY = pytest.StashKey[Settings]()
 WORKERINPUT_ISOLATION = "envmgr_isolation"
 WORKEROUTPUT_RESETS = "envmgr_resets"
 DEFAULT_LOGS_DIR = "envmgr-logs"
@@ -76,42 +87,106 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 
 @pytest.hookimpl(tryfirst=True)
-def pytest_configure(config: pytest.Config) -> None:
-    option = config.getoption("envmgr_config")
-    pyproject = find_pyproject(config.rootpath) if option is None else config.rootpath / option
-    overrides = _overrides(config)
+def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
+    """Before conftest files (and the app they import) load: the run's plan and this process's connection variables
+    in os.environ (DATABASE_URL, REDIS_URL, ..., the export table), so that settings read at import see them.
+
+    The controller plans the environment it will own (ports, names, credentials; nothing starts, no engine is
+    needed) and hands the plan to the xdist workers through their environment; each worker exports its own view."""
+    worker_id = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker_id is not None and os.environ.get(CONTROLLER_VARIABLE) == str(os.getppid()):  # our controller's worker
+        plan = os.environ.get(PLAN_VARIABLE)
+        if plan:
+            settings = _settings(early_config, early_config.known_args_namespace)
+            isolated = os.environ.get(ISOLATION_VARIABLE) == "worker"
+            _export(early_config, worker_variables(Endpoints.from_json(plan), Worker(worker_id, isolated), settings))
+        return
+    run = _run_state(early_config, early_config.known_args_namespace)
+    early_config.stash[RUN_KEY] = run
+    _export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
+    if may_lease(run.settings, run.options) or run.options.attach_id is not None:
+        _unset(early_config, PLAN_VARIABLE)
+        return  # variables come with the leased or attached environment, before the first test that uses it
+    source = OwnedSource(run.settings, run.workers, run.options)
+    run.source = source
     try:
-        settings = load_settings(pyproject, **overrides)
+        planned = source.plan()
     except EnvmgrError as exc:
         raise pytest.UsageError(f"envmgr: {exc}") from None
+    _export(early_config, {PLAN_VARIABLE: planned.to_json()})
+    _export(early_config, worker_variables(planned, run.worker, run.settings))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
         config.stash[RUN_KEY] = RunState(
-            settings=settings,
+            settings=_settings(config, config.option),
             worker_id=str(workerinput.get("workerid", "gw0")),
             isolation=str(workerinput.get(WORKERINPUT_ISOLATION, "worker")),
             options=SourceOptions(),
             controller=workerinput.get(WORKERINPUT_CONTROLLER),
         )
         return
-    attach_id = config.getoption("envmgr_env")
-    distributed = bool(getattr(config.option, "numprocesses", None)) and config.getoption("dist", "no") != "no"
+    if RUN_KEY not in config.stash:  # planned in pytest_load_initial_conftests (not when pytest runs in-process)
+        config.stash[RUN_KEY] = _run_state(config, config.option)
+
+
+def _settings(config: pytest.Config, options: Any) -> Settings:
+    """The run's settings (read once per process)."""
+    if SETTINGS_KEY in config.stash:
+        return config.stash[SETTINGS_KEY]
+    config.stash[SETTINGS_KEY] = _read_settings(config, options)
+    return config.stash[SETTINGS_KEY]
+
+
+def _read_settings(config: pytest.Config, options: Any) -> Settings:
+    option = getattr(options, "envmgr_config", None)
+    pyproject = find_pyproject(config.rootpath) if option is None else config.rootpath / option
+    try:
+        return load_settings(pyproject, **_overrides(options))
+    except EnvmgrError as exc:
+        raise pytest.UsageError(f"envmgr: {exc}") from None
+
+
+def _run_state(config: pytest.Config, options: Any) -> RunState:
+    """The controller's (or the only process's) run, from the settings and the command line's options."""
+    settings = _settings(config, options)
+    numprocesses = getattr(options, "numprocesses", None)
+    distributed = bool(numprocesses)  # xdist turns dist "no" into "load" when -n is given (after this point)
     isolation = settings.isolation if settings.isolation != "auto" else ("worker" if distributed else "session")
+    workers = (numprocesses if isinstance(numprocesses, int) else os.cpu_count() or 1) if distributed else 1
     here = config.invocation_params.dir
-    keep_on_failure = bool(config.getoption("envmgr_keep_on_failure"))
-    logs_dir = config.getoption("envmgr_logs_dir")
-    report = config.getoption("envmgr_report")
-    config.stash[RUN_KEY] = RunState(
+    keep_on_failure = bool(getattr(options, "envmgr_keep_on_failure", False))
+    logs_dir = getattr(options, "envmgr_logs_dir", None)
+    report = getattr(options, "envmgr_report", None)
+    return RunState(
         settings=settings,
         worker_id="main",
         isolation=isolation,
         options=SourceOptions(
-            keep=bool(config.getoption("envmgr_keep")), keep_on_failure=keep_on_failure, attach_id=attach_id
+            keep=bool(getattr(options, "envmgr_keep", False)),
+            keep_on_failure=keep_on_failure,
+            attach_id=getattr(options, "envmgr_env", None),
         ),
-        workers=(int(config.option.numprocesses) if distributed else 1) if isolation == "worker" else 0,
+        workers=workers if isolation == "worker" else 0,
         logs_dir=here / logs_dir if logs_dir else (config.rootpath / DEFAULT_LOGS_DIR if keep_on_failure else None),
         report_path=here / report if report is not None else None,
     )
+
+
+def _unset(config: pytest.Config, name: str) -> None:
+    config.stash.setdefault(SAVED_KEY, {}).setdefault(name, os.environ.get(name))
+    os.environ.pop(name, None)
+
+
+def _export(config: pytest.Config, variables: dict[str, str]) -> None:
+    """Set the variables in os.environ; what they replaced comes back at the end of the run."""
+    saved = config.stash.setdefault(SAVED_KEY, {})
+    for name, value in variables.items():
+        saved.setdefault(name, os.environ.get(name))
+        os.environ[name] = value
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -208,6 +283,11 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    for name, value in config.stash.get(SAVED_KEY, {}).items():  # the variables as they were before the run
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     run = config.stash.get(RUN_KEY, None)
     if run is None or run.is_worker:
         return
@@ -223,12 +303,12 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # helpers ---------------------------------------------------------------------------------------------------------
 
 
-def _overrides(config: pytest.Config) -> dict[str, Any]:
+def _overrides(options: Any) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
-    if config.getoption("envmgr_image_set"):
-        overrides["image_set"] = config.getoption("envmgr_image_set")
-    if config.getoption("envmgr_isolation"):
-        overrides["isolation"] = config.getoption("envmgr_isolation")
+    if getattr(options, "envmgr_image_set", None):
+        overrides["image_set"] = options.envmgr_image_set
+    if getattr(options, "envmgr_isolation", None):
+        overrides["isolation"] = options.envmgr_isolation
     return overrides
 
 

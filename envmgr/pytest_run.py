@@ -7,6 +7,7 @@ worker receives the endpoints through `workerinput` and never starts containers.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -76,6 +77,7 @@ class RunState:
     """the first error of a start in the background (reported when a test needs the service)"""
     _fixture_map: FixtureMap | None = field(default=None, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _source_started: bool = field(default=False, repr=False)
     _started_at: float | None = field(default=None, repr=False)
 
     @property
@@ -132,6 +134,7 @@ class RunState:
             endpoints = ControllerClient(self.controller).ensure(services, worker.worker_id, why, wait)
             if wait:
                 self.endpoints = endpoints
+                self._export(endpoints)
             return endpoints
         with self._lock:
             for name in services:
@@ -149,10 +152,11 @@ class RunState:
         if self.source is None:
             from envmgr.pytest_source import choose_source
 
+            self.source = choose_source(self.settings, self.options, self.workers)
+        if not self._source_started:
             self._started_at = time.perf_counter()
-            source = choose_source(self.settings, self.options, self.workers)
-            self.endpoints = source.start()
-            self.source = source
+            self.endpoints = self.source.start()
+            self._source_started = True
         return self.source
 
     def _ensure(self, source: EnvironmentSource, services: Sequence[str], worker: Worker) -> Endpoints:
@@ -166,7 +170,16 @@ class RunState:
             self.endpoints = endpoints
             if self._started_at is not None:
                 self.start_seconds = max(self.start_seconds, time.perf_counter() - self._started_at)
+        if worker == self.worker:
+            self._export(endpoints)
         return endpoints
+
+    def _export(self, endpoints: Endpoints) -> None:
+        """This process's connection variables, as the services it has now are (a planned port that was taken
+        meanwhile, a replica started for this worker)."""
+        from envmgr.exports import worker_variables
+
+        os.environ.update(worker_variables(endpoints, self.worker, self.settings))
 
     def _ensure_quietly(self, services: list[str], worker: Worker) -> None:
         """A start in the background: its error is kept (and raised again where a test needs the service)."""

@@ -38,6 +38,7 @@ __all__ = [
     "SourceOptions",
     "choose_source",
     "ending",
+    "may_lease",
 ]
 
 
@@ -112,6 +113,11 @@ class OwnedSource:
             guard_detached=True,
             workers=workers,
         )
+
+    def plan(self) -> Endpoints:
+        """Every service's endpoint before anything starts (see Environment.plan)."""
+        assert self.environment is not None
+        return self.environment.plan()
 
     def start(self) -> Endpoints:
         assert self.environment is not None
@@ -197,6 +203,14 @@ class LeasedSource:
     def summary(self) -> str | None:
         state = "warm" if self.lease.warm else "started for this run"
         return f"envmgr: environment {self.lease.id} leased from the daemon ({state})"
+
+
+def may_lease(settings: Settings, options: SourceOptions) -> bool:
+    """True when the run may lease from the daemon: the setting allows it, a daemon answers (`auto`), and the run
+    does not keep its environment (a leased environment goes back to the daemon)."""
+    if options.attach_id is not None or options.keep or options.keep_on_failure or settings.daemon == "off":
+        return False
+    return settings.daemon == "on" or DaemonClient().available()
 
 
 def choose_source(settings: Settings, options: SourceOptions, workers: int) -> EnvironmentSource:
