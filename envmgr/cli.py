@@ -469,12 +469,16 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
 def _no_redis_password(console: Console, publish_address: str) -> int:
     """Say, in one line, that Redis runs without a password and who can reach it; 1 (a problem) when everybody can."""
     if publish_address == "127.0.0.1":
-        console.print("[green]ok[/] redis: password = false: no password, published on 127.0.0.1 only", highlight=False)
+        console.print(
+            Text.assemble(("ok", "green"), " redis: password = false: no password, published on 127.0.0.1 only")
+        )
         return 0
     console.print(
-        f"[yellow]warning[/] redis: password = false on a remote engine: reachable without a password on every "
-        f"interface of the engine's host ({publish_address}); keep the password there",
-        highlight=False,
+        Text.assemble(
+            ("warning", "yellow"),
+            " redis: password = false on a remote engine: reachable without a password on every interface of the "
+            f"engine's host ({publish_address}); keep the password there",
+        )
     )
     return 1
 

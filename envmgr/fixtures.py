@@ -205,7 +205,8 @@ def _envmgr_seeded_state(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     shares: WorkerShares = request.getfixturevalue("envmgr_shares")
-    running = set(shares.services) | (set(run.needed) if every else found.reached)
+    enabled = set(run.settings.enabled_services())
+    running = set(shares.services) | ((set(run.needed) if every else found.reached) & enabled)
     wanted = running if every else found.reached & running
     for service in [name for name in shares.services if name in wanted and name in run.dirty]:
         shares.reset(service)

@@ -25,7 +25,7 @@ from envmgr.pytest_run import RUN_KEY, RunState, run_of
 from envmgr.pytest_source import OwnedSource, SourceOptions, may_lease
 from envmgr.report import resets_of, write_container_logs, write_report
 
-__all__ = ["run_of"]
+__all__ = ["exported_names", "run_of"]
 
 WORKERINPUT_CONTROLLER = "envmgr_controller"
 PLAN_VARIABLE = "ENVMGR_RUN_PLAN"
@@ -176,6 +176,12 @@ def _run_state(config: pytest.Config, options: Any) -> RunState:
     )
 
 
+def exported_names(config: pytest.Config) -> list[str]:
+    """The variables this process's envmgr set in os.environ (restored at the end of the run)."""
+    saved: dict[str, str | None] = config.stash.get(SAVED_KEY, {})
+    return sorted(saved)
+
+
 def _unset(config: pytest.Config, name: str) -> None:
     config.stash.setdefault(SAVED_KEY, {}).setdefault(name, os.environ.get(name))
     os.environ.pop(name, None)
@@ -234,7 +240,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     from envmgr.fixtures import reach_of
 
     found = reach_of(item, run.fixture_map())
-    services = dict(found.first)
+    enabled = run.settings.enabled_services()
+    services = {name: why for name, why in found.first.items() if name in enabled}
     if found.everything:
         services.update(dict.fromkeys([name for name in run.needed if name not in services], "envmgr_endpoints"))
     if not services:

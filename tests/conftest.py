@@ -17,6 +17,16 @@ REPO = Path(__file__).resolve().parents[1]
 pytest_plugins = ["pytester"]
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The variables this run's envmgr exported (DATABASE_URL, CELERY_BROKER_URL, ENVMGR_RUN_PLAN ...) are this
+    process's: the pytest runs and CLI processes a test starts must not inherit them from it."""
+    from envmgr.pytest_plugin import exported_names
+
+    for name in exported_names(request.config):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="session")
 def engine() -> Engine:
     return Engine.connect()
