@@ -400,11 +400,23 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
     def body() -> None:
         settings = _settings(config, image_set)
         engine = Engine.connect()
-        version = engine.client.version()
+        info = engine.describe()
         console = _out()
         ok = ("ok", "green")
-        console.print(Text.assemble(ok, f" engine {version.get('Version')} (API {version.get('ApiVersion')})"))
-        console.print(Text.assemble(ok, f" containers are reached at {engine.host_address()} (published ports only)"))
+        where = "remote" if info.remote else "local"
+        secured = ", TLS" if info.tls else ", SSH" if engine.address.scheme == "ssh" else ""
+        console.print(Text.assemble(ok, f" engine {info.kind} {info.version} (API {info.api_version})"))
+        console.print(Text.assemble(ok, f" at {info.url} ({where}{secured})"))
+        binding = f"ports bound to {info.published_on} on the engine" if info.remote else "published ports only"
+        console.print(Text.assemble(ok, f" containers are reached at {info.reached_at} ({binding})"))
+        if info.remote and not info.tls and engine.address.scheme != "ssh":
+            console.print(
+                Text.assemble(
+                    ("warning", "yellow"),
+                    f" {info.url} is plain TCP: whoever reaches it controls the engine; use TLS (DOCKER_TLS_VERIFY=1, "
+                    "DOCKER_CERT_PATH) or ssh://",
+                )
+            )
         from envmgr.services import create_service
 
         problems = 0

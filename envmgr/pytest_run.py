@@ -23,6 +23,7 @@ from envmgr.services import SERVICES, ServiceRegistry
 from envmgr.timings import Timings
 
 if TYPE_CHECKING:
+    from envmgr.engine import EngineInfo
     from envmgr.environment import Environment
     from envmgr.pytest_source import EnvironmentSource, SourceOptions
     from envmgr.services import Service
@@ -53,6 +54,8 @@ class RunState:
     exitstatus: int | None = None
     start_seconds: float = 0.0
     """wall time of starting (or attaching to) the environment"""
+    engine: EngineInfo | None = None
+    """the engine the environment runs on (None for a leased one: the daemon's)"""
     resets: Timings = field(default_factory=Timings)
     """resets made in this process by fixtures (and by envmgr_env.reset() in an xdist worker)"""
     worker_resets: list[Resets] = field(default_factory=list)
@@ -112,6 +115,8 @@ class RunState:
             self.endpoints = self.source.start()
         finally:
             self.start_seconds = time.perf_counter() - started
+        if self.source.environment is not None:  # a leased one runs on the daemon's engine
+            self.engine = self.source.environment.engine.describe()
         return self.endpoints
 
     def report(self) -> dict[str, Any] | None:
@@ -124,7 +129,8 @@ class RunState:
             timings = self.environment.timings
             phases = timings.phases
             records.append(resets_of(timings.phases, timings.counts))
-        return build_report(self.endpoints, phases, merge_resets(records), self.start_seconds)
+        engine = self.engine.as_dict() if self.engine is not None else None
+        return build_report(self.endpoints, phases, merge_resets(records), self.start_seconds, engine)
 
     def summary(self) -> str | None:
         """One line about the environment for the terminal summary."""
