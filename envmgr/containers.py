@@ -70,6 +70,7 @@ def run_container(
         host_ports = {role: _free_port(engine, publish) for role in spec.ports}
         container = DockerContainer(
             spec.image,
+            docker_client_kw=engine.client_kwargs(),
             command=cast(Any, spec.command),
             env={**spec.env, **host_env(engine.host_address(), host_ports)},
             name=name,

@@ -10,7 +10,6 @@ Docker-compatible API (`EngineInfo`).
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import os
 import socket
@@ -39,6 +38,7 @@ __all__ = ["Engine", "EngineAddress", "EngineInfo", "EnvironmentRecord", "engine
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 LOCAL_SCHEMES = {"unix", "npipe", "http+unix", "http+docker"}
+DOCKER_HOST_SCHEMES = {"unix", "npipe", "tcp", "http", "https", "ssh"}
 LOOPBACK_NAMES = {"localhost", "localunixsocket"}
 ALL_INTERFACES = "0.0.0.0"
 
@@ -168,6 +168,8 @@ class Engine:
     """A connected Docker engine."""
 
     def __init__(self, client: docker.DockerClient, address: EngineAddress | None = None) -> None:
+        # envmgr reaps with its own mechanism; Ryuk's image cannot be assumed pullable (and misbehaves under xdist).
+        testcontainers_config.ryuk_disabled = True
         self.client = client
         self.address = address or EngineAddress.parse(os.environ.get("DOCKER_HOST", "") or client.api.base_url)
         self._bind: str | None = None
@@ -176,13 +178,10 @@ class Engine:
     @classmethod
     def connect(cls, timeout: float = 10.0) -> Engine:
         """Connect and ping; raise DockerUnavailableError with the address tried and the fix."""
-        # envmgr reaps with its own mechanism; Ryuk's image cannot be assumed pullable (and misbehaves under xdist).
-        testcontainers_config.ryuk_disabled = True
         address = EngineAddress.parse(os.environ.get("DOCKER_HOST", ""))
-        # ssh://: paramiko when installed, else the `ssh` client (as the docker CLI does)
-        ssh_client = address.scheme == "ssh" and importlib.util.find_spec("paramiko") is None
         try:
-            client = docker.from_env(timeout=int(max(timeout, 1)), use_ssh_client=ssh_client)
+            # ssh://: the `ssh` client, as the docker CLI and testcontainers use it (paramiko is not needed)
+            client = docker.from_env(timeout=int(max(timeout, 1)), use_ssh_client=address.scheme == "ssh")
             client.ping()
         except (docker.errors.DockerException, OSError) as exc:
             raise DockerUnavailableError(
@@ -191,6 +190,22 @@ class Engine:
                 "DOCKER_HOST to a running one (with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH for TLS)",
             ) from None
         return cls(client, address)
+
+    def docker_host(self) -> str | None:
+        """This engine's URL for a process or client that would otherwise follow DOCKER_HOST elsewhere (the watchdog,
+        testcontainers' own clients): None when DOCKER_HOST names it already, or when its URL is not a DOCKER_HOST
+        value (an SDK client built on a socket path)."""
+        url = self.address.url
+        if url == os.environ.get("DOCKER_HOST", DEFAULT_HOST) or self.address.scheme not in DOCKER_HOST_SCHEMES:
+            return None
+        return url
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for testcontainers' clients (containers, networks) so that they reach this engine."""
+        url = self.docker_host()
+        if url is None:
+            return {}
+        return {"environment": {**os.environ, "DOCKER_HOST": url}, "use_ssh_client": self.address.scheme == "ssh"}
 
     @property
     def remote(self) -> bool:

@@ -172,10 +172,10 @@ class Environment:
         self._check_images(engine)
         labels = self.labels()
         try:
-            network = Network(docker_network_kw={"labels": labels, "driver": "bridge"})
+            network = Network(engine.client_kwargs(), docker_network_kw={"labels": labels, "driver": "bridge"})
             network.name = self.network_name
             network.create()
-            self._watchdog = Watchdog(self.id, self._owner)
+            self._watchdog = Watchdog(self.id, self._owner, engine.docker_host())  # this engine, whatever DOCKER_HOST
             ready: _Ready = {}
             for wave in self.topology.waves:
                 ready.update(self._start_wave(wave, network, labels, ready))

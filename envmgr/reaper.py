@@ -43,8 +43,10 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 class Watchdog:
     """Handle on the watchdog process guarding one environment."""
 
-    def __init__(self, env_id: str, owner: Owner) -> None:
+    def __init__(self, env_id: str, owner: Owner, docker_host: str | None = None) -> None:
+        """`docker_host`: the engine to clean, when it is not the one DOCKER_HOST names (an explicit `Engine`)."""
         self.env_id = env_id
+        environ = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
         self._process = subprocess.Popen(
             [
                 # at the lowest priority: it must not compete with the start-up it guards for the CPU
@@ -56,6 +58,7 @@ class Watchdog:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # outlives the owner's process group (Ctrl-C, SIGKILL of the group)
             close_fds=True,
+            env=environ,
         )  # fmt: skip
 
     def stop(self) -> None:

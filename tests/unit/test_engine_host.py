@@ -114,7 +114,7 @@ def test_tls_follows_the_sdk_variables(docker_host: str, environ: dict[str, str]
     assert address.host == "build-box" or not address.remote
 
 
-def test_ssh_without_paramiko_uses_the_ssh_client(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_goes_through_the_ssh_client(monkeypatch: pytest.MonkeyPatch) -> None:
     asked: dict[str, Any] = {}
 
     def from_env(**kwargs: Any) -> Any:
@@ -123,13 +123,32 @@ def test_ssh_without_paramiko_uses_the_ssh_client(monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv("DOCKER_HOST", "ssh://ci@build-box.internal")
     monkeypatch.setattr(docker, "from_env", from_env)
-    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
     with pytest.raises(DockerUnavailableError) as raised:
         Engine.connect()
     assert asked["use_ssh_client"] is True
     assert "ssh://ci@build-box.internal" in raised.value.cause
     assert raised.value.fix is not None
     assert "DOCKER_TLS_VERIFY" in raised.value.fix
+
+
+def test_an_explicit_engine_is_the_one_testcontainers_and_the_watchdog_reach(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Engine given to Environment(engine=...) that DOCKER_HOST does not name: containers, networks and the
+    watchdog must go to it, not to DOCKER_HOST's engine."""
+    monkeypatch.setenv("DOCKER_HOST", "unix:///var/run/docker.sock")
+    monkeypatch.setenv("DOCKER_TLS_VERIFY", "1")
+    remote = Engine(SimpleNamespace(), parse("tcp://10.20.30.40:2376", DOCKER_TLS_VERIFY="1"))  # type: ignore[arg-type]
+    assert remote.docker_host() == "tcp://10.20.30.40:2376"
+    kwargs = remote.client_kwargs()
+    assert kwargs["environment"]["DOCKER_HOST"] == "tcp://10.20.30.40:2376"
+    assert kwargs["environment"]["DOCKER_TLS_VERIFY"] == "1"
+    assert kwargs["use_ssh_client"] is False
+    assert Engine(SimpleNamespace(), parse("ssh://ci@box")).client_kwargs()["use_ssh_client"] is True  # type: ignore[arg-type]
+    same = Engine(SimpleNamespace(), parse("unix:///var/run/docker.sock"))  # type: ignore[arg-type]
+    assert same.docker_host() is None
+    assert same.client_kwargs() == {}
+    monkeypatch.delenv("DOCKER_HOST")
+    sdk_socket = engine("http+docker://localhost")  # built on a socket path: only DOCKER_HOST can say which
+    assert sdk_socket.docker_host() is None
 
 
 DOCKER_VERSION = {"Version": "20.10.24+dfsg1", "ApiVersion": "1.41", "Components": [{"Name": "Engine"}]}
