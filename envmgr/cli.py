@@ -279,26 +279,29 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
         engine = Engine.connect()
         rows: list[dict[str, Any]] = []
         for env_id, record in sorted(engine.environments().items(), key=lambda item: item[1].created):
+            owner = record.owner
+            row: dict[str, Any] = {
+                "id": env_id,
+                "sandbox": record.sandbox,
+                "detached": record.detached,
+                "owner_pid": owner.pid if owner else None,
+                "owner_host": owner.host if owner else None,
+                "orphaned": orphaned(record),
+                "age_seconds": round(time.time() - record.created, 1),
+                "services": {},
+            }
             try:
                 env = Environment.attach(env_id, engine=engine)
             except EnvironmentNotFoundError:  # removed between the listing and now (a shared engine): not listed
                 continue
-            health = env.health()
-            owner = record.owner
-            rows.append(
-                {
-                    "id": env_id,
-                    "sandbox": record.sandbox,
-                    "detached": record.detached,
-                    "owner_pid": owner.pid if owner else None,
-                    "orphaned": orphaned(record),
-                    "age_seconds": round(time.time() - record.created, 1),
-                    "services": {
-                        name: {"url": env.endpoints[name].url, "healthy": h.healthy, "detail": h.detail}
-                        for name, h in health.items()
-                    },
-                }
-            )
+            except EnvmgrError as exc:  # another version's, or being torn down by another process: said, not fatal
+                rows.append({**row, "error": exc.cause})
+                continue
+            row["services"] = {
+                name: {"url": env.endpoints[name].url, "healthy": h.healthy, "detail": h.detail}
+                for name, h in env.health().items()
+            }
+            rows.append(row)
         if as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -311,6 +314,8 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="machine-readabl
                 Text.assemble(f"{name} ", ("up", "green") if s["healthy"] else ("down", "red"))
                 for name, s in row["services"].items()
             )
+            if "error" in row:
+                services = Text(row["error"], style="yellow")
             owner_text = "detached" if row["detached"] else f"pid {row['owner_pid']}"
             if row["orphaned"]:
                 owner_text += " (gone)"

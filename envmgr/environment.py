@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
+from pydantic import ValidationError
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
@@ -28,7 +29,7 @@ from envmgr.config import Settings, load_settings
 from envmgr.containers import alias, is_running, published_from, run_container
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.engine import Engine
-from envmgr.errors import EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError
+from envmgr.errors import EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError, first_line
 from envmgr.faults import Faults
 from envmgr.labels import (
     LABEL_CREATED,
@@ -294,21 +295,27 @@ class Environment:
                 f"no environment {env_id!r} on this engine",
                 "list them with `envmgr status`",
             )
-        if settings is not None:
-            base = settings
-        elif LABEL_SETTINGS in record.labels:  # made by the daemon from a project's settings
-            base = Settings.model_validate_json(record.labels[LABEL_SETTINGS])
-        else:
-            base = Settings()
-        configs: dict[str, Any] = {}
-        for container in record.containers:
-            name = container.labels.get(LABEL_SERVICE, "")
-            if name in registry:
-                configs[name] = json.loads(container.labels.get(LABEL_SERVICE_CONFIG, "{}"))
-        merged = base.model_copy(update={"namespace": record.labels.get(LABEL_NAMESPACE, base.namespace)})
-        merged = merged.model_copy(
-            update={name: base.service(name).model_validate(config) for name, config in configs.items()}
-        )
+        try:
+            if settings is not None:
+                base = settings
+            elif LABEL_SETTINGS in record.labels:  # made by the daemon from a project's settings
+                base = Settings.model_validate_json(record.labels[LABEL_SETTINGS])
+            else:
+                base = Settings()
+            configs: dict[str, Any] = {}
+            for container in record.containers:
+                name = container.labels.get(LABEL_SERVICE, "")
+                if name in registry:
+                    configs[name] = json.loads(container.labels.get(LABEL_SERVICE_CONFIG, "{}"))
+            merged = base.model_copy(update={"namespace": record.labels.get(LABEL_NAMESPACE, base.namespace)})
+            merged = merged.model_copy(
+                update={name: base.service(name).model_validate(config) for name, config in configs.items()}
+            )
+        except (ValidationError, ValueError) as exc:  # a shared engine: another machine's envmgr, another version
+            raise EnvmgrError(
+                f"environment {env_id} has settings labels this envmgr cannot read ({first_line(exc)})",
+                f"use the envmgr version that started it, or remove it: envmgr down {env_id}",
+            ) from None
         workers = int(record.labels.get(LABEL_WORKERS, "0"))
         env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox,
                   detach=record.detached, engine=engine, workers=workers, registry=registry)  # fmt: skip

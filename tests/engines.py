@@ -142,7 +142,7 @@ def namespaced_dockerd() -> Iterator[SecondEngine]:
                 "--tls=false",  # said explicitly: dockerd otherwise delays its start by 15 s to warn about plain TCP
                 "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
                 "--default-address-pool", f"base={CONTAINER_POOL},size=24",
-                "--cgroup-parent=/envmgr-second-engine", "--storage-driver=overlay2", "--shutdown-timeout=2",
+                f"--cgroup-parent=/{namespace}", "--storage-driver=overlay2", "--shutdown-timeout=2",
             ],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
@@ -211,6 +211,13 @@ def _remove_namespaced_dockerd(
             dockerd.wait(timeout=STOP_SECONDS)
     for mount in reversed(_mounts_under(root)):  # what dockerd left mounted (it unmounts on a clean stop)
         subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+    for group in [*Path("/sys/fs/cgroup").glob(f"*/{namespace}"), Path("/sys/fs/cgroup") / namespace]:
+        try:
+            group.rmdir()  # the cgroup parent of its containers: empty once they are gone
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"removing {group}: {exc}")
     for command in (["ip", "link", "delete", outside], ["ip", "netns", "delete", namespace]):
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0 and "Cannot find device" not in done.stderr:
@@ -265,6 +272,8 @@ def podman_service() -> Iterator[SecondEngine]:
                 os.killpg(service.pid, signal.SIGKILL)
                 service.wait(timeout=STOP_SECONDS)
         shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # another run's folder may still be there: then it stays
+            folder.parent.rmdir()
 
 
 def _answers(sock: Path) -> bool:

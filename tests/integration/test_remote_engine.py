@@ -266,6 +266,7 @@ def test_the_remote_engine_is_gone_afterwards() -> None:
     assert remote.namespace not in _netns()
     assert subprocess.run(["ip", "link", "show", remote.link], capture_output=True, check=False).returncode != 0
     assert not remote.root.exists()
+    assert list(Path("/sys/fs/cgroup").glob(f"*/{remote.namespace}")) == []  # its containers' cgroup parent
     assert subprocess.run(["pgrep", "-f", str(remote.root)], capture_output=True, check=False).stdout == b""
 
 
