@@ -34,7 +34,6 @@ from envmgr.endpoints import Endpoints, Worker
 from envmgr.engine import Engine
 from envmgr.environment import Environment, Health
 from envmgr.errors import (
-    ConfigError,
     DaemonNotRunningError,
     EnvironmentNotFoundError,
     EnvmgrError,
@@ -316,23 +315,23 @@ def status(
                 "sandbox": record.sandbox,
                 "detached": record.detached,
                 "owner_pid": owner.pid if owner else None,
+                "owner_host": owner.host if owner else None,
                 "orphaned": orphaned(record),
                 "age_seconds": round(time.time() - record.created, 1),
                 "services": {},
-                "unreadable": None,
             }
             try:
                 env = Environment.attach(env_id, engine=engine)
             except EnvironmentNotFoundError:  # removed between the listing and now (a shared engine): not listed
                 continue
-            except ConfigError as exc:  # started by another envmgr version: listed, not probed
-                row["unreadable"] = exc.cause
-            else:
-                row["services"] = {
-                    name: {"url": env.endpoints[name].url, "redacted_url": env.endpoints[name].redacted_url,
-                           "healthy": probe.healthy, "detail": probe.detail}
-                    for name, probe in env.health().items()
-                }  # fmt: skip
+            except EnvmgrError as exc:  # another version's, or being torn down by another process: said, not fatal
+                rows.append({**row, "error": exc.cause})
+                continue
+            row["services"] = {
+                name: {"url": env.endpoints[name].url, "redacted_url": env.endpoints[name].redacted_url,
+                       "healthy": probe.healthy, "detail": probe.detail}
+                for name, probe in env.health().items()
+            }  # fmt: skip
             rows.append(row)
         if as_json:
             print(json.dumps(rows, indent=2))
@@ -349,7 +348,9 @@ def status(
                     f" {s['url'] if show_secrets else s['redacted_url']}",
                 )
                 for name, s in row["services"].items()
-            ) or Text(row["unreadable"] or "")
+            )
+            if "error" in row:
+                services = Text(row["error"], style="yellow")
             owner_text = "detached" if row["detached"] else f"pid {row['owner_pid']}"
             if row["orphaned"]:
                 owner_text += " (gone)"
@@ -439,11 +440,23 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
     def body() -> None:
         settings = _settings(config, image_set)
         engine = Engine.connect()
-        version = engine.client.version()
+        info = engine.describe()
         console = _out()
         ok = ("ok", "green")
-        console.print(Text.assemble(ok, f" engine {version.get('Version')} (API {version.get('ApiVersion')})"))
-        console.print(Text.assemble(ok, f" containers are reached at {engine.host_address()} (published ports only)"))
+        where = "remote" if info.remote else "local"
+        secured = ", TLS" if info.tls else ", SSH" if engine.address.scheme == "ssh" else ""
+        console.print(Text.assemble(ok, f" engine {info.kind} {info.version} (API {info.api_version})"))
+        console.print(Text.assemble(ok, f" at {info.url} ({where}{secured})"))
+        binding = f"ports bound to {info.published_on} on the engine" if info.remote else "published ports only"
+        console.print(Text.assemble(ok, f" containers are reached at {info.reached_at} ({binding})"))
+        if info.remote and not info.tls and engine.address.scheme != "ssh":
+            console.print(
+                Text.assemble(
+                    ("warning", "yellow"),
+                    f" {info.url} is plain TCP: whoever reaches it controls the engine; use TLS (DOCKER_TLS_VERIFY=1, "
+                    "DOCKER_CERT_PATH) or ssh://",
+                )
+            )
         from envmgr.services import create_service
 
         problems = 0

@@ -1,11 +1,17 @@
 """Creating one service container on the engine, and reading back where its ports were published.
 
-Ports are pinned to free ports on the publish address (127.0.0.1 for a local engine), so a restarted container keeps
-its endpoint; a port taken by another process between the choice and the start is retried with other ports.
+Ports are pinned to chosen host ports on the publish address, so a restarted container keeps its endpoint: on a
+local engine a port free on 127.0.0.1 right now; on a remote one (whose ports cannot be probed from here) a random
+port of `REMOTE_PORTS`, bound to the engine's own address. A port taken between the choice and the start is retried
+with other ports; an engine that cannot bind its own address publishes on all its interfaces instead.
+
+Bind mounts name this machine's files: on a remote engine their content is copied into the container before it
+starts (`bind_copies`: without VCS folders, caches and virtualenvs, up to `COPY_LIMIT_BYTES`).
 """
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -16,14 +22,23 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.engine import Engine
+from envmgr.engine import ALL_INTERFACES, Engine
 from envmgr.errors import ServiceStartError, first_line
 from envmgr.services import ContainerSpec, Published
 
-__all__ = ["alias", "free_port", "is_running", "published_from", "run_container"]
+__all__ = ["alias", "bind_copies", "free_port", "is_running", "published_from", "run_container"]
 
-PORT_ATTEMPTS = 3
+PORT_ATTEMPTS = 4
 PORT_TAKEN = ("port is already allocated", "address already in use")
+ADDRESS_REFUSED = "cannot assign requested address"
+REMOTE_PORTS = (20000, 32767)
+"""where host ports are chosen on a remote engine: above the usual services, below Linux's ephemeral range"""
+COPY_LIMIT_BYTES = 64 * 1024 * 1024
+NOT_COPIED = frozenset(
+    {".git", ".hg", ".svn", "__pycache__", ".venv", "venv", "node_modules", ".mypy_cache", ".pytest_cache",
+     ".ruff_cache", ".tox", ".nox", ".envmgr"}
+)  # fmt: skip
+"""folders left out when a bind mount's content is copied to a remote engine"""
 
 
 def alias(service: str, replica: int) -> str:
@@ -48,14 +63,19 @@ def run_container(
     was planned (others are tried when one was taken meanwhile). `host_env(host, host_ports)` gives the environment
     that depends on the published ports; `created` is told of the container before it starts (so a failure
     half-way can still remove it)."""
-    publish = engine.publish_address()
+    copies = _copies(spec.copies)
+    if engine.remote:
+        for host_path, container_path in spec.binds.items():
+            copies += bind_copies(service, Path(host_path), container_path)
     for attempt in range(PORT_ATTEMPTS):
+        publish = engine.publish_address()
         if attempt == 0 and host_ports is not None:
             chosen = dict(host_ports)
         else:
-            chosen = {role: free_port(publish) for role in spec.ports}
+            chosen = {role: free_port(publish, remote=engine.remote) for role in spec.ports}
         container = DockerContainer(
             spec.image,
+            docker_client_kw=engine.client_kwargs(),
             command=cast(Any, spec.command),
             env={**spec.env, **host_env(engine.host_address(), chosen)},
             name=name,
@@ -68,15 +88,20 @@ def run_container(
             container.with_tmpfs_mount(path)
         for path, size in spec.tmpfs.items():
             container.with_tmpfs_mount(path, size or None)
-        for host_path, container_path in spec.binds.items():
-            container.with_volume_mapping(host_path, container_path, "ro")
-        for source, destination, mode in _copies(spec.copies):
+        if not engine.remote:
+            for host_path, container_path in spec.binds.items():
+                container.with_volume_mapping(host_path, container_path, "ro")
+        for source, destination, mode in copies:
             container.with_copy_into_container(source, destination, mode)
         container.with_kwargs(labels=dict(labels), privileged=False)
         created(container)
         try:
             container.start()
         except docker.errors.DockerException as exc:
+            if ADDRESS_REFUSED in str(exc) and publish != ALL_INTERFACES:  # the engine does not own that address
+                container.stop()
+                engine.publish_everywhere()
+                continue
             taken = any(text in str(exc) for text in PORT_TAKEN)
             if taken and attempt < PORT_ATTEMPTS - 1:  # another process took the port meanwhile: try others
                 container.stop()
@@ -154,6 +179,38 @@ def is_running(container: Any) -> bool:
     return bool(container.status == "running")
 
 
+def bind_copies(service: str, source: Path, container_path: str) -> list[tuple[bytes, str, int]]:
+    """The files of a bind mount (`source` mounted at `container_path`) to copy instead, for a remote engine: the
+    folder's content lands at `container_path` itself; VCS folders, caches and virtualenvs (`NOT_COPIED`) are left
+    out. ServiceStartError when it exceeds `COPY_LIMIT_BYTES`."""
+    if source.is_file():
+        return [(source.read_bytes(), container_path, 0o644)]
+    paths = [p for p in _walk(source) if p.is_file()]
+    total = sum(p.stat().st_size for p in paths)
+    if total > COPY_LIMIT_BYTES:
+        raise ServiceStartError(
+            service,
+            f"{service} mounts {source} ({total // 2**20} MiB) at {container_path}; a remote engine cannot mount this "
+            f"machine's files, and envmgr copies at most {COPY_LIMIT_BYTES // 2**20} MiB",
+            "point the setting at the folder the container needs (for celery: [tool.envmgr.celery] code_dir), or "
+            "use a local engine",
+        )
+    root = container_path.rstrip("/")
+    return [(p.read_bytes(), f"{root}/{p.relative_to(source).as_posix()}", 0o644) for p in sorted(paths)]
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Every path under `folder`, without the folders of `NOT_COPIED` (nor what they hold)."""
+    found: list[Path] = []
+    for path in folder.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            if path.name not in NOT_COPIED:
+                found += _walk(path)
+        else:
+            found.append(path)
+    return found
+
+
 def _copies(copies: Mapping[str, str]) -> list[tuple[bytes, str, int]]:
     """Each file of the copied folders, readable by any user in the container (the service may not run as root,
     and a checkout's modes are the host's business)."""
@@ -166,8 +223,11 @@ def _copies(copies: Mapping[str, str]) -> list[tuple[bytes, str, int]]:
     return files
 
 
-def free_port(address: str) -> int:
-    """A port free on `address` right now (the engine binds it a moment later; a lost race is retried)."""
+def free_port(address: str, *, remote: bool = False) -> int:
+    """A port free on `address` right now (the engine binds it a moment later; a lost race is retried). A remote
+    engine's ports cannot be probed from here: a random one of REMOTE_PORTS (a taken one is retried likewise)."""
+    if remote:
+        return random.randint(*REMOTE_PORTS)  # a port number, not a secret
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((address, 0))
         return int(probe.getsockname()[1])

@@ -1,17 +1,22 @@
-"""The Docker engine: connecting, resolving the host address, labels, images, and removing by label.
+"""The container engine: connecting, where it is and how its ports are reached, labels, images, removing by label.
 
-envmgr reaches containers only through ports published on 127.0.0.1 of a local engine (or on the host named by
-`DOCKER_HOST` for a remote one). It never uses testcontainers' host guess, which picks the bridge gateway wherever
-the `/.dockerenv` marker exists, and it disables Ryuk: envmgr has its own reaper (`envmgr.reaper`).
+envmgr reaches containers only through published ports: on 127.0.0.1 of a local engine, or at the host named by
+`DOCKER_HOST` for a remote one (`tcp://`, with TLS through `DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`, or `ssh://`),
+where they are bound to that address rather than to every interface when the engine allows it (`EngineAddress`).
+It never uses testcontainers' host guess, which picks the bridge gateway wherever the `/.dockerenv` marker exists,
+and it disables Ryuk: envmgr has its own reaper (`envmgr.reaper`). The engine may be Docker or Podman's
+Docker-compatible API (`EngineInfo`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -29,9 +34,105 @@ from envmgr.labels import (
     Owner,
 )
 
-__all__ = ["Engine", "EnvironmentRecord"]
+__all__ = ["Engine", "EngineAddress", "EngineInfo", "EnvironmentRecord", "engine_kind"]
 
+DEFAULT_HOST = "unix:///var/run/docker.sock"
 LOCAL_SCHEMES = {"unix", "npipe", "http+unix", "http+docker"}
+DOCKER_HOST_SCHEMES = {"unix", "npipe", "tcp", "http", "https", "ssh"}
+LOOPBACK_NAMES = {"localhost", "localunixsocket"}
+ALL_INTERFACES = "0.0.0.0"
+
+
+@dataclass(frozen=True)
+class EngineAddress:
+    """Where the engine is, and how the ports it publishes are reached from this process.
+
+    A local engine (a unix socket, a named pipe, TCP on loopback) publishes on 127.0.0.1 and can bind-mount this
+    machine's files. Any other engine is remote: its ports are reached at the host `DOCKER_HOST` names, files are
+    copied into containers instead of bind-mounted, and ports are bound to the engine's own address (`bind`) so
+    that they are not open on every interface of that machine (when the engine cannot bind that address, e.g.
+    behind NAT, `Engine` falls back to all interfaces).
+    """
+
+    url: str
+    """as configured: DOCKER_HOST, or the SDK's default socket"""
+    scheme: str
+    """unix, npipe, tcp, ssh, http or https"""
+    host: str
+    """where published ports are reached: 127.0.0.1 for a local engine"""
+    remote: bool
+    tls: bool
+    """TCP with TLS (DOCKER_TLS_VERIFY / DOCKER_CERT_PATH, or an https:// URL); ssh:// is encrypted by SSH"""
+    bind_to: str = ""
+    """the engine-side address to publish on, when known better than from the host name ("": from `host`)"""
+
+    @classmethod
+    def parse(cls, docker_host: str, environ: Mapping[str, str] | None = None) -> EngineAddress:
+        """Read a DOCKER_HOST value (`environ`: the TLS variables, as the docker SDK reads them)."""
+        environ = os.environ if environ is None else environ
+        url = docker_host.strip() or DEFAULT_HOST
+        parsed = urlparse(url if "://" in url else f"tcp://{url}")  # the SDK accepts a bare host:port
+        scheme = parsed.scheme or "tcp"
+        hostname = parsed.hostname or ""
+        tls = scheme == "https" or (scheme in {"tcp", "http"} and _tls_requested(environ))
+        if scheme in LOCAL_SCHEMES or not hostname or hostname in LOOPBACK_NAMES or _is_loopback(hostname):
+            return cls(url=url, scheme=scheme, host="127.0.0.1", remote=False, tls=tls)
+        return cls(url=url, scheme=scheme, host=hostname, remote=True, tls=tls)
+
+    def bind(self) -> str:
+        """The address ports are published on: loopback locally; the engine's own address remotely (a host name is
+        resolved here, as the SDK resolves it to connect), or all interfaces when it cannot be resolved."""
+        if not self.remote:
+            return "127.0.0.1"
+        if self.bind_to:
+            return self.bind_to
+        try:
+            ipaddress.IPv4Address(self.host)
+        except ValueError:
+            try:
+                return str(socket.getaddrinfo(self.host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+            except (OSError, IndexError):
+                return ALL_INTERFACES
+        return self.host
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What `envmgr doctor` and the run report say about the engine: which, where, how ports are reached."""
+
+    kind: str
+    """Docker or Podman"""
+    version: str
+    api_version: str
+    url: str
+    remote: bool
+    tls: bool
+    reached_at: str
+    """the host at which published ports are reached"""
+    published_on: str
+    """the engine-side address ports are bound to (0.0.0.0: every interface of the engine's machine)"""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def engine_kind(version: Mapping[str, Any]) -> str:
+    """Docker or Podman, from the engine's `version()` answer (Podman's compatible API names its components)."""
+    names = [str(component.get("Name", "")) for component in version.get("Components") or []]
+    platform = str((version.get("Platform") or {}).get("Name", ""))
+    return "Podman" if any("podman" in name.lower() for name in [*names, platform]) else "Docker"
+
+
+def _tls_requested(environ: Mapping[str, str]) -> bool:
+    """As `docker.from_env` decides: DOCKER_TLS_VERIFY or DOCKER_CERT_PATH set to something."""
+    return bool(environ.get("DOCKER_TLS_VERIFY")) or bool(environ.get("DOCKER_CERT_PATH"))
+
+
+def _is_loopback(hostname: str) -> bool:
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -66,44 +167,86 @@ class EnvironmentRecord:
 class Engine:
     """A connected Docker engine."""
 
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(self, client: docker.DockerClient, address: EngineAddress | None = None) -> None:
+        # envmgr reaps with its own mechanism; Ryuk's image cannot be assumed pullable (and misbehaves under xdist).
+        testcontainers_config.ryuk_disabled = True
         self.client = client
+        self.address = address or EngineAddress.parse(os.environ.get("DOCKER_HOST", "") or client.api.base_url)
+        self._bind: str | None = None
+        self._version: dict[str, Any] | None = None
 
     @classmethod
     def connect(cls, timeout: float = 10.0) -> Engine:
         """Connect and ping; raise DockerUnavailableError with the address tried and the fix."""
-        # envmgr reaps with its own mechanism; Ryuk's image cannot be assumed pullable (and misbehaves under xdist).
-        testcontainers_config.ryuk_disabled = True
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        address = EngineAddress.parse(os.environ.get("DOCKER_HOST", ""))
         try:
-            client = docker.from_env(timeout=int(max(timeout, 1)))
+            # ssh://: the `ssh` client, as the docker CLI and testcontainers use it (paramiko is not needed)
+            client = docker.from_env(timeout=int(max(timeout, 1)), use_ssh_client=address.scheme == "ssh")
             client.ping()
         except (docker.errors.DockerException, OSError) as exc:
             raise DockerUnavailableError(
-                f"cannot reach the Docker engine at {where} ({first_line(exc)})",
-                "start the engine (e.g. `dockerd &` as root, or Docker Desktop) or set DOCKER_HOST to a running one",
+                f"cannot reach the Docker engine at {address.url} ({first_line(exc)})",
+                "start the engine (e.g. `dockerd &` as root, Docker Desktop, or `podman system service`) or set "
+                "DOCKER_HOST to a running one (with DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH for TLS)",
             ) from None
-        return cls(client)
+        return cls(client, address)
 
-    @staticmethod
-    def planned_addresses() -> tuple[str, str]:
-        """(host address, publish address) as `host_address` and `publish_address` will give them, without
-        connecting: from DOCKER_HOST (unset: the local socket). For planning an environment before it starts."""
-        base = urlparse(os.environ.get("DOCKER_HOST", ""))
-        if not base.scheme or base.scheme in LOCAL_SCHEMES or base.hostname in {None, "localhost", "localunixsocket"}:
-            return "127.0.0.1", "127.0.0.1"
-        return str(base.hostname), "0.0.0.0"
+    def docker_host(self) -> str | None:
+        """This engine's URL for a process or client that would otherwise follow DOCKER_HOST elsewhere (the watchdog,
+        testcontainers' own clients): None when DOCKER_HOST names it already, or when its URL is not a DOCKER_HOST
+        value (an SDK client built on a socket path)."""
+        url = self.address.url
+        if url == os.environ.get("DOCKER_HOST", DEFAULT_HOST) or self.address.scheme not in DOCKER_HOST_SCHEMES:
+            return None
+        return url
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for testcontainers' clients (containers, networks) so that they reach this engine."""
+        url = self.docker_host()
+        if url is None:
+            return {}
+        return {"environment": {**os.environ, "DOCKER_HOST": url}, "use_ssh_client": self.address.scheme == "ssh"}
+
+    @property
+    def remote(self) -> bool:
+        """Not on this machine as far as envmgr can tell: ports at its host, files copied rather than mounted."""
+        return self.address.remote
 
     def host_address(self) -> str:
         """The address at which published ports are reached: 127.0.0.1 locally, the DOCKER_HOST host remotely."""
-        base = urlparse(os.environ.get("DOCKER_HOST", "") or self.client.api.base_url)
-        if base.scheme in LOCAL_SCHEMES or not base.hostname or base.hostname in {"localhost", "localunixsocket"}:
-            return "127.0.0.1"
-        return base.hostname
+        return self.address.host
 
     def publish_address(self) -> str:
-        """The host interface ports are bound to: loopback locally; all interfaces only for a remote engine."""
-        return "127.0.0.1" if self.host_address() == "127.0.0.1" else "0.0.0.0"
+        """The engine-side address ports are bound to: loopback locally, the engine's own address remotely (all
+        interfaces once the engine has refused that address, see `publish_everywhere`)."""
+        if self._bind is None:
+            self._bind = self.address.bind()
+        return self._bind
+
+    def publish_everywhere(self) -> None:
+        """The engine cannot bind its DOCKER_HOST address (NAT, a port forward): publish on all its interfaces."""
+        self._bind = ALL_INTERFACES
+
+    def describe(self) -> EngineInfo:
+        """Which engine this is (one `version()` call, then remembered), where, and how its ports are reached."""
+        if self._version is None:
+            try:
+                self._version = dict(self.client.version())
+            except docker.errors.DockerException as exc:
+                raise DockerUnavailableError(
+                    f"the container engine at {self.address.url} did not say its version ({first_line(exc)})",
+                    "check that it still runs (docker version)",
+                ) from None
+        return EngineInfo(
+            kind=engine_kind(self._version),
+            version=str(self._version.get("Version", "")),
+            api_version=str(self._version.get("ApiVersion", "")),
+            url=self.address.url,
+            remote=self.address.remote,
+            tls=self.address.tls,
+            reached_at=self.host_address(),
+            published_on=self.publish_address(),
+        )
 
     # images -------------------------------------------------------------------------------------------------
 

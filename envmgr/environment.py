@@ -12,6 +12,7 @@ concurrently (a service waits only for those it requires), each ready when its o
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import threading
 import time
@@ -28,8 +29,8 @@ from testcontainers.core.network import Network
 from envmgr.config import Settings, load_settings
 from envmgr.containers import alias, free_port, is_running, published_from, run_container
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
-from envmgr.engine import Engine
-from envmgr.errors import ConfigError, EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError
+from envmgr.engine import Engine, EngineAddress
+from envmgr.errors import ConfigError, EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError, first_line
 from envmgr.faults import Faults
 from envmgr.labels import (
     LABEL_CREATED,
@@ -197,11 +198,11 @@ class Environment:
         sweep(engine)
         labels = self.labels()
         try:
-            network = Network(docker_network_kw={"labels": labels, "driver": "bridge"})
+            network = Network(engine.client_kwargs(), docker_network_kw={"labels": labels, "driver": "bridge"})
             network.name = self.network_name
             network.create()
             self._network = network
-            self._watchdog = Watchdog(self.id, self._owner)
+            self._watchdog = Watchdog(self.id, self._owner, engine.docker_host())  # this engine, whatever DOCKER_HOST
         except BaseException:
             self._teardown()
             raise
@@ -356,11 +357,6 @@ class Environment:
                 f"no environment {env_id!r} on this engine",
                 "list them with `envmgr status`",
             )
-        configs: dict[str, Any] = {}
-        for container in record.containers:
-            name = container.labels.get(LABEL_SERVICE, "")
-            if name in registry:
-                configs[name] = json.loads(container.labels.get(LABEL_SERVICE_CONFIG, "{}"))
         try:
             if settings is not None:
                 base = settings
@@ -368,16 +364,19 @@ class Environment:
                 base = Settings.model_validate_json(record.labels[LABEL_SETTINGS])
             else:
                 base = Settings()
+            configs: dict[str, Any] = {}
+            for container in record.containers:
+                name = container.labels.get(LABEL_SERVICE, "")
+                if name in registry:
+                    configs[name] = json.loads(container.labels.get(LABEL_SERVICE_CONFIG, "{}"))
             merged = base.model_copy(update={"namespace": record.labels.get(LABEL_NAMESPACE, base.namespace)})
             merged = merged.model_copy(
                 update={name: base.service(name).model_validate(config) for name, config in configs.items()}
             )
-        except ValidationError as exc:  # its labels name settings this envmgr does not know (another version made it)
-            first = exc.errors()[0]
+        except (ValidationError, ValueError) as exc:  # a shared engine: another machine's envmgr, another version
             raise ConfigError(
-                f"environment {env_id} has settings this envmgr cannot read: {exc.title} "
-                f"{'.'.join(str(part) for part in first['loc'])}: {first['msg']}",
-                f"use the envmgr that started it, or remove it: envmgr down {env_id}",
+                f"environment {env_id} has settings labels this envmgr cannot read ({first_line(exc)})",
+                f"use the envmgr version that started it, or remove it: envmgr down {env_id}",
             ) from None
         workers = int(record.labels.get(LABEL_WORKERS, "0"))
         env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox,
@@ -473,10 +472,11 @@ class Environment:
         needs = {required: self._plan(required, worker) for required in self.topology.needs[name]}
         viewed = {required: self._services[required].worker_view(e, worker) for required, e in needs.items()}
         if self._engine is not None:
-            host, publish = self._engine.host_address(), self._engine.publish_address()
-        else:  # planned before anything starts: no engine needed yet
-            host, publish = Engine.planned_addresses()
-        host_ports = {role: free_port(publish) for role in service.ports}
+            host, publish, remote = self._engine.host_address(), self._engine.publish_address(), self._engine.remote
+        else:  # planned before anything starts: from DOCKER_HOST, no engine needed yet
+            address = EngineAddress.parse(os.environ.get("DOCKER_HOST", ""))
+            host, publish, remote = address.host, address.bind(), address.remote
+        host_ports = {role: free_port(publish, remote=remote) for role in service.ports}
         network_alias = alias(name, replica)
         published = Published(
             host=host, ports=host_ports, alias=network_alias,

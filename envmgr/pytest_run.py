@@ -26,6 +26,7 @@ from envmgr.services import SERVICES, ServiceRegistry
 from envmgr.timings import Timings
 
 if TYPE_CHECKING:
+    from envmgr.engine import EngineInfo
     from envmgr.environment import Environment
     from envmgr.pytest_controller import ControllerServer
     from envmgr.pytest_source import EnvironmentSource, SourceOptions
@@ -55,6 +56,8 @@ class RunState:
     exitstatus: int | None = None
     start_seconds: float = 0.0
     """wall time of starting (or attaching to) the environment"""
+    engine: EngineInfo | None = None
+    """the engine the environment runs on (None for a leased one: the daemon's)"""
     resets: Timings = field(default_factory=Timings)
     """resets made in this process by fixtures (and by envmgr_env.reset() in an xdist worker)"""
     worker_resets: list[Resets] = field(default_factory=list)
@@ -157,6 +160,8 @@ class RunState:
             self._started_at = time.perf_counter()
             self.endpoints = self.source.start()
             self._source_started = True
+            if self.source.environment is not None:  # a leased one runs on the daemon's engine
+                self.engine = self.source.environment.engine.describe()
         return self.source
 
     def _ensure(self, source: EnvironmentSource, services: Sequence[str], worker: Worker) -> Endpoints:
@@ -207,9 +212,11 @@ class RunState:
             records.append(resets_of(timings.phases, timings.counts))
         started = {name: why for name, why in self.needed.items() if name in self.endpoints.services}
         skipped = [name for name in self.settings.enabled_services() if name not in self.endpoints.services]
+        engine = self.engine.as_dict() if self.engine is not None else None
         return build_report(
-            self.endpoints, phases, merge_resets(records), self.start_seconds, started=started, skipped=skipped
-        )
+            self.endpoints, phases, merge_resets(records), self.start_seconds, started=started, skipped=skipped,
+            engine=engine,
+        )  # fmt: skip
 
     def summary(self) -> str | None:
         """One line about the environment for the terminal summary."""

@@ -6,8 +6,10 @@ Two mechanisms, neither needing a pulled image:
   owner, that waits on the owner's pid (a pidfd: woken the moment the owner dies, SIGKILL included) and then removes
   everything labelled with the environment's id. The owner stops it after a clean teardown, or when it hands the
   environment over (`envmgr up --detach`, the daemon).
-* a **sweep** at every environment start and in `envmgr gc`: environments on this host whose owner process is gone
-  and that are not detached are removed.
+* a **sweep** at every environment start and in `envmgr gc`: environments whose owner process is gone and that are
+  not detached are removed. "Gone" is decided only for owners in this pid namespace (`Owner.is_local`): on a shared
+  remote engine, another machine's envmgr sees our environments too, and must never judge our owner dead by looking
+  its pid up in its own process table (nor we theirs).
 
 `envmgr gc --older-than DURATION` goes further for environments nobody will come back for (a CI job's sandbox whose
 `envmgr down` never ran): see `expired`.
@@ -22,7 +24,6 @@ import argparse
 import os
 import re
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -42,8 +43,10 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
 class Watchdog:
     """Handle on the watchdog process guarding one environment."""
 
-    def __init__(self, env_id: str, owner: Owner) -> None:
+    def __init__(self, env_id: str, owner: Owner, docker_host: str | None = None) -> None:
+        """`docker_host`: the engine to clean, when it is not the one DOCKER_HOST names (an explicit `Engine`)."""
         self.env_id = env_id
+        environ = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
         self._process = subprocess.Popen(
             [
                 # at the lowest priority: it must not compete with the start-up it guards for the CPU
@@ -55,6 +58,7 @@ class Watchdog:
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # outlives the owner's process group (Ctrl-C, SIGKILL of the group)
             close_fds=True,
+            env=environ,
         )  # fmt: skip
 
     def stop(self) -> None:
@@ -89,7 +93,7 @@ def expired(record: EnvironmentRecord, now: float, older_than: float) -> bool:
         return False
     owner = record.owner
     if record.detached:
-        return owner is None or not (owner.host == socket.gethostname() and owner.is_alive())
+        return owner is None or not (owner.is_local() and owner.is_alive())
     return owner is not None and not owner.is_alive()  # no owner labels: like `orphaned`, never assume it is gone
 
 
@@ -146,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--start", default="")
     args = parser.parse_args(argv)
-    owner = Owner(pid=args.pid, start=args.start, host=socket.gethostname())
+    owner = Owner.here(args.pid, args.start)
     _wait_for_exit(owner)
     Engine.connect().remove_environment(args.env)
 

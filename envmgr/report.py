@@ -6,13 +6,17 @@ The report (`pytest --envmgr-report PATH`, and the one line at the end of the te
      "services": {"postgres": {"create": 0.52, "ready": 0.31, "prepare": 0.4, "migrate": 0.09, "seed": 0.11,
                                "reset": 0.02, "resets": 2}, ...},
      "template": {"name": "app_tpl_...", "created": true},
-     "start_seconds": 1.9, "reset_seconds": 0.02, "total_seconds": 1.92}
+     "start_seconds": 1.9, "reset_seconds": 0.02, "total_seconds": 1.92,
+     "engine": {"kind": "Docker", "version": "20.10.24", "api_version": "1.41", "url": "unix:///var/run/docker.sock",
+                "remote": false, "tls": false, "reached_at": "127.0.0.1", "published_on": "127.0.0.1"}}
 
 `create` and `ready` are wall time (the replicas of a per-worker service start concurrently: the slowest counts);
 `prepare` includes `migrate` and `seed` (the template database built once per run); `reset` and `resets` add up
 every reset made in every pytest process: `Environment.reset`, `envmgr_fresh_db` re-clones, S3/SQS account
 resets, WireMock resets and Celery purges (a `db_session` rollback or a Redis FLUSHDB after a test is not one).
 `start_seconds` is the wall time of starting (or attaching to) the environment; `total_seconds` adds the resets.
+`engine` (`envmgr.engine.EngineInfo`) names the engine the environment runs on: Docker or Podman, local or remote,
+and where its ports are reached; it is left out for an environment leased from the daemon (the daemon's engine).
 """
 
 from __future__ import annotations
@@ -66,10 +70,11 @@ def build_report(
     *,
     started: Mapping[str, str] | None = None,
     skipped: Sequence[str] = (),
+    engine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The report of one run: the environment's phases per service, its template facts, every reset; with
-    `started`, why each service was started (the fixture or setting that first asked for it), and which enabled
-    services were `skipped` because no test used them."""
+    """The report of one run: the environment's phases per service, its template facts, every reset, its engine;
+    with `started`, why each service was started (the fixture or setting that first asked for it), and which
+    enabled services were `skipped` because no test used them."""
     names = list(endpoints.services)
     names += [name for name in resets if name not in names]  # e.g. celery purges with an in-process worker
     services: dict[str, dict[str, float | int]] = {}
@@ -93,6 +98,8 @@ def build_report(
     report["start_seconds"] = round(start_seconds, 4)
     report["reset_seconds"] = round(reset_seconds, 4)
     report["total_seconds"] = round(start_seconds + reset_seconds, 4)
+    if engine is not None:
+        report["engine"] = dict(engine)
     return report
 
 
@@ -124,6 +131,9 @@ def report_line(report: Mapping[str, Any]) -> str:
         detail = ", ".join(f"{name} {count}" for name, count in counts.items())
         resets += f" in {report['reset_seconds'] * 1000:.0f} ms ({detail})"
     parts.append(resets)
+    engine = report.get("engine")
+    if engine is not None and (engine["remote"] or engine["kind"] != "Docker"):  # the usual local Docker goes unsaid
+        parts.append(f"{engine['kind']} {engine['version']} at {engine['url']}")
     return " | ".join(parts)
 
 

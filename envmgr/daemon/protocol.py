@@ -121,7 +121,7 @@ def lease_request(settings: Settings, services: list[str] | None, workers: int, 
         "settings": settings.model_dump(mode="json"),
         "services": services,
         "workers": workers,
-        "holder": {"pid": holder.pid, "start": holder.start, "host": holder.host},
+        "holder": {"pid": holder.pid, "start": holder.start, "host": holder.host, "space": holder.space},
     }
 
 
@@ -144,5 +144,10 @@ def parse_lease_request(request: dict[str, Any]) -> LeaseRequest:
         settings=settings,
         services=services,
         workers=int(request.get("workers", 0)),
-        holder=Owner(pid=int(holder["pid"]), start=str(holder["start"]), host=str(holder["host"])),
+        holder=Owner(
+            pid=int(holder["pid"]),
+            start=str(holder["start"]),
+            host=str(holder["host"]),
+            space=str(holder.get("space", "")),
+        ),
     )

@@ -31,7 +31,7 @@ class ContainerSpec:
     command: list[str] | None = None
     tmpfs: dict[str, str] = field(default_factory=dict)
     binds: dict[str, str] = field(default_factory=dict)
-    """host path -> container path, mounted read-only (local engines only)"""
+    """host path -> container path, mounted read-only (on a remote engine its content is copied there instead)"""
     copies: dict[str, str] = field(default_factory=dict)
     """host file or folder -> container folder it is copied into before start (works with remote engines)"""
 

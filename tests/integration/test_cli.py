@@ -13,7 +13,10 @@ import psycopg
 import pytest
 import redis
 
+from envmgr.config import Settings
 from envmgr.engine import Engine
+from envmgr.labels import LABEL_DETACHED, LABEL_ENV, LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
+from envmgr.services import create_service
 from tests.conftest import labelled
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
@@ -100,3 +103,27 @@ def test_doctor_reports_engine_and_images(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "engine" in result.stdout
     assert "postgres" in result.stdout
+
+
+def test_status_lists_an_environment_it_cannot_read_instead_of_failing(
+    tmp_path: Path, engine: Engine, namespace: str
+) -> None:
+    """A shared engine holds environments of other machines' envmgr, other versions among them: `status` says which
+    it cannot read and goes on; `down` still removes them (by label)."""
+    env_id = "f" + os.urandom(5).hex()[:9]
+    labels = {
+        LABEL_ENV: env_id, LABEL_NAMESPACE: namespace, LABEL_SERVICE: "redis", LABEL_REPLICA: "0",
+        LABEL_SERVICE_CONFIG: json.dumps({"setting_of_a_later_version": 1}), LABEL_DETACHED: "true",
+    }  # fmt: skip
+    image = create_service("redis", Settings(project_root=tmp_path)).image()
+    engine.client.containers.create(image, name=f"{namespace}-{env_id}-redis", labels=labels)
+    try:
+        status = envmgr("status", "--json", cwd=tmp_path)
+        assert status.returncode == 0, status.stderr
+        row = next(r for r in json.loads(status.stdout) if r["id"] == env_id)
+        assert "cannot read" in row["error"]
+        assert row["services"] == {}
+    finally:
+        down = envmgr("down", env_id, cwd=tmp_path)
+    assert down.returncode == 0, down.stderr
+    assert labelled(engine, env_id) == []

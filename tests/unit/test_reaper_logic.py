@@ -1,4 +1,4 @@
-"""Who may be reaped: only environments that are not detached and whose owner on this host is gone."""
+"""Who may be reaped: only environments that are not detached and whose owner, in this pid namespace, is gone."""
 
 import os
 import socket
@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 from envmgr.engine import EnvironmentRecord
-from envmgr.labels import LABEL_DETACHED, LABEL_ENV, Owner, process_start_ticks
-from envmgr.reaper import orphaned
+from envmgr.labels import LABEL_DETACHED, LABEL_ENV, LABEL_PID_SPACE, Owner, pid_space, process_start_ticks
+from envmgr.reaper import expired, orphaned
 
 
 def dead_pid() -> int:
@@ -53,3 +53,36 @@ def test_labels_round_trip() -> None:
     me = Owner.current()
     assert Owner.from_labels(me.labels()) == me
     assert Owner.from_labels({}) is None
+
+
+def test_current_owner_names_its_pid_space() -> None:
+    me = Owner.current()
+    assert me.space == pid_space() != ""
+    assert me.is_local()
+    assert Owner.from_labels(me.labels()) == me
+
+
+def test_a_dead_pid_of_another_pid_space_with_the_same_host_name_counts_as_alive() -> None:
+    """Another machine (or container) sharing a remote engine, whose host name happens to be ours: its owner's pid
+    means nothing here, and a lookup in our process table must not condemn it."""
+    elsewhere = Owner(pid=dead_pid(), start="1", host=socket.gethostname(), space="another-boot/4026531836")
+    assert not elsewhere.is_local()
+    assert elsewhere.is_alive()
+    assert not orphaned(record(elsewhere))
+    assert not expired(record(elsewhere, detached=False), now=10**10, older_than=0)
+
+
+def test_a_dead_pid_of_our_pid_space_counts_as_dead() -> None:
+    here = Owner(pid=dead_pid(), start="", host="whatever-the-name", space=pid_space())
+    assert here.is_local()
+    assert orphaned(record(here))
+
+
+def test_labels_without_a_pid_space_fall_back_on_the_host_name() -> None:
+    """Written by an envmgr that did not record the pid space: the host name decides, as it did then."""
+    labels = Owner(pid=dead_pid(), start="", host=socket.gethostname()).labels()
+    assert LABEL_PID_SPACE not in labels
+    legacy = Owner.from_labels(labels)
+    assert legacy is not None
+    assert legacy.space == ""
+    assert orphaned(record(legacy))

@@ -110,3 +110,23 @@ def test_a_reused_template_and_no_resets() -> None:
         "envmgr: environment e2 | template app_tpl_ab12 reused (migrations and seeds skipped) "
         "| postgres prepare 0.05s | resets 0"
     )
+
+
+LOCAL_DOCKER = {"kind": "Docker", "version": "20.10.24", "api_version": "1.41", "url": "unix:///var/run/docker.sock",
+                "remote": False, "tls": False, "reached_at": "127.0.0.1", "published_on": "127.0.0.1"}  # fmt: skip
+
+
+def test_the_engine_is_in_the_json_and_in_the_line_when_it_is_not_the_usual_local_docker() -> None:
+    endpoints = Endpoints(id="e3", network="n", services={"redis": endpoint("redis")})
+    local = build_report(endpoints, {"redis": {"create": 0.2}}, {}, engine=LOCAL_DOCKER)
+    assert local["engine"] == LOCAL_DOCKER
+    assert report_line(local) == "envmgr: environment e3 | redis create 0.20s | resets 0"
+    remote = {**LOCAL_DOCKER, "url": "tcp://10.213.0.2:2375", "remote": True, "reached_at": "10.213.0.2"}
+    assert report_line(build_report(endpoints, {"redis": {"create": 0.2}}, {}, engine=remote)).endswith(
+        "| resets 0 | Docker 20.10.24 at tcp://10.213.0.2:2375"
+    )
+    podman = {**LOCAL_DOCKER, "kind": "Podman", "version": "4.3.1", "url": "unix:///run/podman/podman.sock"}
+    assert report_line(build_report(endpoints, {}, {}, engine=podman)).endswith(
+        "| Podman 4.3.1 at unix:///run/podman/podman.sock"
+    )
+    assert "engine" not in build_report(endpoints, {}, {})  # leased from the daemon: its engine is not known here

@@ -2,7 +2,8 @@
 
 The worker of replica N consumes from Redis database N+1 (the xdist worker gwN's, see `Worker.redis_db`), so a task
 sent by one pytest worker is executed only by that worker's Celery worker. The project's code is mounted read-only
-at /app (`[tool.envmgr.celery] code_dir`, default the project root) and the app is `[tool.envmgr.celery] app`. The
+at /app (`[tool.envmgr.celery] code_dir`, default the project root; copied there on a remote engine, see
+`envmgr.containers.bind_copies`) and the app is `[tool.envmgr.celery] app`. The
 container's environment names the broker (CELERY_BROKER_URL, CELERY_RESULT_BACKEND, which Celery reads by default)
 and the internal URLs of the other services (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL, WIREMOCK_URL ...), so a
 task can reach them from inside the environment's network.
