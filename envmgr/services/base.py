@@ -121,6 +121,16 @@ class Service(ABC):
     def endpoint(self, published: Published) -> ServiceEndpoint:
         """How to reach the started container."""
 
+    def published_endpoint(self, published: Published, scheme: str, **fields: Any) -> ServiceEndpoint:
+        """The endpoint of the service's primary port as published (what every service's endpoint starts from),
+        with the service's own `fields` (credentials, path, extra facts)."""
+        role, port = next(iter(self.ports.items()))
+        return ServiceEndpoint(
+            service=self.name, scheme=scheme, host=published.host, port=published.ports[role],
+            internal_host=published.alias, internal_port=port, image=published.image, container=published.container,
+            **fields,
+        )  # fmt: skip
+
     @abstractmethod
     def probe(self, endpoint: ServiceEndpoint) -> None:
         """Return when the service answers its protocol; raise otherwise. Must not block long (short time-outs)."""

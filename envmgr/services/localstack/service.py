@@ -98,16 +98,8 @@ class LocalStackService(Service):
         return {"LOCALSTACK_HOST": f"{host}:{host_ports['gateway']}"}
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
-        base = ServiceEndpoint(
-            service=self.name,
-            scheme="http",
-            host=published.host,
-            port=published.ports["gateway"],
-            internal_host=published.alias,
-            internal_port=PORT,
-            image=published.image,
-            container=published.container,
-            extra={"region": self.ls.region, "account_id": Worker().aws_account_id},
+        base = self.published_endpoint(
+            published, "http", extra={"region": self.ls.region, "account_id": Worker().aws_account_id}
         )
         return base.model_copy(update={"variables": aws_variables(base, Worker(), self._buckets())})
 

@@ -89,20 +89,10 @@ class PostgresService(Service):
         return ContainerSpec(image=self.image(), ports=dict(self.ports), env=env, command=command, tmpfs=tmpfs)
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
-        endpoint = ServiceEndpoint(
-            service=self.name,
-            scheme="postgresql",
-            host=published.host,
-            port=published.ports["postgres"],
-            internal_host=published.alias,
-            internal_port=PORT,
-            username=self.pg.user,
-            password=self.password,
-            path=self.pg.database,
-            image=published.image,
-            container=published.container,
+        endpoint = self.published_endpoint(
+            published, "postgresql", username=self.pg.user, password=self.password, path=self.pg.database,
             extra={"app_role": self.pg.app_role} if self.pg.app_role else {},
-        )
+        )  # fmt: skip
         return endpoint.bind(**VARIABLES)
 
     def probe(self, endpoint: ServiceEndpoint) -> None:

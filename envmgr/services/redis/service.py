@@ -71,19 +71,7 @@ class RedisService(Service):
         return ContainerSpec(image=self.image(), ports=dict(self.ports), env=dict(self.config.env), command=command)
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
-        endpoint = ServiceEndpoint(
-            service=self.name,
-            scheme="redis",
-            host=published.host,
-            port=published.ports["redis"],
-            internal_host=published.alias,
-            internal_port=PORT,
-            username="",
-            password=self.server_password,
-            path="0",
-            image=published.image,
-            container=published.container,
-        )
+        endpoint = self.published_endpoint(published, "redis", username="", password=self.server_password, path="0")
         return endpoint.bind(**VARIABLES)
 
     def reset(self, endpoint: ServiceEndpoint) -> None:

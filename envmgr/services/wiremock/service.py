@@ -37,16 +37,7 @@ class WireMockService(Service):
         return ContainerSpec(image=self.image(), ports=dict(self.ports), env=dict(self.config.env), copies=copies)
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
-        base = ServiceEndpoint(
-            service=self.name,
-            scheme="http",
-            host=published.host,
-            port=published.ports["http"],
-            internal_host=published.alias,
-            internal_port=PORT,
-            image=published.image,
-            container=published.container,
-        )
+        base = self.published_endpoint(published, "http")
         return base.model_copy(
             update={
                 "extra": {"admin_url": base.url + "/__admin"},
