@@ -17,28 +17,30 @@ from typing import Any
 
 import pytest
 
-from envmgr.config import Settings, find_pyproject, load_settings
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
 from envmgr.exports import worker_variables
 from envmgr.pytest_run import RUN_KEY, RunState, run_of
+from envmgr.pytest_setup import (
+    CONTROLLER_VARIABLE,
+    DEFAULT_LOGS_DIR,
+    ISOLATION_VARIABLE,
+    PLAN_VARIABLE,
+    export,
+    exported_names,
+    restore,
+    run_state,
+    settings_of,
+    unset,
+)
 from envmgr.pytest_source import OwnedSource, SourceOptions, may_lease
 from envmgr.report import resets_of, write_container_logs, write_report
 
-__all__ = ["exported_names", "run_of"]
+__all__ = ["exported_names", "run_of"]  # (exported_names: envmgr.pytest_setup, kept here for tests)
 
 WORKERINPUT_CONTROLLER = "envmgr_controller"
-PLAN_VARIABLE = "ENVMGR_RUN_PLAN"
-"""the controller's plan (Endpoints JSON), for its xdist workers to export their view before their conftests load"""
-ISOLATION_VARIABLE = "ENVMGR_RUN_ISOLATION"
-CONTROLLER_VARIABLE = "ENVMGR_RUN_CONTROLLER"
-"""the controller's pid: a process is its xdist worker when its parent is that pid (a pytest run inside a test of
-another run inherits PYTEST_XDIST_WORKER from it, and is no worker of anybody's)"""
-SAVED_KEY = pytest.StashKey[dict[str, str | None]]()
-SETTINGS_KEY = pytest.StashKey[Settings]()
 WORKERINPUT_ISOLATION = "envmgr_isolation"
 WORKEROUTPUT_RESETS = "envmgr_resets"
-DEFAULT_LOGS_DIR = "envmgr-logs"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -97,15 +99,15 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     if worker_id is not None and os.environ.get(CONTROLLER_VARIABLE) == str(os.getppid()):  # our controller's worker
         plan = os.environ.get(PLAN_VARIABLE)
         if plan:
-            settings = _settings(early_config, early_config.known_args_namespace)
+            settings = settings_of(early_config, early_config.known_args_namespace)
             isolated = os.environ.get(ISOLATION_VARIABLE) == "worker"
-            _export(early_config, worker_variables(Endpoints.from_json(plan), Worker(worker_id, isolated), settings))
+            export(early_config, worker_variables(Endpoints.from_json(plan), Worker(worker_id, isolated), settings))
         return
-    run = _run_state(early_config, early_config.known_args_namespace)
+    run = run_state(early_config, early_config.known_args_namespace)
     early_config.stash[RUN_KEY] = run
-    _export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
+    export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
     if may_lease(run.settings, run.options) or run.options.attach_id is not None:
-        _unset(early_config, PLAN_VARIABLE)
+        unset(early_config, PLAN_VARIABLE)
         return  # variables come with the leased or attached environment, before the first test that uses it
     source = OwnedSource(run.settings, run.workers, run.options)
     run.source = source
@@ -113,8 +115,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         planned = source.plan()
     except EnvmgrError as exc:
         raise pytest.UsageError(f"envmgr: {exc}") from None
-    _export(early_config, {PLAN_VARIABLE: planned.to_json()})
-    _export(early_config, worker_variables(planned, run.worker, run.settings))
+    export(early_config, {PLAN_VARIABLE: planned.to_json()})
+    export(early_config, worker_variables(planned, run.worker, run.settings))
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -122,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     if workerinput is not None:
         config.stash[RUN_KEY] = RunState(
-            settings=_settings(config, config.option),
+            settings=settings_of(config, config.option),
             worker_id=str(workerinput.get("workerid", "gw0")),
             isolation=str(workerinput.get(WORKERINPUT_ISOLATION, "worker")),
             options=SourceOptions(),
@@ -130,69 +132,7 @@ def pytest_configure(config: pytest.Config) -> None:
         )
         return
     if RUN_KEY not in config.stash:  # planned in pytest_load_initial_conftests (not when pytest runs in-process)
-        config.stash[RUN_KEY] = _run_state(config, config.option)
-
-
-def _settings(config: pytest.Config, options: Any) -> Settings:
-    """The run's settings (read once per process)."""
-    if SETTINGS_KEY in config.stash:
-        return config.stash[SETTINGS_KEY]
-    config.stash[SETTINGS_KEY] = _read_settings(config, options)
-    return config.stash[SETTINGS_KEY]
-
-
-def _read_settings(config: pytest.Config, options: Any) -> Settings:
-    option = getattr(options, "envmgr_config", None)
-    pyproject = find_pyproject(config.rootpath) if option is None else config.rootpath / option
-    try:
-        return load_settings(pyproject, **_overrides(options))
-    except EnvmgrError as exc:
-        raise pytest.UsageError(f"envmgr: {exc}") from None
-
-
-def _run_state(config: pytest.Config, options: Any) -> RunState:
-    """The controller's (or the only process's) run, from the settings and the command line's options."""
-    settings = _settings(config, options)
-    numprocesses = getattr(options, "numprocesses", None)
-    distributed = bool(numprocesses)  # xdist turns dist "no" into "load" when -n is given (after this point)
-    isolation = settings.isolation if settings.isolation != "auto" else ("worker" if distributed else "session")
-    workers = (numprocesses if isinstance(numprocesses, int) else os.cpu_count() or 1) if distributed else 1
-    here = config.invocation_params.dir
-    keep_on_failure = bool(getattr(options, "envmgr_keep_on_failure", False))
-    logs_dir = getattr(options, "envmgr_logs_dir", None)
-    report = getattr(options, "envmgr_report", None)
-    return RunState(
-        settings=settings,
-        worker_id="main",
-        isolation=isolation,
-        options=SourceOptions(
-            keep=bool(getattr(options, "envmgr_keep", False)),
-            keep_on_failure=keep_on_failure,
-            attach_id=getattr(options, "envmgr_env", None),
-        ),
-        workers=workers if isolation == "worker" else 0,
-        logs_dir=here / logs_dir if logs_dir else (config.rootpath / DEFAULT_LOGS_DIR if keep_on_failure else None),
-        report_path=here / report if report is not None else None,
-    )
-
-
-def exported_names(config: pytest.Config) -> list[str]:
-    """The variables this process's envmgr set in os.environ (restored at the end of the run)."""
-    saved: dict[str, str | None] = config.stash.get(SAVED_KEY, {})
-    return sorted(saved)
-
-
-def _unset(config: pytest.Config, name: str) -> None:
-    config.stash.setdefault(SAVED_KEY, {}).setdefault(name, os.environ.get(name))
-    os.environ.pop(name, None)
-
-
-def _export(config: pytest.Config, variables: dict[str, str]) -> None:
-    """Set the variables in os.environ; what they replaced comes back at the end of the run."""
-    saved = config.stash.setdefault(SAVED_KEY, {})
-    for name, value in variables.items():
-        saved.setdefault(name, os.environ.get(name))
-        os.environ[name] = value
+        config.stash[RUN_KEY] = run_state(config, config.option)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -290,11 +230,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for name, value in config.stash.get(SAVED_KEY, {}).items():  # the variables as they were before the run
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
+    restore(config)
     run = config.stash.get(RUN_KEY, None)
     if run is None or run.is_worker:
         return
@@ -308,15 +244,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # helpers ---------------------------------------------------------------------------------------------------------
-
-
-def _overrides(options: Any) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    if getattr(options, "envmgr_image_set", None):
-        overrides["image_set"] = options.envmgr_image_set
-    if getattr(options, "envmgr_isolation", None):
-        overrides["isolation"] = options.envmgr_isolation
-    return overrides
 
 
 def _stop(session: pytest.Session, exc: EnvmgrError) -> None:
