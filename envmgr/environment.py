@@ -113,6 +113,7 @@ class Environment:
         self._network: Network | None = None
         self._labels: dict[str, str] = {}
         self._begun = False
+        self._attached = False
         self._ready: _Ready = {}
         """every started (probed, prepared) replica"""
         self._planned: dict[tuple[str, int], tuple[dict[str, int], ServiceEndpoint]] = {}
@@ -324,8 +325,20 @@ class Environment:
             handler.worker_setup(endpoint, worker)
 
     def _endpoint_of(self, service: str, worker: Worker | None) -> ServiceEndpoint:
+        """The endpoint of `worker`'s replica of a service: never another worker's. A handle made before that
+        replica started (replicas start on demand) reads the environment's labels again to find it."""
         self.service(service)
-        return self.endpoints.replica(service, self.topology.replica_of(service, worker or Worker()))
+        replica = self.topology.replica_of(service, worker or Worker())
+        if (service, replica) not in self._ready and self._attached:
+            again = Environment.attach(self.id, engine=self.engine, settings=self.settings)
+            self._ready.update(again._ready)
+            self._endpoints = self._build_endpoints()
+        if (service, replica) not in self._ready:
+            raise ServiceNotEnabledError(
+                f"replica {replica} of {service} has not started in environment {self.id}",
+                f"use {service} in a test of this worker first (its replica starts when it is first needed)",
+            )
+        return self._ready[(service, replica)]
 
     def _container_of(self, service: str, worker: Worker | None) -> Any:
         return self.engine.client.containers.get(self._endpoint_of(service, worker).container)
@@ -397,6 +410,7 @@ class Environment:
             )  # fmt: skip
             found[(name, replica)] = service.recover(_with_replica(service.endpoint(published), replica))
         env._ready = found
+        env._attached = True
         env._endpoints = env._build_endpoints()
         env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
         return env
@@ -516,6 +530,16 @@ class Environment:
             planned = {key: endpoint for key, (_, endpoint) in self._planned.items()}
         return self._needs_of(name, worker, planned)
 
+    def _started_needs(self, name: str, worker: Worker) -> dict[str, ServiceEndpoint]:
+        """The needs as they actually started (a planned port may have been taken meanwhile), waited for: their
+        starts were submitted before this one's, so they are running or done."""
+        with self._lock:
+            futures = {
+                key: self._units[key]
+                for key in ((req, self.topology.replica_of(req, worker)) for req in self.topology.needs[name])
+            }
+        return self._needs_of(name, worker, {key: future.result() for key, future in futures.items()})
+
     def _start_service(self, name: str, worker: Worker) -> ServiceEndpoint:
         """Create, probe and prepare one replica (in the pool's thread); its needs are planned, maybe not ready."""
         service = self._services[name]
@@ -544,9 +568,10 @@ class Environment:
                 network_alias=network_alias, network=self._network, labels=service_labels, host_env=service.host_env,
                 created=created, host_ports=host_ports,
             )  # fmt: skip
+        started = self._started_needs(name, worker)  # its container runs already; its probe may need them
         published = published_from(
             wrapped, service=name, host=self.engine.host_address(), ports=service.ports, worker=worker,
-            replica=replica, needs=needs,
+            replica=replica, needs=started,
         )  # fmt: skip
         endpoint = _with_replica(service.endpoint(published), replica)
         with self.timings.measure(name, "ready", replica):

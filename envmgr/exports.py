@@ -133,9 +133,9 @@ def worker_variables(endpoints: Endpoints, worker: Worker, settings: Settings) -
     account, its replica), named by the services and by the export table."""
     from envmgr.services import SERVICES
 
-    own = endpoints.for_worker(worker)
-    viewed = [
-        SERVICES.create(name, settings).worker_view(endpoint, worker) if name in SERVICES else endpoint
+    own = endpoints.for_worker(worker)  # its replica of each per-worker service, under the service's name
+    viewed = {
+        name: SERVICES.create(name, settings).worker_view(endpoint, worker) if name in SERVICES else endpoint
         for name, endpoint in own.services.items()
-    ]
-    return exported_variables(own.with_endpoints(viewed), settings.export)
+    }
+    return exported_variables(own.model_copy(update={"services": viewed}), settings.export)

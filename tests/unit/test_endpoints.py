@@ -176,3 +176,22 @@ def test_postgres_worker_view_without_an_application_role_is_the_owner(tmp_path:
 
     view = PostgresService(Settings(project_root=tmp_path)).worker_view(bound_postgres(), Worker("gw1", isolated=True))
     assert (view.variables["POSTGRES_USER"], view.variables["POSTGRES_DB"]) == ("envmgr", "app_gw1")
+
+
+def test_a_worker_exports_its_own_replicas_variables() -> None:
+    """gw1's WIREMOCK_URL names replica 1 (a replica's endpoint is not replica 0's, yet it is the worker's own)."""
+    from envmgr.config import Settings
+    from envmgr.endpoints import Worker
+    from envmgr.exports import worker_variables
+
+    mock = postgres().model_copy(update={"service": "wiremock", "scheme": "http", "port": 8001, "password": None})
+    mock = mock.bind(WIREMOCK_URL="url")
+    replica = mock.model_copy(update={"port": 8002, "replica": 1}).bind(WIREMOCK_URL="url")
+    endpoints = Endpoints(id="e", network="n", per_worker=("wiremock",)).with_endpoints([mock, replica])
+    settings = Settings()
+    assert worker_variables(endpoints, Worker("gw1", isolated=True), settings)["WIREMOCK_URL"].startswith(
+        "http://envmgr@127.0.0.1:8002"
+    )
+    assert worker_variables(endpoints, Worker("gw0", isolated=True), settings)["WIREMOCK_URL"].startswith(
+        "http://envmgr@127.0.0.1:8001"
+    )
