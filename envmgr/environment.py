@@ -27,6 +27,7 @@ from testcontainers.core.network import Network
 
 from envmgr.config import Settings, load_settings
 from envmgr.containers import alias, free_port, is_running, published_from, run_container
+from envmgr.credentials import Credentials
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.engine import Engine
 from envmgr.errors import ConfigError, EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError
@@ -36,10 +37,10 @@ from envmgr.labels import (
     LABEL_DETACHED,
     LABEL_ENV,
     LABEL_IMAGE_SET,
+    LABEL_KEY_ID,
     LABEL_NAMESPACE,
     LABEL_REPLICA,
     LABEL_SANDBOX,
-    LABEL_SECRET,
     LABEL_SERVICE,
     LABEL_SERVICE_CONFIG,
     LABEL_SETTINGS,
@@ -86,16 +87,23 @@ class Environment:
         labels: Mapping[str, str] | None = None,
         guard_detached: bool = False,
         registry: ServiceRegistry = SERVICES,
+        credentials: Credentials | None = None,
     ) -> None:
         """`workers`: 0 for session isolation (one replica of everything); N for worker isolation, where each of
-        the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker)."""
+        the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker).
+
+        The services' passwords derive from the user's key and the environment's id (envmgr.credentials): no label
+        holds one, and a process of the same user that attaches derives the same."""
         self.settings = settings if settings is not None else load_settings()
         names = list(services) if services is not None else self.settings.enabled_services()
         self.topology = Topology.plan(names, workers, registry)
+        self.id = env_id or secrets.token_hex(5)
+        self._credentials = credentials or Credentials.load()
         self._services: dict[str, Service] = {
             name: registry.create(name, self.settings) for name in self.topology.services
         }
-        self.id = env_id or secrets.token_hex(5)
+        for name, service in self._services.items():
+            service.password = self._credentials.password(self.id, name)
         self.sandbox = sandbox
         self.detach = detach
         self.guard_detached = guard_detached
@@ -163,6 +171,7 @@ class Environment:
             LABEL_DETACHED: "true" if self.detach else "false",
             LABEL_IMAGE_SET: self.settings.image_set,
             LABEL_WORKERS: str(self.workers),
+            LABEL_KEY_ID: self._credentials.key_id,
             **self._owner.labels(),
         }
         if self.sandbox:
@@ -330,14 +339,23 @@ class Environment:
         engine: Engine | None = None,
         settings: Settings | None = None,
         registry: ServiceRegistry = SERVICES,
+        credentials: Credentials | None = None,
     ) -> Environment:
-        """A handle on a running environment (started by another process), rebuilt from its labels."""
+        """A handle on a running environment (started by another process), rebuilt from its labels; its passwords
+        derived from this user's key (ConfigError when the environment was started with another key)."""
         engine = engine or Engine.connect()
         record = engine.environments().get(env_id)
         if record is None:
             raise EnvironmentNotFoundError(
                 f"no environment {env_id!r} on this engine",
                 "list them with `envmgr status`",
+            )
+        credentials = credentials or Credentials.load()
+        if record.labels.get(LABEL_KEY_ID) != credentials.key_id:
+            raise ConfigError(
+                f"environment {env_id} was started with another key than yours (by another user, an older envmgr, "
+                "or before your key was replaced): its passwords cannot be derived here",
+                f"attach as the user that started it, or remove it: envmgr down {env_id}",
             )
         configs: dict[str, Any] = {}
         for container in record.containers:
@@ -363,8 +381,8 @@ class Environment:
                 f"use the envmgr that started it, or remove it: envmgr down {env_id}",
             ) from None
         workers = int(record.labels.get(LABEL_WORKERS, "0"))
-        env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox,
-                  detach=record.detached, engine=engine, workers=workers, registry=registry)  # fmt: skip
+        env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox, detach=record.detached,
+                  engine=engine, workers=workers, registry=registry, credentials=credentials)  # fmt: skip
         host = engine.host_address()
         found: _Ready = {}
         order = {name: index for index, name in enumerate(env.topology.services)}
@@ -372,7 +390,6 @@ class Environment:
         for container in sorted(ours, key=lambda c: order[c.labels[LABEL_SERVICE]]):
             name = container.labels[LABEL_SERVICE]
             service = env._services[name]
-            service.password = container.labels.get(LABEL_SECRET, service.password)
             replica = int(container.labels.get(LABEL_REPLICA, "0"))
             worker = env._replica_worker(name, replica)
             published = published_from(
@@ -510,7 +527,6 @@ class Environment:
             **self._labels,
             LABEL_SERVICE: name,
             LABEL_REPLICA: str(replica),
-            LABEL_SECRET: service.password,
             LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
         }
 
