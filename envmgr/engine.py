@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.models.containers import Container
 from testcontainers.core.config import testcontainers_config
 
-from envmgr.errors import DockerUnavailableError, ImageError, first_line
+from envmgr.errors import DockerUnavailableError, EnvmgrError, ImageError, first_line
 from envmgr.labels import (
     LABEL_CREATED,
     LABEL_DETACHED,
@@ -29,7 +31,7 @@ from envmgr.labels import (
     Owner,
 )
 
-__all__ = ["Engine", "EnvironmentRecord"]
+__all__ = ["Engine", "EnvironmentRecord", "engine_errors"]
 
 LOCAL_SCHEMES = {"unix", "npipe", "http+unix", "http+docker"}
 
@@ -74,13 +76,12 @@ class Engine:
         """Connect and ping; raise DockerUnavailableError with the address tried and the fix."""
         # envmgr reaps with its own mechanism; Ryuk's image cannot be assumed pullable (and misbehaves under xdist).
         testcontainers_config.ryuk_disabled = True
-        where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
         try:
             client = docker.from_env(timeout=int(max(timeout, 1)))
             client.ping()
-        except (docker.errors.DockerException, OSError) as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise DockerUnavailableError(
-                f"cannot reach the Docker engine at {where} ({first_line(exc)})",
+                f"cannot reach the Docker engine at {_address()} ({first_line(exc)})",
                 "start the engine (e.g. `dockerd &` as root, or Docker Desktop) or set DOCKER_HOST to a running one",
             ) from None
         return cls(client)
@@ -136,11 +137,16 @@ class Engine:
     def environments(self) -> dict[str, EnvironmentRecord]:
         """Every envmgr environment on this engine, found by its labels (containers and networks)."""
         found: dict[str, tuple[dict[str, str], list[Container], list[str]]] = {}
-        for container in self.containers():
+        with engine_errors(
+            "cannot list the environments", "start the engine again, or set DOCKER_HOST to a running one"
+        ):
+            containers = self.containers()
+            networks = self.client.networks.list(filters={"label": LABEL_ENV})
+        for container in containers:
             labels = dict(container.labels)
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
             entry[1].append(container)
-        for network in self.client.networks.list(filters={"label": LABEL_ENV}):
+        for network in networks:
             labels = dict(network.attrs.get("Labels") or {})
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
             entry[2].append(str(network.name))
@@ -150,14 +156,22 @@ class Engine:
         }
 
     def remove_environment(self, env_id: str) -> int:
-        """Remove every container, network and volume labelled with this environment; return how many."""
+        """Remove every container, network and volume labelled with this environment; return how many.
+
+        DockerUnavailableError when the engine does not answer (stopped, restarting), EnvmgrError when it refuses:
+        what was not removed is still labelled, and is removed by a later call (the watchdog's, `envmgr down`)."""
         selector = {"label": [f"{LABEL_ENV}={env_id}"]}
-        containers = self.client.containers.list(all=True, filters=selector, ignore_removed=True)
-        removed = len(_parallel(self._remove_container, containers))
-        for network in self.client.networks.list(filters=selector):
-            removed += _ignore_missing(network.remove)
-        for volume in self.client.volumes.list(filters=selector):
-            removed += _ignore_missing(lambda v=volume: v.remove(force=True))
+        fix = (
+            f"start the engine again; once it answers, a run's watchdog removes it by itself, or run: "
+            f"envmgr down {env_id}"
+        )
+        with engine_errors(f"could not remove environment {env_id}", fix):
+            containers = self.client.containers.list(all=True, filters=selector, ignore_removed=True)
+            removed = len(_parallel(self._remove_container, containers))
+            for network in self.client.networks.list(filters=selector):
+                removed += _ignore_missing(network.remove)
+            for volume in self.client.volumes.list(filters=selector):
+                removed += _ignore_missing(lambda v=volume: v.remove(force=True))
         return removed
 
     def _remove_container(self, container: Container) -> int:
@@ -174,6 +188,27 @@ class Engine:
         """Paths the image declares as VOLUME (envmgr backs them with tmpfs: nothing outlives the container)."""
         config: dict[str, Any] = self.client.images.get(image).attrs.get("Config") or {}
         return sorted((config.get("Volumes") or {}).keys())
+
+
+START_AGAIN = "start the engine again, or set DOCKER_HOST to a running one"
+
+
+def _address() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+@contextmanager
+def engine_errors(action: str, fix: str) -> Iterator[None]:
+    """Turn what the Docker SDK raises in the block into one line and a fix: DockerUnavailableError when the engine
+    does not answer, EnvmgrError when it refuses (`action` says what was being done)."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise EnvmgrError(f"{action}: the Docker engine refused: {first_line(exc)}", fix) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise DockerUnavailableError(
+            f"{action}: the Docker engine at {_address()} does not answer ({first_line(exc)})", fix
+        ) from None
 
 
 def _parallel(function: Any, items: Iterable[Any]) -> list[Any]:

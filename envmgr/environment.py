@@ -572,22 +572,34 @@ class Environment:
             self._watchdog = None
 
     def _teardown(self) -> None:
+        """Remove everything; when the engine could not remove it all (stopped, restarting), the watchdog is
+        ordered to remove it as soon as the engine answers, and the error (one line and the fix) is raised."""
         self._cancel.set()  # starts still waiting for readiness give up
         try:
             self.engine.remove_environment(self.id)
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
-            for container in self._containers.values():
-                container.get_docker_client().client.close()
-            self._containers.clear()
+        except BaseException:
+            self._release(removed=False)
+            raise
+        self._release(removed=True)
+
+    def _release(self, removed: bool) -> None:
+        """Let go of what this handle holds; the watchdog is dismissed only when the environment is gone."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        for container in self._containers.values():
+            container.get_docker_client().client.close()
+        self._containers.clear()
+        if removed:
             self._dismiss_watchdog()
-            self._endpoints = None
-            self._ready.clear()
-            self._units.clear()
-            self._planned.clear()
-            self._begun = False
+        elif self._watchdog is not None:
+            self._watchdog.remove_now()
+            self._watchdog = None
+        self._endpoints = None
+        self._ready.clear()
+        self._units.clear()
+        self._planned.clear()
+        self._begun = False
 
 
 def _with_replica(endpoint: ServiceEndpoint, replica: int) -> ServiceEndpoint:
