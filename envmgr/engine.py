@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +31,7 @@ from envmgr.labels import (
     Owner,
 )
 
-__all__ = ["Engine", "EnvironmentRecord", "engine_errors"]
+__all__ = ["Engine", "EnvironmentRecord", "engine_errors", "environment_state"]
 
 LOCAL_SCHEMES = {"unix", "npipe", "http+unix", "http+docker"}
 
@@ -58,11 +58,28 @@ class EnvironmentRecord:
         return self.labels.get(LABEL_SANDBOX) or None
 
     @property
+    def state(self) -> str:
+        """running, stopped, partial or empty: see `environment_state`."""
+        return environment_state([str(container.status) for container in self.containers])
+
+    @property
     def created(self) -> float:
         try:
             return float(self.labels.get(LABEL_CREATED, "0"))
         except ValueError:
             return 0.0
+
+
+def environment_state(statuses: Sequence[str]) -> str:
+    """An environment's state from its containers' statuses: "running" when every one runs, "stopped" when none
+    does, "partial" in between (a paused container does not run), "empty" without containers (being created or
+    removed)."""
+    if not statuses:
+        return "empty"
+    running = sum(1 for status in statuses if status == "running")
+    if running == len(statuses):
+        return "running"
+    return "stopped" if running == 0 else "partial"
 
 
 class Engine:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
+import docker.errors
 from pydantic import ValidationError
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -270,9 +271,10 @@ class Environment:
 
     # operations on a running environment -------------------------------------------------------------------
 
-    def health(self) -> dict[str, Health]:
-        """Probe every service once."""
-        return {name: self._probe_once(name) for name in self.endpoints.services}
+    def health(self, services: Sequence[str] | None = None) -> dict[str, Health]:
+        """Probe every service once (or those named)."""
+        names = self.endpoints.services if services is None else services
+        return {name: self._probe_once(name) for name in names}
 
     def reset(self, services: Sequence[str] | None = None) -> None:
         """Bring services back to their prepared state (default: all), every replica, and drop what workers made
@@ -340,9 +342,14 @@ class Environment:
         settings: Settings | None = None,
         registry: ServiceRegistry = SERVICES,
         credentials: Credentials | None = None,
+        stopped_ok: bool = False,
     ) -> Environment:
         """A handle on a running environment (started by another process), rebuilt from its labels; its passwords
-        derived from this user's key (ConfigError when the environment was started with another key)."""
+        derived from this user's key (ConfigError when the environment was started with another key).
+
+        A stopped service is a ServiceStartError, unless `stopped_ok` (`envmgr status`): its endpoint is then where
+        it will be once started again (envmgr pins the ports). EnvironmentNotFoundError when the environment is
+        gone, or goes while it is read."""
         engine = engine or Engine.connect()
         record = engine.environments().get(env_id)
         if record is None:
@@ -392,10 +399,16 @@ class Environment:
             service = env._services[name]
             replica = int(container.labels.get(LABEL_REPLICA, "0"))
             worker = env._replica_worker(name, replica)
-            published = published_from(
-                container, service=name, host=host, ports=service.ports, worker=worker, replica=replica,
-                needs=env._needs_of(name, worker, found),
-            )  # fmt: skip
+            try:
+                published = published_from(
+                    container, service=name, host=host, ports=service.ports, worker=worker, replica=replica,
+                    needs=env._needs_of(name, worker, found), attached=True, stopped_ok=stopped_ok,
+                )  # fmt: skip
+            except docker.errors.NotFound:  # removed since the listing (another process tears it down)
+                raise EnvironmentNotFoundError(
+                    f"environment {env_id} is being removed (its container {container.name} is gone)",
+                    "list them with `envmgr status`",
+                ) from None
             found[(name, replica)] = service.recover(_with_replica(service.endpoint(published), replica))
         env._ready = found
         env._endpoints = env._build_endpoints()
