@@ -39,9 +39,7 @@ def every_label(engine: Engine, env_id: str) -> dict[str, dict[str, str]]:
     return found
 
 
-def test_no_label_of_any_container_network_or_volume_holds_a_password(
-    detached: Environment, engine: Engine
-) -> None:
+def test_no_label_of_any_container_network_or_volume_holds_a_password(detached: Environment, engine: Engine) -> None:
     passwords = {e.password for e in detached.endpoints.all() if e.password}
     passwords |= {detached.service(name).password for name in detached.services}
     assert len(passwords) >= 2  # postgres and redis at least
