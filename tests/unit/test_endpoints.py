@@ -176,3 +176,12 @@ def test_postgres_worker_view_without_an_application_role_is_the_owner(tmp_path:
 
     view = PostgresService(Settings(project_root=tmp_path)).worker_view(bound_postgres(), Worker("gw1", isolated=True))
     assert (view.variables["POSTGRES_USER"], view.variables["POSTGRES_DB"]) == ("envmgr", "app_gw1")
+
+
+def test_redacted_variables_mask_a_password_kept_in_extra_too() -> None:
+    endpoint = ServiceEndpoint(
+        service="wiremock", scheme="http", host="127.0.0.1", port=5555, internal_host="wiremock", internal_port=8080,
+        extra={"admin_username": "envmgr", "admin_password": "s3cret"},
+        variables={"WIREMOCK_ADMIN_USER": "envmgr", "WIREMOCK_ADMIN_PASSWORD": "s3cret"},
+    )  # fmt: skip
+    assert endpoint.redacted_variables() == {"WIREMOCK_ADMIN_USER": "envmgr", "WIREMOCK_ADMIN_PASSWORD": "***"}
