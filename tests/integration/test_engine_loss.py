@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,12 +73,6 @@ class Loss:
     env_id: str
     seconds_to_clean: float
     """from the moment the restarted engine answered until nothing of the environment was left"""
-
-
-@pytest.fixture(scope="module")
-def private_engine() -> Iterator[PrivateEngine]:
-    with PrivateEngine.started(images=["envmgr-local/redis:7"]) as engine:
-        yield engine
 
 
 def labelled(engine: PrivateEngine, env_id: str) -> list[str]:
