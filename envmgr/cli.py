@@ -31,7 +31,7 @@ from rich.text import Text
 from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints, Worker
-from envmgr.engine import Engine
+from envmgr.engine import Engine, EnvironmentRecord
 from envmgr.environment import Environment, Health
 from envmgr.errors import (
     DaemonNotRunningError,
@@ -40,7 +40,7 @@ from envmgr.errors import (
     ServiceStartError,
 )
 from envmgr.images import build_image, foreign_image, local_images, official_lookalikes, without_official_image
-from envmgr.labels import LABEL_NAMESPACE
+from envmgr.labels import LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE
 from envmgr.reaper import expired, orphaned, parse_duration
 from envmgr.sandbox import ci_job, env_file_text
 
@@ -303,48 +303,30 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     show_secrets: ShowSecretsOption = False,
 ) -> None:
-    """List the environments on this engine with each service's health and URL."""
+    """List the environments on this engine: their state (running, stopped, partial), each service's container
+    state, health and URL. One environment that cannot be read or probed is listed with the reason; the listing
+    never fails for it."""
 
     def body() -> None:
         engine = Engine.connect()
         rows: list[dict[str, Any]] = []
         for env_id, record in sorted(engine.environments().items(), key=lambda item: item[1].created):
-            owner = record.owner
-            row: dict[str, Any] = {
-                "id": env_id,
-                "sandbox": record.sandbox,
-                "detached": record.detached,
-                "owner_pid": owner.pid if owner else None,
-                "owner_host": owner.host if owner else None,
-                "orphaned": orphaned(record),
-                "age_seconds": round(time.time() - record.created, 1),
-                "services": {},
-            }
-            try:
-                env = Environment.attach(env_id, engine=engine)
-            except EnvironmentNotFoundError:  # removed between the listing and now (a shared engine): not listed
-                continue
-            except EnvmgrError as exc:  # another version's, or being torn down by another process: said, not fatal
-                rows.append({**row, "error": exc.cause})
-                continue
-            row["services"] = {
-                name: {"url": env.endpoints[name].url, "redacted_url": env.endpoints[name].redacted_url,
-                       "healthy": probe.healthy, "detail": probe.detail}
-                for name, probe in env.health().items()
-            }  # fmt: skip
-            rows.append(row)
+            row = _status_row(engine, env_id, record)
+            if row is not None:
+                rows.append(row)
         if as_json:
             print(json.dumps(rows, indent=2))
             return
         if not rows:
             _err().print("no envmgr environments on this engine")
             return
-        table = Table("id", "sandbox", "owner", "age", "services")
+        table = Table("id", "state", "sandbox", "owner", "age", "services")
         for row in rows:
             services = Text("\n").join(
                 Text.assemble(
                     f"{name} ",
                     ("up", "green") if s["healthy"] else ("down", "red"),
+                    "" if s["state"] == "running" else f" ({s['state']})",
                     f" {s['url'] if show_secrets else s['redacted_url']}",
                 )
                 for name, s in row["services"].items()
@@ -354,10 +336,53 @@ def status(
             owner_text = "detached" if row["detached"] else f"pid {row['owner_pid']}"
             if row["orphaned"]:
                 owner_text += " (gone)"
-            table.add_row(row["id"], row["sandbox"] or "", owner_text, f"{row['age_seconds']:.0f} s", services)
+            table.add_row(
+                row["id"], row["state"], row["sandbox"] or "", owner_text, f"{row['age_seconds']:.0f} s", services
+            )
         _out().print(table)
 
     _run(body)
+
+
+def _status_row(engine: Engine, env_id: str, record: EnvironmentRecord) -> dict[str, Any] | None:
+    """One environment for `envmgr status`; None when it was removed since the listing (a shared engine)."""
+    owner = record.owner
+    row: dict[str, Any] = {
+        "id": env_id,
+        "state": record.state,
+        "sandbox": record.sandbox,
+        "detached": record.detached,
+        "owner_pid": owner.pid if owner else None,
+        "orphaned": orphaned(record),
+        "age_seconds": round(time.time() - record.created, 1),
+        "services": {},
+        "unreadable": None,
+    }
+    try:
+        env = Environment.attach(env_id, engine=engine, stopped_ok=True)
+    except EnvironmentNotFoundError:
+        return None
+    except EnvmgrError as exc:  # another key, another envmgr version, a broken container: listed with the reason
+        row["unreadable"] = exc.cause
+        return row
+    states = {
+        container.labels.get(LABEL_SERVICE, ""): str(container.status)
+        for container in record.containers
+        if container.labels.get(LABEL_REPLICA, "0") == "0"
+    }
+    running = [name for name in env.endpoints.services if states.get(name) == "running"]
+    health = env.health(running)  # a stopped or paused container is not probed (a paused one would hang)
+    for name, endpoint in env.endpoints.services.items():
+        state = states.get(name, "missing")
+        probe = health.get(name)
+        row["services"][name] = {
+            "url": endpoint.url,
+            "redacted_url": endpoint.redacted_url,
+            "state": state,
+            "healthy": probe is not None and probe.healthy,
+            "detail": probe.detail if probe is not None else f"container {state}",
+        }
+    return row
 
 
 @app.command()

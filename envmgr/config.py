@@ -260,7 +260,12 @@ class LocalStackSettings(ServiceSettings):
 
 
 class WireMockSettings(ServiceSettings):
-    pass
+    admin_auth: bool = Field(
+        default=False,
+        description="the admin API (/__admin) asks for HTTP basic auth: user envmgr, a password new per "
+        "environment (WIREMOCK_ADMIN_USER, WIREMOCK_ADMIN_PASSWORD; envmgr's admin client and probe use them); "
+        "the stubs stay open",
+    )
 
 
 class CelerySettings(ServiceSettings):

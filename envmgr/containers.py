@@ -130,24 +130,38 @@ def published_from(
     worker: Worker,
     replica: int,
     needs: Mapping[str, ServiceEndpoint],
+    attached: bool = False,
+    stopped_ok: bool = False,
 ) -> Published:
-    """Read the published ports of a started container back from the engine."""
+    """Read the published ports of a container back from the engine: one just started, or (`attached`) one of a
+    running environment. A stopped container of an attached environment is a ServiceStartError, unless
+    `stopped_ok`: then its ports are those it was created with (envmgr pins them: it gets them back on start)."""
     container.reload()
     bound: dict[str, Any] = container.attrs["NetworkSettings"]["Ports"] or {}
+    name = container.name
+    if attached and container.status != "running":
+        if not stopped_ok:
+            env_id = container.labels.get("envmgr.env", "")
+            raise ServiceStartError(
+                service,
+                f"{service} of environment {env_id} is stopped (container {name} is {container.status})",
+                f"start it again: docker start {name}; or remove the environment: envmgr down {env_id}",
+            )
+        bound = container.attrs["HostConfig"]["PortBindings"] or {}
     published: dict[str, int] = {}
     for role, port in ports.items():
         bindings = bound.get(f"{port}/tcp") or []
         if not bindings and container.status != "running":  # it exited at once: its own output says why
             raise ServiceStartError(
                 service,
-                f"{service} exited right after it started (container {container.name} is {container.status})",
+                f"{service} exited right after it started (container {name} is {container.status})",
                 "read its last log lines below; check the service's env/command settings",
                 logs=_logs(container),
             )
         if not bindings:
             raise ServiceStartError(
                 service,
-                f"{service} has no published port for {port}/tcp (container {container.name} is {container.status})",
+                f"{service} has no published port for {port}/tcp (container {name} is {container.status})",
                 f"start it again (envmgr up) or remove it: envmgr down {container.labels.get('envmgr.env', '')}",
             )
         published[role] = int(bindings[0]["HostPort"])
@@ -157,7 +171,7 @@ def published_from(
         alias=alias(service, replica),
         container_ports=dict(ports),
         image=str(container.attrs["Config"]["Image"]),
-        container=str(container.name),
+        container=str(name),
         worker=worker,
         needs=dict(needs),
     )

@@ -178,10 +178,12 @@ class ServiceEndpoint(BaseModel):
         return moved.model_copy(update={"variables": {**self.variables, **moved._bound()}})
 
     def redacted(self, text: str) -> str:
-        """`text` with this endpoint's password masked (for what people read; programs get the real one)."""
-        if not self.password:
-            return text
-        return text.replace(quote(self.password, safe=""), MASK).replace(self.password, MASK)
+        """`text` with this endpoint's passwords masked (for what people read; programs get the real ones): its
+        login's, and those in `extra` under a key ending in `password` (WireMock's admin login)."""
+        hidden = [self.password, *(value for key, value in self.extra.items() if key.endswith("password"))]
+        for secret in filter(None, hidden):
+            text = text.replace(quote(secret, safe=""), MASK).replace(secret, MASK)
+        return text
 
     def redacted_variables(self) -> dict[str, str]:
         """`variables` with the password masked wherever it appears."""

@@ -14,18 +14,20 @@ import ipaddress
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 from urllib.parse import urlparse
 
 import docker
 import docker.errors
+import requests.exceptions
 from docker.models.containers import Container
 from testcontainers.core.config import testcontainers_config
 
-from envmgr.errors import DockerUnavailableError, ImageError, first_line
+from envmgr.errors import DockerUnavailableError, EnvmgrError, ImageError, first_line
 from envmgr.labels import (
     LABEL_CREATED,
     LABEL_DETACHED,
@@ -34,7 +36,15 @@ from envmgr.labels import (
     Owner,
 )
 
-__all__ = ["Engine", "EngineAddress", "EngineInfo", "EnvironmentRecord", "engine_kind"]
+__all__ = [
+    "Engine",
+    "EngineAddress",
+    "EngineInfo",
+    "EnvironmentRecord",
+    "engine_errors",
+    "engine_kind",
+    "environment_state",
+]
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 LOCAL_SCHEMES = {"unix", "npipe", "http+unix", "http+docker"}
@@ -157,11 +167,28 @@ class EnvironmentRecord:
         return self.labels.get(LABEL_SANDBOX) or None
 
     @property
+    def state(self) -> str:
+        """running, stopped, partial or empty: see `environment_state`."""
+        return environment_state([str(container.status) for container in self.containers])
+
+    @property
     def created(self) -> float:
         try:
             return float(self.labels.get(LABEL_CREATED, "0"))
         except ValueError:
             return 0.0
+
+
+def environment_state(statuses: Sequence[str]) -> str:
+    """An environment's state from its containers' statuses: "running" when every one runs, "stopped" when none
+    does, "partial" in between (a paused container does not run), "empty" without containers (being created or
+    removed)."""
+    if not statuses:
+        return "empty"
+    running = sum(1 for status in statuses if status == "running")
+    if running == len(statuses):
+        return "running"
+    return "stopped" if running == 0 else "partial"
 
 
 class Engine:
@@ -183,7 +210,7 @@ class Engine:
             # ssh://: the `ssh` client, as the docker CLI and testcontainers use it (paramiko is not needed)
             client = docker.from_env(timeout=int(max(timeout, 1)), use_ssh_client=address.scheme == "ssh")
             client.ping()
-        except (docker.errors.DockerException, OSError) as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
             raise DockerUnavailableError(
                 f"cannot reach the Docker engine at {address.url} ({first_line(exc)})",
                 "start the engine (e.g. `dockerd &` as root, Docker Desktop, or `podman system service`) or set "
@@ -288,11 +315,16 @@ class Engine:
     def environments(self) -> dict[str, EnvironmentRecord]:
         """Every envmgr environment on this engine, found by its labels (containers and networks)."""
         found: dict[str, tuple[dict[str, str], list[Container], list[str]]] = {}
-        for container in self.containers():
+        with engine_errors(
+            "cannot list the environments", "start the engine again, or set DOCKER_HOST to a running one"
+        ):
+            containers = self.containers()
+            networks = self.client.networks.list(filters={"label": LABEL_ENV})
+        for container in containers:
             labels = dict(container.labels)
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
             entry[1].append(container)
-        for network in self.client.networks.list(filters={"label": LABEL_ENV}):
+        for network in networks:
             labels = dict(network.attrs.get("Labels") or {})
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
             entry[2].append(str(network.name))
@@ -302,14 +334,22 @@ class Engine:
         }
 
     def remove_environment(self, env_id: str) -> int:
-        """Remove every container, network and volume labelled with this environment; return how many."""
+        """Remove every container, network and volume labelled with this environment; return how many.
+
+        DockerUnavailableError when the engine does not answer (stopped, restarting), EnvmgrError when it refuses:
+        what was not removed is still labelled, and is removed by a later call (the watchdog's, `envmgr down`)."""
         selector = {"label": [f"{LABEL_ENV}={env_id}"]}
-        containers = self.client.containers.list(all=True, filters=selector, ignore_removed=True)
-        removed = len(_parallel(self._remove_container, containers))
-        for network in self.client.networks.list(filters=selector):
-            removed += _ignore_missing(network.remove)
-        for volume in self.client.volumes.list(filters=selector):
-            removed += _ignore_missing(lambda v=volume: v.remove(force=True))
+        fix = (
+            f"start the engine again; once it answers, a run's watchdog removes it by itself, or run: "
+            f"envmgr down {env_id}"
+        )
+        with engine_errors(f"could not remove environment {env_id}", fix):
+            containers = self.client.containers.list(all=True, filters=selector, ignore_removed=True)
+            removed = len(_parallel(self._remove_container, containers))
+            for network in self.client.networks.list(filters=selector):
+                removed += _ignore_missing(network.remove)
+            for volume in self.client.volumes.list(filters=selector):
+                removed += _ignore_missing(lambda v=volume: v.remove(force=True))
         return removed
 
     def _remove_container(self, container: Container) -> int:
@@ -326,6 +366,27 @@ class Engine:
         """Paths the image declares as VOLUME (envmgr backs them with tmpfs: nothing outlives the container)."""
         config: dict[str, Any] = self.client.images.get(image).attrs.get("Config") or {}
         return sorted((config.get("Volumes") or {}).keys())
+
+
+START_AGAIN = "start the engine again, or set DOCKER_HOST to a running one"
+
+
+def _address() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+@contextmanager
+def engine_errors(action: str, fix: str) -> Iterator[None]:
+    """Turn what the Docker SDK raises in the block into one line and a fix: DockerUnavailableError when the engine
+    does not answer, EnvmgrError when it refuses (`action` says what was being done)."""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise EnvmgrError(f"{action}: the Docker engine refused: {first_line(exc)}", fix) from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise DockerUnavailableError(
+            f"{action}: the Docker engine at {_address()} does not answer ({first_line(exc)})", fix
+        ) from None
 
 
 def _parallel(function: Any, items: Iterable[Any]) -> list[Any]:

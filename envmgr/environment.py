@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
 
+import docker.errors
 from pydantic import ValidationError
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from envmgr.config import Settings, load_settings
 from envmgr.containers import alias, free_port, is_running, published_from, run_container
+from envmgr.credentials import Credentials
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.engine import Engine, EngineAddress
 from envmgr.errors import ConfigError, EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError, first_line
@@ -37,10 +39,10 @@ from envmgr.labels import (
     LABEL_DETACHED,
     LABEL_ENV,
     LABEL_IMAGE_SET,
+    LABEL_KEY_ID,
     LABEL_NAMESPACE,
     LABEL_REPLICA,
     LABEL_SANDBOX,
-    LABEL_SECRET,
     LABEL_SERVICE,
     LABEL_SERVICE_CONFIG,
     LABEL_SETTINGS,
@@ -87,16 +89,23 @@ class Environment:
         labels: Mapping[str, str] | None = None,
         guard_detached: bool = False,
         registry: ServiceRegistry = SERVICES,
+        credentials: Credentials | None = None,
     ) -> None:
         """`workers`: 0 for session isolation (one replica of everything); N for worker isolation, where each of
-        the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker)."""
+        the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker).
+
+        The services' passwords derive from the user's key and the environment's id (envmgr.credentials): no label
+        holds one, and a process of the same user that attaches derives the same."""
         self.settings = settings if settings is not None else load_settings()
         names = list(services) if services is not None else self.settings.enabled_services()
         self.topology = Topology.plan(names, workers, registry)
+        self.id = env_id or secrets.token_hex(5)
+        self._credentials = credentials or Credentials.load()
         self._services: dict[str, Service] = {
             name: registry.create(name, self.settings) for name in self.topology.services
         }
-        self.id = env_id or secrets.token_hex(5)
+        for name, service in self._services.items():
+            service.password = self._credentials.password(self.id, name)
         self.sandbox = sandbox
         self.detach = detach
         self.guard_detached = guard_detached
@@ -165,6 +174,7 @@ class Environment:
             LABEL_DETACHED: "true" if self.detach else "false",
             LABEL_IMAGE_SET: self.settings.image_set,
             LABEL_WORKERS: str(self.workers),
+            LABEL_KEY_ID: self._credentials.key_id,
             **self._owner.labels(),
         }
         if self.sandbox:
@@ -280,9 +290,10 @@ class Environment:
 
     # operations on a running environment -------------------------------------------------------------------
 
-    def health(self) -> dict[str, Health]:
-        """Probe every service once."""
-        return {name: self._probe_once(name) for name in self.endpoints.services}
+    def health(self, services: Sequence[str] | None = None) -> dict[str, Health]:
+        """Probe every service once (or those named)."""
+        names = self.endpoints.services if services is None else services
+        return {name: self._probe_once(name) for name in names}
 
     def reset(self, services: Sequence[str] | None = None) -> None:
         """Bring services back to their prepared state (default: all), every replica, and drop what workers made
@@ -361,14 +372,28 @@ class Environment:
         engine: Engine | None = None,
         settings: Settings | None = None,
         registry: ServiceRegistry = SERVICES,
+        credentials: Credentials | None = None,
+        stopped_ok: bool = False,
     ) -> Environment:
-        """A handle on a running environment (started by another process), rebuilt from its labels."""
+        """A handle on a running environment (started by another process), rebuilt from its labels; its passwords
+        derived from this user's key (ConfigError when the environment was started with another key).
+
+        A stopped service is a ServiceStartError, unless `stopped_ok` (`envmgr status`): its endpoint is then where
+        it will be once started again (envmgr pins the ports). EnvironmentNotFoundError when the environment is
+        gone, or goes while it is read."""
         engine = engine or Engine.connect()
         record = engine.environments().get(env_id)
         if record is None:
             raise EnvironmentNotFoundError(
                 f"no environment {env_id!r} on this engine",
                 "list them with `envmgr status`",
+            )
+        credentials = credentials or Credentials.load()
+        if record.labels.get(LABEL_KEY_ID) != credentials.key_id:
+            raise ConfigError(
+                f"environment {env_id} was started with another key than yours (by another user, an older envmgr, "
+                "or before your key was replaced): its passwords cannot be derived here",
+                f"attach as the user that started it, or remove it: envmgr down {env_id}",
             )
         try:
             if settings is not None:
@@ -392,8 +417,8 @@ class Environment:
                 f"use the envmgr version that started it, or remove it: envmgr down {env_id}",
             ) from None
         workers = int(record.labels.get(LABEL_WORKERS, "0"))
-        env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox,
-                  detach=record.detached, engine=engine, workers=workers, registry=registry)  # fmt: skip
+        env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox, detach=record.detached,
+                  engine=engine, workers=workers, registry=registry, credentials=credentials)  # fmt: skip
         host = engine.host_address()
         found: _Ready = {}
         order = {name: index for index, name in enumerate(env.topology.services)}
@@ -401,13 +426,18 @@ class Environment:
         for container in sorted(ours, key=lambda c: order[c.labels[LABEL_SERVICE]]):
             name = container.labels[LABEL_SERVICE]
             service = env._services[name]
-            service.password = container.labels.get(LABEL_SECRET, service.password)
             replica = int(container.labels.get(LABEL_REPLICA, "0"))
             worker = env._replica_worker(name, replica)
-            published = published_from(
-                container, service=name, host=host, ports=service.ports, worker=worker, replica=replica,
-                needs=env._needs_of(name, worker, found),
-            )  # fmt: skip
+            try:
+                published = published_from(
+                    container, service=name, host=host, ports=service.ports, worker=worker, replica=replica,
+                    needs=env._needs_of(name, worker, found), attached=True, stopped_ok=stopped_ok,
+                )  # fmt: skip
+            except docker.errors.NotFound:  # removed since the listing (another process tears it down)
+                raise EnvironmentNotFoundError(
+                    f"environment {env_id} is being removed (its container {container.name} is gone)",
+                    "list them with `envmgr status`",
+                ) from None
             found[(name, replica)] = service.recover(_with_replica(service.endpoint(published), replica))
         env._ready = found
         env._attached = True
@@ -554,7 +584,6 @@ class Environment:
             **self._labels,
             LABEL_SERVICE: name,
             LABEL_REPLICA: str(replica),
-            LABEL_SECRET: service.password,
             LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
         }
 
@@ -601,22 +630,34 @@ class Environment:
             self._watchdog = None
 
     def _teardown(self) -> None:
+        """Remove everything; when the engine could not remove it all (stopped, restarting), the watchdog is
+        ordered to remove it as soon as the engine answers, and the error (one line and the fix) is raised."""
         self._cancel.set()  # starts still waiting for readiness give up
         try:
             self.engine.remove_environment(self.id)
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-                self._pool = None
-            for container in self._containers.values():
-                container.get_docker_client().client.close()
-            self._containers.clear()
+        except BaseException:
+            self._release(removed=False)
+            raise
+        self._release(removed=True)
+
+    def _release(self, removed: bool) -> None:
+        """Let go of what this handle holds; the watchdog is dismissed only when the environment is gone."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        for container in self._containers.values():
+            container.get_docker_client().client.close()
+        self._containers.clear()
+        if removed:
             self._dismiss_watchdog()
-            self._endpoints = None
-            self._ready.clear()
-            self._units.clear()
-            self._planned.clear()
-            self._begun = False
+        elif self._watchdog is not None:
+            self._watchdog.remove_now()
+            self._watchdog = None
+        self._endpoints = None
+        self._ready.clear()
+        self._units.clear()
+        self._planned.clear()
+        self._begun = False
 
 
 def _with_replica(endpoint: ServiceEndpoint, replica: int) -> ServiceEndpoint:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 __all__ = [
     "LABEL_CONFIG", "LABEL_CREATED", "LABEL_DAEMON", "LABEL_DETACHED", "LABEL_ENV", "LABEL_HOST", "LABEL_IMAGE_SET",
-    "LABEL_LEASE", "LABEL_NAMESPACE", "LABEL_PID", "LABEL_PID_SPACE", "LABEL_PID_START", "LABEL_REPLICA",
-    "LABEL_SANDBOX", "LABEL_SECRET", "LABEL_SERVICE", "LABEL_SERVICE_CONFIG", "LABEL_SETTINGS", "LABEL_WORKERS",
+    "LABEL_KEY_ID", "LABEL_LEASE", "LABEL_NAMESPACE", "LABEL_PID", "LABEL_PID_SPACE", "LABEL_PID_START",
+    "LABEL_REPLICA", "LABEL_SANDBOX", "LABEL_SERVICE", "LABEL_SERVICE_CONFIG", "LABEL_SETTINGS", "LABEL_WORKERS",
     "Owner", "pid_space", "process_start_ticks",
 ]  # fmt: skip
 
@@ -30,7 +30,8 @@ LABEL_CREATED = "envmgr.created"
 LABEL_SANDBOX = "envmgr.sandbox"
 LABEL_DETACHED = "envmgr.detached"
 LABEL_CONFIG = "envmgr.config"
-LABEL_SECRET = "envmgr.secret"
+LABEL_KEY_ID = "envmgr.key-id"
+"""the fingerprint of the key the passwords derive from (envmgr.credentials); never a password itself"""
 LABEL_SERVICE_CONFIG = "envmgr.service-config"
 LABEL_IMAGE_SET = "envmgr.image-set"
 LABEL_DAEMON = "envmgr.daemon"

@@ -239,7 +239,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if run.source is None:
         return
     _save_logs(config, run)
-    for line in run.source.finish(failed=run.failed):
+    try:
+        lines = run.source.finish(failed=run.failed)
+    except EnvmgrError as exc:  # e.g. the engine stopped: the watchdog removes the environment once it answers
+        lines = [f"envmgr: error: {exc.cause}", *([f"envmgr:   fix: {exc.fix}"] if exc.fix else [])]
+    for line in lines:
         _say(config, line)
 
 

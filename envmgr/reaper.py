@@ -4,8 +4,11 @@ Two mechanisms, neither needing a pulled image:
 
 * a **watchdog** per environment: a small process in its own session (`python -m envmgr.reaper`), started by the
   owner, that waits on the owner's pid (a pidfd: woken the moment the owner dies, SIGKILL included) and then removes
-  everything labelled with the environment's id. The owner stops it after a clean teardown, or when it hands the
-  environment over (`envmgr up --detach`, the daemon).
+  everything labelled with the environment's id. The owner dismisses it after a teardown that removed everything,
+  or when it hands the environment over (`envmgr up --detach`, the daemon). When a teardown could not remove
+  everything (the engine stopped or restarting), the owner orders it to remove the environment now instead.
+  Removal is tried again every RETRY_SECONDS while the engine does not answer, for up to PATIENCE seconds; after
+  that the watchdog gives up and leaves the environment to the next sweep (its owner is gone by then, or will be).
 * a **sweep** at every environment start and in `envmgr gc`: environments whose owner process is gone and that are
   not detached are removed. "Gone" is decided only for owners in this pid namespace (`Owner.is_local`): on a shared
   remote engine, another machine's envmgr sees our environments too, and must never judge our owner dead by looking
@@ -21,20 +24,27 @@ worker that ends early cannot take anything with it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import select
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from envmgr.engine import Engine, EnvironmentRecord
-from envmgr.errors import ConfigError
+from envmgr.errors import ConfigError, EnvmgrError
 from envmgr.labels import Owner
 
-__all__ = ["Watchdog", "expired", "orphaned", "parse_duration", "sweep"]
+__all__ = ["Watchdog", "expired", "orphaned", "parse_duration", "remove_until_done", "sweep"]
 
 RECHECK_SECONDS = 5.0
+RETRY_SECONDS = 1.0
+"""between two attempts to remove an environment while the engine does not answer"""
+PATIENCE = 3600.0
+"""how long a watchdog keeps trying; then the next sweep (every start, `envmgr gc`) is the one to remove it"""
+REMOVE_ORDER = b"remove\n"
 
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -47,13 +57,13 @@ class Watchdog:
         """`docker_host`: the engine to clean, when it is not the one DOCKER_HOST names (an explicit `Engine`)."""
         self.env_id = env_id
         environ = {**os.environ, "DOCKER_HOST": docker_host} if docker_host else None
-        self._process = subprocess.Popen(
+        self._process: subprocess.Popen[bytes] = subprocess.Popen(
             [
                 # at the lowest priority: it must not compete with the start-up it guards for the CPU
                 "nice", "-n", "19", sys.executable, "-m", "envmgr.reaper",
                 "--env", env_id, "--pid", str(owner.pid), "--start", owner.start,
             ],
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # the owner's orders (REMOVE_ORDER)
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # outlives the owner's process group (Ctrl-C, SIGKILL of the group)
@@ -63,6 +73,7 @@ class Watchdog:
 
     def stop(self) -> None:
         """Dismiss the watchdog: the owner has torn down or handed the environment over."""
+        self._close_orders()
         if self._process.poll() is None:
             self._process.terminate()
             try:
@@ -70,6 +81,25 @@ class Watchdog:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(timeout=5)
+
+    def remove_now(self) -> bool:
+        """Order the watchdog to remove the environment now, and until that succeeds (the owner's teardown could
+        not); it exits when done. False when the watchdog is not running any more."""
+        if self._process.poll() is not None or self._process.stdin is None:
+            return False
+        try:
+            self._process.stdin.write(REMOVE_ORDER)
+            self._process.stdin.flush()
+        except BrokenPipeError:  # it ended meanwhile
+            return False
+        finally:
+            self._close_orders()
+        return True
+
+    def _close_orders(self) -> None:
+        if self._process.stdin is not None and not self._process.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):  # nothing left to say to a watchdog that has ended
+                self._process.stdin.close()
 
 
 def orphaned(record: EnvironmentRecord) -> bool:
@@ -121,24 +151,47 @@ def sweep(engine: Engine) -> list[str]:
     return removed
 
 
-def _wait_for_exit(owner: Owner) -> None:
-    """Block until the owner process has exited."""
+def remove_until_done(
+    remove: Callable[[], object],
+    patience: float,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    pause: Callable[[float], object] = time.sleep,
+) -> bool:
+    """Call `remove` until it succeeds (True), trying again every RETRY_SECONDS while it raises EnvmgrError (the
+    engine does not answer, or refuses), for up to `patience` seconds (False: the next sweep's turn)."""
+    deadline = clock() + patience
+    while True:
+        try:
+            remove()
+        except EnvmgrError:
+            if clock() + RETRY_SECONDS > deadline:
+                return False
+            pause(RETRY_SECONDS)
+            continue
+        return True
+
+
+def _wait_for_exit_or_order(owner: Owner, orders: int) -> None:
+    """Block until the owner process has exited, or has ordered the removal on `orders` (the watchdog's stdin)."""
     try:
         fd = os.pidfd_open(owner.pid)
     except ProcessLookupError:
         return
     except OSError:  # no pidfd (old kernel): poll the pid instead
         fd = -1
+    poller = select.poll()
+    poller.register(orders, select.POLLIN)
+    if fd >= 0:
+        poller.register(fd, select.POLLIN)
     try:
-        poller = select.poll()
-        if fd >= 0:
-            poller.register(fd, select.POLLIN)
         while owner.is_alive():
-            if fd >= 0:
-                if poller.poll(int(RECHECK_SECONDS * 1000)):
+            for ready, _ in poller.poll(int((RECHECK_SECONDS if fd >= 0 else 0.5) * 1000)):
+                if ready == fd:
                     return
-            else:
-                time.sleep(0.5)  # bounded poll of a pid without pidfd support
+                if os.read(orders, len(REMOVE_ORDER)) == REMOVE_ORDER:
+                    return
+                poller.unregister(orders)  # closed without an order: the owner ended or dismisses us
     finally:
         if fd >= 0:
             os.close(fd)
@@ -149,10 +202,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--env", required=True)
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--start", default="")
+    parser.add_argument("--patience", type=float, default=PATIENCE)
     args = parser.parse_args(argv)
     owner = Owner.here(args.pid, args.start)
-    _wait_for_exit(owner)
-    Engine.connect().remove_environment(args.env)
+    _wait_for_exit_or_order(owner, sys.stdin.fileno())
+    remove_until_done(lambda: Engine.connect(timeout=5).remove_environment(args.env), args.patience)
 
 
 if __name__ == "__main__":

@@ -146,6 +146,7 @@ def write_container_logs(engine: Engine, endpoints: Endpoints, folder: Path) -> 
     """Every container's full log (stdout and stderr) in `folder`, one file each: `postgres.log`,
     `wiremock-1.log` for the replica of worker gw1; a container already gone gets a note instead."""
     import docker.errors  # only a post-mortem needs the engine
+    import requests.exceptions
 
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -155,7 +156,7 @@ def write_container_logs(engine: Engine, endpoints: Endpoints, folder: Path) -> 
         try:
             raw: bytes = engine.client.containers.get(endpoint.container).logs(stdout=True, stderr=True)
             text = raw.decode("utf-8", "replace")
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:  # gone, or no engine
             text = f"(logs of {endpoint.container} unavailable: {exc})\n"
         target.write_text(text)
         written.append(target)

@@ -5,12 +5,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from envmgr.config import Settings
 from envmgr.engine import Engine
 from envmgr.labels import LABEL_ENV, LABEL_NAMESPACE
+
+if TYPE_CHECKING:
+    from tests.integration.private_engine import PrivateEngine
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,6 +65,15 @@ def in_namespace(engine: Engine, namespace: str) -> list[str]:
     return [
         env_id for env_id, record in engine.environments().items() if record.labels.get(LABEL_NAMESPACE) == namespace
     ]
+
+
+@pytest.fixture(scope="module")
+def private_engine() -> Iterator[PrivateEngine]:
+    """A dockerd of the module's own holding the local Redis image, to stop and restart (never the machine's)."""
+    from tests.integration.private_engine import PrivateEngine
+
+    with PrivateEngine.started(images=["envmgr-local/redis:7"]) as engine:
+        yield engine
 
 
 @pytest.fixture

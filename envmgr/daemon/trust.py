@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import socket
-import stat
 import struct
 from pathlib import Path
 
 from envmgr.errors import DaemonError, DaemonNotRunningError
+from envmgr.ownership import untrusted
 
 __all__ = ["check_peer", "check_socket", "private_folder"]
 
@@ -57,20 +57,12 @@ def check_peer(connection: socket.socket, path: Path) -> None:
 def _check_owned(path: Path, folder: bool) -> None:
     what = "the folder of the envmgr daemon's socket" if folder else "the envmgr daemon's socket"
     try:
-        info = path.stat()
+        problem = untrusted(path, what=what, kind="folder" if folder else "socket")
     except FileNotFoundError:
         raise _not_running(path) from None
-    if not (stat.S_ISDIR(info.st_mode) if folder else stat.S_ISSOCK(info.st_mode)):
-        raise DaemonError(f"{what} {path} is not a {'folder' if folder else 'socket'}", FIX.format(path=path))
-    if info.st_uid != os.getuid():
-        raise DaemonError(
-            f"{what} {path} belongs to uid {info.st_uid}, not to you (uid {os.getuid()})", FIX.format(path=path)
-        )
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise DaemonError(
-            f"{what} {path} is writable by others (mode {stat.S_IMODE(info.st_mode):o})",
-            f"chmod go-w {path} if it is yours alone; else " + FIX.format(path=path),
-        )
+    if problem is not None:
+        fix = FIX.format(path=path)
+        raise DaemonError(problem.cause, f"{problem.chmod} if it is yours alone; else {fix}" if problem.chmod else fix)
 
 
 def _not_running(path: Path) -> DaemonNotRunningError:

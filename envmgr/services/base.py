@@ -92,7 +92,8 @@ class Service(ABC):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.password = new_password()
-        """the credential of this environment's instance of the service"""
+        """the credential of this environment's instance of the service (an Environment sets the one it derives
+        from the user's key and its id: envmgr.credentials)"""
 
     @property
     def config(self) -> ServiceSettings:

@@ -217,6 +217,20 @@ def test_every_service_starts_seeded_and_healthy(project: Callable[[dict[str, An
     assert sorted(url.rsplit("/", 1)[-1] for url in queues) == ["deliveries", "deliveries-dlq"]
 
 
+def test_wiremock_admin_auth_the_health_check_logs_in_and_strangers_get_401(
+    project: Callable[[dict[str, Any]], Project],
+) -> None:
+    settings = Settings(wiremock={"enabled": True, "admin_auth": True}, postgres={"enabled": False})
+    document = compose_document(settings, ["wiremock"])
+    env = project(document)
+    env.run("up", "-d", timeout=300)
+    wait_for(lambda: _assert_healthy(env.container("wiremock")), "wiremock health check", deadline=120)
+    host, port = env.address("wiremock", 8080)
+    assert requests.get(f"http://{host}:{port}/__admin/mappings", timeout=5).status_code == 401
+    user, password = document["services"]["wiremock"]["command"][1].split(":", 1)
+    assert requests.get(f"http://{host}:{port}/__admin/mappings", timeout=5, auth=(user, password)).ok
+
+
 def _assert_healthy(container: Any) -> None:
     container.reload()
     status = container.attrs["State"].get("Health", {}).get("Status")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 from pathlib import Path
@@ -20,7 +21,7 @@ from envmgr.compose import (
     port_variable,
     render,
 )
-from envmgr.config import Settings
+from envmgr.config import Settings, WireMockSettings
 from envmgr.errors import ServiceNotEnabledError
 from envmgr.labels import LABEL_ENV
 from envmgr.services.localstack.service import SEED_JOB as LOCALSTACK_SEED_SERVICE
@@ -253,3 +254,17 @@ def test_configured_servers_export_their_settings_and_say_what_only_envmgr_appli
     assert services["celery"]["environment"]["REDIS_HOST"] == "redis"
     assert services["celery"]["environment"]["POSTGRES_PORT"] == "5432"
     assert any("postgres.extensions, postgres.app_role" in note for note in document["x-envmgr"]["notes"])
+
+
+def test_wiremock_admin_auth_gets_a_health_check_that_logs_in(project: Path) -> None:
+    settings = full(project).model_copy(update={"wiremock": WireMockSettings(enabled=True, admin_auth=True)})
+    document = compose_document(settings, ["wiremock"])
+    wiremock = services_of(document)["wiremock"]
+    flag, login = wiremock["command"]
+    assert flag == "--admin-api-basic-auth"
+    assert login.startswith("envmgr:")
+    check = wiremock["healthcheck"]["test"]
+    assert check[:3] == ["CMD", "bash", "-c"]
+    token = base64.b64encode(login.encode()).decode()
+    assert f"Authorization: Basic {token}" in check[3]
+    assert any("admin_auth" in note for note in document["x-envmgr"]["notes"])

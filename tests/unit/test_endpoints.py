@@ -195,3 +195,12 @@ def test_a_worker_exports_its_own_replicas_variables() -> None:
     assert worker_variables(endpoints, Worker("gw0", isolated=True), settings)["WIREMOCK_URL"].startswith(
         "http://envmgr@127.0.0.1:8001"
     )
+
+
+def test_redacted_variables_mask_a_password_kept_in_extra_too() -> None:
+    endpoint = ServiceEndpoint(
+        service="wiremock", scheme="http", host="127.0.0.1", port=5555, internal_host="wiremock", internal_port=8080,
+        extra={"admin_username": "envmgr", "admin_password": "s3cret"},
+        variables={"WIREMOCK_ADMIN_USER": "envmgr", "WIREMOCK_ADMIN_PASSWORD": "s3cret"},
+    )  # fmt: skip
+    assert endpoint.redacted_variables() == {"WIREMOCK_ADMIN_USER": "envmgr", "WIREMOCK_ADMIN_PASSWORD": "***"}

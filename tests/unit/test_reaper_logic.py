@@ -6,8 +6,9 @@ import subprocess
 import sys
 
 from envmgr.engine import EnvironmentRecord
+from envmgr.errors import DockerUnavailableError
 from envmgr.labels import LABEL_DETACHED, LABEL_ENV, LABEL_PID_SPACE, Owner, pid_space, process_start_ticks
-from envmgr.reaper import expired, orphaned
+from envmgr.reaper import RETRY_SECONDS, expired, orphaned, remove_until_done
 
 
 def dead_pid() -> int:
@@ -86,3 +87,41 @@ def test_labels_without_a_pid_space_fall_back_on_the_host_name() -> None:
     assert legacy is not None
     assert legacy.space == ""
     assert orphaned(record(legacy))
+
+
+class EngineComesBack:
+    """A removal that fails while the engine "does not answer" (the first `failures` calls), on a fake clock."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+        self.now = 0.0
+
+    def remove(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise DockerUnavailableError("could not remove environment e1: the Docker engine does not answer")
+
+    def pause(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_watchdog_keeps_removing_until_the_engine_answers() -> None:
+    engine = EngineComesBack(failures=12)
+    assert remove_until_done(engine.remove, 3600, clock=lambda: engine.now, pause=engine.pause)
+    assert engine.calls == 13
+    assert engine.now == 12 * RETRY_SECONDS
+
+
+def test_the_watchdog_gives_up_after_its_patience_and_leaves_it_to_the_next_sweep() -> None:
+    engine = EngineComesBack(failures=10**6)
+    assert not remove_until_done(engine.remove, 30, clock=lambda: engine.now, pause=engine.pause)
+    assert engine.now <= 30
+    assert engine.calls == int(30 / RETRY_SECONDS) + 1
+
+
+def test_a_removal_that_succeeds_at_once_is_not_repeated() -> None:
+    engine = EngineComesBack(failures=0)
+    assert remove_until_done(engine.remove, 3600, clock=lambda: engine.now, pause=engine.pause)
+    assert engine.calls == 1
+    assert engine.now == 0

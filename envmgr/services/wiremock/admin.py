@@ -7,21 +7,40 @@ an endpoint WireMock 3 no longer has, so envmgr uses python-wiremock only for it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-__all__ = ["WireMockAdmin"]
+if TYPE_CHECKING:
+    from envmgr.endpoints import ServiceEndpoint
+
+__all__ = ["WireMockAdmin", "admin_auth"]
 
 HTTP_TIMEOUT = 5
+
+
+def admin_auth(endpoint: ServiceEndpoint) -> tuple[str, str] | None:
+    """The admin API's basic-auth login of a WireMock endpoint (`wiremock.admin_auth`), or None when it is open."""
+    username, password = endpoint.extra.get("admin_username"), endpoint.extra.get("admin_password")
+    return (username, password) if username and password else None
 
 
 class WireMockAdmin:
     """The admin API of one WireMock server (https://wiremock.org/docs/standalone/admin-api-reference/)."""
 
-    def __init__(self, base_url: str, session: requests.Session | None = None) -> None:
+    def __init__(
+        self, base_url: str, session: requests.Session | None = None, auth: tuple[str, str] | None = None
+    ) -> None:
+        """`auth`: the admin API's basic-auth login (user, password), when it asks for one."""
         self.base_url = base_url.rstrip("/")
         self._session = session or requests.Session()
+        if auth is not None:
+            self._session.auth = auth
+
+    @classmethod
+    def of(cls, endpoint: ServiceEndpoint) -> WireMockAdmin:
+        """The admin client of an envmgr WireMock endpoint, logged in when its admin API asks for it."""
+        return cls(endpoint.url, auth=admin_auth(endpoint))
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         response = self._session.request(method, f"{self.base_url}/__admin{path}", json=body, timeout=HTTP_TIMEOUT)

@@ -28,8 +28,9 @@ def wiremock_url(envmgr_shares: WorkerShares) -> str:
 
 @pytest.fixture
 def wiremock(envmgr_shares: WorkerShares, wiremock_url: str) -> Iterator[WireMockAdmin]:
-    """The admin client of this worker's WireMock; back to the seeded stubs, empty journal, no delay after."""
+    """The admin client of this worker's WireMock (logged in with `wiremock.admin_auth`); back to the seeded stubs,
+    empty journal, no delay after."""
     try:
-        yield WireMockAdmin(wiremock_url)
+        yield WireMockAdmin.of(envmgr_shares.server(SERVICE))
     finally:
         envmgr_shares.reset(SERVICE)

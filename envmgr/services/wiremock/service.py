@@ -4,21 +4,28 @@ Isolation: WireMock has one stub set and one request journal per server, so in w
 gets its own replica (a per-worker service): one worker's stubs and journal are invisible to another by
 construction. Seeds (seeds/wiremock/mappings and __files) are copied into each container at creation, so
 `POST /__admin/reset` (a few ms, `admin.py`) restores exactly the seeded stubs with an empty journal.
+
+The admin API is open to anyone who reaches the port (127.0.0.1: any local user), unless `wiremock.admin_auth`:
+then WireMock runs with `--admin-api-basic-auth envmgr:<the environment's password>` and every admin call of envmgr
+(probe, reset, the `wiremock` fixture) logs in; the stubbed endpoints stay open either way.
 """
 
 from __future__ import annotations
 
+import base64
 from types import MappingProxyType
 
+from envmgr.config import WireMockSettings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.seeds import wiremock_seed_dirs
-from envmgr.services.base import ContainerSpec, Published, Service
-from envmgr.services.wiremock.admin import WireMockAdmin
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.wiremock.admin import WireMockAdmin, admin_auth
 
 __all__ = ["WireMockService"]
 
 PORT = 8080
 HOME = "/home/wiremock"
+ADMIN_USER = "envmgr"
 
 
 class WireMockService(Service):
@@ -32,35 +39,62 @@ class WireMockService(Service):
     fixtures = "envmgr.services.wiremock.fixtures"
     compose_image_healthcheck = True  # curl or bash /dev/tcp, in the official and the local image
 
+    @property
+    def wiremock(self) -> WireMockSettings:
+        return self.settings.wiremock
+
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
         copies = {str(path): HOME for path in wiremock_seed_dirs(self.settings.seeds_path())}
-        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=dict(self.config.env), copies=copies)
+        command = ["--admin-api-basic-auth", f"{ADMIN_USER}:{self.password}"] if self.wiremock.admin_auth else None
+        return ContainerSpec(
+            image=self.image(), ports=dict(self.ports), env=dict(self.config.env), copies=copies, command=command
+        )
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
         base = self.published_endpoint(published, "http")
-        return base.model_copy(
-            update={
-                "extra": {"admin_url": base.url + "/__admin"},
-                "variables": {"WIREMOCK_ADMIN_URL": base.url + "/__admin"},
-            }
-        ).bind(WIREMOCK_URL="url", WIREMOCK_HOST="host", WIREMOCK_PORT="port")
+        extra = {"admin_url": base.url + "/__admin"}
+        variables = {"WIREMOCK_ADMIN_URL": base.url + "/__admin"}
+        if self.wiremock.admin_auth:
+            extra |= {"admin_username": ADMIN_USER, "admin_password": self.password}
+            variables |= {"WIREMOCK_ADMIN_USER": ADMIN_USER, "WIREMOCK_ADMIN_PASSWORD": self.password}
+        return base.model_copy(update={"extra": extra, "variables": variables}).bind(
+            WIREMOCK_URL="url", WIREMOCK_HOST="host", WIREMOCK_PORT="port"
+        )
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
         import requests
 
-        response = requests.get(endpoint.url + "/__admin/health", timeout=2)
+        response = requests.get(endpoint.url + "/__admin/health", timeout=2, auth=admin_auth(endpoint))
         response.raise_for_status()
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
-        WireMockAdmin(endpoint.url).reset()
+        WireMockAdmin.of(endpoint).reset()
 
     def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
         """The worker's own replica back to the seeded stubs, with an empty journal and no delay."""
         self.reset(endpoint)
 
+    def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
+        """With `admin_auth` the image's own check (an anonymous GET /__admin/health) gets 401: this one logs in
+        (bash and /dev/tcp, in the official and the local image). Without it: None, the image's own applies."""
+        login = admin_auth(endpoint)
+        if login is None:
+            return None
+        token = base64.b64encode(f"{login[0]}:{login[1]}".encode()).decode()
+        request = rf"GET /__admin/health HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {token}\r\n"
+        request += r"Connection: close\r\n\r\n"
+        script = (
+            f"exec 3<>/dev/tcp/127.0.0.1/{endpoint.internal_port} && printf '{request}' >&3 "
+            '&& read -r status <&3 && case "$status" in *" 200"*) exit 0;; esac; exit 1'
+        )
+        return ["CMD", "bash", "-c", context.text(script)]
+
     def compose_notes(self) -> list[str]:
         return [
             "wiremock: seeds/wiremock/{mappings,__files} are bind-mounted read-only (envmgr copies them); WireMock "
             "runs as uid 1000, so the files must be readable by others (as in a usual checkout)",
-            "wiremock: no health check here: the image's own HEALTHCHECK applies (curl or bash /dev/tcp)",
+            "wiremock: no health check here: the image's own HEALTHCHECK applies (curl or bash /dev/tcp)"
+            if not self.wiremock.admin_auth
+            else "wiremock: admin_auth: the admin API asks for user envmgr and the password in the command; the "
+            "health check logs in",
         ]
