@@ -96,6 +96,20 @@ class Engine:
         """The host interface ports are bound to: loopback locally; all interfaces only for a remote engine."""
         return "127.0.0.1" if self.host_address() == "127.0.0.1" else "0.0.0.0"
 
+    def network_gateway(self, name: str) -> str | None:
+        """The IPv4 gateway of a Docker network (the host's address on its bridge), or None if it has none."""
+        try:
+            network = self.client.networks.get(name)
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailableError(
+                f"cannot inspect network {name}: {first_line(exc)}", "check the Docker engine"
+            ) from None
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            gateway = str(config.get("Gateway") or "")
+            if gateway and ":" not in gateway:
+                return gateway
+        return None
+
     # images -------------------------------------------------------------------------------------------------
 
     def has_image(self, image: str) -> bool:
