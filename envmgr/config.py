@@ -168,9 +168,9 @@ class LocalStackSettings(AwsServiceSettings):
         if unknown:
             raise PydanticCustomError(
                 "envmgr_unknown_aws_service",
-                "unknown AWS service {unknown} (LocalStack here runs: {known})",
-                {"unknown": ", ".join(repr(name) for name in unknown), "known": ", ".join(LOCALSTACK_SERVICES),
-                 "fix": f"use some of: {', '.join(LOCALSTACK_SERVICES)}"},
+                "unknown AWS service {unknown}",
+                {"unknown": ", ".join(repr(name) for name in unknown),
+                 "fix": f"use some of the services LocalStack runs here: {', '.join(LOCALSTACK_SERVICES)}"},
             )  # fmt: skip
         if not services:
             raise PydanticCustomError(
@@ -272,8 +272,8 @@ class Settings(BaseSettings):
                 key = f"{other}.{'enabled' if config.enabled else changed[0]}"
                 raise PydanticCustomError(
                     "envmgr_aws_backend",
-                    "{key} is set, but aws.backend is '{backend}' (only the backend's table may have options)",
-                    {"key": key, "backend": backend,
+                    "an option of {other}, but aws.backend is '{backend}' (only the backend's table may have options)",
+                    {"key": key, "other": other, "backend": backend,
                      "fix": f'remove the [tool.envmgr.{other}] options, or set [tool.envmgr.aws] backend = "{other}"'},
                 )  # fmt: skip
         return self
