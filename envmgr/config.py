@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -32,16 +33,22 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from envmgr.aws_api import PROBE_CALLS
 from envmgr.errors import ConfigError
 from envmgr.seed_layout import check_seeds_folder
 
 __all__ = [
+    "AWS_BACKENDS",
+    "LOCALSTACK_SERVICES",
     "NON_SETTING_VARIABLES",
     "SERVICE_NAMES",
+    "AwsServiceSettings",
+    "AwsSettings",
     "BadSettingError",
     "CelerySettings",
     "ImageSet",
     "LocalStackSettings",
+    "MotoSettings",
     "PostgresSettings",
     "RedisSettings",
     "ServiceSettings",
@@ -254,9 +261,62 @@ class RedisSettings(ServiceSettings):
         )
 
 
-class LocalStackSettings(ServiceSettings):
+AwsBackend = Literal["localstack", "moto"]
+AWS_BACKENDS: tuple[str, ...] = get_args(AwsBackend)
+"""the services that can serve the AWS fixtures (`[tool.envmgr.aws] backend`)"""
+
+LOCALSTACK_SERVICES: tuple[str, ...] = tuple(PROBE_CALLS)
+"""the AWS services `localstack.services` may list: those the local image runs (see containers/localstack/README.md),
+each with the API call that proves it works (`envmgr.aws_api`)"""
+
+
+class AwsSettings(BaseModel):
+    """`[tool.envmgr.aws]`: which service serves the AWS fixtures, variables and seeds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: AwsBackend = Field(
+        default="localstack",
+        description="the service behind aws_endpoint_url, aws_env, s3_client, sqs_client, sns_client: localstack or "
+        "moto; setting it enables that service (unless its own table says enabled = false)",
+    )
+
+
+class AwsServiceSettings(ServiceSettings):
+    """What both AWS backends have: the region, and queues created in every account."""
+
     region: str = "us-east-1"
     queues: list[str] = Field(default_factory=list, description="SQS queues created in every account")
+
+
+class LocalStackSettings(AwsServiceSettings):
+    services: list[str] = Field(
+        default_factory=lambda: ["s3", "sqs"],
+        description="the AWS services LocalStack runs (SERVICES); each must answer an API call before it is ready",
+    )
+
+    @field_validator("services")
+    @classmethod
+    def _known_services(cls, services: list[str]) -> list[str]:
+        unknown = [name for name in services if name not in LOCALSTACK_SERVICES]
+        if unknown:
+            raise PydanticCustomError(
+                "envmgr_unknown_aws_service",
+                "unknown AWS service {unknown}",
+                {"unknown": ", ".join(repr(name) for name in unknown),
+                 "fix": f"use some of the services LocalStack runs here: {', '.join(LOCALSTACK_SERVICES)}"},
+            )  # fmt: skip
+        if not services:
+            raise PydanticCustomError(
+                "envmgr_no_aws_service",
+                "no AWS service listed",
+                {"fix": 'list at least one, e.g. services = ["s3", "sqs"]'},
+            )
+        return list(dict.fromkeys(services))
+
+
+class MotoSettings(AwsServiceSettings):
+    """moto in server mode: every AWS service moto emulates, one server per xdist worker."""
 
 
 class WireMockSettings(ServiceSettings):
@@ -316,8 +376,52 @@ class Settings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     localstack: LocalStackSettings = Field(default_factory=LocalStackSettings)
+    moto: MotoSettings = Field(default_factory=MotoSettings)
     wiremock: WireMockSettings = Field(default_factory=WireMockSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _backend_enabled(cls, data: Any) -> Any:
+        """`aws.backend` given: that service is enabled, unless its own table sets `enabled` itself."""
+        if not isinstance(data, dict):
+            return data
+        aws = data.get("aws")
+        if isinstance(aws, AwsSettings):
+            backend = aws.backend if "backend" in aws.model_fields_set else None
+        else:
+            backend = aws.get("backend") if isinstance(aws, dict) else None
+        if backend not in AWS_BACKENDS:
+            return data  # not given (or a bad value, which the field's own validation reports)
+        table = data.get(backend)
+        if table is None:
+            return {**data, backend: {"enabled": True}}
+        if isinstance(table, dict) and "enabled" not in table:
+            return {**data, backend: {**table, "enabled": True}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_aws_backend(self) -> Settings:
+        """Options of the AWS service that is not `aws.backend` are a mistake: that service would not serve the
+        fixtures (an enabled LocalStack under moto, LocalStack's `services` under moto, an enabled moto under
+        LocalStack ...). Judged by value, not by the keys given: a full dump of the settings validates again."""
+        backend = self.aws.backend
+        for other in AWS_BACKENDS:
+            config = self.service(other)
+            if other == backend:
+                continue
+            default = type(config)()
+            changed = [name for name in type(config).model_fields if getattr(config, name) != getattr(default, name)]
+            if config.enabled or changed:
+                key = f"{other}.{'enabled' if config.enabled else changed[0]}"
+                raise PydanticCustomError(
+                    "envmgr_aws_backend",
+                    "an option of {other}, but aws.backend is '{backend}' (only the backend's table may have options)",
+                    {"key": key, "other": other, "backend": backend,
+                     "fix": f'remove the [tool.envmgr.{other}] options, or set [tool.envmgr.aws] backend = "{other}"'},
+                )  # fmt: skip
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -442,9 +546,11 @@ def load_settings(pyproject: Path | None = None, **overrides: Any) -> Settings:
 
 def _config_error(exc: ValidationError, source_name: str, overrides: dict[str, Any]) -> ConfigError:
     first = exc.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    top = str(first["loc"][0]) if first["loc"] else ""
-    env_name = _variable_of(first["loc"], os.environ)
+    context: dict[str, Any] = dict(first.get("ctx") or {})
+    loc: tuple[int | str, ...] = tuple(str(context["key"]).split(".")) if "key" in context else first["loc"]
+    key = ".".join(str(part) for part in loc)
+    top = str(loc[0]) if loc else ""
+    env_name = _variable_of(loc, os.environ)
     if top in overrides:
         where = "the command-line options"
     elif env_name is not None:
@@ -460,6 +566,8 @@ def _config_error(exc: ValidationError, source_name: str, overrides: dict[str, A
             f"unknown configuration key {key!r} in {where}",
             f"remove it or use one of: {known}",
         )
+    if "fix" in context:  # envmgr's own check (PydanticCustomError): its message, its fix
+        return ConfigError(f"bad value for {key!r} in {where}: {first['msg']}", str(context["fix"]))
     return ConfigError(
         f"bad value for {key!r} in {where}: {first['msg']} (got {first.get('input')!r})",
         "correct the value; see the configuration table in README.md",

@@ -21,7 +21,7 @@ import docker.errors
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
-from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.endpoints import CALLBACK_HOST, ServiceEndpoint, Worker
 from envmgr.engine import ALL_INTERFACES, Engine
 from envmgr.errors import ServiceStartError, first_line
 from envmgr.services import ContainerSpec, Published
@@ -58,11 +58,13 @@ def run_container(
     host_env: Callable[[str, Mapping[str, int]], dict[str, str]],
     created: Callable[[DockerContainer], None],
     host_ports: Mapping[str, int] | None = None,
+    gateway: str | None = None,
 ) -> Any:
     """Create and start one container; return the docker SDK's container. `host_ports`: the ports chosen when it
     was planned (others are tried when one was taken meanwhile). `host_env(host, host_ports)` gives the environment
     that depends on the published ports; `created` is told of the container before it starts (so a failure
-    half-way can still remove it)."""
+    half-way can still remove it). `gateway`: the network's gateway, which the container knows as
+    `host.docker.internal` (the test host, see `Callback`)."""
     copies = _copies(spec.copies)
     if engine.remote:
         for host_path, container_path in spec.binds.items():
@@ -93,7 +95,8 @@ def run_container(
                 container.with_volume_mapping(host_path, container_path, "ro")
         for source, destination, mode in copies:
             container.with_copy_into_container(source, destination, mode)
-        container.with_kwargs(labels=dict(labels), privileged=False)
+        extra_hosts = {CALLBACK_HOST: gateway} if gateway else {}
+        container.with_kwargs(labels=dict(labels), privileged=False, extra_hosts=extra_hosts)
         created(container)
         try:
             container.start()

@@ -14,13 +14,15 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from envmgr.errors import ServiceNotEnabledError
 
-__all__ = ["Component", "Endpoints", "ServiceEndpoint", "Worker"]
+__all__ = ["CALLBACK_HOST", "Callback", "Component", "Endpoints", "ServiceEndpoint", "Worker"]
 
 Component = Literal["url", "host", "port", "username", "password", "path"]
 """a part of an endpoint a connection variable can name (`ServiceEndpoint.bindings`)"""
 MASK = "***"
 
 SESSION_WORKER_ID = "main"
+CALLBACK_HOST = "host.docker.internal"
+"""the name of the test host in every service container (as with Docker Desktop's engine)"""
 REDIS_DATABASES = 1024
 """logical databases of envmgr's Redis server: the application's 0..511 (0 for the session), the broker's 512.."""
 BROKER_DB_BASE = REDIS_DATABASES // 2
@@ -190,6 +192,28 @@ class ServiceEndpoint(BaseModel):
         return {name: self.redacted(value) for name, value in self.variables.items()}
 
 
+class Callback(BaseModel):
+    """Where the test process can be reached from inside the environment's network, for services that call back
+    (WireMock webhooks, an app's partner calling its webhook URL).
+
+    Every service container resolves `host` (`host.docker.internal`) to the gateway of the environment's Docker
+    network, an address of the test host on that network's bridge. A server the test starts must listen on `bind`
+    (that gateway address), not on 127.0.0.1 (containers cannot reach the host's loopback) and not on 0.0.0.0 (every
+    interface: the host's other networks too); the service calls it at `url(port)`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str = CALLBACK_HOST
+    """the test host's name inside the network"""
+    bind: str
+    """the address a callback server of the test must bind to: the gateway of the environment's network"""
+
+    def url(self, port: int, path: str = "", scheme: str = "http") -> str:
+        """The URL a service inside the network calls to reach the test's server listening on (`bind`, `port`)."""
+        suffix = path if not path or path.startswith("/") else "/" + path
+        return f"{scheme}://{self.host}:{port}{suffix}"
+
+
 class Endpoints(BaseModel):
     """Every service of one environment, by name."""
 
@@ -205,6 +229,9 @@ class Endpoints(BaseModel):
     """the further replicas of per-worker services (replica 1, 2, ... for workers gw1, gw2, ...)"""
     per_worker: tuple[str, ...] = ()
     """services with a replica per xdist worker: a worker uses its own replica, never another's"""
+    callback: Callback | None = None
+    """where the test process is reachable from inside the network; None when the engine is remote (its network's
+    gateway is on another machine)"""
 
     def __getitem__(self, service: str) -> ServiceEndpoint:
         try:

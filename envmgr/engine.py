@@ -275,6 +275,20 @@ class Engine:
             published_on=self.publish_address(),
         )
 
+    def network_gateway(self, name: str) -> str | None:
+        """The IPv4 gateway of a Docker network (the host's address on its bridge), or None if it has none."""
+        try:
+            network = self.client.networks.get(name)
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailableError(
+                f"cannot inspect network {name}: {first_line(exc)}", "check the Docker engine"
+            ) from None
+        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+            gateway = str(config.get("Gateway") or "")
+            if gateway and ":" not in gateway:
+                return gateway
+        return None
+
     # images -------------------------------------------------------------------------------------------------
 
     def has_image(self, image: str) -> bool:

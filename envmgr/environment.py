@@ -30,7 +30,7 @@ from testcontainers.core.network import Network
 from envmgr.config import Settings, load_settings
 from envmgr.containers import alias, free_port, is_running, published_from, run_container
 from envmgr.credentials import Credentials
-from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
+from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
 from envmgr.engine import Engine, EngineAddress
 from envmgr.errors import ConfigError, EnvironmentNotFoundError, EnvmgrError, ServiceNotEnabledError, first_line
 from envmgr.faults import Faults
@@ -120,6 +120,8 @@ class Environment:
         self._watchdog: Watchdog | None = None
         self._lock = threading.Lock()
         self._network: Network | None = None
+        self._gateway: str | None = None
+        """the gateway of the environment's network: the test host, as containers reach it"""
         self._labels: dict[str, str] = {}
         self._begun = False
         self._attached = False
@@ -213,6 +215,7 @@ class Environment:
             network.name = self.network_name
             network.create()
             self._network = network
+            self._gateway = engine.network_gateway(self.network_name)
             self._watchdog = Watchdog(self.id, self._owner, engine.docker_host())  # this engine, whatever DOCKER_HOST
         except BaseException:
             self._teardown()
@@ -441,6 +444,7 @@ class Environment:
             found[(name, replica)] = service.recover(_with_replica(service.endpoint(published), replica))
         env._ready = found
         env._attached = True
+        env._gateway = engine.network_gateway(record.networks[0]) if record.networks else None
         env._endpoints = env._build_endpoints()
         env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
         return env
@@ -535,8 +539,14 @@ class Environment:
         per_worker = tuple(sorted(self.topology.per_worker)) if self.workers > 0 else ()
         return Endpoints(
             id=self.id, network=self.network_name, namespace=self.settings.namespace, sandbox=self.sandbox,
-            per_worker=per_worker,
+            per_worker=per_worker, callback=self._callback(),
         ).with_endpoints([self._ready[key] for key in sorted(self._ready, key=self._order)])  # fmt: skip
+
+    def _callback(self) -> Callback | None:
+        """Where containers reach the test host: the network's gateway, when that is this machine (a local engine)."""
+        if self._gateway is None or self.engine.host_address() != "127.0.0.1":
+            return None
+        return Callback(bind=self._gateway)
 
     def _order(self, key: tuple[str, int]) -> tuple[int, int]:
         return (self.topology.services.index(key[0]), key[1])
@@ -595,7 +605,7 @@ class Environment:
             wrapped = run_container(
                 self.engine, service=name, spec=spec, name=f"{self.settings.namespace}-{self.id}-{network_alias}",
                 network_alias=network_alias, network=self._network, labels=service_labels, host_env=service.host_env,
-                created=created, host_ports=host_ports,
+                created=created, host_ports=host_ports, gateway=self._gateway,
             )  # fmt: skip
         started = self._started_needs(name, worker)  # its container runs already; its probe may need them
         published = published_from(
@@ -657,6 +667,7 @@ class Environment:
         self._ready.clear()
         self._units.clear()
         self._planned.clear()
+        self._gateway = None
         self._begun = False
 
 

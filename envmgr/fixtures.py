@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from envmgr.config import Settings
-from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
+from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
 from envmgr.errors import EnvmgrError
 from envmgr.pytest_run import RunState, run_of
 from envmgr.reach import FixtureMap, Reach, reach
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "WorkerShares",
+    "envmgr_callback",
+    "envmgr_callback_host",
     "envmgr_endpoints",
     "envmgr_env",
     "envmgr_faults",
@@ -162,6 +164,30 @@ def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envm
         env.timings = run.resets  # its resets count in the run's report (sent to the controller by an xdist worker)
     env.scope = run.worker
     return env
+
+
+@pytest.fixture(scope="session")
+def envmgr_callback(request: pytest.FixtureRequest) -> Callback:
+    """Where this test process is reachable from the environment's containers: a server of the test's listens on
+    `bind` (the gateway of the environment's network; never 0.0.0.0) and a service calls it at `url(port)`
+    (`http://host.docker.internal:<port>`). Starts no service."""
+    run = run_of(request.config)
+    try:
+        endpoints = run.endpoints or run.ensure([], {})
+    except EnvmgrError as exc:
+        raise pytest.UsageError(f"envmgr: {exc}") from None
+    if endpoints.callback is None:
+        raise pytest.UsageError(
+            "envmgr: containers cannot call back into this test process: the Docker engine is remote (DOCKER_HOST), "
+            "so its networks' gateways are on another machine; run the tests with a local engine"
+        )
+    return endpoints.callback
+
+
+@pytest.fixture(scope="session")
+def envmgr_callback_host(envmgr_callback: Callback) -> str:
+    """The test host's name inside the environment's network: `host.docker.internal`."""
+    return envmgr_callback.host
 
 
 @pytest.fixture

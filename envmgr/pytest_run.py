@@ -108,7 +108,7 @@ class RunState:
     def fixture_map(self) -> FixtureMap:
         """Which fixture belongs to which service (see envmgr.reach), read once per process."""
         if self._fixture_map is None:
-            self._fixture_map = FixtureMap.of(self.registry)
+            self._fixture_map = FixtureMap.of(self.registry, self.settings)
         return self._fixture_map
 
     def ensure(

@@ -14,6 +14,7 @@ import importlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from envmgr.config import Settings
 from envmgr.services import ServiceRegistry
 
 __all__ = ["CORE_FIXTURES", "FixtureMap", "Reach", "reach"]
@@ -32,12 +33,13 @@ class FixtureMap:
     """service -> markers after which it is reset at once"""
 
     @classmethod
-    def of(cls, registry: ServiceRegistry) -> FixtureMap:
+    def of(cls, registry: ServiceRegistry, settings: Settings | None = None) -> FixtureMap:
+        """With `settings`: of services sharing a fixtures module, only the one that serves it (`serves_fixtures`)."""
         service_of: dict[str, str] = {}
         clean: set[str] = set()
         reset_after: dict[str, frozenset[str]] = {}
         for name, service in registry.items():
-            if not service.fixtures:
+            if not service.fixtures or (settings is not None and not service.serves_fixtures(settings)):
                 continue
             module = importlib.import_module(service.fixtures)
             names = set(getattr(module, "__all__", ())) - set(getattr(module, "NOT_FIXTURES", ()))

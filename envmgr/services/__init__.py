@@ -15,6 +15,7 @@ from envmgr.errors import ConfigError
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 from envmgr.services.celery import CeleryService
 from envmgr.services.localstack import LocalStackService
+from envmgr.services.moto import MotoService
 from envmgr.services.postgres import PostgresService
 from envmgr.services.redis import RedisService
 from envmgr.services.wiremock import WireMockService
@@ -58,10 +59,12 @@ class ServiceRegistry(Mapping[str, type[Service]]):
 
     def fixture_modules(self) -> list[str]:
         """The modules of the services' pytest fixtures, for the plugin to register."""
-        return [cls.fixtures for cls in self._classes.values() if cls.fixtures]
+        return list(dict.fromkeys(cls.fixtures for cls in self._classes.values() if cls.fixtures))
 
 
-SERVICES = ServiceRegistry([PostgresService, RedisService, LocalStackService, WireMockService, CeleryService])
+SERVICES = ServiceRegistry(
+    [PostgresService, RedisService, LocalStackService, MotoService, WireMockService, CeleryService]
+)
 
 
 def create_service(name: str, settings: Settings) -> Service:

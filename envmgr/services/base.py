@@ -85,7 +85,8 @@ class Service(ABC):
     """one container per xdist worker (in worker isolation) instead of one for the environment"""
     probe_description: ClassVar[str]
     fixtures: ClassVar[str | None] = None
-    """the module of its pytest fixtures (registered by the plugin), or None"""
+    """the module of its pytest fixtures (registered by the plugin), or None; services that can stand in for one
+    another (LocalStack, moto) share one, and `serves_fixtures` says which of them serves it"""
     compose_image_healthcheck: ClassVar[bool] = False
     """compose uses the image's own HEALTHCHECK (the official and the local image both declare one)"""
 
@@ -94,6 +95,12 @@ class Service(ABC):
         self.password = new_password()
         """the credential of this environment's instance of the service (an Environment sets the one it derives
         from the user's key and its id: envmgr.credentials)"""
+
+    @classmethod
+    def serves_fixtures(cls, settings: Settings) -> bool:
+        """Whether this project's use of its fixtures reaches this service (for a shared fixtures module: is it the
+        configured one?). Default: yes."""
+        return True
 
     @property
     def config(self) -> ServiceSettings:

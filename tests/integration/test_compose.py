@@ -235,3 +235,34 @@ def _assert_healthy(container: Any) -> None:
     container.reload()
     status = container.attrs["State"].get("Health", {}).get("Status")
     assert status == "healthy", f"{container.name}: {status}"
+
+
+def test_moto_starts_healthy_and_its_seed_job_loads_the_seeds(
+    settings: Settings, project: Callable[[dict[str, Any]], Project]
+) -> None:
+    """The moto backend exported: its health check (moto's data API, through the image's Python) turns healthy, then
+    the seed job (the image's Python and boto3) loads the buckets, objects and queues."""
+    configured = Settings(**{**settings.model_dump(exclude={"aws", "seeds"}), "aws": {"backend": "moto"},
+                             "seeds": str(REPO / "seeds")})  # fmt: skip
+    env = project(compose_document(configured, ["moto"]))
+    env.run("up", "-d", timeout=300)
+    wait_for(lambda: _assert_healthy(env.container("moto")), "moto health check", deadline=120)
+    wait_for(lambda: _assert_exited(env.container("moto-seed")), "moto-seed job", deadline=120)
+    host, port = env.address("moto", 5000)
+    options: dict[str, Any] = {
+        "endpoint_url": f"http://{host}:{port}",
+        "aws_access_key_id": "000000000000",
+        "aws_secret_access_key": "test",
+        "region_name": "us-east-1",
+    }
+    s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **options)
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket="artwork")["Contents"]] == ["covers/placeholder.txt"]
+    queues = boto3.client("sqs", **options).list_queues().get("QueueUrls", [])
+    assert sorted(url.rsplit("/", 1)[-1] for url in queues) == ["deliveries", "deliveries-dlq"]
+
+
+def _assert_exited(container: Any) -> None:
+    container.reload()
+    state = container.attrs["State"]
+    assert state["Status"] == "exited", f"{container.name}: {state['Status']}"
+    assert state["ExitCode"] == 0, container.logs().decode()

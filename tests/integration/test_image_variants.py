@@ -23,6 +23,7 @@ OFFICIAL_VOLUMES = {
     "postgres": ["/var/lib/postgresql/data"],
     "redis": ["/data"],
     "localstack": ["/var/lib/localstack"],
+    "moto": [],
     "wiremock": [],
 }
 """what the official images declare as VOLUME"""
@@ -70,7 +71,7 @@ def test_an_unknown_path_gets_localstacks_empty_200_on_the_lookalike(settings: S
     if image_set == "official":
         assert response.content == b""
     else:
-        assert set(response.json()["services"]) == {"s3", "sqs"}
+        assert set(response.json()["services"]) == {"s3", "sqs", "sns"}
 
 
 @pytest.fixture

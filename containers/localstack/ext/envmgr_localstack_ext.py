@@ -1,25 +1,27 @@
 """envmgr extension for LocalStack community (localstack-core 4.13.x): fast in-process state reset.
 
 The community edition has no ``/_localstack/state/reset`` endpoint (that is LocalStack Pro). This module adds
-routes to the LocalStack gateway (the edge ``ROUTER``) that clear the in-memory S3 and SQS stores directly,
+routes to the LocalStack gateway (the edge ``ROUTER``) that clear the in-memory S3, SQS and SNS stores directly,
 without going through the AWS API:
 
 ``POST /_envmgr/state/reset``
-    Resets S3 and SQS state. Optional selection, as a JSON body and/or query parameters:
+    Resets S3, SQS and SNS state. Optional selection, as a JSON body and/or query parameters:
 
     * ``account_id`` (string, or list of strings) / ``account_ids`` (list), query ``?account_id=A&account_id=B``:
       only these 12-digit AWS account ids are reset; every other account is untouched.
       Without it, all accounts are reset.
     * ``services`` (list, or comma separated string), query ``?service=s3`` (repeatable) or
-      ``?services=s3,sqs``: which services to reset; default ``["s3", "sqs"]``.
+      ``?services=s3,sqs``: which services to reset; default ``["s3", "sqs", "sns"]``.
 
     Answers 200 with a JSON summary, e.g.
-    ``{"accounts": ["000000000001"], "services": {"s3": {"buckets": 2}, "sqs": {"queues": 1}}, "took_ms": 0.4}``.
+    ``{"accounts": ["000000000001"], "services": {"s3": {"buckets": 2}, "sqs": {"queues": 1}, "sns": {"topics": 1}},
+    "took_ms": 0.4}``.
     ``accounts`` is ``null`` when all accounts were reset. 400 on an invalid account id or unknown service.
 
 ``GET /_envmgr/state``
-    Read-only summary of what the S3 and SQS stores hold, per account:
-    ``{"s3": {"<account>": ["bucket", ...]}, "sqs": {"<account>": {"<region>": ["queue", ...]}}}``.
+    Read-only summary of what the S3, SQS and SNS stores hold, per account:
+    ``{"s3": {"<account>": ["bucket", ...]}, "sqs": {"<account>": {"<region>": ["queue", ...]}},
+    "sns": {"<account>": {"<region>": ["topic arn", ...]}}}``.
 
 Warm-up: after LocalStack reports "Ready.", a background thread loads the service catalog and the providers of
 the services in ``SERVICES`` that are also in ``ENVMGR_WARMUP_SERVICES`` (default ``s3,sqs``) and sends one
@@ -53,7 +55,7 @@ LOG = logging.getLogger("envmgr.state_reset")
 
 RESET_PATH = "/_envmgr/state/reset"
 STATE_PATH = "/_envmgr/state"
-SUPPORTED_SERVICES = ("s3", "sqs")
+SUPPORTED_SERVICES = ("s3", "sqs", "sns")
 
 _ACCOUNT_RE = re.compile(r"^\d{12}$")
 _install_lock = threading.Lock()
@@ -247,7 +249,60 @@ def _sqs_summary() -> dict:
     return out
 
 
-_RESETTERS = {"s3": _reset_s3, "sqs": _reset_sqs}
+# ---------------------------------------------------------------------------------------------------------------------
+# SNS
+# ---------------------------------------------------------------------------------------------------------------------
+# LocalStack's SNS provider keeps its state in two places: topics in moto's ``sns_backends`` (a BackendDict: account ->
+# region -> SNSBackend) and subscriptions, platform messages and the like in LocalStack's ``sns_stores``.
+
+
+def _reset_sns(accounts: list[str] | None) -> dict:
+    if "localstack.services.sns.provider" not in sys.modules:
+        return {"topics": 0}  # SNS was never used (its provider imports moto's backend and the store)
+    from localstack.services.sns.models import sns_stores
+    from moto.core.base_backend import backend_lock
+    from moto.sns import sns_backends
+
+    count = 0
+    with backend_lock:
+        for account_id in _target_accounts(sns_backends, accounts):
+            account_backend = dict.get(sns_backends, account_id)
+            if account_backend is None:
+                continue
+            for backend in list(account_backend.values()):
+                count += len(getattr(backend, "topics", {}))
+            account_backend.reset()  # every region's backend re-initialised
+            dict.pop(sns_backends, account_id, None)  # BackendDict.__getitem__ makes a fresh one on the next request
+    for account_id in _target_accounts(sns_stores, accounts):
+        region_bundle = dict.get(sns_stores, account_id)
+        if region_bundle is None:
+            continue
+        region_bundle.reset()
+        with sns_stores.lock:
+            dict.pop(sns_stores, account_id, None)
+    if accounts is None:
+        sns_stores._universal.clear()
+    return {"topics": count}
+
+
+def _sns_summary() -> dict:
+    if "localstack.services.sns.provider" not in sys.modules:
+        return {}
+    from moto.sns import sns_backends
+
+    out: dict = {}
+    for account_id in list(dict.keys(sns_backends)):
+        account_backend = dict.get(sns_backends, account_id)
+        if account_backend is None:
+            continue
+        regions = {r: sorted(b.topics.keys()) for r, b in list(account_backend.items())}
+        regions = {r: t for r, t in regions.items() if t}
+        if regions:
+            out[account_id] = regions
+    return out
+
+
+_RESETTERS = {"s3": _reset_s3, "sqs": _reset_sqs, "sns": _reset_sns}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -325,7 +380,7 @@ def _handle_reset(request, **_kwargs):
 
 
 def _handle_state(request, **_kwargs):
-    return _json_response({"s3": _s3_summary(), "sqs": _sqs_summary()})
+    return _json_response({"s3": _s3_summary(), "sqs": _sqs_summary(), "sns": _sns_summary()})
 
 
 def install() -> bool:

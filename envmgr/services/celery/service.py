@@ -33,7 +33,7 @@ class CeleryService(Service):
     build_context = "celery-worker"
     ports = MappingProxyType({})
     requires = ("redis",)
-    uses = ("postgres", "localstack", "wiremock")
+    uses = ("postgres", "localstack", "moto", "wiremock")
     per_worker = True
     probe_description = "celery control ping through the broker"
     fixtures = "envmgr.services.celery.fixtures"

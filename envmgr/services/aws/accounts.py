@@ -1,0 +1,122 @@
+"""An AWS account per worker, in whichever emulator serves AWS (LocalStack, moto): the variables that name it, boto3
+clients in it, its seeds, and emptying it through the AWS API.
+
+Worker gwN works in account 0000000000N+1 (`Worker.aws_account_id`): LocalStack takes a 12-digit access key id as
+the account; moto runs one server per worker whose account is that id (`MOTO_ACCOUNT_ID`). Its seeded buckets are
+`<bucket>-gwN` in worker isolation (S3 bucket names are global in LocalStack).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from envmgr.config import AwsServiceSettings, Settings
+from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.errors import SeedError, first_line
+
+__all__ = [
+    "CLEARABLE",
+    "SECRET_ACCESS_KEY",
+    "aws_client",
+    "aws_variables",
+    "delete_through_api",
+    "load_aws_seeds",
+]
+
+SECRET_ACCESS_KEY = "test"
+CLEARABLE = ("s3", "sqs", "sns")
+"""the services an account is emptied of between tests (buckets and objects, queues and messages, topics and
+subscriptions)"""
+
+
+def aws_variables(endpoint: ServiceEndpoint, worker: Worker, buckets: Sequence[str] = ()) -> dict[str, str]:
+    """What an application reads to reach this account: the standard AWS_* variables, and S3_BUCKET_<NAME> with
+    the worker's name of each seeded bucket."""
+    variables = {
+        "AWS_ENDPOINT_URL": endpoint.url,
+        "AWS_ACCESS_KEY_ID": worker.aws_account_id,
+        "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": endpoint.extra.get("region", "us-east-1"),
+    }
+    for bucket in buckets:
+        variables["S3_BUCKET_" + re.sub(r"[^A-Z0-9]", "_", bucket.upper())] = worker.bucket(bucket)
+    return variables
+
+
+def aws_client(endpoint: ServiceEndpoint, worker: Worker, service: str) -> Any:
+    """A boto3 client of `service` ('s3', 'sqs', 'sns' ...) in the worker's account, at the emulator's endpoint
+    (path-style S3 addressing: the emulator is reached by address, not by a bucket's host name)."""
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=worker.aws_account_id,
+        aws_secret_access_key=SECRET_ACCESS_KEY,
+        region_name=endpoint.extra.get("region", "us-east-1"),
+    )
+    config = Config(s3={"addressing_style": "path"}, retries={"max_attempts": 2})
+    return session.client(service, endpoint_url=endpoint.url, config=config)
+
+
+def _settings_of(endpoint: ServiceEndpoint, settings: Settings) -> AwsServiceSettings:
+    config = settings.service(endpoint.service)
+    assert isinstance(config, AwsServiceSettings), f"{endpoint.service} is not an AWS service"
+    return config
+
+
+def load_aws_seeds(endpoint: ServiceEndpoint, worker: Worker, settings: Settings) -> None:
+    """Create the seeded buckets, objects and queues in the worker's account."""
+    from envmgr.seeds import s3_seed_buckets, sqs_seed_queues
+
+    seeds = settings.seeds_path()
+    buckets = s3_seed_buckets(seeds)
+    queues = sqs_seed_queues(seeds, _settings_of(endpoint, settings).queues)
+    if buckets:
+        s3 = aws_client(endpoint, worker, "s3")
+        for bucket, objects in buckets.items():
+            name = worker.bucket(bucket)
+            _seed_call(endpoint, f"s3/{bucket}", lambda b=name: s3.create_bucket(Bucket=b))
+            for key, path in objects:
+                _seed_call(endpoint, f"s3/{bucket}/{key}", lambda b=name, k=key, p=path: s3.upload_file(str(p), b, k))
+    if queues:
+        sqs = aws_client(endpoint, worker, "sqs")
+        for queue in queues:
+            _seed_call(endpoint, f"sqs queue {queue}", lambda q=queue: sqs.create_queue(QueueName=q))
+
+
+def _seed_call(endpoint: ServiceEndpoint, what: str, action: Any) -> None:
+    try:
+        action()
+    except Exception as exc:  # botocore raises many types; every one is a failed seed here
+        raise SeedError(
+            f"seeding {endpoint.service} failed at {what}: {first_line(exc)}", "check the seeds folder"
+        ) from None
+
+
+def delete_through_api(endpoint: ServiceEndpoint, worker: Worker, services: Sequence[str] = CLEARABLE) -> None:
+    """Empty the worker's account of `services` (of CLEARABLE) through the AWS API: every S3 bucket with its objects,
+    every SQS queue, every SNS topic and subscription."""
+    if "s3" in services:
+        s3 = aws_client(endpoint, worker, "s3")
+        for bucket in s3.list_buckets().get("Buckets", []):
+            name = bucket["Name"]
+            for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if keys:
+                    s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+            s3.delete_bucket(Bucket=name)
+    if "sqs" in services:
+        sqs = aws_client(endpoint, worker, "sqs")
+        for url in sqs.list_queues().get("QueueUrls", []):
+            sqs.delete_queue(QueueUrl=url)
+    if "sns" in services:
+        sns = aws_client(endpoint, worker, "sns")
+        for page in sns.get_paginator("list_subscriptions").paginate():
+            for subscription in page.get("Subscriptions", []):
+                if subscription["SubscriptionArn"].startswith("arn:"):  # not "PendingConfirmation"
+                    sns.unsubscribe(SubscriptionArn=subscription["SubscriptionArn"])
+        for page in sns.get_paginator("list_topics").paginate():
+            for topic in page.get("Topics", []):
+                sns.delete_topic(TopicArn=topic["TopicArn"])

@@ -1,0 +1,136 @@
+"""`AwsService`: what LocalStack and moto have in common as services: the endpoint and its AWS_* variables, each
+worker's view (its account, its bucket names), seeds, the probe's API calls, and the compose seed job. Each backend
+says how it runs, which worker's account an endpoint names, and how it empties an account."""
+
+from __future__ import annotations
+
+import json
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from envmgr.aws_api import call_each
+from envmgr.config import AwsServiceSettings, Settings
+from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.services.aws.accounts import aws_variables
+from envmgr.services.base import ComposeContext, Published, Service
+
+__all__ = ["AwsService"]
+
+SEEDS_MOUNT = "/envmgr-seeds"
+
+_SEED_SCRIPT = """\
+import json, os
+import boto3
+from botocore.config import Config
+
+seeds = json.loads(os.environ["ENVMGR_SEEDS"])
+options = {"endpoint_url": os.environ["AWS_ENDPOINT_URL"], "region_name": os.environ["AWS_DEFAULT_REGION"]}
+s3 = boto3.client("s3", config=Config(s3={"addressing_style": "path"}), **options)
+for bucket, objects in seeds["buckets"].items():
+    s3.create_bucket(Bucket=bucket)
+    for key, path in objects:
+        s3.upload_file(path, bucket, key)
+    print(f"s3: {bucket} ({len(objects)} objects)")
+sqs = boto3.client("sqs", **options)
+for queue in seeds["queues"]:
+    sqs.create_queue(QueueName=queue)
+    print(f"sqs: {queue}")
+"""
+
+
+class AwsService(Service):
+    """An AWS emulator: the fixtures `aws_endpoint_url`, `aws_env`, `s3_client`, `sqs_client` and `sns_client` are
+    served by the one `[tool.envmgr.aws] backend` names."""
+
+    fixtures = "envmgr.services.aws.fixtures"
+    aws_port: ClassVar[int]
+    """the container port of the AWS API"""
+    image_python: ClassVar[str]
+    """a Python with boto3 in both the official and the local image (the compose seed job runs it)"""
+    seed_job: ClassVar[str]
+
+    @property
+    def aws(self) -> AwsServiceSettings:
+        config = self.config
+        assert isinstance(config, AwsServiceSettings)
+        return config
+
+    @classmethod
+    def serves_fixtures(cls, settings: Settings) -> bool:
+        return settings.aws.backend == cls.name
+
+    @abstractmethod
+    def served_worker(self, published: Published) -> Worker:
+        """The worker whose account the endpoint's variables name (the shared one, or a replica's own worker)."""
+
+    @abstractmethod
+    def probed_services(self) -> Sequence[str]:
+        """The AWS services whose API calls must answer before the service is ready."""
+
+    def endpoint(self, published: Published) -> ServiceEndpoint:
+        worker = self.served_worker(published)
+        base = self.published_endpoint(
+            published, "http",
+            extra={"region": self.aws.region, "account_id": worker.aws_account_id, "worker": worker.worker_id},
+        )  # fmt: skip
+        return base.model_copy(update={"variables": aws_variables(base, worker, self.seeded_buckets())})
+
+    def seeded_buckets(self) -> list[str]:
+        from envmgr.seeds import s3_seed_buckets
+
+        return list(s3_seed_buckets(self.settings.seeds_path()))
+
+    def probe_calls(self, endpoint: ServiceEndpoint) -> None:
+        """One cheap API call per probed service (ListBuckets, ListQueues, ListTopics ...): each really answers."""
+        call_each(endpoint.url, self.probed_services(), region=self.aws.region)
+
+    def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
+        """The worker's account: its AWS_* variables and S3_BUCKET_<NAME> names."""
+        return endpoint.model_copy(
+            update={
+                "variables": aws_variables(endpoint, worker, self.seeded_buckets()),
+                "extra": {**endpoint.extra, "account_id": worker.aws_account_id},
+            }
+        )
+
+    # compose ---------------------------------------------------------------------------------------------------
+
+    def compose_jobs(self, endpoint: ServiceEndpoint, image: str, context: ComposeContext) -> dict[str, Any]:
+        """A one-shot container (the image's own Python and boto3) creating the seeded buckets, objects and queues
+        in the default account once the service is healthy; none when there is nothing to seed."""
+        from envmgr.seeds import s3_seed_buckets, sqs_seed_queues
+
+        seeds = self.settings.seeds_path()
+        buckets = s3_seed_buckets(seeds)
+        queues = sqs_seed_queues(seeds, self.aws.queues)
+        if not buckets and not queues:
+            return {}
+        worker = Worker()
+        plan: dict[str, Any] = {"buckets": {}, "queues": queues}
+        volumes: list[str] = []
+        if buckets and seeds is not None:
+            s3_root = seeds / "s3"
+            volumes.append(f"{context.host_path(str(s3_root))}:{SEEDS_MOUNT}/s3:ro")
+            plan["buckets"] = {
+                worker.bucket(bucket): [
+                    [key, f"{SEEDS_MOUNT}/s3/{path.relative_to(s3_root).as_posix()}"] for key, path in objects
+                ]
+                for bucket, objects in buckets.items()
+            }
+        aws = {  # the account, the secret, the region, the (internal) endpoint
+            name: value for name, value in endpoint.internal_variables().items() if name.startswith("AWS_")
+        }
+        job: dict[str, Any] = {
+            "image": image,
+            "entrypoint": [self.image_python, "-c", context.text(_SEED_SCRIPT)],
+            "environment": {
+                **{k: context.text(v) for k, v in aws.items()},
+                "ENVMGR_SEEDS": context.text(json.dumps(plan)),
+            },
+            "depends_on": {self.name: {"condition": "service_healthy"}},
+            "restart": "no",
+        }
+        if volumes:
+            job["volumes"] = volumes
+        return {self.seed_job: job}

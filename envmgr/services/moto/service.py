@@ -1,0 +1,102 @@
+"""moto (`moto_server`): every AWS service moto emulates, one server per xdist worker.
+
+Isolation: moto takes the account of a request from `MOTO_ACCOUNT_ID`, an `x-moto-account-id` header or an access
+key it issued itself (IAM, STS): a 12-digit access key id is *not* an account, as it is in LocalStack. An
+application that reads the AWS_* variables sends none of the others, so accounts cannot keep workers apart here:
+each worker gets its own server (a per-worker service, ~60 MiB), whose account is the worker's
+(`MOTO_ACCOUNT_ID`, so ARNs and queue URLs name the same account as in LocalStack).
+
+Reset: `POST /moto-api/reset` empties the worker's server (every service, every account) in milliseconds; the seeds
+(seeds/s3, seeds/sqs.yaml and the queues of the settings) are loaded again.
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Sequence
+from types import MappingProxyType
+
+from envmgr.endpoints import SESSION_WORKER_ID, ServiceEndpoint, Worker
+from envmgr.services.aws.accounts import load_aws_seeds
+from envmgr.services.aws.backend import AwsService
+from envmgr.services.base import ComposeContext, ContainerSpec, Published
+
+__all__ = ["PROBED", "RESET_PATH", "MotoService", "reset_server"]
+
+PORT = 5000
+RESET_PATH = "/moto-api/reset"
+DATA_PATH = "/moto-api/data.json"
+PROBED = ("s3", "sqs", "sns")
+"""the services of the fixtures: each answers an API call before the server is ready"""
+HTTP_TIMEOUT = 5
+
+
+def reset_server(endpoint: ServiceEndpoint) -> None:
+    """Empty the moto server: every service, every account."""
+    request = urllib.request.Request(endpoint.url + RESET_PATH, data=b"", method="POST")
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+        response.read()
+
+
+class MotoService(AwsService):
+    name = "moto"
+    official_image = "motoserver/moto:5.2.5"
+    local_image = "envmgr-local/moto:5.2.5"
+    build_context = "moto"
+    ports = MappingProxyType({"http": PORT})
+    aws_port = PORT
+    per_worker = True
+    probe_description = "S3 ListBuckets, SQS ListQueues and SNS ListTopics answer"
+    image_python = "/usr/local/bin/python"
+    """the official image is python:*-alpine (its python in /usr/local/bin); the local one links its venv there"""
+    seed_job = "moto-seed"
+
+    def probed_services(self) -> Sequence[str]:
+        return PROBED
+
+    def served_worker(self, published: Published) -> Worker:
+        """A replica serves one worker: its endpoint names that worker's account and buckets."""
+        return published.worker
+
+    def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
+        env = {
+            "MOTO_ACCOUNT_ID": worker.aws_account_id,
+            "AWS_DEFAULT_REGION": self.aws.region,
+            **self.aws.env,
+        }
+        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=env)
+
+    def probe(self, endpoint: ServiceEndpoint) -> None:
+        self.probe_calls(endpoint)
+
+    def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
+        """Seed the replica's own worker's account."""
+        load_aws_seeds(endpoint, _served(endpoint), self.settings)
+        return endpoint
+
+    def reset(self, endpoint: ServiceEndpoint) -> None:
+        """The replica emptied and seeded again."""
+        reset_server(endpoint)
+        load_aws_seeds(endpoint, _served(endpoint), self.settings)
+
+    def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
+        """The worker's own server emptied, its seeds loaded again."""
+        reset_server(endpoint)
+        load_aws_seeds(endpoint, worker, self.settings)
+
+    def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
+        """moto's own data API answers (the image's Python: the official image has curl, the local one not)."""
+        script = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{DATA_PATH}', timeout=3)"
+        return ["CMD", self.image_python, "-c", context.text(script)]
+
+    def compose_notes(self) -> list[str]:
+        return [
+            f"moto: seeds/s3 and seeds/sqs.yaml are loaded by the one-shot `{self.seed_job}` service (started by a "
+            "plain `up`) into the session's account"
+        ]
+
+
+def _served(endpoint: ServiceEndpoint) -> Worker:
+    """The worker a replica serves (as `endpoint` recorded it): an xdist worker in worker isolation, else `main`."""
+    worker_id = endpoint.extra.get("worker", SESSION_WORKER_ID)
+    return Worker(worker_id, isolated=worker_id != SESSION_WORKER_ID)
