@@ -93,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
             options=SourceOptions(),
             controller=workerinput.get(WORKERINPUT_CONTROLLER),
         )
+        _integrate(config)
         return
     attach_id = config.getoption("envmgr_env")
     distributed = bool(getattr(config.option, "numprocesses", None)) and config.getoption("dist", "no") != "no"
@@ -112,6 +113,18 @@ def pytest_configure(config: pytest.Config) -> None:
         logs_dir=here / logs_dir if logs_dir else (config.rootpath / DEFAULT_LOGS_DIR if keep_on_failure else None),
         report_path=here / report if report is not None else None,
     )
+    _integrate(config)
+
+
+def _integrate(config: pytest.Config) -> None:
+    """Register the integrations that apply to this run (`envmgr.integrations`): after every plugin of the command
+    line and the entry points, so that their fixtures override those plugins' (a conftest still overrides them)."""
+    from envmgr.integrations import django
+
+    run = run_of(config)
+    if django.applies(config, run.settings):
+        config.pluginmanager.register(django, django.PLUGIN_NAME)
+        run.integrations.append(django.__name__)
 
 
 @pytest.hookimpl(optionalhook=True)
