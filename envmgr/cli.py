@@ -33,7 +33,13 @@ from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints
 from envmgr.engine import Engine
 from envmgr.environment import Environment, Health
-from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError, ServiceStartError
+from envmgr.errors import (
+    DaemonNotRunningError,
+    EnvironmentNotFoundError,
+    EnvmgrError,
+    MigrationError,
+    ServiceStartError,
+)
 from envmgr.images import build_image, foreign_image, local_images, official_lookalikes, without_official_image
 from envmgr.labels import LABEL_NAMESPACE
 from envmgr.reaper import expired, orphaned, parse_duration
@@ -84,6 +90,9 @@ def _run(action: Callable[[], T]) -> T:
         if isinstance(exc, ServiceStartError) and exc.logs:
             _err().print(f"  last log lines of {exc.service}:", highlight=False, markup=False)
             _err().print(exc.logs.rstrip(), highlight=False, markup=False, soft_wrap=True)
+        if isinstance(exc, MigrationError) and exc.output:
+            _err().print("  last lines of its output:", highlight=False, markup=False)
+            _err().print(exc.output.rstrip(), highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _err().print("envmgr: interrupted")

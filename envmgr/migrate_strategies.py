@@ -279,6 +279,8 @@ class DjangoMigrate(MigrateStrategy):
         step = str(outcome.get("step") or "migrate")
         error = str(outcome.get("error") or _ended(result.returncode))
         where = f" ({outcome['where']})" if outcome.get("where") else ""
+        if outcome.get("migration"):
+            where = f" at {outcome['migration']}{where}"
         output = _tail(result.output)
         missing = outcome.get("missing_module")
         if isinstance(missing, str) and missing:

@@ -7,9 +7,10 @@ controller, `envmgr up`, the daemon) must not configure Django. `DATABASES['defa
 database whatever the settings module says (its ENGINE made PostgreSQL's when it is another), so a settings module
 that reads its own variables, or that uses SQLite for development, migrates the template all the same.
 
-What happened goes to `--result` as JSON ({"ok", "step", "error", "missing_module", "where"}), read by the parent:
-facts, not text to parse. The exit code is 0 on success, 1 otherwise; Django's output and any traceback go to
-stdout/stderr (the parent keeps their last lines).
+What happened goes to `--result` as JSON ({"ok", "step", "migration", "error", "missing_module", "where"}), read
+by the parent:
+facts, not text to parse. The exit code is 0 on success, 1 otherwise; Django's output goes to stdout and the error
+(without its traceback: `manage.py migrate` shows it) to stderr; the parent keeps their last lines.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         _migrate(args.fixtures, outcome)
         outcome["ok"] = True
     except Exception as exc:
-        traceback.print_exc()
+        sys.stderr.write("".join(traceback.format_exception_only(exc)))  # the error, without its traceback
         outcome.update(_described(exc))
     if args.result is not None:
         args.result.write_text(json.dumps(outcome), encoding="utf-8")
@@ -71,10 +72,25 @@ def _migrate(fixtures: list[str], outcome: dict[str, Any]) -> None:
     from django.core.management import call_command
 
     outcome["step"] = "migrate"
+    _note_each_migration(outcome)
     call_command("migrate", database="default", interactive=False, verbosity=1)
+    outcome.pop("migration", None)
     if fixtures:
         outcome["step"] = "loaddata"
         call_command("loaddata", *fixtures, database="default", verbosity=1)
+
+
+def _note_each_migration(outcome: dict[str, Any]) -> None:
+    """Note in `outcome` the migration being applied (`app.name`), so that a failure names it."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    apply = MigrationExecutor.apply_migration
+
+    def noted(self: MigrationExecutor, state: Any, migration: Any, *args: Any, **kwargs: Any) -> Any:
+        outcome["migration"] = f"{migration.app_label}.{migration.name}"
+        return apply(self, state, migration, *args, **kwargs)
+
+    MigrationExecutor.apply_migration = noted  # this process only exists to migrate
 
 
 def _described(exc: BaseException) -> dict[str, Any]:

@@ -1,3 +1,5 @@
+from contextlib import suppress
+
 from django.core.cache import cache
 from django.dispatch import Signal, receiver
 from redis.exceptions import RedisError
@@ -7,7 +9,5 @@ sold = Signal()
 
 @receiver(sold)
 def forget_cached_page(sender: object, pk: int, **kwargs: object) -> None:
-    try:
+    with suppress(RedisError):  # the cached page expires on its own
         cache.delete(f"book:{pk}")
-    except RedisError:
-        pass

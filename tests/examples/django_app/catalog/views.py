@@ -1,5 +1,7 @@
 """JSON views; a book's page is cached in Redis, and served from the database when Redis is down."""
 
+from contextlib import suppress
+
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F
@@ -26,10 +28,8 @@ def book_detail(request: HttpRequest, pk: int) -> JsonResponse:
     if data is not None:
         return JsonResponse({**data, "cached": True})
     data = get_object_or_404(Book.objects.select_related("author", "genre"), pk=pk).as_dict()
-    try:
+    with suppress(RedisError):  # the next request tries again
         cache.set(key, data)
-    except RedisError:
-        pass  # the next request tries again
     return JsonResponse({**data, "cached": False})
 
 

@@ -1,9 +1,8 @@
 """The catalog on a clone of the template: Django's migrations, the genres fixture and envmgr's seeds."""
 
 import pytest
-from django.db import connection
-
 from catalog.models import Author, Book, Genre
+from django.db import connection
 
 pytestmark = pytest.mark.django_db
 

@@ -2,10 +2,9 @@
 gives the next test a fresh clone of the template, seeds included."""
 
 import pytest
+from catalog.models import Author, Book
 from django.core.cache import cache
 from django.test import Client
-
-from catalog.models import Author, Book
 
 
 @pytest.mark.django_db(transaction=True)
