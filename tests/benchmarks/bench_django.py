@@ -1,0 +1,149 @@
+"""Benchmark: a Django suite on envmgr's template (Django's migrations, built once per content; each xdist worker
+clones it) against pytest-django's own database handling (each worker creates `test_app_gwN` and runs every
+migration), same server, same run.
+
+Run on demand (not part of the test suite):
+
+    ENVMGR_IMAGE_SET=local python tests/benchmarks/bench_django.py [--rounds 3] [--tests 40]
+
+The project is a copy of tests/examples/django_app whose tests are replaced by a suite both sides pass (no test
+reads the seeds): `--tests` tests that write and read through the `db` fixture, and 4 `transaction=True` tests.
+
+1. `envmgr up --detach --json` in the copy starts Postgres and builds the template (Django's migrations, the
+   fixture, the seeds): its migrate and seed times are printed (a cost paid once per content of the migrations).
+2. At -n 1, 2 and 4, alternating (A, B, A, B ...) after one warm-up round each, process start to exit:
+   * envmgr: `pytest --envmgr-env ID`: the plugin attaches to that environment; each worker clones the template;
+   * pytest-django: `pytest -p no:envmgr` with POSTGRES_* pointing at the same server: each worker creates its test
+     database and migrates it (and drops it at the end), as pytest-django does without envmgr.
+   The medians and the ratio envmgr / pytest-django are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "tests" / "examples" / "django_app"
+WORKER_COUNTS = (1, 2, 4)
+QUIET = ("-q", "-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:hypothesispytest")
+TRANSACTIONAL_TESTS = 4
+
+SUITE = """
+import pytest
+
+from catalog.models import Author, Book, Genre
+
+
+@pytest.mark.parametrize("number", range({tests}))
+def test_a_book_is_written_and_read(db: None, number: int) -> None:
+    author = Author.objects.create(name=f"Author {{number}}")
+    genre, _ = Genre.objects.get_or_create(name=f"Genre {{number}}")
+    Book.objects.create(title=f"Book {{number}}", author=author, genre=genre, stock=number)
+    assert Book.objects.get(title=f"Book {{number}}").stock == number
+
+
+@pytest.mark.parametrize("number", range({transactional}))
+@pytest.mark.django_db(transaction=True)
+def test_a_committed_book(number: int) -> None:
+    author = Author.objects.create(name=f"Committed {{number}}")
+    genre, _ = Genre.objects.get_or_create(name="Committed")
+    Book.objects.create(title=f"Committed {{number}}", author=author, genre=genre)
+    assert Book.objects.filter(title__startswith="Committed").count() == 1
+"""
+
+
+def project(folder: Path, tests: int) -> Path:
+    root = folder / "django_app"
+    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    (root / "tests").mkdir()
+    (root / "tests" / "test_bench.py").write_text(
+        textwrap.dedent(SUITE.format(tests=tests, transactional=TRANSACTIONAL_TESTS))
+    )
+    return root
+
+
+def envmgr(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "envmgr", *args], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+
+
+def timed_run(root: Path, env: dict[str, str], args: list[str], expected: int) -> float:
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", *QUIET, *args], cwd=root, env=env, capture_output=True, text=True, check=False
+    )
+    seconds = time.perf_counter() - started
+    if result.returncode != 0 or f"{expected} passed" not in result.stdout:
+        raise SystemExit(f"pytest {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--tests", type=int, default=40)
+    options = parser.parse_args()
+    expected = options.tests + TRANSACTIONAL_TESTS
+    base_env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])),
+        "ENVMGR_NAMESPACE": os.environ.get("ENVMGR_NAMESPACE", f"benchdj{os.getpid()}"),
+    }
+    base_env.pop("DJANGO_SETTINGS_MODULE", None)
+    with tempfile.TemporaryDirectory(prefix="envmgr-bench-django-") as folder:
+        root = project(Path(folder), options.tests)
+        started = time.perf_counter()
+        up = envmgr(root, base_env, "up", "postgres", "--detach", "--json")
+        if up.returncode != 0:
+            raise SystemExit(f"envmgr up failed:\n{up.stderr}")
+        endpoints = json.loads(up.stdout)
+        env_id = endpoints["id"]
+        try:
+            postgres = endpoints["services"]["postgres"]
+            extra = postgres["extra"]
+            print(f"1. envmgr up (container, template): {time.perf_counter() - started:.2f} s; template "
+                  f"{extra['template']}: Django migrate {float(extra['migrate_seconds']):.2f} s, seeds "
+                  f"{float(extra['seed_seconds']):.2f} s (once per content)")  # fmt: skip
+            plain = {
+                **base_env,
+                "POSTGRES_HOST": postgres["host"],
+                "POSTGRES_PORT": str(postgres["port"]),
+                "POSTGRES_USER": postgres["username"],
+                "POSTGRES_PASSWORD": postgres["password"],
+                "POSTGRES_DB": postgres["path"],
+            }
+            print(f"2. {expected} tests ({TRANSACTIONAL_TESTS} transactional), process start to exit, medians of "
+                  f"{options.rounds} rounds")  # fmt: skip
+            for workers in WORKER_COUNTS:
+                xdist = ["-n", str(workers)]
+                ours_args = [*xdist, "--envmgr-env", env_id]
+                theirs_args = [*xdist, "-p", "no:envmgr"]
+                timed_run(root, base_env, ours_args, expected)  # warm-up
+                timed_run(root, plain, theirs_args, expected)
+                ours: list[float] = []
+                theirs: list[float] = []
+                for _ in range(options.rounds):
+                    ours.append(timed_run(root, base_env, ours_args, expected))
+                    theirs.append(timed_run(root, plain, theirs_args, expected))
+                a, b = statistics.median(ours), statistics.median(theirs)
+                print(f"  -n {workers}: envmgr clone {a:6.2f} s   pytest-django create+migrate {b:6.2f} s   "
+                      f"ratio {a / b:.2f} (x{b / a:.2f} faster)")  # fmt: skip
+        finally:
+            down = envmgr(root, base_env, "down", env_id)
+            if down.returncode != 0:
+                print(f"envmgr down {env_id} failed: {down.stderr}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
