@@ -38,6 +38,7 @@ from envmgr.pytest_run import run_of
 if TYPE_CHECKING:
     from envmgr.config import Settings
     from envmgr.fixtures import WorkerShares
+    from envmgr.pytest_run import RunState
 
 __all__ = ["PLUGIN_NAME", "applies", "django_db_setup", "redis_cache_aliases"]
 
@@ -247,9 +248,23 @@ def _envmgr_django_cache_reset(request: pytest.FixtureRequest, _envmgr_django_ca
         return
     run = run_of(request.config)
     if REDIS in run.dirty:
-        shares: WorkerShares = request.getfixturevalue("envmgr_shares")
-        shares.reset(REDIS)
+        _empty_cache(request, run)
     try:
         yield
     finally:
         run.dirty.add(REDIS)
+
+
+def _empty_cache(request: pytest.FixtureRequest, run: RunState) -> None:
+    """The worker's Redis database emptied through Django's own (pooled) connection: one round trip; through a
+    new connection (the service's reset) when that one fails (it was cut, e.g. by `envmgr_faults`)."""
+    from django.core.cache import caches
+    from redis.exceptions import RedisError
+
+    try:
+        with run.resets.measure(REDIS, "reset"):
+            caches[redis_cache_aliases()[0]].clear()  # every Redis alias is on the worker's database
+        run.dirty.discard(REDIS)
+    except RedisError:
+        shares: WorkerShares = request.getfixturevalue("envmgr_shares")
+        shares.reset(REDIS)

@@ -9,13 +9,16 @@ Run on demand (not part of the test suite):
 The project is a copy of tests/examples/django_app whose tests are replaced by a suite both sides pass (no test
 reads the seeds): `--tests` tests that write and read through the `db` fixture, and 4 `transaction=True` tests.
 
-1. `envmgr up --detach --json` in the copy starts Postgres and builds the template (Django's migrations, the
-   fixture, the seeds): its migrate and seed times are printed (a cost paid once per content of the migrations).
+1. `envmgr up postgres redis --detach --json` in the copy starts Postgres and Redis (Django's CACHES: envmgr wires
+   the cache to each worker's Redis database and empties it before each test; pytest-django's side does not) and
+   builds the template (Django's migrations, the fixture, the seeds): its migrate and seed times are printed (a
+   cost paid once per content of the migrations).
 2. At -n 1, 2 and 4, alternating (A, B, A, B ...) after one warm-up round each, process start to exit:
    * envmgr: `pytest --envmgr-env ID`: the plugin attaches to that environment; each worker clones the template;
    * pytest-django: `pytest -p no:envmgr` with POSTGRES_* pointing at the same server: each worker creates its test
      database and migrates it (and drops it at the end), as pytest-django does without envmgr.
-   The medians and the ratio envmgr / pytest-django are printed.
+   The medians of wall time and of CPU time (user + system of pytest and its workers: Postgres's own work is not in
+   it) and the ratios envmgr / pytest-django are printed (below 1: envmgr is faster).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -78,15 +82,19 @@ def envmgr(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedP
     )
 
 
-def timed_run(root: Path, env: dict[str, str], args: list[str], expected: int) -> float:
+def timed_run(root: Path, env: dict[str, str], args: list[str], expected: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, of pytest and its xdist workers) of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "pytest", *QUIET, *args], cwd=root, env=env, capture_output=True, text=True, check=False
     )
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.returncode != 0 or f"{expected} passed" not in result.stdout:
         raise SystemExit(f"pytest {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-2000:]}")
-    return seconds
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, cpu
 
 
 def main() -> None:
@@ -104,7 +112,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="envmgr-bench-django-") as folder:
         root = project(Path(folder), options.tests)
         started = time.perf_counter()
-        up = envmgr(root, base_env, "up", "postgres", "--detach", "--json")
+        up = envmgr(root, base_env, "up", "postgres", "redis", "--detach", "--json")
         if up.returncode != 0:
             raise SystemExit(f"envmgr up failed:\n{up.stderr}")
         endpoints = json.loads(up.stdout)
@@ -131,14 +139,16 @@ def main() -> None:
                 theirs_args = [*xdist, "-p", "no:envmgr"]
                 timed_run(root, base_env, ours_args, expected)  # warm-up
                 timed_run(root, plain, theirs_args, expected)
-                ours: list[float] = []
-                theirs: list[float] = []
+                ours: list[tuple[float, float]] = []
+                theirs: list[tuple[float, float]] = []
                 for _ in range(options.rounds):
                     ours.append(timed_run(root, base_env, ours_args, expected))
                     theirs.append(timed_run(root, plain, theirs_args, expected))
-                a, b = statistics.median(ours), statistics.median(theirs)
-                print(f"  -n {workers}: envmgr clone {a:6.2f} s   pytest-django create+migrate {b:6.2f} s   "
-                      f"ratio {a / b:.2f} (x{b / a:.2f} faster)")  # fmt: skip
+                for index, what in enumerate(("wall", "CPU ")):
+                    a = statistics.median(sample[index] for sample in ours)
+                    b = statistics.median(sample[index] for sample in theirs)
+                    print(f"  -n {workers} {what}: envmgr template+clone {a:6.2f} s   pytest-django create+migrate "
+                          f"{b:6.2f} s   ratio {a / b:.2f}")  # fmt: skip
         finally:
             down = envmgr(root, base_env, "down", env_id)
             if down.returncode != 0:
