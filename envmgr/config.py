@@ -238,7 +238,7 @@ class Settings(BaseSettings):
     def migrate_spec(self) -> str | None:
         """The migration strategy in force (`envmgr.migrate_strategies`): `migrate`, else "alembic" when alembic_ini
         is set, else None (no migrations)."""
-        if self.migrate is not None:
+        if self.migrate is not None and self.migrate.strip():
             return self.migrate.strip()
         return "alembic" if self.alembic_ini is not None else None
 
