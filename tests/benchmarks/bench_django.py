@@ -8,6 +8,7 @@ Run on demand (not part of the test suite):
 
 The project is a copy of tests/examples/django_app whose tests are replaced by a suite both sides pass (no test
 reads the seeds): `--tests` tests that write and read through the `db` fixture, and 4 `transaction=True` tests.
+`--migrations N` adds N migrations (a model each) to the app's 2, for a project whose history is longer.
 
 1. `envmgr up postgres redis --detach --json` in the copy starts Postgres and Redis (Django's CACHES: envmgr wires
    the cache to each worker's Redis database and empties it before each test; pytest-django's side does not) and
@@ -66,9 +67,35 @@ def test_a_committed_book(number: int) -> None:
 """
 
 
-def project(folder: Path, tests: int) -> Path:
+EXTRA_MIGRATION = """
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "{previous}")]
+    operations = [
+        migrations.CreateModel(
+            name="Extra{number}",
+            fields=[
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                ("name", models.CharField(max_length=100, db_index=True)),
+                ("created", models.DateTimeField(auto_now_add=True)),
+            ],
+        ),
+    ]
+"""
+
+
+def project(folder: Path, tests: int, migrations: int = 0) -> Path:
+    """A copy of the example with the benchmark's suite and `migrations` more migrations (a model each)."""
     root = folder / "django_app"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns("__pycache__", "tests"))
+    previous = "0002_book_stock"
+    for number in range(3, 3 + migrations):
+        name = f"{number:04d}_extra{number}"
+        text = EXTRA_MIGRATION.format(previous=previous, number=number)
+        (root / "catalog" / "migrations" / f"{name}.py").write_text(text)
+        previous = name
     (root / "tests").mkdir()
     (root / "tests" / "test_bench.py").write_text(
         textwrap.dedent(SUITE.format(tests=tests, transactional=TRANSACTIONAL_TESTS))
@@ -101,6 +128,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--tests", type=int, default=40)
+    parser.add_argument("--migrations", type=int, default=0, help="migrations added to the example's 2 (a model each)")
     options = parser.parse_args()
     expected = options.tests + TRANSACTIONAL_TESTS
     base_env = {
@@ -110,7 +138,7 @@ def main() -> None:
     }
     base_env.pop("DJANGO_SETTINGS_MODULE", None)
     with tempfile.TemporaryDirectory(prefix="envmgr-bench-django-") as folder:
-        root = project(Path(folder), options.tests)
+        root = project(Path(folder), options.tests, options.migrations)
         started = time.perf_counter()
         up = envmgr(root, base_env, "up", "postgres", "redis", "--detach", "--json")
         if up.returncode != 0:
@@ -131,8 +159,8 @@ def main() -> None:
                 "POSTGRES_PASSWORD": postgres["password"],
                 "POSTGRES_DB": postgres["path"],
             }
-            print(f"2. {expected} tests ({TRANSACTIONAL_TESTS} transactional), process start to exit, medians of "
-                  f"{options.rounds} rounds")  # fmt: skip
+            print(f"2. {expected} tests ({TRANSACTIONAL_TESTS} transactional), {2 + options.migrations} migrations of "
+                  f"the app, process start to exit, medians of {options.rounds} rounds")  # fmt: skip
             for workers in WORKER_COUNTS:
                 xdist = ["-n", str(workers)]
                 ours_args = [*xdist, "--envmgr-env", env_id]
