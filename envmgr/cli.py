@@ -37,6 +37,7 @@ from envmgr.errors import (
     DaemonNotRunningError,
     EnvironmentNotFoundError,
     EnvmgrError,
+    MigrationError,
     ServiceStartError,
 )
 from envmgr.images import build_image, foreign_image, local_images, official_lookalikes, without_official_image
@@ -95,6 +96,9 @@ def _run(action: Callable[[], T]) -> T:
         if isinstance(exc, ServiceStartError) and exc.logs:
             _err().print(f"  last log lines of {exc.service}:", highlight=False, markup=False)
             _err().print(exc.logs.rstrip(), highlight=False, markup=False, soft_wrap=True)
+        if isinstance(exc, MigrationError) and exc.output:
+            _err().print("  last lines of its output:", highlight=False, markup=False)
+            _err().print(exc.output.rstrip(), highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _err().print("envmgr: interrupted")

@@ -359,6 +359,25 @@ class Settings(BaseSettings):
     daemon_pool_size: int = Field(default=1, ge=0, le=16, description="environments kept per configuration")
     daemon_idle_ttl: float = Field(default=900.0, gt=0, description="seconds an idle warm environment is kept")
     alembic_ini: Path | None = None
+    migrate: str | None = Field(
+        default=None,
+        min_length=1,
+        description="how the template database is migrated: 'alembic' (alembic_ini, default: alembic.ini), 'django' "
+        "(Django's migrate command, in a subprocess), a shell command run in the project root with the database's "
+        "DATABASE_URL and POSTGRES_* variables ('flask db upgrade'), or 'module:function' called with the URL "
+        "(default: 'alembic' when alembic_ini is set, else none)",
+    )
+    migrate_files: list[str] | None = Field(
+        default=None,
+        description="globs (relative to the project root, ** for any folders) of the files a migrate command or "
+        "function reads: the template is rebuilt when one changes (default: ['**/migrations/**'], for django "
+        "['**/migrations/*.py'])",
+    )
+    django_fixtures: list[str] = Field(
+        default_factory=list,
+        description="Django fixtures loaded (loaddata) into the template after the migrations, before the seeds "
+        "(migrate = 'django')",
+    )
     seeds: Path | None = None
     follow_symlinks: bool = Field(
         default=False,
@@ -475,6 +494,13 @@ class Settings(BaseSettings):
     def alembic_ini_path(self) -> Path | None:
         """The configured alembic.ini (absolute), or None: migrations run only when configured."""
         return self.resolve(self.alembic_ini)
+
+    def migrate_spec(self) -> str | None:
+        """The migration strategy in force (`envmgr.migrate_strategies`): `migrate`, else "alembic" when alembic_ini
+        is set, else None (no migrations)."""
+        if self.migrate is not None and self.migrate.strip():
+            return self.migrate.strip()
+        return "alembic" if self.alembic_ini is not None else None
 
     def seeds_path(self) -> Path | None:
         """The configured seeds folder (absolute), or None: seeds load only when configured.

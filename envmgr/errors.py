@@ -8,7 +8,8 @@
     ├── ImageError                   an image is missing and cannot be pulled, or a build failed
     ├── ServiceStartError            a container could not be created or started
     │   └── ReadinessTimeoutError    a service did not answer its protocol probe before the deadline
-    ├── MigrationError               an Alembic migration failed
+    ├── MigrationError               migrating the template failed (Alembic, Django, a command or a function);
+    │                                carries the last lines of a subprocess's output
     ├── SeedError                    a seed file is malformed or failed to load; names the file and the statement/row
     ├── EnvironmentNotFoundError     no environment (or sandbox) with that id on this engine
     ├── ServiceNotEnabledError       the service asked for is not part of this environment
@@ -17,7 +18,8 @@
         └── DaemonNotRunningError    no envmgr daemon answers on the socket
 
 `str(error)` is the cause followed by the fix, both on one line each; the CLI prints it and exits non-zero.
-`ServiceStartError` and its subclass carry `service` and `logs` (the tail of the container's output).
+`ServiceStartError` and its subclass carry `service` and `logs` (the tail of the container's output);
+`MigrationError` carries `output` (the tail of a migrate command's output).
 Every constructor argument is kept as the attribute of the same name: the daemon's protocol sends an error as its
 class name and those attributes, and the client rebuilds the same error from them (envmgr.daemon.protocol).
 """
@@ -102,9 +104,20 @@ class ReadinessTimeoutError(ServiceStartError):
 
 
 class MigrationError(EnvmgrError):
-    """Alembic failed to migrate the template database."""
+    """Migrating the template database failed (see `envmgr.migrate_strategies`)."""
 
     exit_code = 6
+
+    def __init__(self, cause: str, fix: str | None = None, output: str = "") -> None:
+        self.output = output
+        super().__init__(cause, fix)
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.output:
+            tail = "\n".join("    " + line for line in self.output.rstrip().splitlines())
+            text = f"{text}\n  last lines of its output:\n{tail}"
+        return text
 
 
 class SeedError(EnvmgrError):

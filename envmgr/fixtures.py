@@ -210,11 +210,12 @@ def reach_of(item: pytest.Item, fixtures: FixtureMap) -> Reach:
     """The services `item` reaches and may dirty (computed once per test)."""
     if REACH_KEY not in item.stash:
         info = getattr(item, "_fixtureinfo", None)  # pytest's fixture graph: which fixture asks for which
+        markers = [marker.name for marker in item.iter_markers()] if fixtures.markers else []
         if info is None:
-            item.stash[REACH_KEY] = reach(getattr(item, "fixturenames", ()), None, {}, fixtures)
+            item.stash[REACH_KEY] = reach(getattr(item, "fixturenames", ()), None, {}, fixtures, markers)
         else:
             argnames = {name: [arg for d in defs for arg in d.argnames] for name, defs in info.name2fixturedefs.items()}
-            item.stash[REACH_KEY] = reach(info.names_closure, list(info.initialnames), argnames, fixtures)
+            item.stash[REACH_KEY] = reach(info.names_closure, list(info.initialnames), argnames, fixtures, markers)
     return item.stash[REACH_KEY]
 
 
@@ -253,6 +254,7 @@ def needed_by(items: list[pytest.Item], run: RunState) -> dict[str, str]:
     fixtures = run.fixture_map()
     enabled = run.settings.enabled_services()
     needed: dict[str, str] = {name: "setting always" for name in enabled if run.settings.service(name).always}
+    needed.update({name: why for name, why in run.always.items() if name in enabled and name not in needed})
     for item in items:
         found = reach_of(item, fixtures)
         for service, fixture in found.first.items():

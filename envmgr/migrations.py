@@ -46,7 +46,17 @@ from envmgr.errors import ConfigError, MigrationError, first_line
 from envmgr.process_state import process_state_guard
 from envmgr.seeds import postgres_seed_dir, sqlalchemy_url
 
-__all__ = ["alembic_config", "content_hash", "head_revisions", "run_migrations", "script_folders"]
+__all__ = [
+    "alembic_config",
+    "content_hash",
+    "digest_add",
+    "hash_alembic",
+    "head_revisions",
+    "missing_module_fix",
+    "read_bytes",
+    "run_migrations",
+    "script_folders",
+]
 
 HASH_VERSION = b"envmgr-template-v1"
 
@@ -142,16 +152,24 @@ def head_revisions(ini_path: Path) -> tuple[str, ...]:
     return tuple(_script_directory(cfg, ini_path).get_heads())
 
 
-def run_migrations(ini_path: Path, url: str, revision: str = "head") -> None:
+def run_migrations(ini_path: Path, url: str, revision: str = "head", project_root: Path | None = None) -> None:
     """`alembic upgrade <revision>` on the database at `url`, in this process.
 
-    Raises `MigrationError` naming the failing revision and its file (found from the traceback) when there is one.
-    Upgrades from several threads run one at a time (Alembic's `context` and `op` are process-wide).
+    The project's code is found as `alembic` run from the project root finds it, whoever runs this (the pytest
+    plugin, `envmgr up`, the daemon): `project_root` (when given) is on sys.path, after alembic.ini's
+    `prepend_sys_path` (anchored at alembic.ini's folder).
+
+    Raises `MigrationError` naming the failing revision and its file (found from the traceback) when there is one,
+    and the missing module of a `ModuleNotFoundError`. Upgrades from several threads run one at a time (Alembic's
+    `context` and `op` are process-wide).
     """
     cfg = alembic_config(ini_path, url)
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection, process_state_guard(), _host_logging_kept(), _sys_path_kept():
+            root = str(project_root.resolve()) if project_root is not None else None
+            if root is not None and root not in sys.path:
+                sys.path.insert(0, root)  # Alembic's prepend_sys_path goes in front of it when the scripts load
             cfg.attributes["connection"] = connection
             try:
                 command.upgrade(cfg, revision)
@@ -162,14 +180,37 @@ def run_migrations(ini_path: Path, url: str, revision: str = "head") -> None:
     except MigrationError:
         raise
     except Exception as exc:
-        raise _migration_error(exc, cfg, ini_path.resolve()) from exc
+        raise _migration_error(exc, cfg, ini_path.resolve(), project_root) from exc
     finally:
         engine.dispose()
 
 
-def _migration_error(exc: BaseException, cfg: Config, ini_path: Path) -> MigrationError:
+def missing_module_fix(name: str, places: list[Path]) -> str:
+    """How to fix a `ModuleNotFoundError` of the project's code: where envmgr looked for it."""
+    where = ", ".join(str(place) for place in places) or "sys.path"
+    return (
+        f"make the module {name!r} importable: install it (pip install ...) if it is a package, or put it under "
+        f"{where} (on sys.path while migrating)"
+    )
+
+
+def _migration_error(
+    exc: BaseException, cfg: Config, ini_path: Path, project_root: Path | None = None
+) -> MigrationError:
     folder = ini_path.parent
     description = _describe(exc)
+    missing = _missing_module(exc)
+    if missing is not None:
+        frames = [(str(Path(frame.filename).resolve()), frame.lineno) for frame in _frames(exc)]
+        project = [(name, line) for name, line in frames if Path(name).is_relative_to(project_root or folder)]
+        where = f" in {_shown(project[-1][0], folder)}, line {project[-1][1]}" if project else ""
+        places = [Path(p) for p in (cfg.get_prepend_sys_paths_list() or [])]
+        if project_root is not None:
+            places.append(project_root.resolve())
+        return MigrationError(
+            f"alembic upgrade failed{where}: ModuleNotFoundError: No module named {missing!r}",
+            missing_module_fix(missing, places),
+        )
     try:
         with _sys_path_kept():
             scripts = {
@@ -223,6 +264,18 @@ def _frames(exc: BaseException) -> list[traceback.FrameSummary]:
     return frames
 
 
+def _missing_module(exc: BaseException) -> str | None:
+    """The name of the module a `ModuleNotFoundError` (raised, or a cause of what was raised) could not find."""
+    current: BaseException | None = exc
+    seen: list[BaseException] = []
+    while current is not None and current not in seen:
+        if isinstance(current, ModuleNotFoundError) and current.name:
+            return current.name
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def _shown(filename: str, folder: Path) -> str:
     try:
         return Path(filename).relative_to(folder).as_posix()
@@ -274,7 +327,8 @@ def _host_logging_kept() -> Iterator[None]:
                     logger.disabled = False
 
 
-def _add(digest: Any, label: str, name: str, data: bytes) -> None:
+def digest_add(digest: Any, label: str, name: str, data: bytes) -> None:
+    """One named file (or value) into the content hash: its label, name, length and bytes (CRLF read as LF)."""
     data = data.replace(b"\r\n", b"\n")  # a checkout with CRLF line ends hashes like one with LF
     for part in (label.encode(), name.encode(), str(len(data)).encode()):
         digest.update(part + b"\0")
@@ -297,28 +351,38 @@ def _files(folder: Path, pattern: str) -> list[Path]:
 def content_hash(settings: Settings) -> str:
     """sha256 (hex) of what a template is built from; equal on every machine for the same files.
 
-    Covers alembic.ini, every `*.py` under the migration script folders (env.py and the revisions) and every file
-    under `<seeds>/postgres/` (seed files and their helpers), each by its path relative to its folder and its bytes
+    Covers what the migration strategy reads (`envmgr.migrate_strategies`: for Alembic, alembic.ini and every
+    `*.py` under the migration script folders; for Django, the apps' migration files, the settings module and the
+    fixtures; for a command or a function, the command and the files of `migrate_files`) and every file under
+    `<seeds>/postgres/` (seed files and their helpers), each by its path relative to its folder and its bytes
     (CRLF read as LF). Absolute paths, timestamps and the machine do not count.
     """
+    from envmgr.migrate_strategies import migrate_strategy
+
     digest = sha256(HASH_VERSION + b"\0")
-    ini_path = settings.alembic_ini_path()
-    if ini_path is not None:
-        folders = script_folders(ini_path)  # first: a missing alembic.ini is reported as such
-        _add(digest, "alembic.ini", ini_path.name, _read(ini_path))
-        for index, folder in enumerate(folders):
-            for path in _files(folder, "*.py"):
-                _add(digest, f"migrations{index}", path.relative_to(folder).as_posix(), _read(path))
+    strategy = migrate_strategy(settings)
+    if strategy is not None:
+        strategy.hash_into(digest)
     seeds = settings.seeds_path()
     if seeds is not None:
         folder = postgres_seed_dir(seeds)
         if folder.is_dir():
             for path in _files(folder, "*"):
-                _add(digest, "seeds/postgres", path.relative_to(folder).as_posix(), _read(path))
+                digest_add(digest, "seeds/postgres", path.relative_to(folder).as_posix(), read_bytes(path))
     return digest.hexdigest()
 
 
-def _read(path: Path) -> bytes:
+def hash_alembic(digest: Any, ini_path: Path) -> None:
+    """alembic.ini and every `*.py` under the migration script folders (env.py and the revisions)."""
+    folders = script_folders(ini_path)  # first: a missing alembic.ini is reported as such
+    digest_add(digest, "alembic.ini", ini_path.name, read_bytes(ini_path))
+    for index, folder in enumerate(folders):
+        for path in _files(folder, "*.py"):
+            digest_add(digest, f"migrations{index}", path.relative_to(folder).as_posix(), read_bytes(path))
+
+
+def read_bytes(path: Path) -> bytes:
+    """A file's bytes for the content hash; an unreadable file is a `MigrationError`."""
     try:
         return path.read_bytes()
     except OSError as exc:

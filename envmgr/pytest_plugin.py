@@ -130,9 +130,22 @@ def pytest_configure(config: pytest.Config) -> None:
             options=SourceOptions(),
             controller=workerinput.get(WORKERINPUT_CONTROLLER),
         )
+        _integrate(config)
         return
     if RUN_KEY not in config.stash:  # planned in pytest_load_initial_conftests (not when pytest runs in-process)
         config.stash[RUN_KEY] = run_state(config, config.option)
+    _integrate(config)
+
+
+def _integrate(config: pytest.Config) -> None:
+    """Register the integrations that apply to this run (`envmgr.integrations`): after every plugin of the command
+    line and the entry points, so that their fixtures override those plugins' (a conftest still overrides them)."""
+    from envmgr.integrations import django
+
+    run = run_of(config)
+    if django.applies(config, run.settings):
+        config.pluginmanager.register(django, django.PLUGIN_NAME)
+        run.integrations.append(django.__name__)
 
 
 @pytest.hookimpl(optionalhook=True)

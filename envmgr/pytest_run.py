@@ -74,6 +74,11 @@ class RunState:
     """an xdist worker: the socket on which the controller starts services (envmgr.pytest_controller)"""
     channel: ControllerServer | None = None
     """the controller under xdist: where the workers ask for services"""
+    integrations: list[str] = field(default_factory=list)
+    """modules of the integrations registered in this process (`envmgr.integrations`): their fixtures and markers
+    reach services too (see envmgr.reach)"""
+    always: dict[str, str] = field(default_factory=dict)
+    """services an integration says every test may use, and why (e.g. Redis behind Django's CACHES)"""
     faults_used: bool = False
     """a collected test uses `envmgr_faults`: this process reaches shared servers through proxies of its own"""
     failure: EnvmgrError | None = None
@@ -108,7 +113,7 @@ class RunState:
     def fixture_map(self) -> FixtureMap:
         """Which fixture belongs to which service (see envmgr.reach), read once per process."""
         if self._fixture_map is None:
-            self._fixture_map = FixtureMap.of(self.registry, self.settings)
+            self._fixture_map = FixtureMap.of(self.registry, self.settings, self.integrations)
         return self._fixture_map
 
     def ensure(

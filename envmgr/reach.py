@@ -5,14 +5,15 @@ service back as they found it (`db_session` rolls back, `redis_client` empties i
 server ...). A test *reaches* a service when any of its fixtures is in the test's closure; it *may dirty* it when one
 is reached other than through a clean fixture: `postgres_url` used by the app's own engine, `wiremock_url` called by
 the app, `aws_env` read by the app. Markers in `RESET_AFTER_MARKERS` (`envmgr_fresh_db`) reset the service right
-after the test.
+after the test. An integration with another plugin (`envmgr.integrations.django`) adds its own: `SERVICE_FIXTURES`
+(fixture -> service), `CLEAN_FIXTURES`, and `SERVICE_MARKERS` (a test carrying the marker reaches the service).
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from envmgr.config import Settings
 from envmgr.services import ServiceRegistry
@@ -31,13 +32,24 @@ class FixtureMap:
     clean: frozenset[str]
     reset_after: Mapping[str, frozenset[str]]
     """service -> markers after which it is reset at once"""
+    markers: Mapping[str, str] = field(default_factory=dict)
+    """marker -> the service a test carrying it reaches (e.g. pytest-django's django_db: postgres)"""
 
     @classmethod
-    def of(cls, registry: ServiceRegistry, settings: Settings | None = None) -> FixtureMap:
-        """With `settings`: of services sharing a fixtures module, only the one that serves it (`serves_fixtures`)."""
+    def of(
+        cls, registry: ServiceRegistry, settings: Settings | None = None, integrations: Sequence[str] = ()
+    ) -> FixtureMap:
+        """What the registry's fixtures modules say, plus the modules `integrations` names. With `settings`: of
+        services sharing a fixtures module, only the one that serves it (`serves_fixtures`)."""
         service_of: dict[str, str] = {}
         clean: set[str] = set()
         reset_after: dict[str, frozenset[str]] = {}
+        markers: dict[str, str] = {}
+        for module_name in integrations:
+            module = importlib.import_module(module_name)
+            service_of.update(getattr(module, "SERVICE_FIXTURES", {}))
+            clean.update(getattr(module, "CLEAN_FIXTURES", ()))
+            markers.update(getattr(module, "SERVICE_MARKERS", {}))
         for name, service in registry.items():
             if not service.fixtures or (settings is not None and not service.serves_fixtures(settings)):
                 continue
@@ -46,7 +58,7 @@ class FixtureMap:
             service_of.update(dict.fromkeys(names, name))
             clean.update(getattr(module, "CLEAN_FIXTURES", ()))
             reset_after[name] = frozenset(getattr(module, "RESET_AFTER_MARKERS", ()))
-        return cls(service_of=service_of, clean=frozenset(clean), reset_after=reset_after)
+        return cls(service_of=service_of, clean=frozenset(clean), reset_after=reset_after, markers=markers)
 
 
 @dataclass(frozen=True)
@@ -67,13 +79,18 @@ def reach(
     initial: Sequence[str] | None,
     argnames: Mapping[str, Iterable[str]],
     fixtures: FixtureMap,
+    markers: Iterable[str] = (),
 ) -> Reach:
     """`closure`: every fixture of the test; `initial`: those it asks for itself (autouse included), None when
-    unknown (then every reached service counts as dirtied); `argnames`: what each fixture asks for."""
+    unknown (then every reached service counts as dirtied); `argnames`: what each fixture asks for; `markers`: the
+    names of the test's markers (those of `fixtures.markers` reach a service, without dirtying it)."""
     first: dict[str, str] = {}
     for name in closure:
         if name in fixtures.service_of:
             first.setdefault(fixtures.service_of[name], name)
+    for marker in markers:
+        if marker in fixtures.markers:
+            first.setdefault(fixtures.markers[marker], f"mark.{marker}")
     reached = frozenset(first)
     if initial is None:
         return Reach(reached, reached, first, everything=bool(CORE_FIXTURES & set(closure)))

@@ -181,8 +181,8 @@ class PostgresService(Service):
 
     def compose_notes(self) -> list[str]:
         notes = [
-            "postgres: an empty database; envmgr's migrations (alembic_ini) and seeds/postgres are not applied: "
-            "run them against the published port"
+            "postgres: an empty database; envmgr's migrations (migrate, alembic_ini) and seeds/postgres are not "
+            "applied: run them against the published port"
         ]
         applied_by_envmgr = [
             f"postgres.{key}"

@@ -1,4 +1,5 @@
-"""The template database: migrated and seeded once per content (see `envmgr.migrations.content_hash`) and server::
+"""The template database: migrated (`envmgr.migrate_strategies`: Alembic, Django, a command or a function) and
+seeded once per content (see `envmgr.migrations.content_hash`) and server::
 
     result = ensure_template(endpoint, settings)          # app_tpl_<hash12>: migrated, seeded, IS_TEMPLATE
     with Janitor(endpoint) as janitor:
@@ -30,7 +31,8 @@ from psycopg import sql
 from envmgr.config import PostgresSettings, Settings
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
-from envmgr.migrations import content_hash, run_migrations
+from envmgr.migrate_strategies import migrate_strategy
+from envmgr.migrations import content_hash
 from envmgr.seeds import load_postgres_seeds
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
 
@@ -127,10 +129,10 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
     migrate_seconds = seed_seconds = 0.0
     try:
         _before_migrations(janitor, url, settings.postgres)
-        ini_path = settings.alembic_ini_path()
-        if ini_path is not None:
+        strategy = migrate_strategy(settings)
+        if strategy is not None:
             started = time.perf_counter()
-            run_migrations(ini_path, url)
+            strategy.migrate(url)
             migrate_seconds = time.perf_counter() - started
         seeds = settings.seeds_path()
         if seeds is not None:

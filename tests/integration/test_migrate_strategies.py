@@ -1,0 +1,275 @@
+"""The setting `migrate` on a real Postgres server: a shell command, a function, Django's migrations, Alembic finding
+the project's code; and how each one fails (MigrationError: exit code 6, the cause in one line, nothing left)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from envmgr import Environment, MigrationError, ServiceEndpoint, Settings, load_settings
+from envmgr.database import Janitor, building_name, ensure_template, template_name
+from envmgr.engine import Engine
+from envmgr.migrations import content_hash
+from tests.conftest import REPO, labelled
+
+pytestmark = pytest.mark.docker
+
+DJANGO_APP = REPO / "tests" / "examples" / "django_app"
+EXAMPLE_APP = REPO / "tests" / "example_app"
+
+
+def _settings(root: Path, **overrides: object) -> Settings:
+    """The settings of the project at `root` (its pyproject.toml), local images unless ENVMGR_IMAGE_SET says."""
+    if "ENVMGR_IMAGE_SET" not in os.environ:
+        overrides.setdefault("image_set", "local")
+    return load_settings(root / "pyproject.toml", **overrides)
+
+
+def _project(root: Path, table: str, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(textwrap.dedent(table))
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceEndpoint]:
+    """One bare Postgres server for the module."""
+    bare = _settings(_project(tmp_path_factory.mktemp("bare"), "[tool.envmgr]\n", {}))
+    with Environment(["postgres"], settings=bare) as env:
+        env_id = env.id
+        yield env.endpoints["postgres"]
+    assert labelled(engine, env_id) == []
+
+
+@pytest.fixture(autouse=True)
+def _no_django_settings_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Django settings module comes from each project's pyproject.toml here."""
+    monkeypatch.delenv("DJANGO_SETTINGS_MODULE", raising=False)
+
+
+def _tables(server: ServiceEndpoint, template: str) -> set[str]:
+    with Janitor(server) as janitor:
+        janitor.clone(template, "strategy_check")
+    with psycopg.connect(server.with_path("strategy_check").url) as connection:
+        rows = connection.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _scalar(server: ServiceEndpoint, query: str) -> object:
+    with psycopg.connect(server.with_path("strategy_check").url) as connection:
+        row = connection.execute(query).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _nothing_left(server: ServiceEndpoint, settings: Settings) -> list[str]:
+    name = template_name(settings, content_hash(settings))
+    with Janitor(server) as janitor:
+        return janitor.list(name) + janitor.list(building_name(name))
+
+
+# a shell command ------------------------------------------------------------------------------------------------
+
+MIGRATE_PY = """
+    import os
+
+    import psycopg
+
+    from schema import DDL  # a module of the project: the project root is on PYTHONPATH
+
+    assert os.environ["POSTGRES_DB"].endswith("_building"), os.environ["POSTGRES_DB"]
+    with psycopg.connect(os.environ["DATABASE_URL"]) as connection:
+        connection.execute(DDL)
+    print("migrated", os.environ["PGDATABASE"])
+"""
+
+
+def test_a_command_migrates_with_the_database_variables(server: ServiceEndpoint, tmp_path: Path) -> None:
+    root = _project(
+        tmp_path / "cmd",
+        '[tool.envmgr]\nmigrate = "python migrations/migrate.py"\n',
+        {"migrations/migrate.py": MIGRATE_PY, "schema.py": 'DDL = "CREATE TABLE orders (id serial PRIMARY KEY)"\n'},
+    )
+    result = ensure_template(server, _settings(root))
+    assert result.created
+    assert "orders" in _tables(server, result.name)
+
+
+def test_a_failing_command_is_a_migration_error_with_its_output(server: ServiceEndpoint, tmp_path: Path) -> None:
+    command = "echo applying 0001; echo 'relation \"users\" already exists' >&2; exit 3"
+    root = _project(tmp_path / "failing", f"[tool.envmgr]\nmigrate = '''{command}'''\n", {})
+    settings = _settings(root)
+    with pytest.raises(MigrationError) as caught:
+        ensure_template(server, settings)
+    error = caught.value
+    assert error.exit_code == 6
+    assert error.cause == f"migrate command {command!r} failed: exit code 3 (run in {root.resolve()})"
+    assert error.output.splitlines() == ["applying 0001", 'relation "users" already exists']
+    assert _nothing_left(server, settings) == []
+
+
+# a function -----------------------------------------------------------------------------------------------------
+
+
+def test_a_function_is_called_with_the_url(server: ServiceEndpoint, tmp_path: Path) -> None:
+    root = _project(
+        tmp_path / "func",
+        '[tool.envmgr]\nmigrate = "dbtools.schema:upgrade"\n',
+        {
+            "dbtools/__init__.py": "",
+            "dbtools/schema.py": """
+                import psycopg
+
+                def upgrade(url):
+                    with psycopg.connect(url) as connection:
+                        connection.execute("CREATE TABLE invoices (id serial PRIMARY KEY)")
+            """,
+        },
+    )
+    result = ensure_template(server, _settings(root))
+    assert "invoices" in _tables(server, result.name)
+    assert str(root.resolve()) not in sys.path
+
+
+def test_a_module_the_function_imports_is_named_when_missing(server: ServiceEndpoint, tmp_path: Path) -> None:
+    root = _project(
+        tmp_path / "missing",
+        '[tool.envmgr]\nmigrate = "dbtools_missing:upgrade"\n',
+        {"dbtools_missing.py": "import not_installed_anywhere\n\ndef upgrade(url):\n    pass\n"},
+    )
+    settings = _settings(root)
+    with pytest.raises(MigrationError) as caught:
+        ensure_template(server, settings)
+    assert caught.value.cause == (
+        "migrate = 'dbtools_missing:upgrade': importing dbtools_missing failed: ModuleNotFoundError: No module named "
+        "'not_installed_anywhere'"
+    )
+    assert "make the module 'not_installed_anywhere' importable" in str(caught.value.fix)
+    assert _nothing_left(server, settings) == []
+
+
+# Alembic finds the project's code as `alembic` run in the project root does ---------------------------------------
+
+
+def _alembic_project(root: Path, env_import: str) -> Path:
+    """The example app's migrations under app/, whose env.py imports `env_import` first."""
+    shutil.copytree(EXAMPLE_APP, root / "app", ignore=shutil.ignore_patterns("__pycache__", "suite"))
+    env_py = root / "app" / "migrations" / "env.py"
+    env_py.write_text(f"import {env_import}  # noqa: F401\n" + env_py.read_text())
+    (root / "pyproject.toml").write_text('[tool.envmgr]\nalembic_ini = "app/alembic.ini"\n')
+    return root
+
+
+def test_alembic_imports_modules_of_the_project_root(server: ServiceEndpoint, tmp_path: Path) -> None:
+    root = _alembic_project(tmp_path / "alembic_root", "project_settings")
+    (root / "project_settings.py").write_text("DEBUG = False\n")
+    result = ensure_template(server, _settings(root))
+    assert "alembic_version" in _tables(server, result.name)
+
+
+def test_a_module_env_py_misses_is_named(server: ServiceEndpoint, tmp_path: Path) -> None:
+    settings = _settings(_alembic_project(tmp_path / "alembic_missing", "project_settings_missing"))
+    with pytest.raises(MigrationError) as caught:
+        ensure_template(server, settings)
+    assert caught.value.cause == (
+        "alembic upgrade failed in migrations/env.py, line 1: ModuleNotFoundError: No module named "
+        "'project_settings_missing'"
+    )
+    assert "sqlalchemy.url" not in str(caught.value)
+    assert str(tmp_path / "alembic_missing") in str(caught.value.fix)
+
+
+# Django -----------------------------------------------------------------------------------------------------------
+
+
+def test_django_migrations_then_fixtures_then_seeds(server: ServiceEndpoint) -> None:
+    settings = _settings(DJANGO_APP)
+    result = ensure_template(server, settings)
+    assert {"catalog_book", "django_migrations", "auth_user", "django_content_type"} <= _tables(server, result.name)
+    assert _scalar(server, "SELECT count(*) FROM catalog_book") == 3
+    assert _scalar(server, "SELECT string_agg(name, ',' ORDER BY id) FROM catalog_genre") == "Fantasy,Science fiction"
+    assert _scalar(server, "SELECT count(*) FROM django_migrations WHERE app = 'catalog'") == 2
+
+
+def _django_copy(tmp_path: Path) -> Path:
+    root = tmp_path / "django_app"
+    shutil.copytree(DJANGO_APP, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_a_failing_django_migration_is_reported(server: ServiceEndpoint, tmp_path: Path) -> None:
+    root = _django_copy(tmp_path)
+    (root / "catalog" / "migrations" / "0003_broken.py").write_text(
+        textwrap.dedent("""
+            from django.db import migrations
+
+            class Migration(migrations.Migration):
+                dependencies = [("catalog", "0002_book_stock")]
+                operations = [migrations.RunSQL("ALTER TABLE catalog_book ADD COLUMN isbn text NOT NUL")]
+        """)
+    )
+    settings = _settings(root)
+    with pytest.raises(MigrationError) as caught:
+        ensure_template(server, settings)
+    assert caught.value.cause == (
+        'django migrate failed at catalog.0003_broken: ProgrammingError: syntax error at or near "NUL"'
+    )
+    assert "Applying catalog.0003_broken..." in caught.value.output
+    assert _nothing_left(server, settings) == []
+
+
+def test_a_settings_module_that_does_not_exist_is_named(server: ServiceEndpoint, tmp_path: Path) -> None:
+    root = _django_copy(tmp_path)
+    pyproject = root / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"bookshop.settings"', '"bookshop.settings_typo"'))
+    with pytest.raises(MigrationError) as caught:
+        ensure_template(server, _settings(root))
+    assert caught.value.cause == (
+        "migrate = 'django': the settings module 'bookshop.settings_typo' is not importable: No module named "
+        "'bookshop.settings_typo'"
+    )
+
+
+def test_a_module_the_django_settings_import_is_named(server: ServiceEndpoint, tmp_path: Path) -> None:
+    root = _django_copy(tmp_path)
+    settings_py = root / "bookshop" / "settings.py"
+    settings_py.write_text(settings_py.read_text() + "import environ_reader_missing  # noqa\n")
+    line = len(settings_py.read_text().splitlines())
+    with pytest.raises(MigrationError) as caught:
+        ensure_template(server, _settings(root))
+    assert caught.value.cause == (
+        f"django settings failed (bookshop/settings.py, line {line}): ModuleNotFoundError: No module named "
+        "'environ_reader_missing'"
+    )
+    assert "make the module 'environ_reader_missing' importable" in str(caught.value.fix)
+
+
+# the command line -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("no_new_environments")
+def test_envmgr_up_exits_6_on_a_failing_migrate_command(tmp_path: Path) -> None:
+    root = _project(tmp_path / "cli", "[tool.envmgr]\nmigrate = 'exit 4'\n\n[tool.envmgr.redis]\nenabled = false\n", {})
+    result = subprocess.run(
+        [sys.executable, "-m", "envmgr", "up", "--detach"],
+        cwd=root,
+        env={**os.environ, "ENVMGR_IMAGE_SET": os.environ.get("ENVMGR_IMAGE_SET", "local")},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 6, result.stderr
+    assert "migrate command 'exit 4' failed: exit code 4" in result.stderr
