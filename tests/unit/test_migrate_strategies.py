@@ -200,7 +200,7 @@ def test_a_command_gets_the_databases_variables(tmp_path: Path) -> None:
 
 
 def test_a_marker_reaches_a_service_without_dirtying_it() -> None:
-    fixtures = FixtureMap.of(SERVICES, ["envmgr.integrations.django"])
+    fixtures = FixtureMap.of(SERVICES, integrations=["envmgr.integrations.django"])
     marked = reach(["_django_db_marker"], ["_django_db_marker"], {}, fixtures, ["django_db", "parametrize"])
     plain = reach(["_django_db_marker"], ["_django_db_marker"], {}, fixtures, ["parametrize"])
     assert (marked.reached, marked.dirtying, dict(marked.first)) == (
@@ -212,7 +212,7 @@ def test_a_marker_reaches_a_service_without_dirtying_it() -> None:
 
 
 def test_the_db_fixture_reaches_postgres_cleanly() -> None:
-    fixtures = FixtureMap.of(SERVICES, ["envmgr.integrations.django"])
+    fixtures = FixtureMap.of(SERVICES, integrations=["envmgr.integrations.django"])
     argnames = {
         "db": ["_django_db_helper"],
         "_django_db_helper": ["_envmgr_django_db", "django_db_setup"],
