@@ -169,12 +169,12 @@ def up(
         try:
             endpoints = _application_view(env)
             if env_file is not None:
-                _write_env_file(env_file, endpoints)
+                _write_env_file(env_file, endpoints, settings.export)
             if as_json:
                 print(endpoints.to_json())
             else:
                 _err().print(_endpoint_table(endpoints, show_secrets, env.health()))
-                _print_variables(endpoints, show_secrets)
+                _print_variables(endpoints, settings.export, show_secrets)
             if detach:
                 if not as_json:
                     _err().print(f"detached; remove it with: envmgr down {env.id}")
@@ -204,12 +204,12 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
         env = Environment.attach(lease.id, settings=settings)
         endpoints = _application_view(env)
         if env_file is not None:
-            _write_env_file(env_file, endpoints)
+            _write_env_file(env_file, endpoints, settings.export)
         if as_json:
             print(endpoints.to_json())
         _err().print(f"leased {'warm ' if lease.warm else ''}environment {lease.id} from the daemon")
         if not as_json:
-            _print_variables(endpoints, show_secrets)
+            _print_variables(endpoints, settings.export, show_secrets)
         _foreground(env, show_secrets)
     finally:
         try:
@@ -218,14 +218,20 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
             _err().print(f"envmgr: lease {lease.id} not handed back: {exc.cause}", highlight=False, soft_wrap=True)
 
 
-def _print_variables(endpoints: Endpoints, show_secrets: bool) -> None:
-    """Every connection variable (what --env-file writes): AWS endpoint and keys, WireMock admin URL, buckets ...;
+def _print_variables(endpoints: Endpoints, export: dict[str, str], show_secrets: bool) -> None:
+    """Every connection variable (what --env-file writes): the services' own and the [tool.envmgr.export] table's;
     passwords masked unless `show_secrets`."""
+    from envmgr.exports import exported_variables
+
     console = _err()
     masked = "" if show_secrets else "; passwords masked: --show-secrets prints them"
     console.print(f"connection variables (also written by --env-file{masked}):")
-    for name, value in sorted(endpoints.as_env(redacted=not show_secrets).items()):
-        console.print(f"  {name}={value}", highlight=False, markup=False, soft_wrap=True)
+    for name, value in sorted(exported_variables(endpoints, export).items()):
+        shown = value
+        if not show_secrets:
+            for endpoint in endpoints.all():
+                shown = endpoint.redacted(shown)
+        console.print(f"  {name}={shown}", highlight=False, markup=False, soft_wrap=True)
 
 
 def _foreground(env: Environment, show_secrets: bool) -> None:
@@ -257,10 +263,12 @@ def _sandbox(given: str | None, detach: bool) -> str | None:
     return job.sandbox
 
 
-def _write_env_file(path: Path, endpoints: Endpoints) -> None:
-    """Every connection variable, quoted for python-dotenv and the shell; readable by the owner only (0600, from the
-    moment the file exists: it holds passwords)."""
-    variables = endpoints.as_env()
+def _write_env_file(path: Path, endpoints: Endpoints, export: dict[str, str]) -> None:
+    """Every connection variable (the services' own and the export table's), quoted for python-dotenv and the
+    shell; readable by the owner only (0600, from the moment the file exists: it holds passwords)."""
+    from envmgr.exports import exported_variables
+
+    variables = exported_variables(endpoints, export)
     if endpoints.sandbox:
         variables["ENVMGR_SANDBOX"] = endpoints.sandbox
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

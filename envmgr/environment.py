@@ -159,8 +159,8 @@ class Environment:
             return self._services[name]
         except KeyError:
             raise ServiceNotEnabledError(
-                f"service {name!r} is not part of environment {self.id}",
-                f"use one of: {', '.join(self._services)}",
+                f"service {name!r} is not part of environment {self.id} (it has {', '.join(self._services)})",
+                f"enable it: [tool.envmgr.{name}] enabled = true (or ENVMGR_{name.upper()}__ENABLED=true)",
             ) from None
 
     def replicas(self, name: str) -> list[Worker]:

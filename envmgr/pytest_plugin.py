@@ -194,6 +194,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
     found = reach_of(item, run.fixture_map())
     enabled = run.settings.enabled_services()
+    for name, why in found.first.items():
+        if name not in enabled and not run.service(name).fixtures_without_service:
+            pytest.fail(
+                f"envmgr: this test uses {name} ({why}), which is not enabled\n"
+                f"  fix: [tool.envmgr.{name}] enabled = true (or ENVMGR_{name.upper()}__ENABLED=true)",
+                pytrace=False,
+            )
     services = {name: why for name, why in found.first.items() if name in enabled}
     if found.everything:
         services.update(dict.fromkeys([name for name in run.needed if name not in services], "envmgr_endpoints"))
@@ -266,7 +273,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 def _stop(session: pytest.Session, exc: EnvmgrError) -> None:
     """A service of the run cannot start: stop the run (in an xdist worker: the controller stops the others)."""
     message = f"envmgr: {exc}"
-    session.shouldstop = message
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is not None and run.is_worker:
+        session.shouldstop = message  # the controller stops the other workers and reports it
     pytest.exit(message, returncode=pytest.ExitCode.USAGE_ERROR)
 
 

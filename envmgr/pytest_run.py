@@ -216,7 +216,7 @@ class RunState:
             phases = timings.phases
             records.append(resets_of(timings.phases, timings.counts))
         started = {name: why for name, why in self.needed.items() if name in self.endpoints.services}
-        skipped = [name for name in self.settings.enabled_services() if name not in self.endpoints.services]
+        skipped = [name for name in self.settings.enabled_services() if name not in self.needed]
         engine = self.engine.as_dict() if self.engine is not None else None
         return build_report(
             self.endpoints, phases, merge_resets(records), self.start_seconds, started=started, skipped=skipped,

@@ -87,6 +87,8 @@ class Service(ABC):
     fixtures: ClassVar[str | None] = None
     """the module of its pytest fixtures (registered by the plugin), or None; services that can stand in for one
     another (LocalStack, moto) share one, and `serves_fixtures` says which of them serves it"""
+    fixtures_without_service: ClassVar[bool] = False
+    """its fixtures work when the service is not enabled (Celery: an in-process worker)"""
     compose_image_healthcheck: ClassVar[bool] = False
     """compose uses the image's own HEALTHCHECK (the official and the local image both declare one)"""
 

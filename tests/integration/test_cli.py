@@ -121,7 +121,7 @@ def test_status_lists_an_environment_it_cannot_read_instead_of_failing(
         status = envmgr("status", "--json", cwd=tmp_path)
         assert status.returncode == 0, status.stderr
         row = next(r for r in json.loads(status.stdout) if r["id"] == env_id)
-        assert "cannot read" in row["error"]
+        assert "cannot read" in row["unreadable"]
         assert row["services"] == {}
     finally:
         down = envmgr("down", env_id, cwd=tmp_path)

@@ -38,6 +38,7 @@ class CeleryService(Service):
     probe_description = "celery control ping through the broker"
     fixtures = "envmgr.services.celery.fixtures"
     compose_image_healthcheck = True  # the worker's ready file
+    fixtures_without_service = True  # celery_worker runs an in-process worker then
 
     @property
     def cfg(self) -> CelerySettings:
