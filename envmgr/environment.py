@@ -391,13 +391,6 @@ class Environment:
                 f"no environment {env_id!r} on this engine",
                 "list them with `envmgr status`",
             )
-        credentials = credentials or Credentials.load()
-        if record.labels.get(LABEL_KEY_ID) != credentials.key_id:
-            raise ConfigError(
-                f"environment {env_id} was started with another key than yours (by another user, an older envmgr, "
-                "or before your key was replaced): its passwords cannot be derived here",
-                f"attach as the user that started it, or remove it: envmgr down {env_id}",
-            )
         try:
             if settings is not None:
                 base = settings
@@ -419,6 +412,13 @@ class Environment:
                 f"environment {env_id} has settings labels this envmgr cannot read ({first_line(exc)})",
                 f"use the envmgr version that started it, or remove it: envmgr down {env_id}",
             ) from None
+        credentials = credentials or Credentials.load()
+        if record.labels.get(LABEL_KEY_ID) != credentials.key_id:
+            raise ConfigError(
+                f"environment {env_id} was started with another key than yours (by another user, an older envmgr, "
+                "or before your key was replaced): its passwords cannot be derived here",
+                f"attach as the user that started it, or remove it: envmgr down {env_id}",
+            )
         workers = int(record.labels.get(LABEL_WORKERS, "0"))
         env = cls(list(configs), settings=merged, env_id=env_id, sandbox=record.sandbox, detach=record.detached,
                   engine=engine, workers=workers, registry=registry, credentials=credentials)  # fmt: skip
