@@ -93,7 +93,7 @@ def run_container(
                 container.with_volume_mapping(host_path, container_path, "ro")
         for source, destination, mode in copies:
             container.with_copy_into_container(source, destination, mode)
-        container.with_kwargs(labels=dict(labels), privileged=False)
+        container.with_kwargs(labels=dict(labels), privileged=False, **({"user": spec.user} if spec.user else {}))
         created(container)
         try:
             container.start()
