@@ -26,7 +26,7 @@ def test_a_created_invoice_is_committed_by_the_app(client, flask_db_session):
     assert db.session.scalar(select(Invoice.amount_cents).where(Invoice.number == "A-003")) == 999
 
 
-def test_every_test_starts_from_the_seeds(flask_db_session):
+def test_every_test_starts_from_the_seeds(flask_db_session):  # whatever ran before it, in this process
     assert flask_db_session.scalar(select(func.count()).select_from(Invoice)) == SEEDED_INVOICES
     assert Tenant.query.count() == 2  # Flask-SQLAlchemy's Model.query: the same session
 
@@ -52,3 +52,13 @@ def test_tenants_do_not_see_each_others_invoices(client):
     InvoiceFactory.create_batch(3, tenant=globex)
     assert len(client.get("/invoices", headers={"X-Tenant": "globex"}).get_json()) == 3
     assert len(client.get("/invoices", headers=ACME).get_json()) == 2
+
+
+class CommittingInvoiceFactory(InvoiceFactory):
+    class Meta:
+        sqlalchemy_session_persistence = "commit"  # a commit ends a savepoint: still rolled back after the test
+
+
+def test_a_committing_factory_is_rolled_back_too(client):
+    CommittingInvoiceFactory.create_batch(2, tenant=db.session.get(Tenant, 2), amount_cents=100)
+    assert client.get("/total", headers={"X-Tenant": "initech"}).get_json()["total_cents"] == 50000 + 200
