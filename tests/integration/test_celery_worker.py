@@ -77,11 +77,11 @@ def private_project(namespace: str, engine: Engine) -> Iterator[Path]:
     (folder / "jobs.py").write_text(JOBS)
     (folder / "test_jobs.py").write_text(TEST)
     (folder / "requirements.txt").write_text(f"# {namespace}\nidna==3.10\n")
+    image = worker_image(load_settings(folder / "pyproject.toml"), "envmgr-local/celery-worker:5")
+    assert image is not None
     try:
         yield folder
     finally:
-        image = worker_image(load_settings(folder / "pyproject.toml"), "envmgr-local/celery-worker:5")
-        assert image is not None
         if engine.has_image(image.tag):
             engine.client.images.remove(image.tag, force=True)
         subprocess.run(["rm", "-rf", str(folder)], check=True)
