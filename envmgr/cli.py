@@ -498,7 +498,11 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
 
         problems = 0
         for name in settings.enabled_services():
-            image = create_service(name, settings).image()
+            service = create_service(name, settings)
+            derived = service.derived_image()
+            if derived is not None and not engine.has_image(derived.tag):  # built on first use, from the base
+                console.print(f"note {name}: image {derived.tag} is built from {derived.source} on first use")
+            image = service.base_image() if derived is not None else service.image()
             if engine.has_image(image):
                 console.print(Text.assemble(ok, f" {name}: image {image} present"))
             else:

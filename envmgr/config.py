@@ -46,6 +46,7 @@ __all__ = [
     "AwsSettings",
     "BadSettingError",
     "CelerySettings",
+    "FlaskSettings",
     "ImageSet",
     "LocalStackSettings",
     "MotoSettings",
@@ -156,7 +157,7 @@ class ServiceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="run this service")
     always: bool = Field(
         default=False,
         description="start it in every run, even when no collected test uses its fixtures (apps that read their "
@@ -167,32 +168,55 @@ class ServiceSettings(BaseModel):
 
 
 class PostgresSettings(ServiceSettings):
-    enabled: bool = True
-    database: str = Field(default="app", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
-    user: str = Field(default="envmgr", pattern=r"^[a-z_][a-z0-9_]{0,40}$")
-    tuned: bool = Field(default=True, description="fsync, synchronous_commit and full_page_writes off")
+    """PostgreSQL: the server, the template database (migrations, seeds) and every clone of it."""
+
+    enabled: bool = Field(default=True, description="run this service")
+    database: str = Field(
+        default="app",
+        pattern=r"^[a-z_][a-z0-9_]{0,40}$",
+        description="the environment's database (workers' clones: <database>_gwN; the template: <database>_tpl_<hash>)",
+    )
+    user: str = Field(
+        default="envmgr",
+        pattern=r"^[a-z_][a-z0-9_]{0,40}$",
+        description="the owner's login (migrations, seeds); the password is random per environment",
+    )
+    tuned: bool = Field(
+        default=True, description="fsync, synchronous_commit and full_page_writes off: a throw-away server"
+    )
     async_driver: Literal["psycopg", "asyncpg"] = Field(
         default="psycopg", description="the driver of the async_db_engine fixture (asyncpg: pip install asyncpg)"
     )
     settings: dict[str, SettingValue] = Field(
-        default_factory=dict, description="server settings (`-c name=value`); they win over the test tuning"
+        default_factory=dict,
+        description="server settings, `-c name=value` on the server's command line (both image sets), over the "
+        'tuning: `{max_prepared_transactions = 10, work_mem = "8MB", jit = false}` (a bool is on/off)',
     )
     extensions: list[str] = Field(
-        default_factory=list, description="extensions created in the template (before migrations): every clone has them"
+        default_factory=list,
+        description="`CREATE EXTENSION` in the template before migrations, so every clone has them: "
+        '`["hstore", "citext"]` (what the image has: `pg_available_extensions`)',
     )
     locale: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9_.@-]+$",
-        description="LC_COLLATE and LC_CTYPE of the template (the images have C, C.UTF-8, en_US.UTF-8, POSIX)",
+        description="LC_COLLATE and LC_CTYPE of the template (made from template0; default: the server's, "
+        "en_US.utf8); both image sets have C, C.UTF-8, en_US.UTF-8, POSIX; another is an error listing them",
     )
-    encoding: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]+$", description="the template's encoding")
+    encoding: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]+$", description="the template's encoding (default: the server's, UTF8)"
+    )
     database_settings: dict[str, DatabaseSettingValue] = Field(
-        default_factory=dict, description="ALTER DATABASE ... SET on every clone (the template's and workers')"
+        default_factory=dict,
+        description="`ALTER DATABASE ... SET` on every clone (the environment's and each worker's): "
+        '`{statement_timeout = "5s", search_path = ["app", "public"]}`',
     )
     app_role: str | None = Field(
         default=None,
         pattern=r"^[a-z_][a-z0-9_]{0,40}$",
-        description="a non-superuser role with a random password: the tests' and the application's login",
+        description="a non-superuser role (random password, subject to row-level security) that tests, "
+        "`postgres_url` and `envmgr up`'s variables log in as; migrations, seeds and envmgr use the owner "
+        "(postgres.user); it gets USAGE on schema public and ALL on its tables and sequences, present and future",
     )
 
     @field_validator("settings", mode="before")
@@ -242,9 +266,19 @@ class PostgresSettings(ServiceSettings):
 
 
 class RedisSettings(ServiceSettings):
-    enabled: bool = True
-    password: bool = Field(default=True, description="a random password; false: no auth (still on 127.0.0.1 only)")
-    settings: dict[str, SettingValue] = Field(default_factory=dict, description="server settings (`--name value`)")
+    """Redis: one server; each xdist worker uses a logical database of its own."""
+
+    enabled: bool = Field(default=True, description="run this service")
+    password: bool = Field(
+        default=True,
+        description="a random password; false: no password (the port is still published on 127.0.0.1 only; "
+        "`envmgr doctor` says so)",
+    )
+    settings: dict[str, SettingValue] = Field(
+        default_factory=dict,
+        description='server settings, `--name value`: `{maxmemory = "64mb", maxmemory-policy = "allkeys-lru"}` '
+        "(not port, requirepass, databases)",
+    )
 
     @field_validator("settings", mode="before")
     @classmethod
@@ -285,7 +319,7 @@ class AwsSettings(BaseModel):
 class AwsServiceSettings(ServiceSettings):
     """What both AWS backends have: the region, and queues created in every account."""
 
-    region: str = "us-east-1"
+    region: str = Field(default="us-east-1", description="the AWS region of the clients and variables")
     queues: list[str] = Field(default_factory=list, description="SQS queues created in every account")
 
 
@@ -320,6 +354,8 @@ class MotoSettings(AwsServiceSettings):
 
 
 class WireMockSettings(ServiceSettings):
+    """WireMock: one server per xdist worker, with the seeded stubs."""
+
     admin_auth: bool = Field(
         default=False,
         description="the admin API (/__admin) asks for HTTP basic auth: user envmgr, a password new per "
@@ -329,9 +365,38 @@ class WireMockSettings(ServiceSettings):
 
 
 class CelerySettings(ServiceSettings):
-    app: str | None = Field(default=None, description="the user's Celery app: 'module' or 'module:attribute'")
-    code_dir: Path | None = Field(default=None, description="folder mounted at /app in the worker (default: root)")
+    """Celery: a worker container per xdist worker running the project's app (docs/celery.md)."""
+
+    app: str | None = Field(default=None, description="the project's Celery app: 'module' or 'module:attribute'")
+    code_dir: Path | None = Field(
+        default=None,
+        description="the folder mounted read-only at /app in the worker, on its PYTHONPATH (default: the project "
+        "root); the worker runs as the invoking user's uid:gid, so a folder only its owner may read works",
+    )
     queues: list[str] = Field(default_factory=lambda: ["celery"], description="queues the worker consumes")
+    requirements: Path | None = Field(
+        default=None,
+        description="a requirements file (pip install -r) the worker's image is built with, FROM envmgr's worker "
+        "image; tagged by the hash of its content, so rebuilt only when it changes (see docs/celery.md)",
+    )
+    dockerfile: Path | None = Field(
+        default=None,
+        description="a Dockerfile the worker's image is built from instead (FROM ${BASE_IMAGE}, envmgr's worker "
+        "image; the context holds it, extra-ca.crt and the requirements file); tagged by the hash of its content",
+    )
+
+
+class FlaskSettings(BaseModel):
+    """The project's Flask app, for envmgr's Flask fixtures and Flask-Migrate's env.py (`envmgr.integrations.flask`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    app: str | None = Field(
+        default=None,
+        description="the Flask app as `flask --app` takes it: 'module:create_app' (a factory, called with no "
+        "arguments), 'module:app' or 'module'; made by the flask_app fixture, and pushed as the app context while "
+        "in-process Alembic migrations run (Flask-Migrate's env.py needs it)",
+    )
 
 
 class Settings(BaseSettings):
@@ -344,10 +409,21 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
-    namespace: str = Field(default="envmgr", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$")
-    image_set: ImageSet = "official"
-    startup_timeout: float = Field(default=60.0, gt=0, le=3600)
-    isolation: Literal["auto", "session", "worker"] = "auto"
+    namespace: str = Field(
+        default="envmgr", pattern=r"^[a-z0-9][a-z0-9-]{0,30}$", description="prefix of container and network names"
+    )
+    image_set: ImageSet = Field(
+        default="official",
+        description="official: pinned registry images; local: images built from containers/ (`envmgr images build`)",
+    )
+    startup_timeout: float = Field(
+        default=60.0, gt=0, le=3600, description="seconds each service has to answer its readiness probe"
+    )
+    isolation: Literal["auto", "session", "worker"] = Field(
+        default="auto",
+        description="worker: a database, Redis db, AWS account and replicas per xdist worker; session: one share "
+        "for the run; auto: worker under xdist",
+    )
     reset: Literal["reached", "every-test"] = Field(
         default="reached",
         description="which tests start from the seeded state of a service: those whose fixtures reach it "
@@ -358,7 +434,11 @@ class Settings(BaseSettings):
     )
     daemon_pool_size: int = Field(default=1, ge=0, le=16, description="environments kept per configuration")
     daemon_idle_ttl: float = Field(default=900.0, gt=0, description="seconds an idle warm environment is kept")
-    alembic_ini: Path | None = None
+    alembic_ini: Path | None = Field(
+        default=None,
+        description="the Alembic configuration whose migrations build the template database, in-process (an ini "
+        "without script_location, as Flask-Migrate writes it, has its own folder as script location)",
+    )
     migrate: str | None = Field(
         default=None,
         min_length=1,
@@ -378,7 +458,12 @@ class Settings(BaseSettings):
         description="Django fixtures loaded (loaddata) into the template after the migrations, before the seeds "
         "(migrate = 'django')",
     )
-    seeds: Path | None = None
+    seeds: Path | None = Field(
+        default=None,
+        description="the seed folder: postgres/ (*.sql, *.py, *.json, *.yaml, loaded into the template after the "
+        "migrations), s3/<bucket>/, sqs.yaml, wiremock/{mappings,__files}/; anything else in it is an error, but "
+        "hidden files and README/*.md/*.txt/*.rst notes",
+    )
     follow_symlinks: bool = Field(
         default=False,
         description="let symbolic links in the seeds folder lead outside it (refused by default: a template would "
@@ -388,8 +473,11 @@ class Settings(BaseSettings):
 
     export: dict[str, str] = Field(
         default_factory=dict,
-        description='connection variables named the way the app reads them: NAME = "{service.part}" '
-        "(see envmgr.exports); set before conftest files and the app are imported",
+        description='connection variables named the way the app reads them: `NAME = "{service.part}"`, '
+        'e.g. `POSTGRES_SERVER = "{postgres.host}"`, `SQLALCHEMY_DATABASE_URI = "{postgres.url:psycopg}"` (parts: '
+        "url, host, port, user, password, database and internal_url/host/port; a URL may name a driver: psycopg, "
+        "psycopg_async, asyncpg); set before conftest files and the app are imported, in `envmgr up --env-file`, "
+        "and (internal) in the Celery worker",
     )
 
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
@@ -398,6 +486,7 @@ class Settings(BaseSettings):
     moto: MotoSettings = Field(default_factory=MotoSettings)
     wiremock: WireMockSettings = Field(default_factory=WireMockSettings)
     celery: CelerySettings = Field(default_factory=CelerySettings)
+    flask: FlaskSettings = Field(default_factory=FlaskSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
 
     @model_validator(mode="before")
@@ -596,7 +685,7 @@ def _config_error(exc: ValidationError, source_name: str, overrides: dict[str, A
         return ConfigError(f"bad value for {key!r} in {where}: {first['msg']}", str(context["fix"]))
     return ConfigError(
         f"bad value for {key!r} in {where}: {first['msg']} (got {first.get('input')!r})",
-        "correct the value; see the configuration table in README.md",
+        "correct the value; see docs/configuration.md",
     )
 
 
@@ -648,7 +737,7 @@ def check_environment(environ: Mapping[str, str]) -> None:
             raise ConfigError(
                 f"unknown environment variable {name}: no setting {'.'.join(parts)!r}",
                 f"{hint}unset it, or use ENVMGR_<KEY> (nested: ENVMGR_<SERVICE>__<KEY>) with a key of the "
-                "configuration table in README.md",
+                "configuration reference, docs/configuration.md",
             )
         if _is_structured(annotation):
             try:

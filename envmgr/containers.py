@@ -96,7 +96,8 @@ def run_container(
         for source, destination, mode in copies:
             container.with_copy_into_container(source, destination, mode)
         extra_hosts = {CALLBACK_HOST: gateway} if gateway else {}
-        container.with_kwargs(labels=dict(labels), privileged=False, extra_hosts=extra_hosts)
+        user = {"user": spec.user} if spec.user else {}
+        container.with_kwargs(labels=dict(labels), privileged=False, extra_hosts=extra_hosts, **user)
         created(container)
         try:
             container.start()

@@ -471,11 +471,21 @@ class Environment:
         if not services:
             return
         with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
-            futures = [pool.submit(engine.ensure_image, s.image(), s.name, s.build_hint()) for s in services]
+            futures = [pool.submit(self._ensure_image, engine, service) for service in services]
         for future in futures:
             future.result()
         with self._lock:
             self._checked_images.update(service.name for service in services)
+
+    def _ensure_image(self, engine: Engine, service: Service) -> None:
+        """The service's image present: its base image pulled (or its build asked for), then the image derived for
+        the project (the Celery worker with its requirements) built on the environment's network when missing."""
+        from envmgr.images import ensure_derived_image
+
+        engine.ensure_image(service.base_image(), service.name, service.build_hint())
+        derived = service.derived_image()
+        if derived is not None:
+            ensure_derived_image(engine, derived, network=self.network_name)
 
     def _unit_count(self) -> int:
         return sum(len(self.replicas(name)) for name in self.services)

@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     from envmgr.config import Settings
     from envmgr.services.postgres.urls import Driver
 
-__all__ = ["PARTS", "check_template", "exported_variables", "render", "worker_variables"]
+__all__ = [
+    "PARTS",
+    "check_template",
+    "database_variables",
+    "export_table",
+    "exported_variables",
+    "render",
+    "worker_variables",
+]
 
 PARTS = ("url", "host", "port", "user", "password", "database", "internal_url", "internal_host", "internal_port")
 DRIVERS = ("psycopg", "psycopg_async", "asyncpg")
@@ -73,11 +81,26 @@ def exported_variables(endpoints: Endpoints, table: Mapping[str, str], *, intern
     variables: dict[str, str] = {"ENVMGR_ENV_ID": endpoints.id}
     for endpoint in services.values():
         variables.update(endpoint.internal_variables() if internal else endpoint.variables)
+    return {**variables, **export_table(table, services, internal=internal)}
+
+
+def export_table(
+    table: Mapping[str, str], endpoints: Mapping[str, ServiceEndpoint], *, internal: bool = False
+) -> dict[str, str]:
+    """The export table's variables whose services are all among `endpoints`; `internal`: as another container on
+    the environment's network reaches them (what the Celery worker gets)."""
+    variables: dict[str, str] = {}
     for name, template in table.items():
-        value = render(name, _internal(template) if internal else template, services)
+        value = render(name, _internal(template) if internal else template, endpoints)
         if value is not None:
             variables[name] = value
     return variables
+
+
+def database_variables(database: ServiceEndpoint, table: Mapping[str, str]) -> dict[str, str]:
+    """The variables that name one database, for the process that migrates it: its own (DATABASE_URL, POSTGRES_*)
+    and the export table's that name only it (`SQLALCHEMY_DATABASE_URI = "{postgres.url:psycopg}"`)."""
+    return {**database.variables, **export_table(table, {database.service: database})}
 
 
 def _internal(template: str) -> str:

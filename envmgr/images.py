@@ -9,10 +9,16 @@ The same Dockerfiles build a second variant (`ENVMGR_VARIANT=official-lookalike`
 so that `image_set = "official"` finds it present and runs envmgr's official-image code path without a registry.
 Every build carries the label `org.envmgr.variant`; an image of an official name without it (the real image, pulled)
 is never overwritten.
+
+A service may also have an image derived for the project (`Service.derived_image`: the Celery worker with the
+project's requirements): `ensure_derived_image` builds it when its tag is missing, with `ca-bundle.pem` in the
+context (certifi's CAs and the extra ones, `derived_ca_bundle`), on the environment's own network (the build's
+downloads do not depend on the engine's default bridge).
 """
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -25,7 +31,7 @@ import docker.errors
 
 from envmgr.engine import Engine
 from envmgr.errors import ConfigError, ImageError, first_line
-from envmgr.services import SERVICES
+from envmgr.services import SERVICES, DerivedImage
 
 __all__ = [
     "LOCAL",
@@ -35,6 +41,8 @@ __all__ = [
     "Variant",
     "build_image",
     "containers_dir",
+    "derived_ca_bundle",
+    "ensure_derived_image",
     "foreign_image",
     "local_images",
     "official_lookalikes",
@@ -42,6 +50,15 @@ __all__ = [
 ]
 
 CA_FILE_NAME = "extra-ca.crt"
+CA_BUNDLE_NAME = "ca-bundle.pem"
+"""the CAs a derived image's build trusts (certifi's and the extra ones)"""
+HOST_CA_GLOB = "/usr/local/share/ca-certificates/**/*.crt"
+"""the CA certificates added to this machine (update-ca-certificates), trusted in derived builds by default"""
+DERIVED_LABEL = "org.envmgr.derived-from"
+DERIVED_FIX = (
+    "make the file install with pip on Python 3.11 for Linux (wheels, no paths of the project); behind a "
+    "TLS-intercepting proxy set ENVMGR_CA_CERT to its CA certificate"
+)
 VARIANT_LABEL = "org.envmgr.variant"
 """label every image built from containers/ carries: its variant"""
 VARIANT_BUILD_ARG = "ENVMGR_VARIANT"
@@ -143,23 +160,29 @@ def build_image(
                 decode=True,
                 nocache=no_cache,
             )
-            _follow(stream, image, on_line)
+            _follow(stream, image.tag, on_line)
         except docker.errors.DockerException as exc:
             raise ImageError(f"building {image.tag} failed: {first_line(exc)}", "see the build output above") from None
     return image.tag
 
 
-def _follow(stream: Iterable[dict[str, Any]], image: LocalImage, on_line: Callable[[str], None]) -> None:
+BUILD_FIX = "read the build output; behind a TLS-intercepting proxy pass --ca-cert with its CA certificate"
+
+
+def _follow(stream: Iterable[dict[str, Any]], what: str, on_line: Callable[[str], None], fix: str = BUILD_FIX) -> None:
+    """Pass the build's output lines on; ImageError at its first error, naming the last `ERROR:` line printed
+    before it (pip's reason) when there is one."""
+    reason = ""
     for chunk in stream:
         if "error" in chunk:
-            raise ImageError(
-                f"building {image.tag} failed: {str(chunk['error']).strip()}",
-                "read the build output; behind a TLS-intercepting proxy pass --ca-cert with its CA certificate",
-            )
+            detail = f" ({reason})" if reason else ""
+            raise ImageError(f"building {what} failed: {str(chunk['error']).strip()}{detail}", fix)
         text = str(chunk.get("stream") or chunk.get("status") or "").rstrip()
         for line in text.splitlines():
             if line.strip():
                 on_line(line)
+            if line.strip().startswith("ERROR:"):
+                reason = line.strip()
 
 
 def _ca_bundle(paths: Sequence[Path]) -> str:
@@ -172,3 +195,55 @@ def _ca_bundle(paths: Sequence[Path]) -> str:
                 f"cannot read CA certificate {path}: {exc.strerror}", "pass a readable PEM file"
             ) from None
     return "".join(parts)
+
+
+def extra_ca_certificates() -> list[Path]:
+    """The extra CAs a derived build trusts: `ENVMGR_CA_CERT` (paths separated by the path separator or spaces),
+    else the certificates added to this machine (/usr/local/share/ca-certificates)."""
+    explicit = os.environ.get("ENVMGR_CA_CERT", "").replace(os.pathsep, " ").split()
+    if explicit:
+        return [Path(path) for path in explicit]
+    return [Path(path) for path in sorted(glob.glob(HOST_CA_GLOB, recursive=True))]
+
+
+def derived_ca_bundle(extra: Sequence[Path]) -> str:
+    """certifi's CA bundle (what pip trusts by default) followed by the extra CAs."""
+    import certifi
+
+    return Path(certifi.where()).read_text() + "\n" + _ca_bundle(extra)
+
+
+def ensure_derived_image(
+    engine: Engine,
+    image: DerivedImage,
+    *,
+    network: str | None = None,
+    on_line: Callable[[str], None] = lambda line: None,
+) -> bool:
+    """Build `image` unless its tag is present; True when it was built. `network`: where the build's steps run
+    (a network envmgr made), else the engine's default."""
+    if engine.has_image(image.tag):
+        return False
+    with tempfile.TemporaryDirectory(prefix="envmgr-build-derived-") as scratch:
+        context = Path(scratch)
+        (context / "Dockerfile").write_text(image.dockerfile)
+        for name, data in image.files.items():
+            (context / name).write_bytes(data)
+        (context / CA_BUNDLE_NAME).write_text(derived_ca_bundle(extra_ca_certificates()))
+        options: dict[str, Any] = {"network_mode": network} if network else {}
+        try:
+            stream = engine.client.api.build(
+                path=str(context),
+                tag=image.tag,
+                buildargs={"BASE_IMAGE": image.base},
+                labels={DERIVED_LABEL: image.base},
+                rm=True,
+                forcerm=True,
+                decode=True,
+                **options,
+            )
+            _follow(stream, f"{image.tag} from {image.source}", on_line, DERIVED_FIX)
+        except docker.errors.DockerException as exc:
+            cause = f"building {image.tag} from {image.source} failed: {first_line(exc)}"
+            raise ImageError(cause, DERIVED_FIX) from None
+    return True

@@ -41,7 +41,7 @@ import tempfile
 import tomllib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ class MigrateStrategy(ABC):
         """Add what the migration reads to the template's content hash."""
 
     @abstractmethod
-    def migrate(self, url: str) -> None:
+    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
         """Migrate the database at `url` (a superuser URL); `MigrationError` when that fails."""
 
 
@@ -131,8 +131,8 @@ class AlembicMigrate(MigrateStrategy):
     def hash_into(self, digest: Any) -> None:
         hash_alembic(digest, self.ini_path)
 
-    def migrate(self, url: str) -> None:
-        run_migrations(self.ini_path, url, project_root=self.project_root)
+    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
+        run_migrations(self.ini_path, url, project_root=self.project_root, around=around)
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ class CommandMigrate(MigrateStrategy):
         digest_add(digest, "migrate", "command", self.command.encode())
         _hash_files(digest, self.project_root, self.files)
 
-    def migrate(self, url: str) -> None:
+    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
         env = migration_environment(url, self.project_root)
         result = _run(["/bin/sh", "-c", self.command], self.project_root, env, f"migrate command {self.command!r}")
         if result.returncode != 0:
@@ -176,7 +176,7 @@ class CallableMigrate(MigrateStrategy):
         digest_add(digest, "migrate", "function", f"{self.module}:{self.function}".encode())
         _hash_files(digest, self.project_root, self.files)
 
-    def migrate(self, url: str) -> None:
+    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
         spec = f"{self.module}:{self.function}"
         with process_state_guard(), _on_sys_path(self.project_root):
             try:
@@ -253,7 +253,7 @@ class DjangoMigrate(MigrateStrategy):
                 return candidate
         return None
 
-    def migrate(self, url: str) -> None:
+    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
         if importlib.util.find_spec("django") is None:
             raise MigrationError(
                 f"migrate = 'django': Django is not importable by {sys.executable}",

@@ -10,6 +10,10 @@ How the target database reaches the project's `env.py` (both, so that either sty
 
 An env.py that takes its URL from somewhere else (the application's settings, `DATABASE_URL`) would migrate that
 database instead: make it prefer `config.attributes.get("connection")` or the `sqlalchemy.url` main option.
+Flask-Migrate's env.py takes the engine of the current Flask app: with the setting `flask.app`, the upgrade runs in
+that app's context, the app made while DATABASE_URL and the other variables name the template being built
+(`envmgr.integrations.flask.migration_app`, passed as `around`). An alembic.ini without `script_location` (as
+Flask-Migrate writes it, inside the migrations folder) has its own folder as script location.
 
 Paths in alembic.ini that are relative (`script_location`, `version_locations`, `prepend_sys_path`) are taken
 relative to the folder of alembic.ini, as when `alembic` runs there, whatever the working directory of the tests.
@@ -29,7 +33,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from hashlib import sha256
 from pathlib import Path
 from typing import Any
@@ -42,7 +46,7 @@ from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError
 
 from envmgr.config import Settings
-from envmgr.errors import ConfigError, MigrationError, first_line
+from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.process_state import process_state_guard
 from envmgr.seeds import postgres_seed_dir, sqlalchemy_url
 
@@ -98,7 +102,9 @@ def _anchor_paths(cfg: Config, folder: Path) -> None:
         return str(path if path.is_absolute() else (folder / path).resolve())
 
     location = cfg.get_main_option("script_location")
-    if location and (folder / location).is_dir():  # not a "package:folder" resource
+    if not location and (folder / "env.py").is_file():  # Flask-Migrate's alembic.ini, in the migrations folder
+        cfg.set_main_option("script_location", _escape(str(folder)))
+    elif location and (folder / location).is_dir():  # not a "package:folder" resource
         cfg.set_main_option("script_location", _escape(absolute(location)))
     prepend = cfg.get_prepend_sys_paths_list() or []
     versions = cfg.get_version_locations_list() or []
@@ -152,12 +158,21 @@ def head_revisions(ini_path: Path) -> tuple[str, ...]:
     return tuple(_script_directory(cfg, ini_path).get_heads())
 
 
-def run_migrations(ini_path: Path, url: str, revision: str = "head", project_root: Path | None = None) -> None:
+def run_migrations(
+    ini_path: Path,
+    url: str,
+    revision: str = "head",
+    project_root: Path | None = None,
+    *,
+    around: AbstractContextManager[object] | None = None,
+) -> None:
     """`alembic upgrade <revision>` on the database at `url`, in this process.
 
     The project's code is found as `alembic` run from the project root finds it, whoever runs this (the pytest
     plugin, `envmgr up`, the daemon): `project_root` (when given) is on sys.path, after alembic.ini's
-    `prepend_sys_path` (anchored at alembic.ini's folder).
+    `prepend_sys_path` (anchored at alembic.ini's folder). `around`: a context the upgrade runs in, entered under the
+    process-wide guard with sys.path and logging kept (e.g. the Flask app context Flask-Migrate's env.py needs:
+    `envmgr.integrations.flask.migration_app`).
 
     Raises `MigrationError` naming the failing revision and its file (found from the traceback) when there is one,
     and the missing module of a `ModuleNotFoundError`. Upgrades from several threads run one at a time (Alembic's
@@ -172,12 +187,13 @@ def run_migrations(ini_path: Path, url: str, revision: str = "head", project_roo
                 sys.path.insert(0, root)  # Alembic's prepend_sys_path goes in front of it when the scripts load
             cfg.attributes["connection"] = connection
             try:
-                command.upgrade(cfg, revision)
+                with around if around is not None else nullcontext():
+                    command.upgrade(cfg, revision)
                 if connection.in_transaction():
                     connection.commit()
             finally:
                 cfg.attributes.pop("connection", None)
-    except MigrationError:
+    except EnvmgrError:
         raise
     except Exception as exc:
         raise _migration_error(exc, cfg, ini_path.resolve(), project_root) from exc
@@ -241,9 +257,12 @@ def _migration_error(
             )
     for filename, line in reversed(frames):
         if filename == env_py:
+            from envmgr.integrations.flask import APP_CONTEXT_FIX
+
+            fix = "fix env.py: it must use config.get_main_option('sqlalchemy.url') or config.attributes['connection']"
             return MigrationError(
                 f"alembic upgrade failed in {_shown(filename, folder)}, line {line}: {description}",
-                "fix env.py: it must use config.get_main_option('sqlalchemy.url') or config.attributes['connection']",
+                APP_CONTEXT_FIX if "application context" in description else fix,
             )
     return MigrationError(
         f"alembic upgrade failed: {description}",

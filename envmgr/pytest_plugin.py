@@ -81,10 +81,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    """Register the fixtures: envmgr's own and each service's (from the service registry)."""
+    """Register the fixtures: envmgr's own, each service's (from the service registry) and the Flask ones."""
     from envmgr.services import SERVICES
 
-    for module in ["envmgr.fixtures", *SERVICES.fixture_modules()]:
+    for module in ["envmgr.fixtures", *SERVICES.fixture_modules(), "envmgr.integrations.flask_fixtures"]:
         pluginmanager.import_plugin(module)
 
 

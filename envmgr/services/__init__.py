@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from envmgr.config import Settings
 from envmgr.errors import ConfigError
-from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, DerivedImage, Published, Service
 from envmgr.services.celery import CeleryService
 from envmgr.services.localstack import LocalStackService
 from envmgr.services.moto import MotoService
@@ -24,6 +24,7 @@ __all__ = [
     "SERVICES",
     "ComposeContext",
     "ContainerSpec",
+    "DerivedImage",
     "Published",
     "Service",
     "ServiceRegistry",

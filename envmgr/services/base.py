@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from envmgr.config import ServiceSettings, Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 
-__all__ = ["ComposeContext", "ContainerSpec", "Published", "Service", "new_password"]
+__all__ = ["ComposeContext", "ContainerSpec", "DerivedImage", "Published", "Service", "new_password"]
 
 
 def new_password() -> str:
@@ -34,6 +34,23 @@ class ContainerSpec:
     """host path -> container path, mounted read-only (on a remote engine its content is copied there instead)"""
     copies: dict[str, str] = field(default_factory=dict)
     """host file or folder -> container folder it is copied into before start (works with remote engines)"""
+    user: str | None = None
+    """`uid:gid` the container runs as (None: the image's user)"""
+
+
+@dataclass(frozen=True)
+class DerivedImage:
+    """An image envmgr builds FROM a service's image for one project (the Celery worker with the project's own
+    requirements), tagged by the hash of what it is built from, so that it is built once per content."""
+
+    tag: str
+    base: str
+    """the service's image it is built FROM (the `BASE_IMAGE` build argument)"""
+    dockerfile: str
+    files: Mapping[str, bytes] = field(default_factory=dict)
+    """further files of the build context, by name (envmgr adds `ca-bundle.pem`: the CAs to trust while building)"""
+    source: str = ""
+    """what it is built from, for people (`requirements.txt`)"""
 
 
 @dataclass(frozen=True)
@@ -109,13 +126,23 @@ class Service(ABC):
         return self.settings.service(self.name)
 
     def image(self) -> str:
+        """The image the service runs: its derived image when it has one, else its base image."""
+        derived = self.derived_image()
+        return derived.tag if derived is not None else self.base_image()
+
+    def base_image(self) -> str:
+        """The explicit image, or the image set's."""
         if self.config.image:
             return self.config.image
         return self.local_image if self.settings.image_set == "local" else self.official_image
 
+    def derived_image(self) -> DerivedImage | None:
+        """An image built for this project FROM `base_image()` (e.g. with the project's requirements), or None."""
+        return None
+
     def build_hint(self) -> str | None:
-        """How to get a missing image, when pulling it makes no sense (a local image); None to try pulling."""
-        if self.image() == self.local_image:
+        """How to get a missing base image, when pulling it makes no sense (a local image); None to try pulling."""
+        if self.base_image() == self.local_image:
             return f"build it: `envmgr images build {self.build_context}`"
         return None
 

@@ -18,6 +18,8 @@ FASTAPI_APP = REPO / "tests" / "examples" / "fastapi_app"
 FASTAPI_TESTS = 13
 DJANGO_APP = REPO / "tests" / "examples" / "django_app"
 DJANGO_TESTS = 13
+FLASK_APP = REPO / "tests" / "examples" / "flask_app"
+FLASK_TESTS = 15
 # Plugins some machines' Python carries and the example does not use (see the main pyproject's addopts).
 QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark", "-p", "no:hypothesispytest")
 
@@ -34,6 +36,14 @@ def test_django_example_passes_without_a_conftest(namespace: str, workers: int |
     # Its tests find the seeds and the fixture, which only envmgr's template has (a test database of pytest-django's
     # own would be empty); Redis was started for Django's CACHES.
     assert "started for postgres (mark.django_db), redis (Django CACHES)" in output, output[-4000:]
+
+
+@pytest.mark.parametrize("workers", [None, 2], ids=["one-process", "two-workers"])
+def test_flask_example_passes(namespace: str, workers: int | None) -> None:
+    """Flask-SQLAlchemy + Flask-Migrate (its env.py unchanged) + factory_boy + Redis + Celery workers built from the
+    example's requirements.txt, with WireMock as the partner API."""
+    output = _passes(FLASK_APP, FLASK_TESTS, workers)
+    assert "started for postgres (db_session), redis (redis_client), wiremock (wiremock), celery" in output
 
 
 def _passes(folder: Path, tests: int, workers: int | None) -> str:

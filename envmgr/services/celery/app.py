@@ -9,7 +9,7 @@ from typing import Any
 
 from envmgr.errors import ConfigError
 
-__all__ = ["broker_app", "load_app"]
+__all__ = ["broker_app", "load_app", "use_broker"]
 
 
 @contextmanager
@@ -49,3 +49,13 @@ def load_app(spec: str | None) -> Any:
         f"module {module_name!r} has no Celery app {'named ' + repr(attribute) if attribute else '(app or celery)'}",
         'name it: [tool.envmgr.celery] app = "module:attribute"',
     )
+
+
+def use_broker(app: Any, url: str) -> None:
+    """Point the app's broker and result backend at `url` (a Redis database of the worker's own), so that
+    `AsyncResult.get()` works. A result backend the app made before (a task applied eagerly, an earlier `.get()`)
+    is made again from the new setting: Celery keeps the first one otherwise."""
+    app.conf.update(broker_url=url, result_backend=url, broker_connection_retry_on_startup=True)
+    made = getattr(app, "_backend", None)  # Celery's cache of the backend (None until first used)
+    if made is not None and getattr(made, "url", None) != url:
+        app._backend = app._get_backend()

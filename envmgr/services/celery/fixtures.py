@@ -23,13 +23,13 @@ SERVICE = "celery"
 
 @pytest.fixture(scope="session")
 def celery_app(envmgr_settings: Settings, envmgr_shares: WorkerShares) -> Any:
-    """The project's Celery app ([tool.envmgr.celery] app) bound to this worker's broker: a Redis database of its
-    own (`Worker.broker_db`), never the application's (`redis_url`)."""
-    from envmgr.services.celery.app import load_app
+    """The project's Celery app ([tool.envmgr.celery] app) bound to this worker's broker and result backend: a
+    Redis database of its own (`Worker.broker_db`), never the application's (`redis_url`); `.get()` works."""
+    from envmgr.services.celery.app import load_app, use_broker
 
     broker = envmgr_shares.server("redis").with_path(str(envmgr_shares.worker.broker_db)).url
     app = load_app(envmgr_settings.celery.app)
-    app.conf.update(broker_url=broker, result_backend=broker, broker_connection_retry_on_startup=True)
+    use_broker(app, broker)
     return app
 
 

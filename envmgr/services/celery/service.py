@@ -1,24 +1,28 @@
 """Celery worker containers running the user's Celery app, one per xdist worker, each on its own broker database.
 
-The worker of replica N consumes from Redis database N+1 (the xdist worker gwN's, see `Worker.redis_db`), so a task
-sent by one pytest worker is executed only by that worker's Celery worker. The project's code is mounted read-only
-at /app (`[tool.envmgr.celery] code_dir`, default the project root; copied there on a remote engine, see
-`envmgr.containers.bind_copies`) and the app is `[tool.envmgr.celery] app`. The
-container's environment names the broker (CELERY_BROKER_URL, CELERY_RESULT_BACKEND, which Celery reads by default)
-and the internal URLs of the other services (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL, WIREMOCK_URL ...), so a
-task can reach them from inside the environment's network.
+The worker of replica N consumes from its broker database (the xdist worker gwN's, see `Worker.broker_db`), so a
+task sent by one pytest worker is executed only by that worker's Celery worker. The project's code is mounted
+read-only at /app (`[tool.envmgr.celery] code_dir`, default the project root; copied there on a remote engine, see
+`envmgr.containers.bind_copies`) and the app is `[tool.envmgr.celery] app`. The container runs as the invoking
+user's uid:gid, so it reads a project folder only its owner may read (a `mktemp -d` folder, a 0750 home). Its image
+is built with the project's requirements when `requirements` or `dockerfile` is set (`image.py`). The container's
+environment names the broker (CELERY_BROKER_URL, CELERY_RESULT_BACKEND, which Celery reads by default), the internal
+URLs of the other services (DATABASE_URL, REDIS_URL, AWS_ENDPOINT_URL, WIREMOCK_URL ...) and the export table's
+variables as seen from inside the environment's network, so a task reaches them as the app would.
 
 Readiness: `control.ping` through the broker answers. Reset: the worker's queues purged.
 """
 
 from __future__ import annotations
 
+import os
 from types import MappingProxyType
 
 from envmgr.config import CelerySettings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
-from envmgr.services.base import ContainerSpec, Published, Service
+from envmgr.exports import export_table
+from envmgr.services.base import ContainerSpec, DerivedImage, Published, Service
 from envmgr.services.celery.app import broker_app
 
 __all__ = ["CeleryService"]
@@ -56,6 +60,7 @@ class CeleryService(Service):
         env: dict[str, str] = {}
         for endpoint in requirements.values():  # each as this worker sees it (its database, its Redis db, ...)
             env.update(endpoint.internal_variables())
+        env.update(export_table(self.settings.export, requirements, internal=True))
         broker = _broker(requirements["redis"], worker).internal_url
         env.update(
             {
@@ -67,7 +72,13 @@ class CeleryService(Service):
                 **self.cfg.env,
             }
         )
-        return ContainerSpec(image=self.image(), ports={}, env=env, binds={str(code_dir): "/app"})
+        return ContainerSpec(image=self.image(), ports={}, env=env, binds={str(code_dir): "/app"}, user=_invoker())
+
+    def derived_image(self) -> DerivedImage | None:
+        """The worker image with the project's requirements (or Dockerfile), when configured."""
+        from envmgr.services.celery.image import worker_image
+
+        return worker_image(self.settings, self.base_image())
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
         """How to reach the worker: through its broker (the worker's Redis database)."""
@@ -99,10 +110,17 @@ class CeleryService(Service):
 
     def compose_notes(self) -> list[str]:
         return [
-            "celery: the project's code_dir is bind-mounted read-only at /app; the worker runs as uid 1000 and "
-            "must be able to read it",
+            "celery: the project's code_dir is bind-mounted read-only at /app; the worker runs as the uid:gid of "
+            "who exported the file, who must be able to read it",
             "celery: no health check here: the image's own HEALTHCHECK applies (the ready file)",
         ]
+
+
+def _invoker() -> str | None:
+    """`uid:gid` of this process (the worker reads the project's files as their owner would), where there is one."""
+    if not hasattr(os, "getuid"):
+        return None
+    return f"{os.getuid()}:{os.getgid()}"
 
 
 def _broker(redis: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:

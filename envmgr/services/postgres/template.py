@@ -21,7 +21,7 @@ import hmac
 import json
 import time
 from base64 import urlsafe_b64encode
-from contextlib import suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -132,7 +132,7 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
         strategy = migrate_strategy(settings)
         if strategy is not None:
             started = time.perf_counter()
-            strategy.migrate(url)
+            strategy.migrate(url, around=_migration_context(settings, janitor.admin.with_path(building)))
             migrate_seconds = time.perf_counter() - started
         seeds = settings.seeds_path()
         if seeds is not None:
@@ -150,6 +150,18 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
             janitor.drop(building)
         raise
     return TemplateResult(name, created=True, migrate_seconds=migrate_seconds, seed_seconds=seed_seconds)
+
+
+def _migration_context(settings: Settings, database: ServiceEndpoint) -> AbstractContextManager[object] | None:
+    """What the in-process upgrade runs in: the Flask app's context when `flask.app` is set (Flask-Migrate's env.py
+    needs it), the app made while the database's variables name the template being built."""
+    if settings.flask.app is None:
+        return None
+    from envmgr.exports import database_variables
+    from envmgr.integrations.flask import migration_app
+
+    variables = database_variables(database, settings.export)
+    return migration_app(settings.flask.app, variables, database.path, settings.project_root)
 
 
 def _create(janitor: Janitor, name: str, pg: PostgresSettings) -> None:
