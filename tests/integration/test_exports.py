@@ -79,3 +79,55 @@ def test_a_bad_export_names_the_key(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "export.DB_HOST: unknown service 'postgress'" in result.stderr.str()
+
+
+ENV_PY_FROM_APP_SETTINGS = """
+import os
+
+from alembic import context
+from sqlalchemy import create_engine
+
+# As an app's settings build it (e.g. the FastAPI full-stack template): from POSTGRES_* variables, not sqlalchemy.url
+URL = "postgresql+psycopg://{}:{}@{}:{}/{}".format(
+    os.environ["POSTGRES_USER"], os.environ["POSTGRES_PASSWORD"], os.environ["POSTGRES_SERVER"],
+    os.environ["POSTGRES_PORT"], os.environ["POSTGRES_DB"],
+)
+with create_engine(URL).connect() as connection:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()
+"""
+
+MIGRATION = """
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade():
+    op.execute("CREATE TABLE things (id serial PRIMARY KEY, name text)")
+"""
+
+
+def test_an_env_py_that_reads_app_settings_migrates_unchanged(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The template is migrated while the POSTGRES_* variables (and the export table's) name it."""
+    monkeypatch.setenv("ENVMGR_DAEMON_SOCKET", str(pytester.path / "no-daemon.sock"))
+    versions = pytester.path / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (pytester.path / "alembic.ini").write_text("[alembic]\nscript_location = migrations\n")
+    (pytester.path / "migrations" / "env.py").write_text(ENV_PY_FROM_APP_SETTINGS)
+    (pytester.path / "migrations" / "script.py.mako").write_text("")
+    (versions / "0001_things.py").write_text(MIGRATION)
+    table = '[tool.envmgr]\nalembic_ini = "alembic.ini"\n\n[tool.envmgr.export]\nPOSTGRES_SERVER = "{postgres.host}"\n'
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'appsettings'\n{table}")
+    pytester.makepyfile(
+        test_things="from sqlalchemy import text\n\n"
+        "def test_migrated(db_session):\n"
+        "    assert db_session.execute(text('SELECT count(*) FROM things')).scalar() == 0\n"
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+    result.assert_outcomes(passed=1)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import hmac
 import json
+import os
 import time
 from base64 import urlsafe_b64encode
-from contextlib import AbstractContextManager, suppress
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
 
@@ -132,7 +134,9 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
         strategy = migrate_strategy(settings)
         if strategy is not None:
             started = time.perf_counter()
-            strategy.migrate(url, around=_migration_context(settings, janitor.admin.with_path(building)))
+            database = janitor.admin.with_path(building)
+            with _database_environment(database, settings):
+                strategy.migrate(url, around=_migration_context(settings, database))
             migrate_seconds = time.perf_counter() - started
         seeds = settings.seeds_path()
         if seeds is not None:
@@ -150,6 +154,28 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
             janitor.drop(building)
         raise
     return TemplateResult(name, created=True, migrate_seconds=migrate_seconds, seed_seconds=seed_seconds)
+
+
+@contextmanager
+def _database_environment(database: ServiceEndpoint, settings: Settings) -> Iterator[None]:
+    """While the template is migrated: its variables (DATABASE_URL, POSTGRES_*, the export table's) in os.environ,
+    so that an env.py or a migrate command that builds its URL from the app's settings reaches the template; the
+    variables as they were afterwards (process-wide state: under the process-wide guard)."""
+    from envmgr.exports import database_variables
+    from envmgr.process_state import process_state_guard
+
+    variables = database_variables(database, settings.export)
+    with process_state_guard():
+        saved = {name: os.environ.get(name) for name in variables}
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def _migration_context(settings: Settings, database: ServiceEndpoint) -> AbstractContextManager[object] | None:
