@@ -24,7 +24,7 @@ from tests.integration.private_engine import PrivateEngine
 from tests.integration.test_engine_loss import CLEAN_WITHIN, lose_the_engine_during_a_run, teardown_message
 from tests.integration.test_plugin import MINIMAL_ENV_PY
 
-pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_daemon")]
+pytestmark = [pytest.mark.docker, pytest.mark.ondemand, pytest.mark.usefixtures("no_daemon")]
 
 RUN_TIMEOUT = 300.0
 CONCURRENT_RUNS = 4

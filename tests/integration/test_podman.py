@@ -26,7 +26,7 @@ from envmgr.services import create_service
 from tests.conftest import REPO, labelled
 from tests.engines import cannot_run_podman, load_images, podman_service
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.ondemand]
 
 SERVICES = ("postgres", "redis")
 REAP_SECONDS = 30.0
