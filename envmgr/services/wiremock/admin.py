@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import requests
-
 if TYPE_CHECKING:
+    import requests
+
     from envmgr.endpoints import ServiceEndpoint
 
 __all__ = ["WireMockAdmin", "admin_auth"]
@@ -33,6 +33,8 @@ class WireMockAdmin:
     ) -> None:
         """`auth`: the admin API's basic-auth login (user, password), when it asks for one."""
         self.base_url = base_url.rstrip("/")
+        import requests  # on use: the plugin imports this module, and requests costs ~0.2 s
+
         self._session = session or requests.Session()
         if auth is not None:
             self._session.auth = auth

@@ -17,7 +17,6 @@ from types import MappingProxyType
 
 from envmgr.config import WireMockSettings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.seeds import wiremock_seed_dirs
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 from envmgr.services.wiremock.admin import WireMockAdmin, admin_auth
 
@@ -44,6 +43,8 @@ class WireMockService(Service):
         return self.settings.wiremock
 
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
+        from envmgr.seeds import wiremock_seed_dirs  # (seeds imports SQLAlchemy: not at the plugin's import)
+
         copies = {str(path): HOME for path in wiremock_seed_dirs(self.settings.seeds_path())}
         command = ["--admin-api-basic-auth", f"{ADMIN_USER}:{self.password}"] if self.wiremock.admin_auth else None
         return ContainerSpec(
