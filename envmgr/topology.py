@@ -78,8 +78,8 @@ class Topology:
         return [Worker(isolated=self.workers > 0)]
 
     def replica_of(self, name: str, worker: Worker) -> int:
-        """Which replica of a service serves `worker`."""
-        return worker.replica if name in self.per_worker else 0
+        """Which replica of a service serves `worker` (an environment started for no workers has one of each)."""
+        return worker.replica if name in self.per_worker and self.workers > 0 else 0
 
     def dependants(self, name: str) -> list[str]:
         """The services that need `name`."""
