@@ -327,13 +327,15 @@ class Engine:
         return result
 
     def environments(self) -> dict[str, EnvironmentRecord]:
-        """Every envmgr environment on this engine, found by its labels (containers and networks)."""
+        """Every envmgr environment on this engine, found by its labels (containers, networks, and volumes: a lease
+        volume left alone when everything else of its environment is gone is still an environment to sweep)."""
         found: dict[str, tuple[dict[str, str], list[Container], list[str]]] = {}
         with engine_errors(
             "cannot list the environments", "start the engine again, or set DOCKER_HOST to a running one"
         ):
             containers = self.containers()
             networks = self.client.networks.list(filters={"label": LABEL_ENV})
+            volumes = self.client.volumes.list(filters={"label": LABEL_ENV})
         for container in containers:
             labels = dict(container.labels)
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
@@ -342,6 +344,9 @@ class Engine:
             labels = dict(network.attrs.get("Labels") or {})
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
             entry[2].append(str(network.name))
+        for volume in volumes:
+            labels = dict(volume.attrs.get("Labels") or {})
+            found.setdefault(labels[LABEL_ENV], (labels, [], []))
         return {
             env_id: EnvironmentRecord(env_id, labels, tuple(containers), tuple(networks))
             for env_id, (labels, containers, networks) in found.items()

@@ -71,3 +71,17 @@ def _watchdogs(env_id: str) -> list[int]:
         ["pgrep", "-f", f"envmgr.reaper --env {env_id}"], capture_output=True, text=True, check=False
     )
     return [int(pid) for pid in found.stdout.split()]
+
+
+def test_a_lease_volume_left_alone_is_swept(engine: Engine) -> None:
+    """A lease volume whose environment is otherwise gone (its holder dead) is an environment the sweep removes."""
+    from envmgr.labels import LABEL_ENV, LABEL_LEASE, Owner
+
+    dead = Owner(pid=2**22 + 12345, start="1", host=Owner.current().host)  # above pid_max: never a live process
+    env_id = f"t{os.getpid()}x"
+    engine.client.volumes.create(
+        name=f"envmgr-lease-{env_id}", labels={LABEL_ENV: env_id, LABEL_LEASE: "true", **dead.labels()}
+    )
+    assert env_id in engine.environments()
+    sweep(engine)
+    assert env_id not in engine.environments()
