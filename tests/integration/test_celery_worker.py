@@ -112,3 +112,21 @@ def test_worker_reads_a_private_folder_and_has_the_projects_requirements(private
     (private_project / "requirements.txt").write_text(f"{built.files['requirements.txt'].decode()}\n")
     changed = create_service("celery", load_settings(private_project / "pyproject.toml", image_set="local"))
     assert changed.image() != built.tag, "a changed requirements file is another image"
+
+
+def test_a_replica_is_probed_on_its_own_broker_whatever_celery_broker_url_says(
+    monkeypatch: pytest.MonkeyPatch, namespace: str
+) -> None:
+    """A pytest controller has exported replica 0's CELERY_BROKER_URL when it starts another worker's replica;
+    Celery's settings prefer that variable to the app's own broker, so probe and purge must not go through them."""
+    from envmgr import Environment
+
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # nothing listens there
+    monkeypatch.setenv("CELERY_RESULT_BACKEND", "redis://127.0.0.1:9/0")
+    settings = load_settings(REPO / "pyproject.toml", startup_timeout=60)
+    with Environment(["redis", "celery"], settings=settings) as env:
+        celery = create_service("celery", settings)
+        endpoint = env.endpoints["celery"]
+        celery.probe(endpoint)
+        celery.reset(endpoint)
+        assert env.health()["celery"].healthy

@@ -93,16 +93,15 @@ class CeleryService(Service):
         ).bind(CELERY_BROKER_URL="url", CELERY_RESULT_BACKEND="url")
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
-        with broker_app(endpoint.url) as app:
-            if not app.control.ping(timeout=PING_TIMEOUT, limit=1):  # the first answer is enough
+        with broker_app(endpoint.url) as (app, connection):
+            if not app.control.ping(timeout=PING_TIMEOUT, limit=1, connection=connection):  # one answer is enough
                 raise ConnectionError("no Celery worker answered ping")
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """The replica's queues purged."""
-        with broker_app(endpoint.url) as app:
+        with broker_app(endpoint.url) as (_, connection):
             for queue in endpoint.extra.get("queues", "celery").split(","):
-                with app.connection_for_write() as connection:
-                    connection.default_channel.queue_purge(queue)
+                connection.default_channel.queue_purge(queue)
 
     def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
         """The worker's own replica: its queues purged."""
