@@ -152,6 +152,14 @@ def up(
         ),
     ] = None,
     env_file: Annotated[Path | None, typer.Option(help="write the connection variables to this .env file")] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="xdist workers that will run on it (pytest -n N --envmgr-env ID): a WireMock and a Celery worker of "
+            "each one's own (0: one of each, for everybody)",
+        ),
+    ] = 0,
     show_secrets: ShowSecretsOption = False,
     config: ConfigOption = None,
     image_set: ImageSetOption = None,
@@ -160,10 +168,12 @@ def up(
 
     def body() -> None:
         settings = _settings(config, image_set)
-        if not detach and sandbox is None and (lease := _lease(settings, services)) is not None:
+        if not detach and sandbox is None and (lease := _lease(settings, services, workers)) is not None:
             _up_leased(lease, settings, env_file, as_json, show_secrets)
             return
-        env = Environment(services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach)
+        env = Environment(
+            services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach, workers=workers
+        )
         with _err().status(Text(f"starting {', '.join(env.services)} ...")):
             env.start()
         try:
@@ -188,12 +198,12 @@ def up(
     _run(body)
 
 
-def _lease(settings: Settings, services: list[str] | None) -> Lease | None:
+def _lease(settings: Settings, services: list[str] | None, workers: int) -> Lease | None:
     """A warm environment from the daemon when one answers (setting `daemon`: auto, on, off)."""
     from envmgr.client import lease_if_running
 
     with _err().status("asking the envmgr daemon for an environment ..."):
-        return lease_if_running(settings, services or None)
+        return lease_if_running(settings, services or None, workers)
 
 
 def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json: bool, show_secrets: bool) -> None:

@@ -262,6 +262,21 @@ class Environment:
             per_worker=tuple(sorted(self.topology.per_worker)) if self.workers > 0 else (),
         ).with_endpoints(planned)  # fmt: skip
 
+    def check_replicas(self, services: Sequence[str], worker: Worker, workers: int) -> None:
+        """For a run of `workers` xdist workers on this (attached) environment: ServiceNotEnabledError when one of
+        `services` has a replica per worker but none of `worker`'s own (the environment was started for fewer
+        workers), rather than `worker` sharing another worker's."""
+        if workers <= 0:
+            return  # session isolation: one share for everybody, by choice
+        for name in services:
+            if name in self.topology.per_worker and not 0 <= worker.replica < self.workers:
+                raise ServiceNotEnabledError(
+                    f"environment {self.id} was started for {self.workers} xdist workers: {name} has no replica of "
+                    f"{worker.worker_id}'s own (its tests would see another worker's)",
+                    f"start it for this run's workers: envmgr up --workers {workers}; or run with "
+                    f"{f'-n {self.workers}' if self.workers else 'no -n'} or --envmgr-isolation session",
+                )
+
     def started(self) -> list[str]:
         """The services with at least one replica started."""
         return list(dict.fromkeys(name for name, _ in self._ready))

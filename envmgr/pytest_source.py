@@ -157,9 +157,11 @@ class OwnedSource:
 class AttachedSource:
     kind = "attached"
 
-    def __init__(self, env_id: str, settings: Settings) -> None:
+    def __init__(self, env_id: str, settings: Settings, workers: int = 0) -> None:
         self.env_id = env_id
         self.settings = settings
+        self.workers = workers
+        """the run's xdist workers in worker isolation (0: one share for everybody)"""
         self.environment: Environment | None = None
         self.endpoints = Endpoints(id=env_id, network="")
 
@@ -171,7 +173,11 @@ class AttachedSource:
         return self.endpoints
 
     def ensure(self, services: Sequence[str], worker: Worker | None) -> Endpoints:
-        return self.endpoints  # everything it has runs already
+        """Everything it has runs already; a per-worker service must have a replica for `worker` (the worker's
+        tests would otherwise share another worker's WireMock journal or Celery worker)."""
+        if worker is not None and self.environment is not None:
+            self.environment.check_replicas(services, worker, self.workers)
+        return self.endpoints
 
     def finish(self, failed: bool) -> list[str]:
         return [f"envmgr: environment {self.env_id} kept; remove it with: envmgr down {self.env_id}"]
@@ -217,7 +223,7 @@ def choose_source(settings: Settings, options: SourceOptions, workers: int) -> E
     """Attached when asked; else leased from the daemon when one answers (setting `daemon`); else owned. A run that
     keeps its environment never leases (a leased environment goes back to the daemon)."""
     if options.attach_id is not None:
-        return AttachedSource(options.attach_id, settings)
+        return AttachedSource(options.attach_id, settings, workers)
     if not (options.keep or options.keep_on_failure):
         lease = lease_if_running(settings, None, workers)
         if lease is not None:

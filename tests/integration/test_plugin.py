@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 from pathlib import Path
@@ -223,3 +224,46 @@ def test_attaching_to_a_kept_environment_with_per_worker_replicas(pytester: pyte
         second.assert_outcomes(passed=4)
     finally:
         engine.remove_environment(env_id.group(1))
+
+
+def test_a_run_of_more_workers_than_the_environment_has_replicas_for_is_refused(
+    pytester: pytest.Pytester, engine: Engine
+) -> None:
+    """`envmgr up` serves every worker from one WireMock: `pytest -n 2 --envmgr-env ID` would let each worker's
+    tests see the other's requests, so the run stops at the first test that reaches WireMock, with the fix;
+    `envmgr up --workers 2` gives each worker its own replica, and the same run passes."""
+    from tests.integration.test_cli import envmgr
+
+    make_project(
+        pytester,
+        """
+        import os
+        import pytest
+        import requests
+
+        @pytest.mark.parametrize("n", range(4))
+        def test_own_journal(wiremock, wiremock_url, envmgr_endpoints, n):
+            requests.get(f"{wiremock_url}/probe/{os.environ['PYTEST_XDIST_WORKER']}/{n}", timeout=5)
+            assert envmgr_endpoints["wiremock"].replica == int(os.environ["PYTEST_XDIST_WORKER"][2:])
+            assert [r["request"]["url"] for r in requests.get(f"{wiremock_url}/__admin/requests", timeout=5).json()[
+                "requests"]] == [f"/probe/{os.environ['PYTEST_XDIST_WORKER']}/{n}"]
+        """,
+        table="[tool.envmgr.wiremock]\nenabled = true\n",
+    )
+    for workers, outcome in (("0", "refused"), ("2", "passed")):
+        up = envmgr("up", "wiremock", "--detach", "--json", "--workers", workers, cwd=pytester.path,
+                    env={"ENVMGR_DAEMON": "off"})  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        env_id = json.loads(up.stdout)["id"]
+        try:
+            run = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", "--envmgr-env", env_id)
+            if outcome == "passed":
+                run.assert_outcomes(passed=4)
+            else:
+                assert run.ret != 0
+                output = run.stdout.str()
+                assert "passed" not in output
+                assert f"environment {env_id} was started for 0 xdist workers: wiremock has no replica" in output
+                assert "fix: start it for this run's workers: envmgr up --workers 2" in output
+        finally:
+            engine.remove_environment(env_id)
