@@ -9,7 +9,8 @@ Run on demand, from the repository root (not part of the test suite):
    process start to exit. Goal: ratio <= 1.05.
 2. suite: the example suite (tests/example_app/suite) at -n 2 with the five services of the repository's
    pyproject.toml, process start to exit (it starts its own environment, on demand), against the sum of "the
-   environment started alone" (`envmgr up --detach --json`, timed; `envmgr down` after, not timed) and "the same
+   environment started alone" (`envmgr up --detach --json --workers 2`: a WireMock and a Celery worker per
+   xdist worker, as the suite has; timed; `envmgr down` after, not timed) and "the same
    suite on that running environment" (`--envmgr-env ID`). Goal: ratio <= 0.75 (start and collection overlap).
 3. cold: `Environment(settings=<the repository's>).start()` of all five services, against each service started
    alone (Celery with the Redis it needs), in-process; `.close()` not timed. Goal: all five / slowest alone <= 1.3.
@@ -148,7 +149,7 @@ def bench_suite(rounds: int) -> None:
 
     def up_then_suite() -> float:
         started = time.perf_counter()
-        result = run([sys.executable, "-m", "envmgr", "up", "--detach", "--json"])
+        result = run([sys.executable, "-m", "envmgr", "up", "--detach", "--json", "--workers", "2"])
         up = time.perf_counter() - started
         env_id = str(json.loads(result.stdout)["id"])
         try:
@@ -162,7 +163,7 @@ def bench_suite(rounds: int) -> None:
     samples = interleaved({"on demand": on_demand, "up + attached": up_then_suite}, rounds)
     up_times, attached_times = up_times[1:], attached_times[1:]  # without the warm-up
     ours = report("suite, its own environment (on demand)", samples["on demand"])
-    report("  envmgr up --detach --json (start alone)", up_times)
+    report("  envmgr up --detach --json --workers 2 (start alone)", up_times)
     report("  suite --envmgr-env ID (running environment)", attached_times)
     theirs = report("start alone + suite on it (per round sum)", samples["up + attached"])
     sum_of_medians = statistics.median(up_times) + statistics.median(attached_times)
