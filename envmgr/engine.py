@@ -30,8 +30,10 @@ from testcontainers.core.config import testcontainers_config
 from envmgr.errors import DockerUnavailableError, EnvmgrError, ImageError, first_line
 from envmgr.labels import (
     LABEL_CREATED,
+    LABEL_DAEMON,
     LABEL_DETACHED,
     LABEL_ENV,
+    LABEL_LEASE,
     LABEL_SANDBOX,
     Owner,
 )
@@ -153,10 +155,25 @@ class EnvironmentRecord:
     labels: dict[str, str]
     containers: tuple[Container, ...]
     networks: tuple[str, ...]
+    lease: dict[str, str] | None = None
+    """the labels of its lease volume (a daemon's environment leased to a run), if it has one"""
+    daemon_presence: dict[str, str] | None = None
+    """the labels of the presence volume of the daemon it belongs to (a daemon's environment), if one is there:
+    the daemon process now serving it, which may have adopted it from a crashed one"""
 
     @property
     def owner(self) -> Owner | None:
         return Owner.from_labels(self.labels)
+
+    @property
+    def holder(self) -> Owner | None:
+        """The process that leases it from a daemon (None when it is not leased)."""
+        return Owner.from_labels(self.lease) if self.lease is not None else None
+
+    @property
+    def daemon(self) -> Owner | None:
+        """The daemon process serving it (a daemon's environment whose daemon announced itself), else None."""
+        return Owner.from_labels(self.daemon_presence) if self.daemon_presence is not None else None
 
     @property
     def detached(self) -> bool:
@@ -330,12 +347,18 @@ class Engine:
         """Every envmgr environment on this engine, found by its labels (containers, networks, and volumes: a lease
         volume left alone when everything else of its environment is gone is still an environment to sweep)."""
         found: dict[str, tuple[dict[str, str], list[Container], list[str]]] = {}
+        leases: dict[str, dict[str, str]] = {}
         with engine_errors(
             "cannot list the environments", "start the engine again, or set DOCKER_HOST to a running one"
         ):
             containers = self.containers()
             networks = self.client.networks.list(filters={"label": LABEL_ENV})
             volumes = self.client.volumes.list(filters={"label": LABEL_ENV})
+            presences = {
+                str(labels[LABEL_DAEMON]): labels
+                for volume in self.client.volumes.list(filters={"label": LABEL_DAEMON})
+                if LABEL_ENV not in (labels := dict(volume.attrs.get("Labels") or {}))
+            }
         for container in containers:
             labels = dict(container.labels)
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
@@ -347,8 +370,17 @@ class Engine:
         for volume in volumes:
             labels = dict(volume.attrs.get("Labels") or {})
             found.setdefault(labels[LABEL_ENV], (labels, [], []))
+            if labels.get(LABEL_LEASE) == "true":
+                leases[labels[LABEL_ENV]] = labels
         return {
-            env_id: EnvironmentRecord(env_id, labels, tuple(containers), tuple(networks))
+            env_id: EnvironmentRecord(
+                env_id,
+                labels,
+                tuple(containers),
+                tuple(networks),
+                leases.get(env_id),
+                presences.get(labels.get(LABEL_DAEMON, "")),
+            )
             for env_id, (labels, containers, networks) in found.items()
         }
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import re
 import select
@@ -35,13 +36,15 @@ from collections.abc import Callable
 
 from envmgr.engine import Engine, EnvironmentRecord
 from envmgr.errors import ConfigError, EnvmgrError
-from envmgr.labels import Owner
+from envmgr.labels import LABEL_DAEMON, LABEL_SETTINGS, Owner
 
 __all__ = ["Watchdog", "expired", "orphaned", "parse_duration", "remove_until_done", "sweep"]
 
 RECHECK_SECONDS = 5.0
 RETRY_SECONDS = 1.0
 """between two attempts to remove an environment while the engine does not answer"""
+DEFAULT_IDLE_TTL = 900.0
+"""`Settings.daemon_idle_ttl`'s default (this module stays clear of the settings' imports: the watchdog runs it)"""
 PATIENCE = 3600.0
 """how long a watchdog keeps trying; then the next sweep (every start, `envmgr gc`) is the one to remove it"""
 REMOVE_ORDER = b"remove\n"
@@ -102,12 +105,31 @@ class Watchdog:
                 self._process.stdin.close()
 
 
-def orphaned(record: EnvironmentRecord) -> bool:
-    """True when nobody can still use the environment: not detached and its owner on this host is gone."""
+def orphaned(record: EnvironmentRecord, now: float | None = None) -> bool:
+    """True when nobody can still use the environment: not detached and its owner on this host is gone; or a
+    daemon's environment (detached, to outlive a daemon crash) whose daemon is gone (the one that made it, and the
+    one that announced itself for its socket since), that no live run leases, and that is older than its idle
+    time-out: a daemon started again would have adopted it by then."""
     owner = record.owner
-    if record.detached or owner is None:
+    if owner is None:
         return False
-    return not owner.is_alive()
+    if not record.detached:
+        return not owner.is_alive()
+    if LABEL_DAEMON not in record.labels or not owner.is_local():
+        return False
+    if any(process is not None and process.is_alive() for process in (owner, record.daemon, record.holder)):
+        return False
+    age = (time.time() if now is None else now) - record.created
+    return age > _idle_ttl(record)
+
+
+def _idle_ttl(record: EnvironmentRecord) -> float:
+    """The `daemon_idle_ttl` of the settings a daemon's environment was made from (its default when unreadable)."""
+    try:
+        value = json.loads(record.labels.get(LABEL_SETTINGS, "{}")).get("daemon_idle_ttl", DEFAULT_IDLE_TTL)
+        return float(value)
+    except (ValueError, TypeError, AttributeError):
+        return DEFAULT_IDLE_TTL
 
 
 def expired(record: EnvironmentRecord, now: float, older_than: float) -> bool:

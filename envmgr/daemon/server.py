@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from envmgr.client import default_socket_path
-from envmgr.daemon import monitor, protocol, trust
+from envmgr.daemon import monitor, presence, protocol, trust
 from envmgr.daemon.pool import Pool, daemon_key
 from envmgr.engine import Engine
 from envmgr.errors import DaemonError, EnvmgrError, first_line
+from envmgr.labels import Owner
 
 __all__ = ["Daemon", "serve"]
 
@@ -35,7 +36,9 @@ class Daemon:
         self._stop = threading.Event()
 
     def recover(self) -> None:
-        """Adopt the environments (and leases) a previous daemon on this socket left on the engine."""
+        """Announce this daemon on the engine, then adopt the environments (and leases) a previous daemon on this
+        socket left there (a sweep keeps them while this daemon lives: see envmgr.daemon.presence)."""
+        presence.announce(self.engine, self.pool.key, Owner.current())
         self.pool.recover()
 
     def run_monitor(self) -> threading.Thread:
@@ -45,6 +48,7 @@ class Daemon:
         """Remove every environment of this daemon (idle and leased)."""
         self._stop.set()
         self.pool.remove_all()
+        presence.withdraw(self.engine, self.pool.key)
 
     @property
     def stopping(self) -> bool:

@@ -24,6 +24,7 @@ from envmgr import DaemonError, DaemonNotRunningError, Settings, load_settings
 from envmgr.client import DaemonClient, Lease
 from envmgr.daemon import spawn
 from envmgr.engine import Engine
+from envmgr.reaper import orphaned
 from tests.conftest import REPO, in_namespace
 from tests.integration.test_cli import envmgr
 
@@ -156,6 +157,27 @@ def test_daemon_killed_and_restarted_keeps_leases_and_never_leases_twice(daemon:
     assert users(held.endpoints["postgres"].url) == 3, "the holder's environment still works"
     daemon.release(other.id)
     daemon.release(held.id)
+
+
+def test_environments_of_a_killed_daemon_are_swept_after_their_idle_time_out_unless_a_new_daemon_serves_them(
+    daemon: DaemonClient, small: Settings, engine: Engine
+) -> None:
+    """A daemon's environments are detached (they outlive a crash, to be adopted); with no daemon left to serve
+    them they are orphans once their idle time-out has passed, and not while a daemon started again serves them."""
+    warm = daemon.lease(small)
+    daemon.release(warm.id)
+    wait_until_settled(daemon)
+    pid = daemon.pid()
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    record = engine.environments()[warm.id]
+    later = record.created + small.daemon_idle_ttl + 1
+    assert orphaned(record, now=later), "nothing serves it any more"
+    assert not orphaned(record, now=record.created + 1), "a daemon started again may still adopt it"
+    spawn(daemon.path)
+    record = engine.environments()[warm.id]
+    assert not orphaned(record, now=later), "the new daemon adopted it"
+    assert daemon.lease(small).id == warm.id
 
 
 def test_lease_of_a_killed_holder_is_taken_back_and_reset(daemon: DaemonClient, small: Settings) -> None:

@@ -1,5 +1,6 @@
 """Who may be reaped: only environments that are not detached and whose owner, in this pid namespace, is gone."""
 
+import json
 import os
 import socket
 import subprocess
@@ -7,8 +8,21 @@ import sys
 
 from envmgr.engine import EnvironmentRecord
 from envmgr.errors import DockerUnavailableError
-from envmgr.labels import LABEL_DETACHED, LABEL_ENV, LABEL_PID_SPACE, Owner, pid_space, process_start_ticks
-from envmgr.reaper import RETRY_SECONDS, expired, orphaned, remove_until_done
+from envmgr.labels import (
+    LABEL_CREATED,
+    LABEL_DAEMON,
+    LABEL_DETACHED,
+    LABEL_ENV,
+    LABEL_LEASE,
+    LABEL_PID_SPACE,
+    LABEL_SETTINGS,
+    Owner,
+    pid_space,
+    process_start_ticks,
+)
+from envmgr.reaper import DEFAULT_IDLE_TTL, RETRY_SECONDS, expired, orphaned, remove_until_done
+
+NOW = 1_800_000_000.0
 
 
 def dead_pid() -> int:
@@ -125,3 +139,41 @@ def test_a_removal_that_succeeds_at_once_is_not_repeated() -> None:
     assert remove_until_done(engine.remove, 3600, clock=lambda: engine.now, pause=engine.pause)
     assert engine.calls == 1
     assert engine.now == 0
+
+
+def daemon_record(
+    daemon: Owner, age: float, holder: Owner | None = None, ttl: float | None = None
+) -> EnvironmentRecord:
+    """A daemon's warm environment (detached, labelled with its daemon and settings), maybe leased."""
+    settings = {} if ttl is None else {"daemon_idle_ttl": ttl}
+    labels = {
+        LABEL_ENV: "e1", LABEL_DETACHED: "true", LABEL_DAEMON: "d1", LABEL_SETTINGS: json.dumps(settings),
+        LABEL_CREATED: str(NOW - age), **daemon.labels(),
+    }  # fmt: skip
+    lease = None if holder is None else {LABEL_ENV: "e1", LABEL_LEASE: "true", **holder.labels()}
+    return EnvironmentRecord("e1", labels, (), (), lease)
+
+
+def test_an_environment_of_a_dead_daemon_is_orphaned_once_older_than_its_idle_ttl() -> None:
+    gone = Owner(pid=dead_pid(), start="", host=socket.gethostname())
+    assert orphaned(daemon_record(gone, age=DEFAULT_IDLE_TTL + 1), now=NOW)
+    assert not orphaned(daemon_record(gone, age=DEFAULT_IDLE_TTL - 1), now=NOW)  # a restarted daemon may adopt it
+    assert orphaned(daemon_record(gone, age=61, ttl=60), now=NOW)
+
+
+def test_an_environment_of_a_live_daemon_or_leased_by_a_live_run_is_kept() -> None:
+    gone = Owner(pid=dead_pid(), start="", host=socket.gethostname())
+    assert not orphaned(daemon_record(Owner.current(), age=10 * DEFAULT_IDLE_TTL), now=NOW)
+    assert not orphaned(daemon_record(gone, age=10 * DEFAULT_IDLE_TTL, holder=Owner.current()), now=NOW)
+    assert orphaned(daemon_record(gone, age=10 * DEFAULT_IDLE_TTL, holder=gone), now=NOW)
+
+
+def test_a_dead_daemon_on_another_host_is_assumed_alive() -> None:
+    elsewhere = Owner(pid=dead_pid(), start="", host="some-other-host")
+    assert not orphaned(daemon_record(elsewhere, age=10 * DEFAULT_IDLE_TTL), now=NOW)
+
+
+def test_the_reapers_idle_ttl_is_the_settings_default() -> None:
+    from envmgr.config import Settings
+
+    assert Settings.model_fields["daemon_idle_ttl"].default == DEFAULT_IDLE_TTL
