@@ -18,7 +18,9 @@ Run on demand, from the repository root (not part of the test suite):
    each worker has its own database, Redis db and WireMock replica) at -n 1, 2, 4, 8: the time from process start to
    the first test's call (a conftest hook writes a timestamp per worker; also when the last worker got there), and
    the memory of the run's containers (`docker stats --no-stream`, summed) while every worker is held at its first
-   test (the hook waits for a signal file that the script writes after sampling), and process start to exit.
+   test (the hook waits for a signal file that the script writes after sampling), and process start to exit; on
+   demand against up front (`envmgr up --detach --workers N`, then the run attached: every replica before any
+   worker, as before on-demand starts).
 
 Within a round the sides alternate (the order flips each round) after an untimed warm-up (parts 1 and 2: of each
 side; part 3: all five services; part 4: the first -n); medians of `--runs` rounds. The machine may be shared: the
@@ -306,12 +308,22 @@ def wait_for(condition: Callable[[], bool], what: str, process: subprocess.Popen
         time.sleep(0.05)
 
 
-def workers_run(project: Path, workers: int) -> dict[str, float]:
-    """One run at -n `workers`: seconds to the first test (first worker, last worker), containers, memory, total."""
+def workers_run(project: Path, workers: int, upfront: bool = False) -> dict[str, float]:
+    """One run at -n `workers`: seconds to the first test (first worker, last worker), containers, memory, total.
+
+    `upfront`: the environment is started first for every worker (`envmgr up --detach --json --workers N`, timed:
+    every replica before any worker, as envmgr did before on-demand starts), then the run attaches to it; its
+    times count from the start of `envmgr up`."""
     marks = Path(tempfile.mkdtemp(prefix="bench-marks-"))
     namespace = f"bench-{uuid.uuid4().hex[:10]}"
     command = [sys.executable, "-m", "pytest", "-q", "-n", str(workers)]
     started_wall, started = time.time(), time.perf_counter()
+    env_id = None
+    if upfront:
+        up = run([sys.executable, "-m", "envmgr", "up", "--detach", "--json", "--workers", str(workers)], cwd=project,
+                 ENVMGR_NAMESPACE=namespace)  # fmt: skip
+        env_id = json.loads(up.stdout)["id"]
+        command += ["--envmgr-env", env_id]
     process = subprocess.Popen(
         command,
         cwd=project,
@@ -329,7 +341,9 @@ def workers_run(project: Path, workers: int) -> dict[str, float]:
         if process.poll() is None:
             process.kill()
             process.wait()
-    total = time.perf_counter() - started
+        total = time.perf_counter() - started
+        if env_id is not None:
+            run([sys.executable, "-m", "envmgr", "down", env_id], cwd=project, ENVMGR_NAMESPACE=namespace)
     if process.returncode != 0:
         sys.exit(f"{' '.join(command)} failed ({process.returncode}):\n{output[-4000:]}")
     firsts = [float(path.read_text()) - started_wall for path in marks.glob("first-*")]
@@ -341,30 +355,37 @@ def workers_run(project: Path, workers: int) -> dict[str, float]:
 
 def bench_workers(rounds: int, counts: list[int]) -> None:
     print(f"4. environment cost per -n (postgres, redis, wiremock per worker) (load {load()})")
+    print("   on demand (replicas when a worker first needs one) against up front (envmgr up --workers N, then the")
+    print("   run attached; times from the start of envmgr up)")
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as folder:
         project = Path(folder)
         (project / "pyproject.toml").write_text(WORKERS_PYPROJECT.format(repo=REPO))
         (project / "conftest.py").write_text(WORKERS_CONFTEST.replace("{wait}", str(WAIT_SECONDS)))
         tests = "".join(WORKERS_TEST.format(number=number) for number in range(4 * max(counts)))
         (project / "test_workers.py").write_text(WORKERS_HEADER + tests)
-        results: dict[int, list[dict[str, float]]] = {count: [] for count in counts}
+        sides = (("on demand", False), ("up front", True))
+        results: dict[tuple[str, int], list[dict[str, float]]] = {(s, c): [] for s, _ in sides for c in counts}
         workers_run(project, counts[0])  # warm-up: imports, page cache
         for number in range(rounds):
             for count in counts if number % 2 == 0 else counts[::-1]:
-                results[count].append(workers_run(project, count))
-    base: dict[str, float] = {}
+                for side, upfront in sides if number % 2 == 0 else sides[::-1]:
+                    results[(side, count)].append(workers_run(project, count, upfront))
     print(
-        f"  {'-n':>3} {'first test':>11} {'last worker':>12} {'total':>8} {'containers':>11} {'memory MiB':>11}"
-        f"   ratios to -n {counts[0]}: first test, memory"
+        f"  {'-n':>3} {'side':>10} {'first test':>11} {'last worker':>12} {'total':>8} {'containers':>11} "
+        f"{'memory MiB':>11}   first test: on demand / up front"
     )
     for count in counts:
-        medians = {key: statistics.median(run[key] for run in results[count]) for key in results[count][0]}
-        base = base or medians
-        print(
-            f"  {count:3} {seconds(medians['first']):>11} {seconds(medians['last first']):>12} "
-            f"{seconds(medians['total']):>8} {medians['containers']:11.0f} {medians['memory']:11.0f}   "
-            f"{medians['first'] / base['first']:.2f}, {medians['memory'] / base['memory']:.2f}"
-        )
+        medians = {
+            side: {key: statistics.median(r[key] for r in results[(side, count)]) for key in results[(side, count)][0]}
+            for side, _ in sides
+        }
+        for side, _ in sides:
+            m = medians[side]
+            ratio = f"{medians['on demand']['first'] / medians['up front']['first']:.2f}" if side == "on demand" else ""
+            print(
+                f"  {count:3} {side:>10} {seconds(m['first']):>11} {seconds(m['last first']):>12} "
+                f"{seconds(m['total']):>8} {m['containers']:11.0f} {m['memory']:11.0f}   {ratio}"
+            )
 
 
 def main() -> None:
