@@ -35,6 +35,7 @@ from envmgr.labels import (
     LABEL_ENV,
     LABEL_LEASE,
     LABEL_SANDBOX,
+    LABEL_SERVICE,
     Owner,
 )
 
@@ -402,6 +403,12 @@ class Engine:
             for volume in self.client.volumes.list(filters=selector):
                 removed += _ignore_missing(lambda v=volume: v.remove(force=True))
         return removed
+
+    def remove_service(self, env_id: str, service: str) -> int:
+        """Remove the containers of one service of an environment (every replica); return how many."""
+        with engine_errors(f"could not remove {service} of environment {env_id}", f"run: envmgr down {env_id}"):
+            containers = self.containers(env_id, **{LABEL_SERVICE: service})
+            return len(_parallel(self._remove_container, containers))
 
     def _remove_container(self, container: Container) -> int:
         return _ignore_missing(lambda: container.remove(force=True, v=True))

@@ -277,6 +277,26 @@ class Environment:
                     f"{f'-n {self.workers}' if self.workers else 'no -n'} or --envmgr-isolation session",
                 )
 
+    def discard(self, services: Sequence[str]) -> None:
+        """Remove every replica of these services from the running environment, once their starts have ended
+        (started ahead of need and not needed after all: see envmgr.prediction). Their planned ports stay theirs,
+        so a later `ensure` starts them where the plan said."""
+        with self._lock:
+            keys = [key for key in self._units if key[0] in services]
+            futures = [self._units[key] for key in keys]
+        wait(futures)  # a start under way ends first, well or not: its container is then there to remove
+        for name in dict.fromkeys(name for name, _ in keys):
+            self.engine.remove_service(self.id, name)
+        with self._lock:
+            for key in keys:
+                self._units.pop(key, None)
+                self._ready.pop(key, None)
+                container = self._containers.pop(alias(*key), None)
+                if container is not None:
+                    container.get_docker_client().client.close()
+            if self._begun:
+                self._endpoints = self._build_endpoints()
+
     def started(self) -> list[str]:
         """The services with at least one replica started."""
         return list(dict.fromkeys(name for name, _ in self._ready))
@@ -507,17 +527,8 @@ class Environment:
 
     def _units_for(self, services: Sequence[str], worker: Worker | None) -> list[tuple[str, Worker]]:
         """The replicas to start for `services` and everything they need, in start order."""
-        wanted: set[str] = set()
-        stack = [self.service(name).name for name in services]
-        while stack:
-            name = stack.pop()
-            if name not in wanted:
-                wanted.add(name)
-                stack.extend(self.topology.needs[name])
         units: list[tuple[str, Worker]] = []
-        for name in self.topology.services:
-            if name not in wanted:
-                continue
+        for name in self.topology.closure([self.service(name).name for name in services]):
             if name in self.topology.per_worker and worker is not None and self.workers > 0:
                 units.append((name, Worker(worker.worker_id, isolated=True)))
             else:
@@ -668,6 +679,9 @@ class Environment:
         """Remove everything; when the engine could not remove it all (stopped, restarting), the watchdog is
         ordered to remove it as soon as the engine answers, and the error (one line and the fix) is raised."""
         self._cancel.set()  # starts still waiting for readiness give up
+        if self._pool is not None:  # starts under way end first: a container made after the removal would stay
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         try:
             self.engine.remove_environment(self.id)
         except BaseException:

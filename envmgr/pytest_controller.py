@@ -8,6 +8,8 @@ One JSON request per connection, one JSON line back (the daemon's encoding, erro
 
     {"op": "ensure", "services": ["postgres"], "worker": "gw1", "why": {"postgres": "db_session"}, "wait": true}
         -> {"ok": true, "endpoints": {...Endpoints JSON...}}          (when they are ready; at once without wait)
+    {"op": "collected", "reached": ["postgres", "wiremock"]}          (a worker's collection has ended)
+        -> {"ok": true}
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from envmgr.daemon.trust import check_peer
 from envmgr.endpoints import Endpoints
 from envmgr.errors import EnvmgrError
 
-__all__ = ["ControllerClient", "ControllerServer", "Ensure"]
+__all__ = ["Collected", "ControllerClient", "ControllerServer", "Ensure"]
 
 ENSURE_TIMEOUT = 3600.0
 Ensure = Callable[[Sequence[str], str, Mapping[str, str], bool], Endpoints]
 """(services, worker id, why each is needed, wait) -> the endpoints started so far"""
+Collected = Callable[[Sequence[str]], None]
+"""(the services a worker's collected tests reach) -> None"""
 
 
 class _Handler(socketserver.StreamRequestHandler):
@@ -40,15 +44,21 @@ class _Handler(socketserver.StreamRequestHandler):
         try:
             check_peer(self.connection, self.server.path)  # only this user's processes (the run's workers)
             request = decode(self.rfile.readline(MAX_REQUEST_BYTES))
-            if request.get("op") != "ensure":
-                raise EnvmgrError(f"unknown request {request.get('op')!r}", "workers and controller must match")
-            endpoints = self.server.ensure(
-                [str(name) for name in request.get("services") or []],
-                str(request.get("worker", "main")),
-                {str(k): str(v) for k, v in (request.get("why") or {}).items()},
-                bool(request.get("wait", True)),
-            )
-            response: dict[str, Any] = {"ok": True, "endpoints": endpoints.model_dump(mode="json")}
+            op = request.get("op")
+            response: dict[str, Any]
+            if op == "ensure":
+                endpoints = self.server.ensure(
+                    [str(name) for name in request.get("services") or []],
+                    str(request.get("worker", "main")),
+                    {str(k): str(v) for k, v in (request.get("why") or {}).items()},
+                    bool(request.get("wait", True)),
+                )
+                response = {"ok": True, "endpoints": endpoints.model_dump(mode="json")}
+            elif op == "collected":
+                self.server.collected([str(name) for name in request.get("reached") or []])
+                response = {"ok": True}
+            else:
+                raise EnvmgrError(f"unknown request {op!r}", "workers and controller must match")
         except EnvmgrError as exc:
             response = error_response(exc)
         self.wfile.write(encode(response))
@@ -57,21 +67,22 @@ class _Handler(socketserver.StreamRequestHandler):
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
 
-    def __init__(self, path: Path, ensure: Ensure) -> None:
+    def __init__(self, path: Path, ensure: Ensure, collected: Collected) -> None:
         self.path = path
         self.ensure = ensure
+        self.collected = collected
         super().__init__(str(path), _Handler)
 
 
 class ControllerServer:
-    """The controller's end: serves `ensure` requests from a thread until `close()`."""
+    """The controller's end: serves `ensure` and `collected` requests from a thread until `close()`."""
 
-    def __init__(self, ensure: Ensure) -> None:
+    def __init__(self, ensure: Ensure, collected: Collected) -> None:
         self._folder = Path(tempfile.mkdtemp(prefix="envmgr-run-"))  # 0700: mkdtemp's mode
         self.path = self._folder / "controller.sock"
         previous = os.umask(0o177)
         try:
-            self._server = _Server(self.path, ensure)
+            self._server = _Server(self.path, ensure, collected)
         finally:
             os.umask(previous)
         self._thread = threading.Thread(
@@ -95,6 +106,13 @@ class ControllerClient:
 
     def ensure(self, services: Sequence[str], worker: str, why: Mapping[str, str], wait: bool) -> Endpoints:
         request = {"op": "ensure", "services": list(services), "worker": worker, "why": dict(why), "wait": wait}
+        return Endpoints.model_validate(self._call(request)["endpoints"])
+
+    def collected(self, reached: Sequence[str]) -> None:
+        """Tell the controller what this worker's collected tests reach."""
+        self._call({"op": "collected", "reached": list(reached)})
+
+    def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
             connection.settimeout(ENSURE_TIMEOUT)
             try:
@@ -110,5 +128,4 @@ class ControllerClient:
                 ) from None
         if not line:
             raise EnvmgrError("the run's controller closed the connection", "run pytest again")
-        response = raise_for_error(decode(line))
-        return Endpoints.model_validate(response["endpoints"])
+        return raise_for_error(decode(line))

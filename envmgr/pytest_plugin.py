@@ -12,6 +12,7 @@ and the fix. A crashed run is cleaned by the reaper.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -158,10 +159,27 @@ def pytest_configure_node(node: Any) -> None:
         run.channel = ControllerServer(
             lambda services, worker_id, why, wait: run.ensure(
                 services, why, worker=run.worker_named(worker_id), wait=wait
-            )
+            ),
+            run.collected,
         )
     node.workerinput[WORKERINPUT_ISOLATION] = run.isolation
     node.workerinput[WORKERINPUT_CONTROLLER] = str(run.channel.path)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The controller (or the only process), before xdist starts its workers: start in the background what the
+    last run of the same command reached (envmgr.prediction), while workers start and tests are collected."""
+    run = session.config.stash.get(RUN_KEY, None)
+    if run is None or run.is_worker or not isinstance(run.source, OwnedSource) or session.config.option.collectonly:
+        return
+    from envmgr.prediction import load
+
+    predicted = load(getattr(session.config, "cache", None), _prediction_key(session.config, run))
+    if predicted is not None and predicted.names():
+        # a guess: when it cannot start (no engine ...), what the tests need is started after collection as usual,
+        # and its error stops the run there
+        with contextlib.suppress(EnvmgrError):
+            run.start_predicted(predicted)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -171,17 +189,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if run is None or session.config.option.collectonly:
         return
     from envmgr.fixtures import needed_by
+    from envmgr.pytest_controller import ControllerClient
 
     needed = needed_by(session.items, run)
     run.needed.update(needed)
     run.faults_used = any("envmgr_faults" in getattr(item, "fixturenames", ()) for item in session.items)
-    if run.is_worker:  # every worker collects every test: a worker's own replicas start when its tests need them
-        needed = {name: why for name, why in needed.items() if not run.service(name).per_worker}
-    if needed:
-        try:
+    try:
+        if run.is_worker:  # every worker collects every test: a worker's own replicas start when its tests need them
+            if run.controller is not None:
+                ControllerClient(run.controller).collected(list(needed))
+            needed = {name: why for name, why in needed.items() if not run.service(name).per_worker}
+        else:
+            run.collected(list(needed))
+        if needed:
             run.ensure(list(needed), needed, wait=False)
-        except EnvmgrError as exc:
-            _stop(session, exc)
+    except EnvmgrError as exc:
+        _stop(session, exc)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -234,6 +257,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             workeroutput[WORKEROUTPUT_RESETS] = resets_of(run.resets.phases, run.resets.counts)
         return
     run.exitstatus = int(exitstatus)
+    if isinstance(run.source, OwnedSource) and not config.option.collectonly:
+        from envmgr.prediction import save
+
+        save(getattr(config, "cache", None), _prediction_key(config, run), run.prediction())
     report = run.report()
     if run.report_path is not None and report is not None:
         try:
@@ -244,9 +271,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = config.stash.get(RUN_KEY, None)
-    line = run.summary() if run is not None and not run.is_worker else None
+    if run is None or run.is_worker:
+        return
+    line = run.summary()
     if line:
         terminalreporter.write_line(line)
+    if run.discard_failure is not None:
+        terminalreporter.write_line(
+            f"envmgr: the unused {', '.join(run.discarded)} could not be removed before the end: "
+            f"{run.discard_failure.cause}"
+        )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -268,6 +302,13 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 # helpers ---------------------------------------------------------------------------------------------------------
+
+
+def _prediction_key(config: pytest.Config, run: RunState) -> str:
+    from envmgr.prediction import prediction_key
+
+    params = config.invocation_params
+    return prediction_key(params.args, str(params.dir), run.workers, run.isolation)
 
 
 def _stop(session: pytest.Session, exc: EnvmgrError) -> None:

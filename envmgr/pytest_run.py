@@ -20,6 +20,7 @@ import pytest
 from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
+from envmgr.prediction import PREDICTED, Prediction
 from envmgr.reach import FixtureMap
 from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of
 from envmgr.services import SERVICES, ServiceRegistry
@@ -83,6 +84,15 @@ class RunState:
     """a collected test uses `envmgr_faults`: this process reaches shared servers through proxies of its own"""
     failure: EnvmgrError | None = None
     """the first error of a start in the background (reported when a test needs the service)"""
+    predicted: Prediction | None = None
+    """what this run started before collection because the last run of the same command reached it"""
+    used: dict[str, set[str]] = field(default_factory=dict)
+    """the services tests waited for, and the workers that waited (the next run's prediction)"""
+    discarded: list[str] = field(default_factory=list)
+    """services started ahead (predicted) that the collected tests do not reach: removed"""
+    discard_failure: EnvmgrError | None = None
+    """why removing them failed (they go with the environment at the end)"""
+    _collected: bool = field(default=False, repr=False)
     _fixture_map: FixtureMap | None = field(default=None, repr=False)
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
     _source_started: bool = field(default=False, repr=False)
@@ -146,7 +156,10 @@ class RunState:
             return endpoints
         with self._lock:
             for name in services:
-                self.needed.setdefault(name, why.get(name, "asked for"))
+                if self.needed.get(name) in (None, PREDICTED):
+                    self.needed[name] = why.get(name, "asked for")
+                if wait:
+                    self.used.setdefault(name, set()).add(worker.worker_id)
             source = self._source()
         if not wait:
             threading.Thread(
@@ -202,6 +215,55 @@ class RunState:
             with self._lock:
                 self.failure = self.failure or EnvmgrError(f"starting {', '.join(services)} failed: {exc!r}")
 
+    def start_predicted(self, prediction: Prediction) -> None:
+        """Start in the background what the last run of this command reached (before collection says it)."""
+        enabled = set(self.settings.enabled_services())
+        with self._lock:
+            self.predicted = prediction
+        shared = [name for name in prediction.services if name in enabled]
+        if shared:
+            self.ensure(shared, dict.fromkeys(shared, PREDICTED), wait=False)
+        for name, workers in prediction.replicas_within(self.workers).items():
+            if name in enabled:
+                for worker_id in workers:
+                    self.ensure([name], {name: PREDICTED}, worker=self.worker_named(worker_id), wait=False)
+
+    def collected(self, reached: Sequence[str]) -> None:
+        """Collection (the first to end, under xdist) says which services the tests reach: what was started ahead
+        of it and is not reached (nor needed by what is) is removed, in the background."""
+        with self._lock:
+            if self._collected:
+                return
+            self._collected = True
+            environment = self.environment
+            if self.predicted is None or environment is None:
+                return
+            wanted = environment.topology.closure([name for name in reached if name in environment.topology.needs])
+            unused = sorted(self.predicted.names() - set(wanted))
+            for name in unused:
+                if self.needed.get(name) == PREDICTED:
+                    del self.needed[name]
+            self.discarded = unused
+        if unused:
+            threading.Thread(
+                target=self._discard_quietly, args=(environment, unused), name="envmgr-discard", daemon=True
+            ).start()
+
+    def _discard_quietly(self, environment: Environment, services: list[str]) -> None:
+        """In a thread: a failure is kept for the summary (the environment's removal at the end takes them)."""
+        try:
+            environment.discard(services)
+        except EnvmgrError as exc:
+            self.discard_failure = exc
+        except Exception as exc:  # never lost in a thread
+            self.discard_failure = EnvmgrError(f"removing {', '.join(services)} failed: {exc!r}")
+
+    def prediction(self) -> Prediction:
+        """What this run's tests waited for, as the next run's prediction."""
+        with self._lock:
+            used = {name: set(workers) for name, workers in self.used.items()}
+        return Prediction.of(used, {name for name in used if self.service(name).per_worker})
+
     def worker_named(self, worker_id: str) -> Worker:
         return Worker(worker_id=worker_id, isolated=self.isolation == "worker")
 
@@ -215,12 +277,15 @@ class RunState:
             timings = self.environment.timings
             phases = timings.phases
             records.append(resets_of(timings.phases, timings.counts))
-        started = {name: why for name, why in self.needed.items() if name in self.endpoints.services}
-        skipped = [name for name in self.settings.enabled_services() if name not in self.needed]
+        running = {endpoint.service for endpoint in self.endpoints.all()}  # a replica of one worker's only, too
+        started = {name: why for name, why in self.needed.items() if name in running}
+        skipped = [
+            name for name in self.settings.enabled_services() if name not in self.needed and name not in self.discarded
+        ]
         engine = self.engine.as_dict() if self.engine is not None else None
         return build_report(
             self.endpoints, phases, merge_resets(records), self.start_seconds, started=started, skipped=skipped,
-            engine=engine,
+            discarded=self.discarded, engine=engine,
         )  # fmt: skip
 
     def summary(self) -> str | None:

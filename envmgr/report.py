@@ -70,11 +70,13 @@ def build_report(
     *,
     started: Mapping[str, str] | None = None,
     skipped: Sequence[str] = (),
+    discarded: Sequence[str] = (),
     engine: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of one run: the environment's phases per service, its template facts, every reset, its engine;
-    with `started`, why each service was started (the fixture or setting that first asked for it), and which
-    enabled services were `skipped` because no test used them."""
+    with `started`, why each service was started (the fixture or setting that first asked for it), which
+    enabled services were `skipped` because no test used them, and which were `discarded`: started ahead because
+    the last run used them (envmgr.prediction), removed once collection showed no test uses them."""
     names = list(endpoints.services)
     names += [name for name in resets if name not in names]  # e.g. celery purges with an in-process worker
     services: dict[str, dict[str, float | int]] = {}
@@ -95,6 +97,8 @@ def build_report(
     if started is not None:
         report["started"] = dict(started)
         report["skipped"] = list(skipped)
+        if discarded:
+            report["discarded"] = list(discarded)
     report["start_seconds"] = round(start_seconds, 4)
     report["reset_seconds"] = round(reset_seconds, 4)
     report["total_seconds"] = round(start_seconds + reset_seconds, 4)
@@ -117,6 +121,8 @@ def report_line(report: Mapping[str, Any]) -> str:
         parts.append("started for " + ", ".join(f"{name} ({why})" for name, why in report["started"].items()))
     if report.get("skipped"):
         parts.append("skipped (unused) " + ", ".join(report["skipped"]))
+    if report.get("discarded"):
+        parts.append("started ahead (the last run), removed (unused) " + ", ".join(report["discarded"]))
     for name, entry in report["services"].items():
         shown = [
             f"{phase} {entry[phase]:.2f}s"

@@ -81,6 +81,17 @@ class Topology:
         """Which replica of a service serves `worker` (an environment started for no workers has one of each)."""
         return worker.replica if name in self.per_worker and self.workers > 0 else 0
 
+    def closure(self, names: Sequence[str]) -> list[str]:
+        """`names` and everything they need, in start order."""
+        wanted: set[str] = set()
+        stack = list(names)
+        while stack:
+            name = stack.pop()
+            if name not in wanted:
+                wanted.add(name)
+                stack.extend(self.needs[name])
+        return [name for name in self.services if name in wanted]
+
     def dependants(self, name: str) -> list[str]:
         """The services that need `name`."""
         return [other for other in self.services if name in self.needs[other]]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 import redis
@@ -113,3 +115,26 @@ def _any_local_image(engine: Engine) -> str:
     from envmgr.services import create_service
 
     return create_service("redis", settings).image()
+
+
+def test_closing_while_a_start_is_under_way_leaves_nothing(settings: Settings, engine: Engine) -> None:
+    """A run that ends (an internal error, Ctrl-C) while a service starts in the background: the start in flight
+    ends first, so that no container is created after the environment was removed."""
+    env = Environment(["redis"], settings=settings)
+    env.begin()
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            env.ensure(["redis"])
+        except BaseException as exc:  # the start is cancelled (or the container it made is gone): either is fine
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=start)
+    thread.start()
+    env.close()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert labelled(engine, env.id) == []

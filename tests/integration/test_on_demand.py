@@ -126,3 +126,101 @@ def test_sigkill_of_the_controller_during_an_on_demand_start_leaves_nothing(
     while engine.containers(**{LABEL_NAMESPACE: namespace}):
         assert time.monotonic() < deadline, "the environment was not removed within 30 s of the SIGKILL"
         time.sleep(0.2)  # polling for the watchdog's removal, within the 30 s the contract allows
+
+
+AHEAD_TABLE = """
+[tool.envmgr.wiremock]
+enabled = true
+"""
+
+AHEAD_CONFTEST = f"""
+import os
+import time
+
+import docker
+
+
+def running():
+    client = docker.from_env()
+    try:
+        found = client.containers.list(filters={{"label": ["{LABEL_NAMESPACE}=" + os.environ["ENVMGR_NAMESPACE"]]}})
+        return {{c.labels["{LABEL_SERVICE}"] for c in found}}
+    finally:
+        client.close()
+
+
+def pytest_collection_modifyitems(config, items):
+    # in the only process, or in each xdist worker: collection has not ended, so on-demand starts have not begun
+    if os.environ.get("EXPECT_AHEAD") != "1":
+        assert running() == set(), "nothing starts before collection without a prediction"
+        return
+    deadline = time.monotonic() + 120
+    while not {{"redis", "wiremock"}} <= running():
+        assert time.monotonic() < deadline, f"not started ahead of collection: {{running()}}"
+        time.sleep(0.1)
+"""
+
+AHEAD_TESTS = {
+    "test_cache": """
+    def test_cache(redis_client):
+        redis_client.set("k", "v")
+    """,
+    "test_mock": """
+    def test_mock(wiremock_url):
+        pass
+    """,
+}
+
+
+@pytest.mark.usefixtures("no_daemon")
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single-process", "two-workers"])
+def test_the_next_run_of_a_command_starts_what_the_last_reached_while_it_collects(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
+) -> None:
+    """The first run starts after collection; the second run of the same command starts Redis and WireMock (the
+    last run's) before its collection ends (its conftest waits for them there)."""
+    project(pytester, AHEAD_TABLE, **AHEAD_TESTS)
+    pytester.makeconftest(AHEAD_CONFTEST)
+    first = pytester.runpytest_subprocess(*xdist, "--envmgr-report", "report.json")  # the same command twice
+    first.assert_outcomes(passed=2)
+    monkeypatch.setenv("EXPECT_AHEAD", "1")
+    second = pytester.runpytest_subprocess(*xdist, "--envmgr-report", "report.json")
+    second.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["started"] == {"redis": "redis_client", "wiremock": "wiremock_url"}
+
+
+@pytest.mark.usefixtures("no_daemon")
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single-process", "two-workers"])
+def test_what_was_started_ahead_and_is_no_longer_reached_is_removed(
+    pytester: pytest.Pytester, namespace: str, xdist: list[str]
+) -> None:
+    """The last run used WireMock; this one's tests no longer do: WireMock, started ahead, is removed once
+    collection shows it, before the run ends."""
+    project(pytester, AHEAD_TABLE, **AHEAD_TESTS)
+    pytester.runpytest_subprocess(*xdist, "--envmgr-report", "report.json").assert_outcomes(passed=2)
+    (pytester.path / "test_mock.py").unlink()
+    project(
+        pytester,
+        AHEAD_TABLE,
+        test_cache=f"""
+        import time
+        import docker
+
+        def test_cache(redis_client):
+            client = docker.from_env()
+            deadline = time.monotonic() + 120
+            while client.containers.list(
+                all=True, filters={{"label": ["{LABEL_NAMESPACE}={namespace}", "{LABEL_SERVICE}=wiremock"]}}
+            ):
+                assert time.monotonic() < deadline, "WireMock, started ahead and unused, is still there"
+                time.sleep(0.1)
+            client.close()
+        """,
+    )
+    second = pytester.runpytest_subprocess(*xdist, "--envmgr-report", "report.json")
+    second.assert_outcomes(passed=1)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["started"] == {"redis": "redis_client"}
+    assert report["discarded"] == ["wiremock"]
+    assert "started ahead (the last run), removed (unused) wiremock" in second.stdout.str()
