@@ -22,7 +22,9 @@ socket, so no daemon of a user is ever leased from.
 
 One line per run as it goes (pytest's counts, seconds, the environment line), then a table. After all runs, the
 engine must hold no container, network or volume of the script's namespaces, of the environments the runs reported,
-or of the script's daemons. Exit status 1 when a run failed, had errors, passed no test, or when something was left.
+or of the script's daemons, and each daemon's log no line at level WARNING or above (a reset that failed makes the next
+run start cold, and the runs would not show it). Exit status 1 when a run failed, had errors, passed no test, or on
+any such problem.
 Each run's output is kept in a folder (printed) when something failed, or always with --keep-logs.
 """
 
@@ -56,6 +58,7 @@ RUN_TIMEOUT = 900.0
 SETTLE_TIMEOUT = 120.0
 COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped|xfailed|xpassed|deselected)\b")
 SUMMARY = re.compile(r"^=*\s*(?:\d+ \w+(?:, )?)+.* in ([\d.]+)s")
+DAEMON_TROUBLE = re.compile(r" (WARNING|ERROR|CRITICAL) |^Traceback")
 ENVIRONMENT = re.compile(r"^envmgr: environment ([0-9a-f]+)\b(.*)$")
 
 
@@ -166,9 +169,12 @@ def report_run(run: Run, runs: int) -> None:
 
 
 @contextmanager
-def daemon(socket_path: Path) -> Iterator[list[str]]:
+def daemon(socket_path: Path, kept_log: Path) -> Iterator[list[str]]:
     """A daemon of the script's own on `socket_path`, running this checkout's code; yields a list to which the
-    problems found when stopping it are added (a lease still held, a daemon that would not stop)."""
+    problems found when stopping it are added: a lease still held, a daemon that would not stop, and what its log
+    (kept as `kept_log`) says at level WARNING or above (a failed reset, a failed request)."""
+    log = socket_path.with_suffix(".log")  # where `spawn` writes it
+    log.unlink(missing_ok=True)
     subprocess.run(
         [sys.executable, "-m", "envmgr", "daemon", "start", "--socket", str(socket_path)],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True, capture_output=True,
@@ -178,6 +184,12 @@ def daemon(socket_path: Path) -> Iterator[list[str]]:
         yield problems
     finally:
         problems.extend(stop_daemon(DaemonClient(socket_path)))
+        shutil.copyfile(log, kept_log)
+        problems.extend(
+            f"the daemon's log: {line}"
+            for line in log.read_text(errors="replace").splitlines()
+            if DAEMON_TROUBLE.search(line)
+        )
 
 
 def stop_daemon(client: DaemonClient) -> list[str]:
@@ -228,7 +240,9 @@ def block(
 ) -> list[str]:
     """`count` runs in a row of one mode and image set (added to `runs` as they end), with a daemon of their own in
     the daemon mode; the problems found when stopping it."""
-    stopping: AbstractContextManager[list[str]] = daemon(socket_path) if mode == "daemon" else nullcontext([])
+    stopping: AbstractContextManager[list[str]] = (
+        daemon(socket_path, logs / f"daemon-{image_set}.log") if mode == "daemon" else nullcontext([])
+    )
     with stopping as problems:
         for number in range(1, count + 1):
             namespace = f"m{tag}-{mode}-{image_set}" + ("" if mode == "daemon" else f"-{number}")
