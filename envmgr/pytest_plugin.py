@@ -5,7 +5,9 @@ service's `fixtures.py`.
 One environment per run, owned by the controller: the xdist controller (or the only process) starts it and tears it
 down after the last worker has finished; workers never start containers. Only the services the collected tests use
 are started: right after collection (in the background, while the first tests that need none run), each once per
-run; an xdist worker asks the controller for them through a socket of the run's own (`envmgr.pytest_controller`).
+run, or before it, when the last run of the same command reached them (`envmgr.prediction`; what collection then
+shows unused is removed); an xdist worker asks the controller for them through a socket of the run's own
+(`envmgr.pytest_controller`).
 Before a test runs, the services it reaches are waited for; a service that cannot start stops the run with the cause
 and the fix. A crashed run is cleaned by the reaper.
 """
