@@ -12,6 +12,7 @@ Run on demand, from the repository root (not part of the test suite):
    environment started alone" (`envmgr up --detach --json --workers 2`: a WireMock and a Celery worker per
    xdist worker, as the suite has; timed; `envmgr down` after, not timed) and "the same
    suite on that running environment" (`--envmgr-env ID`). Goal: ratio <= 0.75 (start and collection overlap).
+   Both sides with pytest's cache (see WITH_CACHE).
 3. cold: `Environment(settings=<the repository's>).start()` of all five services, against each service started
    alone (Celery with the Redis it needs), in-process; `.close()` not timed. Goal: all five / slowest alone <= 1.3.
 4. workers: a generated project (Postgres, Redis, WireMock; every test uses db_session, redis_client and wiremock:
@@ -49,6 +50,11 @@ SERVICES = ["postgres", "redis", "localstack", "wiremock", "celery"]
 NEEDS = {"celery": ["redis", "celery"]}  # celery requires redis: its start includes redis's
 PARTS = ("unit", "suite", "cold", "workers")
 WAIT_SECONDS = 600.0
+
+WITH_CACHE = ("-o", "addopts=-p no:hypothesispytest -p no:benchmark")
+"""The repository's addopts without `-p no:cacheprovider`: as in a user's project, pytest's cache keeps what the
+last run reached (envmgr.prediction), so the on-demand side starts it before collection from its second run on
+(the warm-up run is the first)."""
 
 Sample = Callable[[], float]
 
@@ -137,7 +143,7 @@ def bench_unit(rounds: int) -> None:
 
 def bench_suite(rounds: int) -> None:
     print(f"2. tests/example_app/suite -n 2, five services, process start to exit (load {load()})")
-    suite = [sys.executable, "-m", "pytest", "tests/example_app/suite", "-n", "2", "-q"]
+    suite = [sys.executable, "-m", "pytest", "tests/example_app/suite", "-n", "2", "-q", *WITH_CACHE]
     up_times: list[float] = []
     attached_times: list[float] = []
     summaries: list[str] = []
