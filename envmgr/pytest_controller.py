@@ -66,6 +66,9 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN
+    """the listen backlog: a Unix socket refuses a connection at once (EAGAIN) when it is full, and every worker of a
+    large run connects at the same moment (socketserver's default is 5)"""
 
     def __init__(self, path: Path, ensure: Ensure, collected: Collected) -> None:
         self.path = path

@@ -117,6 +117,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    request_queue_size = socket.SOMAXCONN
+    """the listen backlog: a Unix socket refuses a connection at once (EAGAIN) when it is full (default 5)"""
 
     def __init__(self, path: Path, daemon_state: Daemon) -> None:
         self.daemon_state = daemon_state
