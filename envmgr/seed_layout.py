@@ -38,6 +38,7 @@ __all__ = [
     "WIREMOCK_DIR",
     "WIREMOCK_DIRS",
     "check_seeds_folder",
+    "s3_seed_buckets",
 ]
 
 POSTGRES_DIR = "postgres"
@@ -174,3 +175,15 @@ def _misplaced(entry: Path, seeds: Path, where: str) -> SeedError:
         f"seed path {shown} is not where envmgr reads seeds: {where}",
         f"move or remove {shown}; the seeds folder holds {_LAYOUT} (and hidden files, README, *.md, *.txt notes)",
     )
+
+
+def s3_seed_buckets(seeds_dir: Path | None) -> dict[str, list[tuple[str, Path]]]:
+    """Bucket name -> [(object key, file)] from seeds/s3/, in sorted order."""
+    root = seeds_dir / S3_DIR if seeds_dir is not None else None
+    if root is None or not root.is_dir():
+        return {}
+    buckets: dict[str, list[tuple[str, Path]]] = {}
+    for bucket in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in bucket.rglob("*") if p.is_file() and not p.name.startswith("."))
+        buckets[bucket.name] = [(f.relative_to(bucket).as_posix(), f) for f in files]
+    return buckets

@@ -44,7 +44,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
 from envmgr.errors import SeedError, first_line
 from envmgr.process_state import process_state_guard
-from envmgr.seed_layout import POSTGRES_DIR, S3_DIR, SQS_FILES, WIREMOCK_DIR, WIREMOCK_DIRS
+from envmgr.seed_layout import POSTGRES_DIR, SQS_FILES, WIREMOCK_DIR, WIREMOCK_DIRS
 
 __all__ = [
     "SEED_EXTENSIONS",
@@ -612,18 +612,6 @@ def _bump_sequences(connection: Connection, table: sa.Table, name: str, explicit
 # seeds/sqs.yaml                    {"queues": ["name", ...]} (plus LocalStackSettings.queues)
 # seeds/wiremock/mappings/*.json    WireMock stubs, with bodies in seeds/wiremock/__files/
 # (the whole layout, and the rule for symbolic links: envmgr.seed_layout)
-
-
-def s3_seed_buckets(seeds_dir: Path | None) -> dict[str, list[tuple[str, Path]]]:
-    """Bucket name -> [(object key, file)] from seeds/s3/, in sorted order."""
-    root = seeds_dir / S3_DIR if seeds_dir is not None else None
-    if root is None or not root.is_dir():
-        return {}
-    buckets: dict[str, list[tuple[str, Path]]] = {}
-    for bucket in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in bucket.rglob("*") if p.is_file() and not p.name.startswith("."))
-        buckets[bucket.name] = [(f.relative_to(bucket).as_posix(), f) for f in files]
-    return buckets
 
 
 def sqs_seed_queues(seeds_dir: Path | None, configured: Sequence[str] = ()) -> list[str]:

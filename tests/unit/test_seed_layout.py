@@ -10,7 +10,8 @@ import pytest
 from envmgr.config import Settings
 from envmgr.errors import ConfigError, SeedError
 from envmgr.migrations import content_hash
-from envmgr.seeds import s3_seed_buckets, wiremock_seed_dirs
+from envmgr.seed_layout import s3_seed_buckets
+from envmgr.seeds import wiremock_seed_dirs
 
 
 def _project(root: Path, *, follow_symlinks: bool = False) -> Settings:

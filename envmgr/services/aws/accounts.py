@@ -68,7 +68,8 @@ def _settings_of(endpoint: ServiceEndpoint, settings: Settings) -> AwsServiceSet
 
 def load_aws_seeds(endpoint: ServiceEndpoint, worker: Worker, settings: Settings) -> None:
     """Create the seeded buckets, objects and queues in the worker's account."""
-    from envmgr.seeds import s3_seed_buckets, sqs_seed_queues
+    from envmgr.seed_layout import s3_seed_buckets
+    from envmgr.seeds import sqs_seed_queues
 
     seeds = settings.seeds_path()
     buckets = s3_seed_buckets(seeds)
