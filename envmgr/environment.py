@@ -146,6 +146,11 @@ class Environment:
         return self._engine
 
     @property
+    def begun(self) -> bool:
+        """Whether this handle has created anything on the engine (its network, its watchdog) and not removed it."""
+        return self._begun
+
+    @property
     def network_name(self) -> str:
         return f"{self.settings.namespace}-{self.id}"
 

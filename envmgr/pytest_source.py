@@ -131,6 +131,8 @@ class OwnedSource:
     def finish(self, failed: bool) -> list[str]:
         environment = self.environment
         assert environment is not None
+        if not environment.begun:
+            return []  # nothing was started (no test used a service): nothing to remove, no engine to ask
         decision = ending(self.kind, self.options, failed)
         if decision is Ending.KEEP:
             environment.hand_over()  # its watchdog guarded it while the run lasted

@@ -48,7 +48,7 @@ def test_a_run_without_envmgr_tests_starts_nothing_and_needs_no_engine(
     project(pytester, ALL_FIVE, test_unit="def test_pure():\n    assert 1 + 1 == 2\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *xdist)
     result.assert_outcomes(passed=1)
-    assert "envmgr: environment" not in result.stdout.str()
+    assert "envmgr:" not in result.stdout.str()  # no environment, and no error about the engine at the end
 
 
 @pytest.mark.usefixtures("no_daemon")
