@@ -355,11 +355,6 @@ class Engine:
             containers = self.containers()
             networks = self.client.networks.list(filters={"label": LABEL_ENV})
             volumes = self.client.volumes.list(filters={"label": LABEL_ENV})
-            presences = {
-                str(labels[LABEL_DAEMON]): labels
-                for volume in self.client.volumes.list(filters={"label": LABEL_DAEMON})
-                if LABEL_ENV not in (labels := dict(volume.attrs.get("Labels") or {}))
-            }
         for container in containers:
             labels = dict(container.labels)
             entry = found.setdefault(labels[LABEL_ENV], (labels, [], []))
@@ -373,6 +368,7 @@ class Engine:
             found.setdefault(labels[LABEL_ENV], (labels, [], []))
             if labels.get(LABEL_LEASE) == "true":
                 leases[labels[LABEL_ENV]] = labels
+        presences = self._daemon_presences() if any(LABEL_DAEMON in entry[0] for entry in found.values()) else {}
         return {
             env_id: EnvironmentRecord(
                 env_id,
@@ -383,6 +379,19 @@ class Engine:
                 presences.get(labels.get(LABEL_DAEMON, "")),
             )
             for env_id, (labels, containers, networks) in found.items()
+        }
+
+    def _daemon_presences(self) -> dict[str, dict[str, str]]:
+        """Daemon key -> the labels of that daemon's presence volume (envmgr.daemon.presence): asked only when a
+        daemon's environment is on the engine (a sweep runs at every start)."""
+        with engine_errors(
+            "cannot list the environments", "start the engine again, or set DOCKER_HOST to a running one"
+        ):
+            volumes = self.client.volumes.list(filters={"label": LABEL_DAEMON})
+        return {
+            str(labels[LABEL_DAEMON]): labels
+            for volume in volumes
+            if LABEL_ENV not in (labels := dict(volume.attrs.get("Labels") or {}))
         }
 
     def remove_environment(self, env_id: str) -> int:
