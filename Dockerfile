@@ -56,21 +56,20 @@ print("\n".join(deps))' "$EXTRAS" > /tmp/requirements.txt \
  && cat /tmp/requirements.txt \
  && /opt/envmgr/bin/pip install -r /tmp/requirements.txt
 
-# envmgr itself, with the image build contexts (pyproject force-includes containers/ as envmgr/_containers).
+# envmgr itself, with the image build contexts (each service's image/ folder is package data).
 # No CA file of a developer's earlier builds may end up in the wheel.
 COPY README.md /src/README.md
 COPY envmgr /src/envmgr
-COPY containers /src/containers
 RUN find /src -name extra-ca.crt -delete \
  && find /src -name __pycache__ -type d -prune -exec rm -rf {} + \
  && /opt/envmgr/bin/pip install --no-deps /src \
  && { /opt/envmgr/bin/pip uninstall -y -q setuptools 2>/dev/null || true; } \
- && /opt/envmgr/bin/python -c 'from envmgr.images import containers_dir, local_images; \
-root = containers_dir(); \
-missing = [n for n in local_images() if not (root / n / "Dockerfile").is_file()]; \
-assert "_containers" in str(root) and not missing, (root, missing); \
-assert not list(root.rglob("extra-ca.crt")); \
-print("build contexts:", root, sorted(local_images()))' \
+ && /opt/envmgr/bin/python -c 'from envmgr.images import local_images; \
+images = local_images(); \
+missing = [n for n, i in images.items() if not (i.folder / "Dockerfile").is_file()]; \
+assert not missing and all("site-packages" in str(i.folder) for i in images.values()), missing; \
+assert not [f for i in images.values() for f in i.folder.rglob("extra-ca.crt")]; \
+print("build contexts:", sorted(images))' \
  && /opt/envmgr/bin/envmgr --help >/dev/null
 
 

@@ -6,7 +6,7 @@ envmgr status [--json]                        environments on this engine and ea
 envmgr reset [SERVICE...] --env ID            back to the seeded state
 envmgr gc [--older-than DURATION]             remove what dead owners left behind (and old sandboxes)
 envmgr doctor                                 engine, images and advice
-envmgr images build [SERVICE...]              build the local image set from containers/
+envmgr images build [SERVICE...]              build the local image set from the services' image folders
                    [--official-lookalike]       ... or its variants tagged with the official names
 """
 
@@ -63,7 +63,10 @@ ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="pyproject.toml to read [tool.envmgr] from (default: nearest)")
 ]
 ImageSetOption = Annotated[
-    str | None, typer.Option("--image-set", help="official (pinned registry images) or local (built from containers/)")
+    str | None,
+    typer.Option(
+        "--image-set", help="official (pinned registry images) or local (built from each service's image/ folder)"
+    ),
 ]
 ShowSecretsOption = Annotated[
     bool,
@@ -504,7 +507,7 @@ def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> Non
                     "DOCKER_CERT_PATH) or ssh://",
                 )
             )
-        from envmgr.services import create_service
+        from envmgr.services.registry import create_service
 
         problems = 0
         for name in settings.enabled_services():
@@ -568,7 +571,7 @@ def images_build(
         ),
     ] = False,
 ) -> None:
-    """Build the local image set from containers/ (layers are cached)."""
+    """Build the local image set from the services' image folders (layers are cached)."""
 
     def body() -> None:
         catalog = official_lookalikes() if official_lookalike else local_images()

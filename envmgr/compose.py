@@ -31,7 +31,8 @@ import yaml
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services import SERVICES, ComposeContext, ContainerSpec, Published, Service, ServiceRegistry
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.registry import SERVICES, ServiceRegistry
 from envmgr.topology import Topology
 
 __all__ = [

@@ -24,7 +24,7 @@ from testcontainers.core.network import Network
 from envmgr.endpoints import CALLBACK_HOST, ServiceEndpoint, Worker
 from envmgr.engine import ALL_INTERFACES, Engine
 from envmgr.errors import ServiceStartError, first_line
-from envmgr.services import ContainerSpec, Published
+from envmgr.services.base import ContainerSpec, Published
 
 __all__ = ["alias", "bind_copies", "free_port", "is_running", "published_from", "run_container"]
 

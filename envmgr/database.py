@@ -1,7 +1,7 @@
-"""Kept for imports written before the service folders: the janitor and the template builder now live in
-`envmgr.services.postgres` (`janitor.py`, `template.py`)."""
+"""Deprecated: kept for imports written before the service folders (`from envmgr.database import Janitor`). The
+janitor is `envmgr.services.postgres.janitor`, the template builder `envmgr.services.postgres.template.build`."""
 
 from envmgr.services.postgres.janitor import MAINTENANCE_DB, Janitor
-from envmgr.services.postgres.template import TemplateResult, building_name, ensure_template, template_name
+from envmgr.services.postgres.template.build import TemplateResult, building_name, ensure_template, template_name
 
 __all__ = ["MAINTENANCE_DB", "Janitor", "TemplateResult", "building_name", "ensure_template", "template_name"]

@@ -51,7 +51,8 @@ from envmgr.labels import (
 )
 from envmgr.readiness import Waiter, wait_until
 from envmgr.reaper import Watchdog, sweep
-from envmgr.services import SERVICES, Published, Service, ServiceRegistry
+from envmgr.services.base import Published, Service
+from envmgr.services.registry import SERVICES, ServiceRegistry
 from envmgr.timings import Timings
 from envmgr.topology import Topology
 

@@ -18,11 +18,10 @@ import string
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, cast
 
-from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
+from envmgr.endpoints import Endpoints, ServiceEndpoint
 from envmgr.errors import ConfigError
 
 if TYPE_CHECKING:
-    from envmgr.config import Settings
     from envmgr.services.postgres.urls import Driver
 
 __all__ = [
@@ -32,7 +31,6 @@ __all__ = [
     "export_table",
     "exported_variables",
     "render",
-    "worker_variables",
 ]
 
 PARTS = ("url", "host", "port", "user", "password", "database", "internal_url", "internal_host", "internal_port")
@@ -149,16 +147,3 @@ def _fields(name: str, template: str) -> list[tuple[str, str]]:
     except ValueError as exc:
         raise ConfigError(f"export.{name}: malformed template {template!r}: {exc}", "write {service.part}") from None
     return [(field, spec or "") for _, field, spec, _ in parsed if field is not None]
-
-
-def worker_variables(endpoints: Endpoints, worker: Worker, settings: Settings) -> dict[str, str]:
-    """What `worker`'s process exports: each service as that worker uses it (its database, its Redis db, its
-    account, its replica), named by the services and by the export table."""
-    from envmgr.services import SERVICES
-
-    own = endpoints.for_worker(worker)  # its replica of each per-worker service, under the service's name
-    viewed = {
-        name: SERVICES.create(name, settings).worker_view(endpoint, worker) if name in SERVICES else endpoint
-        for name, endpoint in own.services.items()
-    }
-    return exported_variables(own.model_copy(update={"services": viewed}), settings.export)

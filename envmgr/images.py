@@ -1,4 +1,5 @@
-"""Building the local image set from `containers/<service>/` (for machines that cannot pull from a registry).
+"""Building the local image set from each service's `image/` folder (`envmgr/services/<name>/image/`, shipped in the
+package), for machines that cannot pull from a registry.
 
 Each folder is a build context whose Dockerfile takes a `BASE_IMAGE` build argument. Before a build envmgr writes
 `extra-ca.crt` into a copy of the context: the CA certificates to trust inside the build (empty when none are
@@ -31,7 +32,8 @@ import docker.errors
 
 from envmgr.engine import Engine
 from envmgr.errors import ConfigError, ImageError, first_line
-from envmgr.services import SERVICES, DerivedImage
+from envmgr.services.base import DerivedImage
+from envmgr.services.registry import SERVICES, ServiceRegistry
 
 __all__ = [
     "LOCAL",
@@ -40,7 +42,6 @@ __all__ = [
     "LocalImage",
     "Variant",
     "build_image",
-    "containers_dir",
     "derived_ca_bundle",
     "ensure_derived_image",
     "foreign_image",
@@ -60,7 +61,7 @@ DERIVED_FIX = (
     "TLS-intercepting proxy set ENVMGR_CA_CERT to its CA certificate"
 )
 VARIANT_LABEL = "org.envmgr.variant"
-"""label every image built from containers/ carries: its variant"""
+"""label every image envmgr builds from a service's image folder carries: its variant"""
 VARIANT_BUILD_ARG = "ENVMGR_VARIANT"
 
 Variant = Literal["local", "official-lookalike"]
@@ -70,30 +71,34 @@ OFFICIAL_LOOKALIKE: Variant = "official-lookalike"
 
 @dataclass(frozen=True)
 class LocalImage:
-    """One buildable image: the folder under containers/, the tag envmgr runs and the variant to build."""
+    """One buildable image: its build's name, its folder (the service's `image/`), the tag envmgr runs and the
+    variant to build."""
 
-    context: str
+    name: str
+    folder: Path
     tag: str
     variant: Variant = LOCAL
 
 
-def local_images() -> dict[str, LocalImage]:
-    """Every buildable image by context name (postgres, redis, ...)."""
-    return {cls.build_context: LocalImage(cls.build_context, cls.local_image) for cls in SERVICES.values()}
+def local_images(registry: ServiceRegistry = SERVICES) -> dict[str, LocalImage]:
+    """Every buildable image by its build's name (postgres, redis, ..., celery-worker)."""
+    return {
+        cls.build_name: LocalImage(cls.build_name, cls.image_folder(), cls.local_image) for cls in registry.values()
+    }
 
 
-def official_lookalikes() -> dict[str, LocalImage]:
+def official_lookalikes(registry: ServiceRegistry = SERVICES) -> dict[str, LocalImage]:
     """The official-lookalike variant of every image that has an official twin, tagged with the official name."""
     return {
-        cls.build_context: LocalImage(cls.build_context, cls.official_image, OFFICIAL_LOOKALIKE)
-        for cls in SERVICES.values()
+        cls.build_name: LocalImage(cls.build_name, cls.image_folder(), cls.official_image, OFFICIAL_LOOKALIKE)
+        for cls in registry.values()
         if cls.official_image != cls.local_image
     }
 
 
-def without_official_image() -> list[str]:
-    """Build contexts whose service uses the same image in both sets (the Celery worker): no lookalike to build."""
-    return [cls.build_context for cls in SERVICES.values() if cls.official_image == cls.local_image]
+def without_official_image(registry: ServiceRegistry = SERVICES) -> list[str]:
+    """Builds whose service uses the same image in both sets (the Celery worker): no lookalike to build."""
+    return [cls.build_name for cls in registry.values() if cls.official_image == cls.local_image]
 
 
 def foreign_image(engine: Engine, tag: str) -> bool:
@@ -105,21 +110,6 @@ def foreign_image(engine: Engine, tag: str) -> bool:
     except docker.errors.DockerException as exc:
         raise ImageError(f"cannot inspect image {tag}: {first_line(exc)}", "check the Docker engine") from None
     return VARIANT_LABEL not in labels
-
-
-def containers_dir() -> Path:
-    """Where the build contexts are: $ENVMGR_CONTAINERS_DIR, the installed package's copy, or the source tree."""
-    explicit = os.environ.get("ENVMGR_CONTAINERS_DIR")
-    candidates = [Path(explicit)] if explicit else []
-    package = Path(__file__).resolve().parent
-    candidates += [package / "_containers", package.parent / "containers"]
-    for candidate in candidates:
-        if candidate.is_dir():
-            return candidate
-    raise ConfigError(
-        "cannot find the containers/ folder with the image build contexts",
-        "set ENVMGR_CONTAINERS_DIR to the containers/ folder of an envmgr checkout",
-    )
 
 
 def build_image(
@@ -135,9 +125,9 @@ def build_image(
 
     An official-lookalike is never built over an image of that name that envmgr did not build (see `foreign_image`).
     """
-    source = containers_dir() / image.context
+    source = image.folder
     if not (source / "Dockerfile").is_file():
-        raise ConfigError(f"no Dockerfile in {source}", "check ENVMGR_CONTAINERS_DIR")
+        raise ConfigError(f"no Dockerfile in {source}", "reinstall envmgr: its image folders are part of the package")
     if image.variant != LOCAL and foreign_image(engine, image.tag):
         raise ImageError(
             f"{image.tag} exists and was not built by envmgr (no {VARIANT_LABEL} label): not overwritten",
@@ -146,8 +136,8 @@ def build_image(
     buildargs = {"BASE_IMAGE": base_image} if base_image else {}
     if image.variant != LOCAL:
         buildargs[VARIANT_BUILD_ARG] = image.variant
-    with tempfile.TemporaryDirectory(prefix=f"envmgr-build-{image.context}-") as scratch:
-        context = Path(scratch) / image.context
+    with tempfile.TemporaryDirectory(prefix=f"envmgr-build-{image.name}-") as scratch:
+        context = Path(scratch) / image.name
         shutil.copytree(source, context, ignore=shutil.ignore_patterns(CA_FILE_NAME, "__pycache__"))
         (context / CA_FILE_NAME).write_text(_ca_bundle(ca_certificates))
         try:

@@ -22,7 +22,6 @@ import pytest
 
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
-from envmgr.exports import worker_variables
 from envmgr.pytest_run import RUN_KEY, RunState, run_of
 from envmgr.pytest_setup import (
     CONTROLLER_VARIABLE,
@@ -35,6 +34,7 @@ from envmgr.pytest_setup import (
     run_state,
     settings_of,
     unset,
+    worker_variables,
 )
 from envmgr.pytest_source import OwnedSource, SourceOptions, may_lease
 from envmgr.report import resets_of, write_container_logs, write_report
@@ -85,7 +85,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """Register the fixtures: envmgr's own, each service's (from the service registry) and the Flask ones."""
-    from envmgr.services import SERVICES
+    from envmgr.services.registry import SERVICES
 
     for module in ["envmgr.fixtures", *SERVICES.fixture_modules(), "envmgr.integrations.flask_fixtures"]:
         pluginmanager.import_plugin(module)
@@ -102,9 +102,14 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     if worker_id is not None and os.environ.get(CONTROLLER_VARIABLE) == str(os.getppid()):  # our controller's worker
         plan = os.environ.get(PLAN_VARIABLE)
         if plan:
+            from envmgr.services.registry import SERVICES
+
             settings = settings_of(early_config, early_config.known_args_namespace)
             isolated = os.environ.get(ISOLATION_VARIABLE) == "worker"
-            export(early_config, worker_variables(Endpoints.from_json(plan), Worker(worker_id, isolated), settings))
+            export(
+                early_config,
+                worker_variables(Endpoints.from_json(plan), Worker(worker_id, isolated), settings, SERVICES),
+            )
         return
     run = run_state(early_config, early_config.known_args_namespace)
     early_config.stash[RUN_KEY] = run
@@ -119,7 +124,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     except EnvmgrError as exc:
         raise pytest.UsageError(f"envmgr: {exc}") from None
     export(early_config, {PLAN_VARIABLE: planned.to_json()})
-    export(early_config, worker_variables(planned, run.worker, run.settings))
+    export(early_config, worker_variables(planned, run.worker, run.settings, run.registry))
 
 
 @pytest.hookimpl(tryfirst=True)

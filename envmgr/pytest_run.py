@@ -23,7 +23,7 @@ from envmgr.errors import EnvmgrError
 from envmgr.prediction import PREDICTED, Prediction
 from envmgr.reach import FixtureMap
 from envmgr.report import Resets, build_report, merge_resets, report_line, resets_of
-from envmgr.services import SERVICES, ServiceRegistry
+from envmgr.services.registry import SERVICES, ServiceRegistry
 from envmgr.timings import Timings
 
 if TYPE_CHECKING:
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from envmgr.environment import Environment
     from envmgr.pytest_controller import ControllerServer
     from envmgr.pytest_source import EnvironmentSource, SourceOptions
-    from envmgr.services import Service
+    from envmgr.services.base import Service
 
 __all__ = ["RUN_KEY", "RunState", "run_of"]
 
@@ -200,9 +200,9 @@ class RunState:
     def _export(self, endpoints: Endpoints) -> None:
         """This process's connection variables, as the services it has now are (a planned port that was taken
         meanwhile, a replica started for this worker)."""
-        from envmgr.exports import worker_variables
+        from envmgr.pytest_setup import worker_variables
 
-        os.environ.update(worker_variables(endpoints, self.worker, self.settings))
+        os.environ.update(worker_variables(endpoints, self.worker, self.settings, self.registry))
 
     def _ensure_quietly(self, services: list[str], worker: Worker) -> None:
         """A start in the background: its error is kept (and raised again where a test needs the service)."""

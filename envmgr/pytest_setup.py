@@ -9,9 +9,12 @@ from typing import Any
 import pytest
 
 from envmgr.config import Settings, find_pyproject, load_settings
+from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
+from envmgr.exports import exported_variables
 from envmgr.pytest_run import RunState
 from envmgr.pytest_source import SourceOptions
+from envmgr.services.registry import ServiceRegistry
 
 __all__ = [
     "CONTROLLER_VARIABLE",
@@ -24,6 +27,7 @@ __all__ = [
     "run_state",
     "settings_of",
     "unset",
+    "worker_variables",
 ]
 
 DEFAULT_LOGS_DIR = "envmgr-logs"
@@ -78,6 +82,14 @@ def run_state(config: pytest.Config, options: Any) -> RunState:
         logs_dir=here / logs_dir if logs_dir else (config.rootpath / DEFAULT_LOGS_DIR if keep_on_failure else None),
         report_path=here / report if report is not None else None,
     )
+
+
+def worker_variables(
+    endpoints: Endpoints, worker: Worker, settings: Settings, registry: ServiceRegistry
+) -> dict[str, str]:
+    """What `worker`'s process exports: each service as that worker uses it (its database, its Redis db, its
+    account, its replica: `ServiceRegistry.worker_views`), named by the services and by the export table."""
+    return exported_variables(registry.worker_views(endpoints, worker, settings), settings.export)
 
 
 def exported_names(config: pytest.Config) -> list[str]:

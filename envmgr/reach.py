@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from envmgr.config import Settings
-from envmgr.services import ServiceRegistry
+from envmgr.services.registry import ServiceRegistry
 
 __all__ = ["CORE_FIXTURES", "FixtureMap", "Reach", "reach"]
 

@@ -17,7 +17,7 @@ from types import MappingProxyType
 
 from envmgr.endpoints import Worker
 from envmgr.errors import ServiceNotEnabledError
-from envmgr.services import SERVICES, ServiceRegistry
+from envmgr.services.registry import SERVICES, ServiceRegistry
 
 __all__ = ["Topology"]
 

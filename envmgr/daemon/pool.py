@@ -44,7 +44,7 @@ def daemon_key(socket_path: Path) -> str:
 
 def config_key(settings: Settings, services: list[str], workers: int) -> str:
     """The hash under which warm environments are pooled: what they were made from, files included."""
-    from envmgr.migrations import content_hash
+    from envmgr.services.postgres.template.content_hash import content_hash
 
     digest = hashlib.sha256()
     digest.update(settings.model_dump_json(exclude={"daemon", "daemon_pool_size", "daemon_idle_ttl"}).encode())

@@ -122,7 +122,7 @@ def _point_default_at(url: str) -> list[str]:
     from django.db import connections
 
     from envmgr.integrations.django_migrate import point_at
-    from envmgr.migrate_strategies import database_variables
+    from envmgr.services.postgres.template.subprocesses import database_variables
 
     variables = database_variables(url)
     databases: dict[str, dict[str, Any]] = connections.settings

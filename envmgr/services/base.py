@@ -4,14 +4,17 @@ never by its name."""
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from envmgr.config import ServiceSettings, Settings
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.services.settings import ServiceSettings
 
 __all__ = ["ComposeContext", "ContainerSpec", "DerivedImage", "Published", "Service", "new_password"]
 
@@ -87,9 +90,9 @@ class Service(ABC):
     official_image: ClassVar[str]
     """pinned image for users with a registry (never `latest`)"""
     local_image: ClassVar[str]
-    """image built from containers/<name> by `envmgr images build`"""
-    build_context: ClassVar[str]
-    """folder under containers/"""
+    """image built from the service's `image/` folder by `envmgr images build`"""
+    build_name: ClassVar[str]
+    """the name of that build (`envmgr images build <build_name>`)"""
     ports: ClassVar[Mapping[str, int]]
     """container ports to publish, by role; the first is the primary one"""
     requires: ClassVar[tuple[str, ...]] = ()
@@ -114,6 +117,12 @@ class Service(ABC):
         self.password = new_password()
         """the credential of this environment's instance of the service (an Environment sets the one it derives
         from the user's key and its id: envmgr.credentials)"""
+
+    @classmethod
+    def image_folder(cls) -> Path:
+        """The build context of its local image: the `image/` folder beside the module that defines the service
+        (shipped inside the package)."""
+        return Path(inspect.getfile(cls)).resolve().parent / "image"
 
     @classmethod
     def serves_fixtures(cls, settings: Settings) -> bool:
@@ -143,7 +152,7 @@ class Service(ABC):
     def build_hint(self) -> str | None:
         """How to get a missing base image, when pulling it makes no sense (a local image); None to try pulling."""
         if self.base_image() == self.local_image:
-            return f"build it: `envmgr images build {self.build_context}`"
+            return f"build it: `envmgr images build {self.build_name}`"
         return None
 
     @abstractmethod

@@ -22,9 +22,9 @@ from typing import Any
 
 from envmgr import Environment, Settings
 from envmgr.endpoints import Worker
-from envmgr.services.aws import aws_client
+from envmgr.services.aws.accounts import aws_client
 from envmgr.services.localstack.accounts import cleared, reset_account
-from envmgr.services.moto import reset_server
+from envmgr.services.moto.service import reset_server
 
 REPO = Path(__file__).resolve().parents[2]
 RESETS = 20

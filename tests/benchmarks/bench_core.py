@@ -28,7 +28,7 @@ from testcontainers.community.postgres import PostgresContainer
 from testcontainers.community.redis import RedisContainer
 
 from envmgr import Environment, Settings
-from envmgr.services import create_service
+from envmgr.services.registry import create_service
 
 
 def timed(action: Callable[[], Callable[[], None]]) -> tuple[float, float]:

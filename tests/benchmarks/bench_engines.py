@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.engines, w
 
 from envmgr import Environment, Settings
 from envmgr.engine import Engine, EngineAddress
-from envmgr.services import create_service
+from envmgr.services.registry import create_service
 from tests.engines import cannot_run_namespaced_dockerd, load_images, namespaced_dockerd
 
 SERVICES = ["postgres", "redis"]

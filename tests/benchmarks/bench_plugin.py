@@ -43,9 +43,10 @@ from sqlalchemy.orm import Session
 
 from envmgr import Environment, ServiceEndpoint, load_settings
 from envmgr.config import SERVICE_NAMES
-from envmgr.database import Janitor
-from envmgr.migrations import run_migrations
-from envmgr.seeds import load_postgres_seeds, sqlalchemy_url
+from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.template.alembic_upgrade import run_migrations
+from envmgr.services.postgres.template.seeds import load_postgres_seeds
+from envmgr.services.postgres.urls import sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = ("tests/example_app/suite/test_releases.py", "-q", "-p", "no:cacheprovider")

@@ -32,10 +32,11 @@ from pathlib import Path
 import psycopg
 
 from envmgr import Environment, ServiceEndpoint, Settings
-from envmgr.database import Janitor
 from envmgr.engine import Engine
 from envmgr.labels import LABEL_ENV, LABEL_SERVICE
-from envmgr.seeds import load_postgres_seeds, split_sql
+from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.template.seeds import load_postgres_seeds
+from envmgr.services.postgres.template.sql import split_sql
 
 ROW = "({i}, 'name {i}', 'a note; with -- dashes, /* a comment */ and ''quotes''', {i}.5)"
 

@@ -20,8 +20,9 @@ from pathlib import Path
 
 from envmgr import Environment, load_settings
 from envmgr.endpoints import Worker
-from envmgr.services.localstack import load_aws_seeds, reset_account
-from envmgr.services.wiremock import WireMockAdmin
+from envmgr.services.aws.accounts import load_aws_seeds
+from envmgr.services.localstack.accounts import reset_account
+from envmgr.services.wiremock.admin import WireMockAdmin
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ["postgres", "redis", "localstack", "wiremock", "celery"]

@@ -10,8 +10,9 @@ import requests
 
 from envmgr import Environment, Settings
 from envmgr.endpoints import Worker
-from envmgr.services.localstack import aws_client, load_aws_seeds, reset_account
-from envmgr.services.wiremock import WireMockAdmin
+from envmgr.services.aws.accounts import aws_client, load_aws_seeds
+from envmgr.services.localstack.accounts import reset_account
+from envmgr.services.wiremock.admin import WireMockAdmin
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

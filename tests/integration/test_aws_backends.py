@@ -13,7 +13,7 @@ import pytest
 from envmgr import Environment, Settings
 from envmgr.config import LOCALSTACK_SERVICES
 from envmgr.endpoints import Endpoints, Worker
-from envmgr.services.aws import aws_client
+from envmgr.services.aws.accounts import aws_client
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

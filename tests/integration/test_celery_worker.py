@@ -18,8 +18,8 @@ import pytest
 from envmgr.config import load_settings
 from envmgr.engine import Engine
 from envmgr.images import ensure_derived_image
-from envmgr.services import create_service
 from envmgr.services.celery.image import worker_image
+from envmgr.services.registry import create_service
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

@@ -16,7 +16,7 @@ import redis
 from envmgr.config import Settings
 from envmgr.engine import Engine
 from envmgr.labels import LABEL_DETACHED, LABEL_ENV, LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
-from envmgr.services import create_service
+from envmgr.services.registry import create_service
 from tests.conftest import labelled
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

@@ -20,10 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from envmgr import Environment, MigrationError, SeedError, ServiceEndpoint, Settings, load_settings
-from envmgr.database import Janitor, TemplateResult, building_name, ensure_template, template_name
 from envmgr.engine import Engine
-from envmgr.migrations import content_hash, head_revisions
-from envmgr.seeds import sqlalchemy_url
+from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.template.alembic_upgrade import head_revisions
+from envmgr.services.postgres.template.build import TemplateResult, building_name, ensure_template, template_name
+from envmgr.services.postgres.template.content_hash import content_hash
+from envmgr.services.postgres.urls import sqlalchemy_url
 from tests.conftest import labelled
 
 pytestmark = pytest.mark.docker

@@ -112,7 +112,7 @@ def silent_image(engine: Engine) -> str:
 
 def _any_local_image(engine: Engine) -> str:
     settings = Settings()
-    from envmgr.services import create_service
+    from envmgr.services.registry import create_service
 
     return create_service("redis", settings).image()
 

@@ -47,7 +47,7 @@ def test_stopped_postgres_comes_back_migrated_and_seeded(settings: Settings) -> 
     worker = Worker("gw0", isolated=True)
     with Environment(["postgres"], settings=seeded, workers=1) as env:
         server = env.endpoints["postgres"]
-        from envmgr.database import Janitor
+        from envmgr.services.postgres.janitor import Janitor
 
         with Janitor(server) as janitor:
             janitor.clone(server.extra["template"], worker.database("app"))

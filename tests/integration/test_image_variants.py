@@ -1,5 +1,6 @@
-"""The two variants of the images built from containers/: `local` (envmgr's extras) and `official-lookalike` (tagged
-with the official names, without the extras), and the guard that never builds over a pulled official image.
+"""The two variants of the images built from the services' image folders: `local` (envmgr's extras) and
+`official-lookalike` (tagged with the official names, without the extras), and the guard that never builds over a
+pulled official image.
 
 The lookalikes are built by `.ci/setup` (`envmgr images build --official-lookalike`).
 """

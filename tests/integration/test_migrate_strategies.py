@@ -15,9 +15,10 @@ import psycopg
 import pytest
 
 from envmgr import Environment, MigrationError, ServiceEndpoint, Settings, load_settings
-from envmgr.database import Janitor, building_name, ensure_template, template_name
 from envmgr.engine import Engine
-from envmgr.migrations import content_hash
+from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.template.build import building_name, ensure_template, template_name
+from envmgr.services.postgres.template.content_hash import content_hash
 from tests.conftest import REPO, labelled
 
 pytestmark = pytest.mark.docker

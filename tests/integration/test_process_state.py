@@ -17,10 +17,10 @@ import psycopg
 import pytest
 
 from envmgr import Environment, ServiceEndpoint, load_settings
-from envmgr.database import Janitor
 from envmgr.engine import Engine
-from envmgr.migrations import head_revisions, run_migrations
-from envmgr.seeds import load_postgres_seeds
+from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.template.alembic_upgrade import head_revisions, run_migrations
+from envmgr.services.postgres.template.seeds import load_postgres_seeds
 from tests.conftest import labelled
 
 pytestmark = pytest.mark.docker

@@ -29,7 +29,7 @@ import requests
 from envmgr.config import Settings
 from envmgr.engine import Engine
 from envmgr.environment import Environment
-from envmgr.services import create_service
+from envmgr.services.registry import create_service
 from tests.conftest import REPO, labelled
 from tests.engines import SecondEngine, cannot_run_namespaced_dockerd, load_images, namespaced_dockerd
 

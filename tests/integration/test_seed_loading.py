@@ -11,9 +11,9 @@ import psycopg
 import pytest
 
 from envmgr import Environment, SeedError, ServiceEndpoint, Settings, load_settings
-from envmgr.database import Janitor
 from envmgr.engine import Engine
-from envmgr.seeds import SQL_BATCH_BYTES, load_postgres_seeds
+from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.template.seeds import SQL_BATCH_BYTES, load_postgres_seeds
 from tests.conftest import in_namespace, labelled
 
 pytestmark = pytest.mark.docker

@@ -11,7 +11,7 @@ import requests
 
 from envmgr import Environment, Settings
 from envmgr.credentials import Credentials
-from envmgr.services.wiremock import WireMockAdmin
+from envmgr.services.wiremock.admin import WireMockAdmin
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 

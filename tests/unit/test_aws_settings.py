@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.aws_api import PROBE_CALLS, ServiceNotServed, call_each
 from envmgr.config import LOCALSTACK_SERVICES, Settings, load_settings
 from envmgr.errors import ConfigError
 from envmgr.reach import FixtureMap
-from envmgr.services import SERVICES
+from envmgr.services.aws.api import PROBE_CALLS, ServiceNotServed, call_each
+from envmgr.services.registry import SERVICES
 
 
 def write_pyproject(folder: Path, table: str) -> Path:

@@ -21,10 +21,11 @@ from envmgr.compose import (
     port_variable,
     render,
 )
-from envmgr.config import Settings, WireMockSettings
+from envmgr.config import Settings
 from envmgr.errors import ServiceNotEnabledError
 from envmgr.labels import LABEL_ENV
 from envmgr.services.localstack.service import SEED_JOB as LOCALSTACK_SEED_SERVICE
+from envmgr.services.wiremock.settings import WireMockSettings
 
 ALL = ["postgres", "redis", "localstack", "wiremock", "celery"]
 

@@ -89,6 +89,7 @@ def test_malformed_toml_is_a_config_error(tmp_path: Path) -> None:
 def test_paths_resolve_against_the_project_root(tmp_path: Path) -> None:
     (tmp_path / "db").mkdir()
     (tmp_path / "db" / "alembic.ini").write_text("[alembic]\n")
+    (tmp_path / "data").mkdir()
     settings = load_settings(write_pyproject(tmp_path, 'alembic_ini = "db/alembic.ini"\nseeds = "data"'))
     assert settings.alembic_ini_path() == (tmp_path / "db" / "alembic.ini").resolve()
     assert settings.seeds_path() == (tmp_path / "data").resolve()
@@ -179,7 +180,7 @@ def test_the_allow_list_covers_every_non_setting_variable_the_repository_uses() 
     unexplained = []
     for name in sorted(found):
         try:
-            check_environment({name: "{}"})
+            check_environment({name: "{}"}, Settings)
         except ConfigError:
             unexplained.append(name)
     assert unexplained == []
@@ -304,8 +305,8 @@ def test_a_bad_server_setting_from_the_environment_names_the_variable(
 
 
 def test_template_options_change_the_template_only_when_set(tmp_path: Path) -> None:
-    from envmgr.migrations import content_hash
-    from envmgr.services.postgres.template import template_digest
+    from envmgr.services.postgres.template.build import template_digest
+    from envmgr.services.postgres.template.content_hash import content_hash
 
     bare = load_settings(write_pyproject(tmp_path, ""))
     assert template_digest(bare) == content_hash(bare)

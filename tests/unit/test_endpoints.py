@@ -6,6 +6,7 @@ import pytest
 
 from envmgr.endpoints import Endpoints, ServiceEndpoint
 from envmgr.errors import ServiceNotEnabledError
+from envmgr.services.registry import SERVICES
 
 
 def postgres(password: str = "p@ss/w:rd") -> ServiceEndpoint:
@@ -155,7 +156,7 @@ def test_postgres_worker_view_logs_in_as_the_application_role(tmp_path: Path) ->
     from envmgr.config import Settings
     from envmgr.endpoints import Worker
     from envmgr.services.postgres.service import PostgresService
-    from envmgr.services.postgres.template import app_password
+    from envmgr.services.postgres.template.build import app_password
 
     server = bound_postgres().model_copy(update={"extra": {"app_role": "app_user"}})
     service = PostgresService(Settings(project_root=tmp_path, postgres={"app_role": "app_user"}))
@@ -182,17 +183,17 @@ def test_a_worker_exports_its_own_replicas_variables() -> None:
     """gw1's WIREMOCK_URL names replica 1 (a replica's endpoint is not replica 0's, yet it is the worker's own)."""
     from envmgr.config import Settings
     from envmgr.endpoints import Worker
-    from envmgr.exports import worker_variables
+    from envmgr.pytest_setup import worker_variables
 
     mock = postgres().model_copy(update={"service": "wiremock", "scheme": "http", "port": 8001, "password": None})
     mock = mock.bind(WIREMOCK_URL="url")
     replica = mock.model_copy(update={"port": 8002, "replica": 1}).bind(WIREMOCK_URL="url")
     endpoints = Endpoints(id="e", network="n", per_worker=("wiremock",)).with_endpoints([mock, replica])
     settings = Settings()
-    assert worker_variables(endpoints, Worker("gw1", isolated=True), settings)["WIREMOCK_URL"].startswith(
+    assert worker_variables(endpoints, Worker("gw1", isolated=True), settings, SERVICES)["WIREMOCK_URL"].startswith(
         "http://envmgr@127.0.0.1:8002"
     )
-    assert worker_variables(endpoints, Worker("gw0", isolated=True), settings)["WIREMOCK_URL"].startswith(
+    assert worker_variables(endpoints, Worker("gw0", isolated=True), settings, SERVICES)["WIREMOCK_URL"].startswith(
         "http://envmgr@127.0.0.1:8001"
     )
 

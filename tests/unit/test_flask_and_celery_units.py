@@ -10,12 +10,13 @@ import pytest
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
-from envmgr.exports import database_variables, worker_variables
+from envmgr.exports import database_variables
 from envmgr.integrations.flask import load_app
-from envmgr.migrations import alembic_config
-from envmgr.services import create_service
+from envmgr.pytest_setup import worker_variables
 from envmgr.services.celery.image import REPOSITORY, worker_image
 from envmgr.services.postgres.service import VARIABLES
+from envmgr.services.postgres.template.alembic_upgrade import alembic_config
+from envmgr.services.registry import SERVICES, create_service
 
 BASE = "envmgr-local/celery-worker:5"
 
@@ -117,7 +118,7 @@ def test_a_workers_variables_name_its_own_replica(tmp_path: Path) -> None:
         [wiremock(0, 8000), wiremock(1, 8001)]
     )
     for worker, port in (("gw0", 8000), ("gw1", 8001)):
-        variables = worker_variables(endpoints, Worker(worker, isolated=True), settings)
+        variables = worker_variables(endpoints, Worker(worker, isolated=True), settings, SERVICES)
         assert (variables["WIREMOCK_URL"], variables["API"]) == (f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}")
 
 

@@ -9,20 +9,14 @@ import pytest
 
 from envmgr.config import Settings, load_settings
 from envmgr.errors import MigrationError
-from envmgr.migrate_strategies import (
-    AlembicMigrate,
-    CallableMigrate,
-    CommandMigrate,
-    DjangoMigrate,
-    django_settings_module,
-    glob_pattern,
-    migrate_strategy,
-    migration_environment,
-    project_files,
-)
-from envmgr.migrations import content_hash
 from envmgr.reach import FixtureMap, reach
-from envmgr.services import SERVICES
+from envmgr.services.postgres.template.content_hash import content_hash
+from envmgr.services.postgres.template.django_strategy import DjangoMigrate, django_settings_module
+from envmgr.services.postgres.template.files import glob_pattern, project_files
+from envmgr.services.postgres.template.migrate import migrate_strategy
+from envmgr.services.postgres.template.strategies import AlembicMigrate, CallableMigrate, CommandMigrate
+from envmgr.services.postgres.template.subprocesses import migration_environment
+from envmgr.services.registry import SERVICES
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -9,9 +9,9 @@ import pytest
 
 from envmgr.config import Settings
 from envmgr.errors import ConfigError, SeedError
-from envmgr.migrations import content_hash
-from envmgr.seed_layout import s3_seed_buckets
-from envmgr.seeds import wiremock_seed_dirs
+from envmgr.services.aws.seeds import s3_seed_buckets
+from envmgr.services.postgres.template.content_hash import content_hash
+from envmgr.services.wiremock.seeds import wiremock_seed_dirs
 
 
 def _project(root: Path, *, follow_symlinks: bool = False) -> Settings:
@@ -49,10 +49,18 @@ def test_the_documented_layout_passes_with_notes_and_hidden_files(tmp_path: Path
     assert settings.seeds_path() == seeds
 
 
-def test_a_missing_seeds_folder_means_no_seeds(tmp_path: Path) -> None:
-    settings = Settings(project_root=tmp_path, seeds=Path("seeds"))
-    assert settings.seeds_path() == tmp_path / "seeds"
-    assert s3_seed_buckets(settings.seeds_path()) == {}
+def test_no_seeds_folder_set_means_no_seeds(tmp_path: Path) -> None:
+    (tmp_path / "seeds").mkdir()  # not read unless the setting names it
+    assert Settings(project_root=tmp_path).seeds_path() is None
+    assert s3_seed_buckets(None) == {}
+
+
+def test_a_seeds_folder_that_was_set_and_does_not_exist_is_a_seed_error(tmp_path: Path) -> None:
+    settings = Settings(project_root=tmp_path, seeds=Path("seed"))
+    with pytest.raises(SeedError) as caught:
+        settings.seeds_path()
+    assert caught.value.cause == f"the seeds folder {tmp_path / 'seed'} does not exist"
+    assert "correct or remove the setting seeds" in (caught.value.fix or "")
 
 
 def test_a_seeds_path_that_is_a_file_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
@@ -84,7 +92,7 @@ def test_a_sql_file_in_the_seeds_root_names_the_file_and_where_it_goes(tmp_path:
     [
         ("data.csv", False, "seed path seeds/data.csv is not where envmgr reads seeds: a file there is not read"),
         ("users.yaml", False, "(seeds/postgres/users.yaml)"),
-        ("buckets", True, "a folder there is not read; S3 objects go in seeds/s3/<bucket>/"),
+        ("buckets", True, "a folder there is not read; the seeds folder holds postgres/, s3/<bucket>/"),
         ("postgres/v2", True, "only the files directly in seeds/postgres/ are applied"),
         ("s3/loose.png", False, "S3 objects go in a bucket folder (seeds/s3/<bucket>/loose.png)"),
         ("wiremock/stub.json", False, "WireMock stubs go in seeds/wiremock/mappings/"),

@@ -10,10 +10,14 @@ from typing import SupportsIndex
 import pytest
 
 from envmgr.config import Settings
-from envmgr.database import building_name, template_name
 from envmgr.errors import ConfigError, SeedError
-from envmgr.migrations import alembic_config, content_hash, head_revisions, script_folders
-from envmgr.seeds import check_postgres_seeds, postgres_seed_files, split_sql, sqlalchemy_url
+from envmgr.services.postgres.seed_files import postgres_seed_files
+from envmgr.services.postgres.template.alembic_upgrade import alembic_config, head_revisions, script_folders
+from envmgr.services.postgres.template.build import building_name, template_name
+from envmgr.services.postgres.template.content_hash import content_hash
+from envmgr.services.postgres.template.seeds import check_postgres_seeds
+from envmgr.services.postgres.template.sql import split_sql
+from envmgr.services.postgres.urls import sqlalchemy_url
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_APP = REPO / "tests" / "example_app"

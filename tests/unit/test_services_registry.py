@@ -13,7 +13,7 @@ from envmgr.errors import ServiceNotEnabledError
 from envmgr.fixtures import WorkerShares
 from envmgr.pytest_run import RunState
 from envmgr.pytest_source import SourceOptions
-from envmgr.services import SERVICES
+from envmgr.services.registry import SERVICES
 from envmgr.topology import Topology
 from tests.unit.dummy_service import DummyService, SettingsWithDummy
 

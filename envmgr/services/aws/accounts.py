@@ -12,9 +12,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from envmgr.config import AwsServiceSettings, Settings
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import SeedError, first_line
+from envmgr.services.aws.settings import AwsServiceSettings
 
 __all__ = [
     "CLEARABLE",
@@ -68,8 +69,7 @@ def _settings_of(endpoint: ServiceEndpoint, settings: Settings) -> AwsServiceSet
 
 def load_aws_seeds(endpoint: ServiceEndpoint, worker: Worker, settings: Settings) -> None:
     """Create the seeded buckets, objects and queues in the worker's account."""
-    from envmgr.seed_layout import s3_seed_buckets
-    from envmgr.seeds import sqs_seed_queues
+    from envmgr.services.aws.seeds import s3_seed_buckets, sqs_seed_queues
 
     seeds = settings.seeds_path()
     buckets = s3_seed_buckets(seeds)

@@ -9,10 +9,11 @@ from abc import abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from envmgr.aws_api import call_each
-from envmgr.config import AwsServiceSettings, Settings
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.aws.accounts import aws_variables
+from envmgr.services.aws.api import call_each
+from envmgr.services.aws.settings import AwsServiceSettings
 from envmgr.services.base import ComposeContext, Published, Service
 
 __all__ = ["AwsService"]
@@ -77,7 +78,7 @@ class AwsService(Service):
         return base.model_copy(update={"variables": aws_variables(base, worker, self.seeded_buckets())})
 
     def seeded_buckets(self) -> list[str]:
-        from envmgr.seed_layout import s3_seed_buckets
+        from envmgr.services.aws.seeds import s3_seed_buckets
 
         return list(s3_seed_buckets(self.settings.seeds_path()))
 
@@ -99,8 +100,7 @@ class AwsService(Service):
     def compose_jobs(self, endpoint: ServiceEndpoint, image: str, context: ComposeContext) -> dict[str, Any]:
         """A one-shot container (the image's own Python and boto3) creating the seeded buckets, objects and queues
         in the default account once the service is healthy; none when there is nothing to seed."""
-        from envmgr.seed_layout import s3_seed_buckets
-        from envmgr.seeds import sqs_seed_queues
+        from envmgr.services.aws.seeds import s3_seed_buckets, sqs_seed_queues
 
         seeds = self.settings.seeds_path()
         buckets = s3_seed_buckets(seeds)

@@ -18,12 +18,12 @@ from __future__ import annotations
 import os
 from types import MappingProxyType
 
-from envmgr.config import CelerySettings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
 from envmgr.exports import export_table
 from envmgr.services.base import ContainerSpec, DerivedImage, Published, Service
 from envmgr.services.celery.app import broker_app
+from envmgr.services.celery.settings import CelerySettings
 
 __all__ = ["CeleryService"]
 
@@ -32,9 +32,9 @@ PING_TIMEOUT = 1.0
 
 class CeleryService(Service):
     name = "celery"
-    official_image = "envmgr-local/celery-worker:5"  # no official image exists: built from containers/ in both sets
+    official_image = "envmgr-local/celery-worker:5"  # no official image exists: built from image/ in both sets
     local_image = "envmgr-local/celery-worker:5"
-    build_context = "celery-worker"
+    build_name = "celery-worker"
     ports = MappingProxyType({})
     requires = ("redis",)
     uses = ("postgres", "localstack", "moto", "wiremock")

@@ -1,6 +1,6 @@
 """Emptying AWS accounts in LocalStack, where every worker has its own account on one shared server.
 
-Reset: envmgr's local image has an in-process endpoint (`POST /_envmgr/state/reset`, containers/localstack) that
+Reset: envmgr's local image has an in-process endpoint (`POST /_envmgr/state/reset`, services/localstack/image) that
 empties one account's S3, SQS and SNS stores in milliseconds; on the official image, which has none, envmgr deletes
 through the AWS API instead (slower, same result). Other services' state (IAM, SSM ...) is not reset.
 """
@@ -12,9 +12,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 
-from envmgr.config import LocalStackSettings, Settings
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.aws.accounts import CLEARABLE, delete_through_api, load_aws_seeds
+from envmgr.services.localstack.settings import LocalStackSettings
 
 __all__ = ["RESET_PATH", "cleared", "is_reset_summary", "reset_account", "restore_account"]
 

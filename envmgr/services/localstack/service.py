@@ -16,12 +16,12 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from envmgr.config import LocalStackSettings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.aws.accounts import load_aws_seeds
 from envmgr.services.aws.backend import AwsService
 from envmgr.services.base import ComposeContext, ContainerSpec, Published
 from envmgr.services.localstack.accounts import cleared, reset_account, restore_account
+from envmgr.services.localstack.settings import LocalStackSettings
 
 __all__ = ["HEALTH_PATH", "READY_STATES", "SEED_JOB", "LocalStackService"]
 
@@ -48,7 +48,7 @@ class LocalStackService(AwsService):
     name = "localstack"
     official_image = "localstack/localstack:4.13.1"
     local_image = "envmgr-local/localstack:4.13.1"
-    build_context = "localstack"
+    build_name = "localstack"
     ports = MappingProxyType({"gateway": PORT})
     aws_port = PORT
     probe_description = f"GET {HEALTH_PATH} and one API call per service (S3 ListBuckets, SQS ListQueues ...)"

@@ -42,7 +42,7 @@ class MotoService(AwsService):
     name = "moto"
     official_image = "motoserver/moto:5.2.5"
     local_image = "envmgr-local/moto:5.2.5"
-    build_context = "moto"
+    build_name = "moto"
     ports = MappingProxyType({"http": PORT})
     aws_port = PORT
     per_worker = True

@@ -60,7 +60,7 @@ def db_engine(postgres_url: str, envmgr_shares: WorkerShares) -> Iterator[sqlalc
     database is cloned anew (a reset), so no test gets a connection the reset cut."""
     import sqlalchemy
 
-    from envmgr.seeds import sqlalchemy_url
+    from envmgr.services.postgres.urls import sqlalchemy_url
 
     engine = sqlalchemy.create_engine(sqlalchemy_url(postgres_url), pool_pre_ping=True)
     envmgr_shares.before_reset(SERVICE, engine.dispose)

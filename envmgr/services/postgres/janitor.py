@@ -17,9 +17,9 @@ from types import TracebackType
 import psycopg
 from psycopg import sql
 
-from envmgr.config import DatabaseSettingValue
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import EnvmgrError
+from envmgr.services.settings import DatabaseSettingValue
 
 __all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor", "setting_value"]
 

@@ -14,9 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from envmgr.config import PostgresSettings, SettingValue
 from envmgr.endpoints import Component, ServiceEndpoint, Worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.postgres.settings import PostgresSettings
+from envmgr.services.settings import SettingValue
 
 __all__ = ["TEST_TUNING", "PostgresService", "server_command"]
 
@@ -64,7 +65,7 @@ class PostgresService(Service):
     name = "postgres"
     official_image = "postgres:15.10-bookworm"
     local_image = "envmgr-local/postgres:15"
-    build_context = "postgres"
+    build_name = "postgres"
     ports = MappingProxyType({"postgres": PORT})
     probe_description = "SELECT 1"
     data_in_ram = True  # the data directory is a tmpfs (see container_spec)
@@ -104,7 +105,7 @@ class PostgresService(Service):
     def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """Build (or find) the migrated, seeded template; make the environment's database a fresh clone of it."""
         from envmgr.services.postgres.janitor import Janitor
-        from envmgr.services.postgres.template import ensure_template
+        from envmgr.services.postgres.template.build import ensure_template
 
         result = ensure_template(endpoint, self.settings)
         with Janitor(endpoint) as janitor:
@@ -119,7 +120,7 @@ class PostgresService(Service):
 
     def recover(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """The template's name, from the hash of the migrations and seeds: no connection, nothing built."""
-        from envmgr.services.postgres.template import template_digest, template_name
+        from envmgr.services.postgres.template.build import template_digest, template_name
 
         name = template_name(self.settings, template_digest(self.settings))
         return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": name}})
@@ -144,7 +145,7 @@ class PostgresService(Service):
         role = endpoint.extra.get("app_role")
         if not role:
             return view
-        from envmgr.services.postgres.template import app_password
+        from envmgr.services.postgres.template.build import app_password
 
         return view.with_login(role, app_password(endpoint, role))
 
@@ -168,7 +169,7 @@ class PostgresService(Service):
             janitor.drop(worker.database(endpoint.path))
 
     def _template(self, endpoint: ServiceEndpoint) -> str:
-        from envmgr.services.postgres.template import ensure_template
+        from envmgr.services.postgres.template.build import ensure_template
 
         return endpoint.extra.get("template") or ensure_template(endpoint, self.settings).name
 

@@ -12,9 +12,10 @@ from contextlib import contextmanager
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from envmgr.config import RedisSettings, SettingValue
 from envmgr.endpoints import REDIS_DATABASES, Component, ServiceEndpoint, Worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.redis.settings import RedisSettings
+from envmgr.services.settings import SettingValue
 
 if TYPE_CHECKING:
     import redis
@@ -50,7 +51,7 @@ class RedisService(Service):
     name = "redis"
     official_image = "redis:7.0.15-bookworm"
     local_image = "envmgr-local/redis:7"
-    build_context = "redis"
+    build_name = "redis"
     ports = MappingProxyType({"redis": PORT})
     probe_description = "PING"
     fixtures = "envmgr.services.redis.fixtures"

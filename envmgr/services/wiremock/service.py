@@ -15,10 +15,10 @@ from __future__ import annotations
 import base64
 from types import MappingProxyType
 
-from envmgr.config import WireMockSettings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 from envmgr.services.wiremock.admin import WireMockAdmin, admin_auth
+from envmgr.services.wiremock.settings import WireMockSettings
 
 __all__ = ["WireMockService"]
 
@@ -31,7 +31,7 @@ class WireMockService(Service):
     name = "wiremock"
     official_image = "wiremock/wiremock:3.13.2"
     local_image = "envmgr-local/wiremock:3.13.2"
-    build_context = "wiremock"
+    build_name = "wiremock"
     ports = MappingProxyType({"http": PORT})
     per_worker = True
     probe_description = "GET /__admin/health"
@@ -43,7 +43,7 @@ class WireMockService(Service):
         return self.settings.wiremock
 
     def container_spec(self, requirements: dict[str, ServiceEndpoint], worker: Worker) -> ContainerSpec:
-        from envmgr.seeds import wiremock_seed_dirs  # (seeds imports SQLAlchemy: not at the plugin's import)
+        from envmgr.services.wiremock.seeds import wiremock_seed_dirs
 
         copies = {str(path): HOME for path in wiremock_seed_dirs(self.settings.seeds_path())}
         command = ["--admin-api-basic-auth", f"{ADMIN_USER}:{self.password}"] if self.wiremock.admin_auth else None

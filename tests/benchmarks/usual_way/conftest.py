@@ -31,7 +31,7 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # the Ryuk image 
 from testcontainers.community.postgres import PostgresContainer
 from testcontainers.community.redis import RedisContainer
 
-from envmgr.seeds import load_postgres_seeds
+from envmgr.services.postgres.template.seeds import load_postgres_seeds
 
 REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "tests" / "example_app"

@@ -7,9 +7,10 @@ from typing import Any
 
 from pydantic import Field
 
-from envmgr.config import ServiceSettings, Settings
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.settings import ServiceSettings
 
 
 class DummySettings(ServiceSettings):
@@ -26,7 +27,7 @@ class DummyService(Service):
     name = "dummy"
     official_image = "example/dummy:1"
     local_image = "envmgr-local/dummy:1"
-    build_context = "dummy"
+    build_name = "dummy"
     ports = MappingProxyType({"http": 9000})
     requires = ("redis",)
     per_worker = True

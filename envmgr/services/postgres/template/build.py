@@ -30,13 +30,14 @@ from hashlib import sha256
 import psycopg
 from psycopg import sql
 
-from envmgr.config import PostgresSettings, Settings
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
-from envmgr.migrate_strategies import migrate_strategy
-from envmgr.migrations import content_hash
-from envmgr.seeds import load_postgres_seeds
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
+from envmgr.services.postgres.settings import PostgresSettings
+from envmgr.services.postgres.template.content_hash import content_hash
+from envmgr.services.postgres.template.migrate import migrate_strategy
+from envmgr.services.postgres.template.seeds import load_postgres_seeds
 
 __all__ = ["TemplateResult", "app_password", "building_name", "ensure_template", "template_digest", "template_name"]
 

@@ -44,220 +44,16 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
 from envmgr.errors import SeedError, first_line
 from envmgr.process_state import process_state_guard
-from envmgr.seed_layout import POSTGRES_DIR, SQS_FILES, WIREMOCK_DIR, WIREMOCK_DIRS
+from envmgr.seed_layout import read_seed_text, seed_file_error, shown_path
+from envmgr.services.postgres.seed_files import postgres_seed_files
+from envmgr.services.postgres.template.sql import SqlStatement, split_sql, strip_leading_comments
+from envmgr.services.postgres.urls import sqlalchemy_url
 
-__all__ = [
-    "SEED_EXTENSIONS",
-    "SeedFile",
-    "SqlStatement",
-    "check_postgres_seeds",
-    "load_postgres_seeds",
-    "postgres_seed_dir",
-    "postgres_seed_files",
-    "split_sql",
-    "sqlalchemy_url",
-]
-
-SEED_EXTENSIONS: tuple[str, ...] = (".sql", ".py", ".json", ".yaml", ".yml")
 SQL_BATCH_BYTES = 256 * 1024
 """SQL statements are sent together up to about this many characters: one round trip (and one savepoint) each."""
 _BATCH_JOINER = "\n;\n"  # the newline ends a `--` comment that closes the previous statement
-_SNIPPET = 60
 
-
-def sqlalchemy_url(url: str) -> str:
-    """A `postgresql://` URL for SQLAlchemy with the psycopg 3 driver (`envmgr.services.postgres.urls` has the
-    other drivers)."""
-    from envmgr.services.postgres.urls import sqlalchemy_url as with_driver  # the package imports this module
-
-    return with_driver(url)
-
-
-def postgres_seed_dir(seeds_dir: Path) -> Path:
-    return seeds_dir / POSTGRES_DIR
-
-
-def postgres_seed_files(seeds_dir: Path) -> list[Path]:
-    """The Postgres seed files under `<seeds_dir>/postgres/`, in the order they are applied (sorted by name)."""
-    folder = postgres_seed_dir(seeds_dir)
-    if not folder.is_dir():
-        return []
-    files = [
-        path
-        for path in folder.iterdir()
-        if path.is_file() and path.suffix.lower() in SEED_EXTENSIONS and not path.name.startswith((".", "_"))
-    ]
-    return sorted(files, key=lambda path: path.name)
-
-
-# SQL splitting -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SqlStatement:
-    """One statement of a SQL file: its text (without the `;`) and the line where its first token is."""
-
-    text: str
-    line: int
-
-    def describe(self, number: int) -> str:
-        """`statement 3 (line 12) "INSERT INTO releases ..."`: how an error names it."""
-        body = _strip_leading_comments(self.text)
-        flat = " ".join(body.split())
-        if len(flat) > _SNIPPET:
-            flat = flat[: _SNIPPET - 3] + "..."
-        return f'statement {number} (line {self.line}) "{flat}"'
-
-
-_DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
-_NON_BLANK = re.compile(r"\S")
-_SPECIAL = re.compile(r"""--|/\*|[;'"$]""")  # what can open a comment, a literal or a body, or end a statement
-_BLOCK_EDGE = re.compile(r"/\*|\*/")
-_ESCAPE_OR_QUOTE = re.compile(r"[\\']")
-
-
-def _is_ident_char(char: str) -> bool:
-    return char.isalnum() or char in "_$"
-
-
-class _LineCounter:
-    """Line numbers of increasing offsets of one text, counted from the previous offset: linear over the text."""
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        self._offset = 0
-        self._line = 1
-
-    def line_of(self, offset: int) -> int:
-        if offset < self._offset:
-            raise ValueError(f"offsets must not decrease ({offset} after {self._offset})")
-        self._line += self.text.count("\n", self._offset, offset)
-        self._offset = offset
-        return self._line
-
-
-def split_sql(text: str) -> list[SqlStatement]:
-    """Split SQL text into statements at the `;` that are outside quotes, dollar quotes and comments.
-
-    Handles `'...'` (with `''`), `E'...'` (with backslash escapes), `"..."` identifiers, `$$...$$` and
-    `$tag$...$tag$` bodies, `-- ...` and nested `/* ... */` comments. Statements made only of comments are dropped.
-    Linear in the length of the text: it jumps from one special character to the next (regular expressions and
-    `str.find`), and line numbers are counted on from the previous statement's.
-    """
-    statements: list[SqlStatement] = []
-    lines = _LineCounter(text)
-    length = len(text)
-    i = 0
-    start = 0
-    first_token: int | None = None  # offset of the first character that is neither blank nor comment
-    while i < length:
-        if first_token is None:
-            blank_end = _NON_BLANK.search(text, i)
-            if blank_end is None:
-                break
-            i = blank_end.start()
-            if text.startswith(("--", "/*"), i):
-                i = _skip_comment(text, i)
-                continue
-            if text[i] == ";":  # an empty statement
-                i += 1
-                start = i
-                continue
-            first_token = i
-        special = _SPECIAL.search(text, i)
-        if special is None:
-            break
-        i = special.start()
-        token = special.group()
-        if token in ("--", "/*"):
-            i = _skip_comment(text, i)
-        elif token == ";":
-            _add_statement(statements, lines, start, i, first_token)
-            i += 1
-            start = i
-            first_token = None
-        elif token == "'":
-            escapes = i > 0 and text[i - 1] in "eE" and (i < 2 or not _is_ident_char(text[i - 2]))
-            i = _skip_quoted(text, i, "'", backslash=escapes)
-        elif token == '"':
-            i = _skip_quoted(text, i, '"', backslash=False)
-        elif i == 0 or not _is_ident_char(text[i - 1]):  # "$" that may open a dollar-quoted body
-            match = _DOLLAR_TAG.match(text, i)
-            if match:
-                close = text.find(match.group(0), match.end())
-                i = length if close < 0 else close + len(match.group(0))
-            else:
-                i += 1  # $1: a positional parameter
-        else:
-            i += 1  # "$" inside an identifier
-    _add_statement(statements, lines, start, length, first_token)
-    return statements
-
-
-def _skip_comment(text: str, i: int) -> int:
-    """The offset after the `--` or `/* */` comment that starts at `i`."""
-    if text.startswith("--", i):
-        end = text.find("\n", i)
-        return len(text) if end < 0 else end + 1
-    return _skip_block_comment(text, i)
-
-
-def _skip_quoted(text: str, i: int, quote: str, *, backslash: bool) -> int:
-    """The offset after the literal or identifier opened at `i` (or the end of the text when unterminated)."""
-    i += 1
-    length = len(text)
-    while True:
-        if backslash:
-            found = _ESCAPE_OR_QUOTE.search(text, i)
-            j = found.start() if found is not None else -1
-        else:
-            j = text.find(quote, i)
-        if j < 0:
-            return length
-        if text[j] == "\\":  # only searched for in E'...' literals: the next character is escaped
-            i = j + 2
-            continue
-        if j + 1 < length and text[j + 1] == quote:  # doubled quote
-            i = j + 2
-            continue
-        return j + 1
-
-
-def _skip_block_comment(text: str, i: int) -> int:
-    """The offset after the (nested) block comment that opens at `i`, or the end of the text when unterminated."""
-    depth = 0
-    while True:
-        edge = _BLOCK_EDGE.search(text, i)
-        if edge is None:
-            return len(text)
-        depth += 1 if edge.group() == "/*" else -1
-        i = edge.end()
-        if depth == 0:
-            return i
-
-
-def _add_statement(
-    statements: list[SqlStatement], lines: _LineCounter, start: int, end: int, first: int | None
-) -> None:
-    """Add text[start:end] (`lines.text`) when it holds more than blanks and comments; its line is `first`'s."""
-    if first is None:
-        return
-    body = lines.text[start:end].strip()
-    if body:
-        statements.append(SqlStatement(body, lines.line_of(first)))
-
-
-def _strip_leading_comments(text: str) -> str:
-    rest = text.lstrip()
-    while rest.startswith(("--", "/*")):
-        if rest.startswith("--"):
-            newline = rest.find("\n")
-            rest = "" if newline < 0 else rest[newline + 1 :]
-        else:
-            rest = rest[_skip_block_comment(rest, 0) :]
-        rest = rest.lstrip()
-    return rest
-
+__all__ = ["SQL_BATCH_BYTES", "SeedFile", "check_postgres_seeds", "load_postgres_seeds"]
 
 # loading ---------------------------------------------------------------------------------------------------------
 
@@ -310,9 +106,9 @@ def load_postgres_seeds(url: str, seeds_dir: Path) -> int:
 
 
 def _read_seed(path: Path, seeds_dir: Path) -> SeedFile:
-    shown = _relative(path, seeds_dir.parent)
+    shown = shown_path(path, seeds_dir)
     suffix = path.suffix.lower()
-    text = _read_text(path, shown)
+    text = read_seed_text(path, shown)
     if suffix == ".sql":
         statements = tuple(split_sql(text))
         _check_no_transaction_control(statements, shown)
@@ -321,7 +117,7 @@ def _read_seed(path: Path, seeds_dir: Path) -> SeedFile:
         try:
             code = compile(text, str(path), "exec", dont_inherit=True)
         except SyntaxError as exc:
-            raise _fail(shown, f"line {exc.lineno}", f"SyntaxError: {exc.msg}") from None
+            raise seed_file_error(shown, f"line {exc.lineno}", f"SyntaxError: {exc.msg}") from None
         return SeedFile(path, shown, code=code)
     return SeedFile(path, shown, tables=_parse_data(path, text, shown))
 
@@ -337,29 +133,11 @@ def _apply(connection: Connection, seed: SeedFile) -> None:
             _insert_rows(connection, table, table_name, rows, seed.shown)
 
 
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
-
-
-def _fail(shown: str, where: str, error: str) -> SeedError:
-    return SeedError(f"seed file {shown} failed at {where}: {error}", f"fix the seed file {shown}")
-
-
 def _describe(exc: BaseException) -> str:
     """`UndefinedColumn: column "artst" of relation "releases" does not exist`: the driver's error when there is one."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig
     return f"{type(exc).__name__}: {first_line(exc)}"
-
-
-def _read_text(path: Path, shown: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(shown, "reading", f"{type(exc).__name__}: {first_line(exc)}") from None
 
 
 # *.sql
@@ -384,9 +162,9 @@ def _apply_sql(connection: Connection, seed: SeedFile) -> None:
             try:
                 raw.exec_driver_sql(statement.text)
             except DBAPIError as exc:
-                raise _fail(seed.shown, statement.describe(number), _describe(exc)) from None
+                raise seed_file_error(seed.shown, statement.describe(number), _describe(exc)) from None
         if len(batch) > 1:
-            raise _fail(
+            raise seed_file_error(
                 seed.shown,
                 f"statements {first}-{first + len(batch) - 1}",
                 "they fail when sent together but not one by one",
@@ -416,7 +194,7 @@ _TRANSACTION_CONTROL = re.compile(
 def _check_no_transaction_control(statements: Sequence[SqlStatement], shown: str) -> None:
     """A seed file runs inside envmgr's transaction: BEGIN, COMMIT, ROLLBACK ... in it would end or break that."""
     for number, statement in enumerate(statements, start=1):
-        if _TRANSACTION_CONTROL.match(_strip_leading_comments(statement.text)):
+        if _TRANSACTION_CONTROL.match(strip_leading_comments(statement.text)):
             raise SeedError(
                 f"seed file {shown} failed at {statement.describe(number)}: transaction control in a seed file",
                 f"remove it from {shown}: all the seed files of a run are applied in one transaction by envmgr",
@@ -444,14 +222,14 @@ def _apply_python(connection: Connection, seed: SeedFile) -> None:
             try:
                 exec(seed.code, module.__dict__)
             except Exception as exc:
-                raise _fail(shown, f"import{_line_in(exc, path)}", _describe(exc)) from None
+                raise seed_file_error(shown, f"import{_line_in(exc, path)}", _describe(exc)) from None
             function = getattr(module, "seed", None)
             if not callable(function):
-                raise _fail(shown, "import", "the module has no seed(connection) function")
+                raise seed_file_error(shown, "import", "the module has no seed(connection) function")
             try:
                 function(connection)
             except Exception as exc:
-                raise _fail(shown, f"seed(){_line_in(exc, path)}", _describe(exc)) from None
+                raise seed_file_error(shown, f"seed(){_line_in(exc, path)}", _describe(exc)) from None
         finally:
             sys.modules.pop(module_name, None)
             _forget_modules_from(path.parent, set(sys.modules) - already)
@@ -484,36 +262,36 @@ def _parse_data(path: Path, text: str, shown: str) -> tuple[tuple[str, tuple[dic
         is_json = path.suffix.lower() == ".json"
         data = (json.loads(text) if text.strip() else None) if is_json else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
-        raise _fail(shown, f"line {exc.lineno}", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+        raise seed_file_error(shown, f"line {exc.lineno}", f"invalid JSON: {exc.msg} (column {exc.colno})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "parsing"
         problem = getattr(exc, "problem", None) or first_line(exc)
         column = f" (column {mark.column + 1})" if mark is not None else ""
-        raise _fail(shown, where, f"invalid YAML: {problem}{column}") from None
+        raise seed_file_error(shown, where, f"invalid YAML: {problem}{column}") from None
     if data is None:
         return ()
     if not isinstance(data, Mapping):
-        raise _fail(
+        raise seed_file_error(
             shown, "the top level", f"expected a mapping of table name to a list of rows, got {type(data).__name__}"
         )
     tables: list[tuple[str, tuple[dict[str, Any], ...]]] = []
     for table_name, value in data.items():
         where = f"table {table_name}"
         if not isinstance(table_name, str) or not table_name.strip():
-            raise _fail(shown, where, "a table name must be a non-empty string")
+            raise seed_file_error(shown, where, "a table name must be a non-empty string")
         rows = [] if value is None else value
         if not isinstance(rows, list):
-            raise _fail(shown, where, f"expected a list of rows, got {type(rows).__name__}")
+            raise seed_file_error(shown, where, f"expected a list of rows, got {type(rows).__name__}")
         checked: list[dict[str, Any]] = []
         for number, row in enumerate(rows, start=1):
             if not isinstance(row, Mapping):
-                raise _fail(
+                raise seed_file_error(
                     shown, f"{where} row {number}", f"expected a mapping of column to value, got {type(row).__name__}"
                 )
             bad = [key for key in row if not isinstance(key, str)]
             if bad:
-                raise _fail(shown, f"{where} row {number}", f"column names must be strings, got {bad[0]!r}")
+                raise seed_file_error(shown, f"{where} row {number}", f"column names must be strings, got {bad[0]!r}")
             checked.append(dict(row))
         tables.append((table_name, tuple(checked)))
     return tuple(tables)
@@ -524,9 +302,9 @@ def _reflect(connection: Connection, name: str, shown: str) -> sa.Table:
     try:
         return sa.Table(table, sa.MetaData(), autoload_with=connection, schema=schema or None)
     except NoSuchTableError:
-        raise _fail(shown, f"table {name}", "no such table (did the migrations create it?)") from None
+        raise seed_file_error(shown, f"table {name}", "no such table (did the migrations create it?)") from None
     except DBAPIError as exc:
-        raise _fail(shown, f"table {name}", _describe(exc)) from None
+        raise seed_file_error(shown, f"table {name}", _describe(exc)) from None
 
 
 def _insert_rows(
@@ -539,7 +317,7 @@ def _insert_rows(
         where = f"table {name} row {number}"
         unknown = [key for key in row if key not in columns]
         if unknown:
-            raise _fail(
+            raise seed_file_error(
                 shown, where, f"unknown column {unknown[0]!r} (columns of {name}: {', '.join(sorted(columns))})"
             )
         explicit.update(row)
@@ -577,8 +355,10 @@ def _insert_group(
             with connection.begin_nested():
                 connection.execute(statement, row)
         except (DBAPIError, sa.exc.StatementError) as exc:
-            raise _fail(shown, f"table {name} row {number}", _describe(exc)) from None
-    raise _fail(shown, f"table {name} rows {group[0][0]}-{group[-1][0]}", "the rows fail together but not one by one")
+            raise seed_file_error(shown, f"table {name} row {number}", _describe(exc)) from None
+    raise seed_file_error(
+        shown, f"table {name} rows {group[0][0]}-{group[-1][0]}", "the rows fail together but not one by one"
+    )
 
 
 def _bump_sequences(connection: Connection, table: sa.Table, name: str, explicit: set[str], shown: str) -> None:
@@ -604,38 +384,4 @@ def _bump_sequences(connection: Connection, table: sa.Table, name: str, explicit
                 {"seq": sequence, "largest": int(largest)},
             )
         except DBAPIError as exc:
-            raise _fail(shown, f"table {name} sequence of {column.name}", _describe(exc)) from None
-
-
-# seeds of the other services ----------------------------------------------------------------------------------
-# seeds/s3/<bucket>/<key...>        objects (the folder names are the buckets; empty folders make empty buckets)
-# seeds/sqs.yaml                    {"queues": ["name", ...]} (plus LocalStackSettings.queues)
-# seeds/wiremock/mappings/*.json    WireMock stubs, with bodies in seeds/wiremock/__files/
-# (the whole layout, and the rule for symbolic links: envmgr.seed_layout)
-
-
-def sqs_seed_queues(seeds_dir: Path | None, configured: Sequence[str] = ()) -> list[str]:
-    """Queue names from the settings and seeds/sqs.yaml (or .yml/.json), without duplicates, in order."""
-    names = list(configured)
-    for candidate in SQS_FILES:
-        path = seeds_dir / candidate if seeds_dir is not None else None
-        if path is None or not path.is_file():
-            continue
-        shown = _relative(path, seeds_dir.parent if seeds_dir is not None else path.parent)
-        try:
-            data = yaml.safe_load(_read_text(path, shown))
-        except yaml.YAMLError as exc:
-            raise _fail(shown, "parsing", _describe(exc)) from None
-        queues = data.get("queues") if isinstance(data, dict) else None
-        if not isinstance(queues, list) or not all(isinstance(q, str) for q in queues):
-            raise _fail(shown, "the top level", 'expected {"queues": ["name", ...]}')
-        names += queues
-    return list(dict.fromkeys(names))
-
-
-def wiremock_seed_dirs(seeds_dir: Path | None) -> list[Path]:
-    """The seeds/wiremock/mappings and seeds/wiremock/__files folders that exist."""
-    root = seeds_dir / WIREMOCK_DIR if seeds_dir is not None else None
-    if root is None:
-        return []
-    return [root / name for name in WIREMOCK_DIRS if (root / name).is_dir()]
+            raise seed_file_error(shown, f"table {name} sequence of {column.name}", _describe(exc)) from None

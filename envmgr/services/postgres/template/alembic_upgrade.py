@@ -34,7 +34,6 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +44,12 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError
 
-from envmgr.config import Settings
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.process_state import process_state_guard
-from envmgr.seeds import postgres_seed_dir, sqlalchemy_url
+from envmgr.services.postgres.template.files import digest_add, folder_files, read_bytes
+from envmgr.services.postgres.urls import sqlalchemy_url
 
-__all__ = [
+__all_old__ = [
     "alembic_config",
     "content_hash",
     "digest_add",
@@ -61,8 +60,6 @@ __all__ = [
     "run_migrations",
     "script_folders",
 ]
-
-HASH_VERSION = b"envmgr-template-v1"
 
 
 def alembic_config(ini_path: Path, url: str | None = None) -> Config:
@@ -346,63 +343,10 @@ def _host_logging_kept() -> Iterator[None]:
                     logger.disabled = False
 
 
-def digest_add(digest: Any, label: str, name: str, data: bytes) -> None:
-    """One named file (or value) into the content hash: its label, name, length and bytes (CRLF read as LF)."""
-    data = data.replace(b"\r\n", b"\n")  # a checkout with CRLF line ends hashes like one with LF
-    for part in (label.encode(), name.encode(), str(len(data)).encode()):
-        digest.update(part + b"\0")
-    digest.update(data)
-
-
-def _files(folder: Path, pattern: str) -> list[Path]:
-    return sorted(
-        (
-            path
-            for path in folder.rglob(pattern)
-            if path.is_file()
-            and "__pycache__" not in path.relative_to(folder).parts
-            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-        ),
-        key=lambda path: path.relative_to(folder).as_posix(),
-    )
-
-
-def content_hash(settings: Settings) -> str:
-    """sha256 (hex) of what a template is built from; equal on every machine for the same files.
-
-    Covers what the migration strategy reads (`envmgr.migrate_strategies`: for Alembic, alembic.ini and every
-    `*.py` under the migration script folders; for Django, the apps' migration files, the settings module and the
-    fixtures; for a command or a function, the command and the files of `migrate_files`) and every file under
-    `<seeds>/postgres/` (seed files and their helpers), each by its path relative to its folder and its bytes
-    (CRLF read as LF). Absolute paths, timestamps and the machine do not count.
-    """
-    from envmgr.migrate_strategies import migrate_strategy
-
-    digest = sha256(HASH_VERSION + b"\0")
-    strategy = migrate_strategy(settings)
-    if strategy is not None:
-        strategy.hash_into(digest)
-    seeds = settings.seeds_path()
-    if seeds is not None:
-        folder = postgres_seed_dir(seeds)
-        if folder.is_dir():
-            for path in _files(folder, "*"):
-                digest_add(digest, "seeds/postgres", path.relative_to(folder).as_posix(), read_bytes(path))
-    return digest.hexdigest()
-
-
 def hash_alembic(digest: Any, ini_path: Path) -> None:
     """alembic.ini and every `*.py` under the migration script folders (env.py and the revisions)."""
     folders = script_folders(ini_path)  # first: a missing alembic.ini is reported as such
     digest_add(digest, "alembic.ini", ini_path.name, read_bytes(ini_path))
     for index, folder in enumerate(folders):
-        for path in _files(folder, "*.py"):
+        for path in folder_files(folder, "*.py"):
             digest_add(digest, f"migrations{index}", path.relative_to(folder).as_posix(), read_bytes(path))
-
-
-def read_bytes(path: Path) -> bytes:
-    """A file's bytes for the content hash; an unreadable file is a `MigrationError`."""
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise MigrationError(f"cannot read {path}: {exc.strerror}", "check the file's permissions") from None

@@ -1,0 +1,37 @@
+"""`[tool.envmgr.aws]` (which service serves the AWS fixtures) and what both AWS backends' tables have."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from envmgr.services.aws.seeds import SEED_ENTRIES
+from envmgr.services.settings import ServiceSettings
+
+__all__ = ["AWS_BACKENDS", "AwsBackend", "AwsServiceSettings", "AwsSettings"]
+
+AwsBackend = Literal["localstack", "moto"]
+AWS_BACKENDS: tuple[str, ...] = get_args(AwsBackend)
+"""the services that can serve the AWS fixtures (`[tool.envmgr.aws] backend`)"""
+
+
+class AwsSettings(BaseModel):
+    """`[tool.envmgr.aws]`: which service serves the AWS fixtures, variables and seeds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: AwsBackend = Field(
+        default="localstack",
+        description="the service behind aws_endpoint_url, aws_env, s3_client, sqs_client, sns_client: localstack or "
+        "moto; setting it enables that service (unless its own table says enabled = false)",
+    )
+
+
+class AwsServiceSettings(ServiceSettings):
+    """What both AWS backends have: the region, and queues created in every account."""
+
+    region: str = Field(default="us-east-1", description="the AWS region of the clients and variables")
+    queues: list[str] = Field(default_factory=list, description="SQS queues created in every account")
+
+    seed_entries = SEED_ENTRIES
