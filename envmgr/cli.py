@@ -28,8 +28,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from envmgr.client import DaemonClient, Lease
 from envmgr.config import Settings, load_settings
+from envmgr.daemon.client import DaemonClient, Lease
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.engine import Engine, EnvironmentRecord
 from envmgr.environment import Environment, Health
@@ -203,7 +203,7 @@ def up(
 
 def _lease(settings: Settings, services: list[str] | None, workers: int) -> Lease | None:
     """A warm environment from the daemon when one answers (setting `daemon`: auto, on, off)."""
-    from envmgr.client import lease_if_running
+    from envmgr.daemon.client import lease_if_running
 
     with _err().status("asking the envmgr daemon for an environment ..."):
         return lease_if_running(settings, services or None, workers)
@@ -211,7 +211,7 @@ def _lease(settings: Settings, services: list[str] | None, workers: int) -> Leas
 
 def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json: bool, show_secrets: bool) -> None:
     """Hold a lease in the foreground; Ctrl-C hands it back (the daemon resets it and keeps it warm)."""
-    from envmgr.client import DaemonClient
+    from envmgr.daemon.client import DaemonClient
 
     try:
         env = Environment.attach(lease.id, settings=settings)
@@ -675,7 +675,7 @@ def daemon_start(socket_path: SocketOption = None) -> None:
     """Start the daemon in the background (one per user and engine) and wait until it answers."""
 
     def body() -> None:
-        from envmgr.client import DaemonClient, default_socket_path, spawn
+        from envmgr.daemon.client import DaemonClient, default_socket_path, spawn
 
         path = socket_path or default_socket_path()
         client = DaemonClient(path)
@@ -695,7 +695,7 @@ def daemon_run(socket_path: SocketOption = None) -> None:
     def body() -> None:
         import logging
 
-        from envmgr.daemon import serve
+        from envmgr.daemon.server import serve
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
         serve(socket_path)
@@ -704,7 +704,7 @@ def daemon_run(socket_path: SocketOption = None) -> None:
 
 
 def _running_daemon(socket_path: Path | None) -> DaemonClient:
-    from envmgr.client import DaemonClient
+    from envmgr.daemon.client import DaemonClient
 
     client = DaemonClient(socket_path)
     if not client.available():

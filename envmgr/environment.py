@@ -285,7 +285,7 @@ class Environment:
 
     def discard(self, services: Sequence[str]) -> None:
         """Remove every replica of these services from the running environment, once their starts have ended
-        (started ahead of need and not needed after all: see envmgr.prediction). Their planned ports stay theirs,
+        (started ahead of need and not needed after all: see envmgr.pytest.prediction). Their planned ports stay theirs,
         so a later `ensure` starts them where the plan said."""
         with self._lock:
             keys = [key for key in self._units if key[0] in services]

@@ -104,7 +104,7 @@ class ReadinessTimeoutError(ServiceStartError):
 
 
 class MigrationError(EnvmgrError):
-    """Migrating the template database failed (see `envmgr.migrate_strategies`)."""
+    """Migrating the template database failed (see `envmgr.services.postgres.template.migrate`)."""
 
     exit_code = 6
 

@@ -25,7 +25,7 @@ pytest_plugins = ["pytester"]
 def _no_inherited_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """The variables this run's envmgr exported (DATABASE_URL, CELERY_BROKER_URL, ENVMGR_RUN_PLAN ...) are this
     process's: the pytest runs and CLI processes a test starts must not inherit them from it."""
-    from envmgr.pytest_plugin import exported_names
+    from envmgr.pytest.plugin import exported_names
 
     for name in exported_names(request.config):
         monkeypatch.delenv(name, raising=False)

@@ -10,38 +10,8 @@ killed with SIGKILL and started again rebuilds it.
     leases.py     lease volumes on the engine, naming the holder process
     monitor.py    dead holders' leases taken back; idle environments removed after their TTL
     server.py     Daemon (requests -> pool) and the Unix socket server (serve)
+    client.py     the client side (the plugin, the CLI): DaemonClient, leases, spawn (starts a daemon)
     __main__.py   `python -m envmgr.daemon [--socket PATH]`, the same as `envmgr daemon run`
 
-A client starts a daemon with `envmgr.client.spawn` and talks to it with `envmgr.client.DaemonClient`.
-Names are imported on first use: importing this package costs nothing.
+This package face imports nothing.
 """
-
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from envmgr.client import spawn
-    from envmgr.daemon.pool import config_key, daemon_key
-    from envmgr.daemon.server import Daemon, serve
-
-__all__ = ["Daemon", "config_key", "daemon_key", "serve", "spawn"]
-
-_HOMES = {
-    "Daemon": "envmgr.daemon.server",
-    "serve": "envmgr.daemon.server",
-    "config_key": "envmgr.daemon.pool",
-    "daemon_key": "envmgr.daemon.pool",
-    "spawn": "envmgr.client",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
-    raise AttributeError(f"module 'envmgr.daemon' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)

@@ -15,8 +15,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from envmgr.client import default_socket_path
 from envmgr.daemon import monitor, presence, protocol, trust
+from envmgr.daemon.client import default_socket_path
 from envmgr.daemon.pool import Pool, daemon_key
 from envmgr.engine import Engine
 from envmgr.errors import DaemonError, EnvmgrError, first_line

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from envmgr.pytest_run import run_of
+from envmgr.pytest.run import run_of
 
 if TYPE_CHECKING:
     from envmgr.config import Settings
-    from envmgr.fixtures import WorkerShares
-    from envmgr.pytest_run import RunState
+    from envmgr.pytest.run import RunState
+    from envmgr.pytest.shares import WorkerShares
 
 __all__ = ["PLUGIN_NAME", "applies", "django_db_setup", "redis_cache_aliases"]
 
@@ -51,7 +51,7 @@ SERVICE_FIXTURES = dict.fromkeys(
      "django_db_serialized_rollback"],
     POSTGRES,
 )  # fmt: skip
-"""pytest-django's database fixtures reach Postgres (see envmgr.reach) ..."""
+"""pytest-django's database fixtures reach Postgres (see envmgr.pytest.reach) ..."""
 CLEAN_FIXTURES = tuple(SERVICE_FIXTURES)
 """... and leave it clean: a transactional test is marked as changing it by `_django_db_helper` itself"""
 SERVICE_MARKERS = {"django_db": POSTGRES}

@@ -53,7 +53,7 @@ WAIT_SECONDS = 600.0
 
 WITH_CACHE = ("-o", "addopts=-p no:hypothesispytest -p no:benchmark")
 """The repository's addopts without `-p no:cacheprovider`: as in a user's project, pytest's cache keeps what the
-last run reached (envmgr.prediction), so the on-demand side starts it before collection from its second run on
+last run reached (envmgr.pytest.prediction), so the on-demand side starts it before collection from its second run on
 (the warm-up run is the first)."""
 
 Sample = Callable[[], float]

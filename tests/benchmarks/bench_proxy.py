@@ -23,7 +23,7 @@ import psycopg
 import redis
 
 from envmgr import Environment, ServiceEndpoint, Settings
-from envmgr.proxy import FaultProxy
+from envmgr.faults.proxy import FaultProxy
 
 WARM_UP = 50
 

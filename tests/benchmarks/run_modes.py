@@ -44,8 +44,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envmgr.client import DaemonClient
-from envmgr.daemon import daemon_key
+from envmgr.daemon.client import DaemonClient
+from envmgr.daemon.pool import daemon_key
 from envmgr.engine import Engine
 from envmgr.errors import EnvmgrError
 from envmgr.labels import LABEL_DAEMON, LABEL_ENV, LABEL_NAMESPACE

@@ -21,8 +21,7 @@ import psycopg
 import pytest
 
 from envmgr import DaemonError, DaemonNotRunningError, Settings, load_settings
-from envmgr.client import DaemonClient, Lease
-from envmgr.daemon import spawn
+from envmgr.daemon.client import DaemonClient, Lease, spawn
 from envmgr.engine import Engine
 from envmgr.reaper import orphaned
 from tests.conftest import REPO, in_namespace
@@ -34,7 +33,7 @@ HOLDER_SCRIPT = """
 import sys, time
 from pathlib import Path
 from envmgr import load_settings
-from envmgr.client import DaemonClient
+from envmgr.daemon.client import DaemonClient
 settings = load_settings(Path(sys.argv[1]), localstack={"enabled": False}, wiremock={"enabled": False},
                          celery={"enabled": False})
 lease = DaemonClient(Path(sys.argv[2])).lease(settings)

@@ -17,7 +17,7 @@ from redis.retry import Retry
 
 from envmgr import Endpoints, Environment, ServiceEndpoint, Settings
 from envmgr.engine import Engine
-from envmgr.proxy import FaultProxy
+from envmgr.faults.proxy import FaultProxy
 from tests.conftest import labelled
 
 pytestmark = pytest.mark.docker

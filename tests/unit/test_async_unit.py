@@ -10,7 +10,7 @@ import pytest
 
 from envmgr.config import Settings
 from envmgr.errors import ConfigError
-from envmgr.pytest_async import AsyncFixture, loop_scope_of, runner_for
+from envmgr.pytest.async_fixtures import AsyncFixture, loop_scope_of, runner_for
 from envmgr.services.postgres.aio import async_engine
 from envmgr.services.postgres.urls import sqlalchemy_url
 

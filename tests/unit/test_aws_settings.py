@@ -12,7 +12,7 @@ import pytest
 
 from envmgr.config import LOCALSTACK_SERVICES, Settings, load_settings
 from envmgr.errors import ConfigError
-from envmgr.reach import FixtureMap
+from envmgr.pytest.reach import FixtureMap
 from envmgr.services.aws.api import PROBE_CALLS, ServiceNotServed, call_each
 from envmgr.services.registry import SERVICES
 

@@ -1,10 +1,10 @@
-"""The workers' channel to the controller (envmgr.pytest_controller), on a real Unix socket: many workers at once."""
+"""The workers' channel to the controller (envmgr.pytest.channel), on a real Unix socket: many workers at once."""
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from envmgr.endpoints import Endpoints
-from envmgr.pytest_controller import ControllerClient, ControllerServer
+from envmgr.pytest.channel import ControllerClient, ControllerServer
 
 
 def test_every_worker_of_a_large_run_reaches_the_controller_at_once() -> None:

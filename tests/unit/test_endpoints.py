@@ -183,7 +183,7 @@ def test_a_worker_exports_its_own_replicas_variables() -> None:
     """gw1's WIREMOCK_URL names replica 1 (a replica's endpoint is not replica 0's, yet it is the worker's own)."""
     from envmgr.config import Settings
     from envmgr.endpoints import Worker
-    from envmgr.pytest_setup import worker_variables
+    from envmgr.pytest.variables import worker_variables
 
     mock = postgres().model_copy(update={"service": "wiremock", "scheme": "http", "port": 8001, "password": None})
     mock = mock.bind(WIREMOCK_URL="url")

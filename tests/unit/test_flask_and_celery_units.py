@@ -12,7 +12,7 @@ from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
 from envmgr.exports import database_variables
 from envmgr.integrations.flask import load_app
-from envmgr.pytest_setup import worker_variables
+from envmgr.pytest.variables import worker_variables
 from envmgr.services.celery.image import REPOSITORY, worker_image
 from envmgr.services.postgres.service import VARIABLES
 from envmgr.services.postgres.template.alembic_upgrade import alembic_config

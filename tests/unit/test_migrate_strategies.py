@@ -9,7 +9,7 @@ import pytest
 
 from envmgr.config import Settings, load_settings
 from envmgr.errors import MigrationError
-from envmgr.reach import FixtureMap, reach
+from envmgr.pytest.reach import FixtureMap, reach
 from envmgr.services.postgres.template.content_hash import content_hash
 from envmgr.services.postgres.template.django_strategy import DjangoMigrate, django_settings_module
 from envmgr.services.postgres.template.files import glob_pattern, project_files

@@ -1,6 +1,6 @@
 """The prediction of what a run reaches (pure): its cache key and what it keeps."""
 
-from envmgr.prediction import Prediction, load, prediction_key, save
+from envmgr.pytest.prediction import Prediction, load, prediction_key, save
 
 
 class Cache:

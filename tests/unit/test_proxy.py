@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from envmgr.proxy import BUFFER_BYTES, FaultProxy, ProxyError
+from envmgr.faults.proxy import FaultProxy
+from envmgr.faults.proxy_state import BUFFER_BYTES, ProxyError
 
 TIMEOUT = 5.0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from envmgr.endpoints import Endpoints, ServiceEndpoint
-from envmgr.report import build_report, merge_resets, report_line, resets_of, write_report
+from envmgr.pytest.report import build_report, merge_resets, report_line, resets_of, write_report
 from envmgr.timings import Timings
 
 

@@ -10,9 +10,9 @@ import pytest
 from envmgr.compose import compose_document
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.errors import ServiceNotEnabledError
-from envmgr.fixtures import WorkerShares
-from envmgr.pytest_run import RunState
-from envmgr.pytest_source import SourceOptions
+from envmgr.pytest.run import RunState
+from envmgr.pytest.shares import WorkerShares
+from envmgr.pytest.source import SourceOptions
 from envmgr.services.registry import SERVICES
 from envmgr.topology import Topology
 from tests.unit.dummy_service import DummyService, SettingsWithDummy

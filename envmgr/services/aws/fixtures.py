@@ -10,7 +10,7 @@ import pytest
 
 if TYPE_CHECKING:
     from envmgr.config import Settings
-    from envmgr.fixtures import WorkerShares
+    from envmgr.pytest.shares import WorkerShares
 
 __all__ = ["aws_endpoint_url", "aws_env", "s3_client", "sns_client", "sqs_client"]
 

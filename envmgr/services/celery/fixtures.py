@@ -11,7 +11,7 @@ from envmgr.config import Settings
 from envmgr.endpoints import Endpoints
 
 if TYPE_CHECKING:
-    from envmgr.fixtures import WorkerShares
+    from envmgr.pytest.shares import WorkerShares
 
 __all__ = ["celery_app", "celery_worker"]
 
@@ -54,7 +54,7 @@ def celery_worker(
     if SERVICE in request.getfixturevalue("envmgr_endpoints"):
         envmgr_shares.reset(SERVICE)
     else:  # the in-process worker: purged through the app
-        from envmgr.pytest_run import run_of
+        from envmgr.pytest.run import run_of
 
         with run_of(request.config).resets.measure(SERVICE, "reset"):
             celery_app.control.purge()

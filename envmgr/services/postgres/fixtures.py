@@ -11,7 +11,7 @@ import pytest
 
 from envmgr.endpoints import Worker
 from envmgr.errors import EnvmgrError
-from envmgr.pytest_async import AsyncFixture
+from envmgr.pytest.async_fixtures import AsyncFixture
 
 if TYPE_CHECKING:
     import sqlalchemy
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
     from envmgr.config import Settings
-    from envmgr.fixtures import WorkerShares
+    from envmgr.pytest.shares import WorkerShares
 
 __all__ = [
     "FRESH_DB_MARKER",
@@ -127,7 +127,7 @@ async def _open_async_db_session(request: pytest.FixtureRequest) -> AsyncIterato
 
 
 ASYNC_DB_SESSION = AsyncFixture("async_db_session", _open_async_db_session)
-globals().update(ASYNC_DB_SESSION.runners())  # the async fixtures behind async_db_session (envmgr.pytest_async)
+globals().update(ASYNC_DB_SESSION.runners())  # the async fixtures behind async_db_session (envmgr.pytest.async_fixtures)
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from envmgr.pytest_async import AsyncFixture
+from envmgr.pytest.async_fixtures import AsyncFixture
 
 if TYPE_CHECKING:
     import redis
     import redis.asyncio
 
-    from envmgr.fixtures import WorkerShares
+    from envmgr.pytest.shares import WorkerShares
 
 __all__ = ["async_redis_client", "redis_client", "redis_url"]
 
@@ -54,7 +54,7 @@ async def _open_async_redis_client(request: pytest.FixtureRequest) -> AsyncItera
 
 
 ASYNC_REDIS_CLIENT = AsyncFixture("async_redis_client", _open_async_redis_client)
-globals().update(ASYNC_REDIS_CLIENT.runners())  # the async fixtures behind async_redis_client (envmgr.pytest_async)
+globals().update(ASYNC_REDIS_CLIENT.runners())  # the async fixtures behind async_redis_client (envmgr.pytest.async_fixtures)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import pytest
 from envmgr.services.wiremock.admin import WireMockAdmin
 
 if TYPE_CHECKING:
-    from envmgr.fixtures import WorkerShares
+    from envmgr.pytest.shares import WorkerShares
 
 __all__ = ["wiremock", "wiremock_url"]
 

@@ -1,4 +1,4 @@
-"""The template database: migrated (`envmgr.migrate_strategies`: Alembic, Django, a command or a function) and
+"""The template database: migrated (`envmgr.services.postgres.template.migrate`: Alembic, Django, a command or a function) and
 seeded once per content (see `envmgr.migrations.content_hash`) and server::
 
     result = ensure_template(endpoint, settings)          # app_tpl_<hash12>: migrated, seeded, IS_TEMPLATE

@@ -1,17 +1,30 @@
-"""Faults injected into one worker's view of an environment, undone in reverse order."""
+"""Faults injected into one worker's view of an environment, undone in reverse order (`Faults`), and the proxy through
+which a worker reaches a shared server so that a fault hits that worker only (`proxy.py`, its thread `proxy_loop.py`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from envmgr.endpoints import Worker
 
 if TYPE_CHECKING:
-    from envmgr.environment import Environment
-    from envmgr.proxy import FaultProxy
+    from envmgr.faults.proxy import FaultProxy
 
-__all__ = ["Faults"]
+__all__ = ["Faultable", "Faults"]
+
+
+class Faultable(Protocol):
+    """What faults act on without a proxy: an environment's containers (`envmgr.environment.Environment`)."""
+
+    def pause(self, service: str, worker: Worker | None = None) -> None: ...
+
+    def unpause(self, service: str, worker: Worker | None = None) -> None: ...
+
+    def stop(self, service: str, worker: Worker | None = None) -> None: ...
+
+    def start(self, service: str | None = None, worker: Worker | None = None) -> object: ...
 
 
 class Faults:
@@ -25,7 +38,7 @@ class Faults:
     """
 
     def __init__(
-        self, env: Environment, worker: Worker | None = None, proxies: Mapping[str, FaultProxy] | None = None
+        self, env: Faultable, worker: Worker | None = None, proxies: Mapping[str, FaultProxy] | None = None
     ) -> None:
         self._env = env
         self._worker = worker

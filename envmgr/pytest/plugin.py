@@ -1,13 +1,13 @@
-"""The pytest plugin (entry point `pytest11: envmgr`): hooks only. The run's state is `envmgr.pytest_run`, where its
-environment comes from and how it ends is `envmgr.pytest_source`, the fixtures are `envmgr.fixtures` and each
-service's `fixtures.py`.
+"""The pytest plugin (entry point `pytest11: envmgr`): hooks only. The run's state is `envmgr.pytest.run`, the
+controller's side of it `envmgr.pytest.coordinator`, where its environment comes from and how it ends
+`envmgr.pytest.source`; the fixtures are `envmgr.pytest.fixtures` and each service's `fixtures.py`.
 
 One environment per run, owned by the controller: the xdist controller (or the only process) starts it and tears it
 down after the last worker has finished; workers never start containers. Only the services the collected tests use
 are started: right after collection (in the background, while the first tests that need none run), each once per
 run, or before it, when the last run of the same command reached them (`envmgr.prediction`; what collection then
 shows unused is removed); an xdist worker asks the controller for them through a socket of the run's own
-(`envmgr.pytest_controller`).
+(`envmgr.pytest.channel`).
 Before a test runs, the services it reaches are waited for; a service that cannot start stops the run with the cause
 and the fix. A crashed run is cleaned by the reaper.
 """
@@ -22,24 +22,23 @@ import pytest
 
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
-from envmgr.pytest_run import RUN_KEY, RunState, run_of
-from envmgr.pytest_setup import (
+from envmgr.pytest.coordinator import COORDINATOR_KEY, Coordinator, coordinator_of
+from envmgr.pytest.options import DEFAULT_LOGS_DIR, run_state, settings_of
+from envmgr.pytest.report import resets_of, write_container_logs, write_report
+from envmgr.pytest.run import RUN_KEY, RunState, run_of
+from envmgr.pytest.source import OwnedSource, SourceOptions, may_lease
+from envmgr.pytest.variables import (
     CONTROLLER_VARIABLE,
-    DEFAULT_LOGS_DIR,
     ISOLATION_VARIABLE,
     PLAN_VARIABLE,
     export,
     exported_names,
     restore,
-    run_state,
-    settings_of,
     unset,
     worker_variables,
 )
-from envmgr.pytest_source import OwnedSource, SourceOptions, may_lease
-from envmgr.report import resets_of, write_container_logs, write_report
 
-__all__ = ["exported_names", "run_of"]  # (exported_names: envmgr.pytest_setup, kept here for tests)
+__all__ = ["exported_names", "run_of"]  # (exported_names: envmgr.pytest.variables, kept here for tests)
 
 WORKERINPUT_CONTROLLER = "envmgr_controller"
 WORKERINPUT_ISOLATION = "envmgr_isolation"
@@ -87,7 +86,7 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     """Register the fixtures: envmgr's own, each service's (from the service registry) and the Flask ones."""
     from envmgr.services.registry import SERVICES
 
-    for module in ["envmgr.fixtures", *SERVICES.fixture_modules(), "envmgr.integrations.flask_fixtures"]:
+    for module in ["envmgr.pytest.fixtures", *SERVICES.fixture_modules(), "envmgr.integrations.flask_fixtures"]:
         pluginmanager.import_plugin(module)
 
 
@@ -113,12 +112,13 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
         return
     run = run_state(early_config, early_config.known_args_namespace)
     early_config.stash[RUN_KEY] = run
+    coordinator = _coordinate(early_config, run)
     export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
     if may_lease(run.settings, run.options) or run.options.attach_id is not None:
         unset(early_config, PLAN_VARIABLE)
         return  # variables come with the leased or attached environment, before the first test that uses it
     source = OwnedSource(run.settings, run.workers, run.options)
-    run.source = source
+    coordinator.source = source
     try:
         planned = source.plan()
     except EnvmgrError as exc:
@@ -142,7 +142,16 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     if RUN_KEY not in config.stash:  # planned in pytest_load_initial_conftests (not when pytest runs in-process)
         config.stash[RUN_KEY] = run_state(config, config.option)
+        _coordinate(config, config.stash[RUN_KEY])
     _integrate(config)
+
+
+def _coordinate(config: pytest.Config, run: RunState) -> Coordinator:
+    """The controller's coordinator: it starts the run's services (run.starter)."""
+    coordinator = Coordinator(run)
+    run.starter = coordinator
+    config.stash[COORDINATOR_KEY] = coordinator
+    return coordinator
 
 
 def _integrate(config: pytest.Config) -> None:
@@ -160,33 +169,26 @@ def _integrate(config: pytest.Config) -> None:
 def pytest_configure_node(node: Any) -> None:
     """xdist, on the controller: tell each worker its isolation and where to ask for services."""
     run = run_of(node.config)
-    if run.channel is None:
-        from envmgr.pytest_controller import ControllerServer
-
-        run.channel = ControllerServer(
-            lambda services, worker_id, why, wait: run.ensure(
-                services, why, worker=run.worker_named(worker_id), wait=wait
-            ),
-            run.collected,
-        )
+    coordinator = coordinator_of(node.config)
+    assert coordinator is not None  # the controller's configure made it
     node.workerinput[WORKERINPUT_ISOLATION] = run.isolation
-    node.workerinput[WORKERINPUT_CONTROLLER] = str(run.channel.path)
+    node.workerinput[WORKERINPUT_CONTROLLER] = str(coordinator.serve_workers().path)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """The controller (or the only process), before xdist starts its workers: start in the background what the
-    last run of the same command reached (envmgr.prediction), while workers start and tests are collected."""
-    run = session.config.stash.get(RUN_KEY, None)
-    if run is None or run.is_worker or not isinstance(run.source, OwnedSource) or session.config.option.collectonly:
+    last run of the same command reached (envmgr.pytest.prediction), while workers start and tests are collected."""
+    coordinator = coordinator_of(session.config)
+    if coordinator is None or not isinstance(coordinator.source, OwnedSource) or session.config.option.collectonly:
         return
-    from envmgr.prediction import load
+    from envmgr.pytest.prediction import load
 
-    predicted = load(getattr(session.config, "cache", None), _prediction_key(session.config, run))
+    predicted = load(getattr(session.config, "cache", None), _prediction_key(session.config, coordinator.run))
     if predicted is not None and predicted.names():
         # a guess: when it cannot start (no engine ...), what the tests need is started after collection as usual,
         # and its error stops the run there
         with contextlib.suppress(EnvmgrError):
-            run.start_predicted(predicted)
+            coordinator.start_predicted(predicted)
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -195,8 +197,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     run = session.config.stash.get(RUN_KEY, None)
     if run is None or session.config.option.collectonly:
         return
-    from envmgr.fixtures import needed_by
-    from envmgr.pytest_controller import ControllerClient
+    from envmgr.pytest.channel import ControllerClient
+    from envmgr.pytest.fixtures import needed_by
 
     needed = needed_by(session.items, run)
     run.needed.update(needed)
@@ -206,8 +208,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             if run.controller is not None:
                 ControllerClient(run.controller).collected(list(needed))
             needed = {name: why for name, why in needed.items() if not run.service(name).per_worker}
-        else:
-            run.collected(list(needed))
+        elif (coordinator := coordinator_of(session.config)) is not None:
+            coordinator.collected(list(needed))
         if needed:
             run.ensure(list(needed), needed, wait=False)
     except EnvmgrError as exc:
@@ -220,7 +222,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     run = item.config.stash.get(RUN_KEY, None)
     if run is None:
         return
-    from envmgr.fixtures import reach_of
+    from envmgr.pytest.fixtures import reach_of
 
     found = reach_of(item, run.fixture_map())
     enabled = run.settings.enabled_services()
@@ -264,11 +266,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             workeroutput[WORKEROUTPUT_RESETS] = resets_of(run.resets.phases, run.resets.counts)
         return
     run.exitstatus = int(exitstatus)
-    if isinstance(run.source, OwnedSource) and not config.option.collectonly:
-        from envmgr.prediction import save
+    coordinator = coordinator_of(config)
+    if coordinator is None:
+        return
+    if isinstance(coordinator.source, OwnedSource) and not config.option.collectonly:
+        from envmgr.pytest.prediction import save
 
-        save(getattr(config, "cache", None), _prediction_key(config, run), run.prediction())
-    report = run.report()
+        save(getattr(config, "cache", None), _prediction_key(config, run), coordinator.prediction())
+    report = coordinator.report()
     if run.report_path is not None and report is not None:
         try:
             write_report(run.report_path, report)
@@ -277,31 +282,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    run = config.stash.get(RUN_KEY, None)
-    if run is None or run.is_worker:
+    coordinator = coordinator_of(config)
+    if coordinator is None:
         return
-    line = run.summary()
+    line = coordinator.summary()
     if line:
         terminalreporter.write_line(line)
-    if run.discard_failure is not None:
+    if coordinator.discard_failure is not None:
         terminalreporter.write_line(
-            f"envmgr: the unused {', '.join(run.discarded)} could not be removed before the end: "
-            f"{run.discard_failure.cause}"
+            f"envmgr: the unused {', '.join(coordinator.discarded)} could not be removed before the end: "
+            f"{coordinator.discard_failure.cause}"
         )
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     restore(config)
-    run = config.stash.get(RUN_KEY, None)
-    if run is None or run.is_worker:
+    coordinator = coordinator_of(config)
+    if coordinator is None:
         return
-    if run.channel is not None:
-        run.channel.close()
-    if run.source is None:
+    coordinator.close()
+    if coordinator.source is None:
         return
-    _save_logs(config, run)
+    _save_logs(config, coordinator.run)
     try:
-        lines = run.source.finish(failed=run.failed)
+        lines = coordinator.source.finish(failed=coordinator.run.failed)
     except EnvmgrError as exc:  # e.g. the engine stopped: the watchdog removes the environment once it answers
         lines = [f"envmgr: error: {exc.cause}", *([f"envmgr:   fix: {exc.fix}"] if exc.fix else [])]
     for line in lines:
@@ -312,7 +316,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def _prediction_key(config: pytest.Config, run: RunState) -> str:
-    from envmgr.prediction import prediction_key
+    from envmgr.pytest.prediction import prediction_key
 
     params = config.invocation_params
     return prediction_key(params.args, str(params.dir), run.workers, run.isolation)

@@ -76,7 +76,7 @@ def build_report(
     """The report of one run: the environment's phases per service, its template facts, every reset, its engine;
     with `started`, why each service was started (the fixture or setting that first asked for it), which
     enabled services were `skipped` because no test used them, and which were `discarded`: started ahead because
-    the last run used them (envmgr.prediction), removed once collection showed no test uses them."""
+    the last run used them (envmgr.pytest.prediction), removed once collection showed no test uses them."""
     names = list(endpoints.services)
     names += [name for name in resets if name not in names]  # e.g. celery purges with an in-process worker
     services: dict[str, dict[str, float | int]] = {}

@@ -112,5 +112,5 @@ class AsyncFixture:
             async with self.open(request) as value:
                 yield value
 
-        runner.__doc__ = f"runs {self.name} in the test's event loop (see envmgr.pytest_async)"
+        runner.__doc__ = f"runs {self.name} in the test's event loop (see envmgr.pytest.async_fixtures)"
         return runner

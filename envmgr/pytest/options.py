@@ -1,5 +1,4 @@
-"""What the plugin reads before anything runs: the settings, the run's options, and the connection variables it
-puts in os.environ (and takes back at the end)."""
+"""What the plugin reads before anything runs: the settings (once per process) and the run's options."""
 
 from __future__ import annotations
 
@@ -9,35 +8,13 @@ from typing import Any
 import pytest
 
 from envmgr.config import Settings, find_pyproject, load_settings
-from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
-from envmgr.exports import exported_variables
-from envmgr.pytest_run import RunState
-from envmgr.pytest_source import SourceOptions
-from envmgr.services.registry import ServiceRegistry
+from envmgr.pytest.run import RunState
+from envmgr.pytest.source import SourceOptions
 
-__all__ = [
-    "CONTROLLER_VARIABLE",
-    "DEFAULT_LOGS_DIR",
-    "ISOLATION_VARIABLE",
-    "PLAN_VARIABLE",
-    "export",
-    "exported_names",
-    "restore",
-    "run_state",
-    "settings_of",
-    "unset",
-    "worker_variables",
-]
+__all__ = ["DEFAULT_LOGS_DIR", "run_state", "settings_of"]
 
 DEFAULT_LOGS_DIR = "envmgr-logs"
-PLAN_VARIABLE = "ENVMGR_RUN_PLAN"
-"""the controller's plan (Endpoints JSON), for its xdist workers to export their view before their conftests load"""
-ISOLATION_VARIABLE = "ENVMGR_RUN_ISOLATION"
-CONTROLLER_VARIABLE = "ENVMGR_RUN_CONTROLLER"
-"""the controller's pid: a process is its xdist worker when its parent is that pid (a pytest run inside a test of
-another run inherits PYTEST_XDIST_WORKER from it, and is no worker of anybody's)"""
-SAVED_KEY = pytest.StashKey[dict[str, str | None]]()
 SETTINGS_KEY = pytest.StashKey[Settings]()
 
 
@@ -84,33 +61,6 @@ def run_state(config: pytest.Config, options: Any) -> RunState:
     )
 
 
-def worker_variables(
-    endpoints: Endpoints, worker: Worker, settings: Settings, registry: ServiceRegistry
-) -> dict[str, str]:
-    """What `worker`'s process exports: each service as that worker uses it (its database, its Redis db, its
-    account, its replica: `ServiceRegistry.worker_views`), named by the services and by the export table."""
-    return exported_variables(registry.worker_views(endpoints, worker, settings), settings.export)
-
-
-def exported_names(config: pytest.Config) -> list[str]:
-    """The variables this process's envmgr set in os.environ (restored at the end of the run)."""
-    saved: dict[str, str | None] = config.stash.get(SAVED_KEY, {})
-    return sorted(saved)
-
-
-def unset(config: pytest.Config, name: str) -> None:
-    config.stash.setdefault(SAVED_KEY, {}).setdefault(name, os.environ.get(name))
-    os.environ.pop(name, None)
-
-
-def export(config: pytest.Config, variables: dict[str, str]) -> None:
-    """Set the variables in os.environ; what they replaced comes back at the end of the run."""
-    saved = config.stash.setdefault(SAVED_KEY, {})
-    for name, value in variables.items():
-        saved.setdefault(name, os.environ.get(name))
-        os.environ[name] = value
-
-
 def _overrides(options: Any) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     if getattr(options, "envmgr_image_set", None):
@@ -118,13 +68,3 @@ def _overrides(options: Any) -> dict[str, Any]:
     if getattr(options, "envmgr_isolation", None):
         overrides["isolation"] = options.envmgr_isolation
     return overrides
-
-
-def restore(config: pytest.Config) -> None:
-    """The variables as they were before the run."""
-    saved: dict[str, str | None] = config.stash.get(SAVED_KEY, {})
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value

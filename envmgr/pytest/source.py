@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from envmgr.client import DaemonClient, Lease, lease_if_running
 from envmgr.config import Settings
+from envmgr.daemon.client import DaemonClient, Lease, lease_if_running
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError
 

@@ -1,0 +1,81 @@
+"""A worker's share of each service: how it sees the server, and putting it back in the seeded state. Every service
+fixture goes through `WorkerShares` (the `envmgr_shares` fixture)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from envmgr.endpoints import ServiceEndpoint, Worker
+
+if TYPE_CHECKING:
+    from envmgr.faults.proxy import FaultProxy
+    from envmgr.pytest.run import RunState
+
+__all__ = ["WorkerShares"]
+
+
+class WorkerShares:
+    """This worker's share of each service: how it sees the server, and putting it back in the seeded state.
+
+    Every service fixture goes through here, so a reset is the service's own (`Service.worker_reset`) and is
+    counted in the run's report."""
+
+    def __init__(self, run: RunState, worker: Worker, *, proxied: bool = False) -> None:
+        self._run = run
+        self.worker = worker
+        self.proxied = proxied
+        """shared servers are reached through a proxy of this worker's (so that its faults are its own)"""
+        self.proxies: dict[str, FaultProxy] = {}
+        self._servers: dict[str, ServiceEndpoint] = {}
+        self._before_reset: dict[str, list[Callable[[], object]]] = {}
+
+    @property
+    def services(self) -> list[str]:
+        """The services this worker has used so far (in start order)."""
+        endpoints = self._run.endpoints
+        order = list(endpoints.services) if endpoints is not None else []
+        return sorted(self._servers, key=lambda name: order.index(name) if name in order else len(order))
+
+    def before_reset(self, service: str, action: Callable[[], object]) -> None:
+        """Run `action` before each reset of the service (e.g. let go of pooled connections a reset would cut)."""
+        self._before_reset.setdefault(service, []).append(action)
+
+    def server(self, service: str) -> ServiceEndpoint:
+        """The service's endpoint for this worker (its replica of a per-worker service), as the server sees it;
+        started first when the run has not started it yet (it waits for a start already under way)."""
+        if service not in self._servers:
+            endpoints = self._run.ensure([service], {service: "a fixture"}).for_worker(self.worker)
+            endpoint = endpoints[service]
+            if self.proxied and service not in endpoints.per_worker and not self._run.service(service).per_worker:
+                from envmgr.faults.proxy import FaultProxy
+
+                proxy = FaultProxy(endpoint.host, endpoint.port, name=f"{service}-{self.worker.worker_id}")
+                endpoint = endpoint.moved_to("127.0.0.1", proxy.start())
+                self.proxies[service] = proxy
+            self._servers[service] = endpoint
+        return self._servers[service]
+
+    def close(self) -> None:
+        """Close this worker's proxies (at the end of the session)."""
+        for proxy in self.proxies.values():
+            proxy.close()
+        self.proxies.clear()
+
+    def view(self, service: str) -> ServiceEndpoint:
+        """The service as this worker uses it: its database, its Redis db, its AWS account."""
+        return self._run.service(service).worker_view(self.server(service), self.worker)
+
+    def setup(self, service: str) -> None:
+        self._run.service(service).worker_setup(self.server(service), self.worker)
+
+    def reset(self, service: str) -> None:
+        """This worker's share of the service back to the seeded state (timed, counted in the report)."""
+        with self._run.resets.measure(service, "reset"):
+            for action in self._before_reset.get(service, ()):
+                action()
+            self._run.service(service).worker_reset(self.server(service), self.worker)
+        self._run.dirty.discard(service)
+
+    def teardown(self, service: str) -> None:
+        self._run.service(service).worker_teardown(self.server(service), self.worker)
