@@ -1,7 +1,7 @@
 """The one lock around every change envmgr makes to process-wide state.
 
-Alembic runs in this process (`envmgr.services.postgres.template.alembic_upgrade`), and so do Python seed files (`envmgr.services.postgres.template.seeds`). Both touch state
-that every thread shares:
+Alembic runs in this process (`envmgr.services.postgres.template.alembic_upgrade`), and so do Python seed files
+(`envmgr.services.postgres.template.seeds`). Both touch state that every thread shares:
 
 * `sys.path`: Alembic's `prepend_sys_path` and the seed folder (so `_helpers.py` beside a seed file imports);
 * `sys.modules`: the seed module, and what env.py, the revisions and the seeds import;

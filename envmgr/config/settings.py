@@ -243,8 +243,8 @@ class Settings(BaseSettings):
         return self.resolve(self.alembic_ini)
 
     def migrate_spec(self) -> str | None:
-        """The migration strategy in force (`envmgr.services.postgres.template.migrate`): `migrate`, else "alembic" when alembic_ini
-        is set, else None (no migrations)."""
+        """The migration strategy in force (`envmgr.services.postgres.template.migrate`): `migrate`, else "alembic"
+        when alembic_ini is set, else None (no migrations)."""
         if self.migrate is not None and self.migrate.strip():
             return self.migrate.strip()
         return "alembic" if self.alembic_ini is not None else None

@@ -1,6 +1,6 @@
 """`python -m envmgr.integrations.django_migrate [--result PATH] [FIXTURE ...]`: Django's `migrate`, then `loaddata`
-of the fixtures, on the database of the POSTGRES_* variables (`envmgr.services.postgres.template.django_strategy.DjangoMigrate` runs it in
-the project root, with DJANGO_SETTINGS_MODULE set).
+of the fixtures, on the database of the POSTGRES_* variables (`DjangoMigrate` of
+`envmgr.services.postgres.template.django_strategy` runs it in the project root, with DJANGO_SETTINGS_MODULE set).
 
 A process of its own because Django's settings are process-wide: the process that builds the template (a test run's
 controller, `envmgr up`, the daemon) must not configure Django. `DATABASES['default']` is pointed at the target

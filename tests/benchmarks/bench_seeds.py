@@ -9,8 +9,8 @@ The file is generated: one `CREATE TABLE`, then `INSERT` statements (`--rows-per
 Each side loads it into a fresh database of one envmgr Postgres server (`Environment(["postgres"])`), in ONE
 transaction, and the row count is checked afterwards:
 
-* envmgr: `envmgr.services.postgres.template.seeds.load_postgres_seeds` (read, check, split, send in batches of ~256 KB over TCP), the way
-  a template is seeded; the time of `split_sql` alone is printed too.
+* envmgr: `load_postgres_seeds` of `envmgr.services.postgres.template.seeds` (read, check, split, send in batches
+  of ~256 KB over TCP), the way a template is seeded; the time of `split_sql` alone is printed too.
 * baseline: `psql -X -q -1 -v ON_ERROR_STOP=1 -f FILE` against the same URL (the host's psql over TCP, like envmgr;
   `--psql container` runs the server's own psql through `docker exec` on its Unix socket instead, the file copied
   in first, untimed).

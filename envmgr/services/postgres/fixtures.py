@@ -127,7 +127,8 @@ async def _open_async_db_session(request: pytest.FixtureRequest) -> AsyncIterato
 
 
 ASYNC_DB_SESSION = AsyncFixture("async_db_session", _open_async_db_session)
-globals().update(ASYNC_DB_SESSION.runners())  # the async fixtures behind async_db_session (envmgr.pytest.async_fixtures)
+# the async fixtures behind async_db_session (envmgr.pytest.async_fixtures)
+globals().update(ASYNC_DB_SESSION.runners())
 
 
 @pytest.fixture

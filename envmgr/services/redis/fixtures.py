@@ -54,7 +54,8 @@ async def _open_async_redis_client(request: pytest.FixtureRequest) -> AsyncItera
 
 
 ASYNC_REDIS_CLIENT = AsyncFixture("async_redis_client", _open_async_redis_client)
-globals().update(ASYNC_REDIS_CLIENT.runners())  # the async fixtures behind async_redis_client (envmgr.pytest.async_fixtures)
+# the async fixtures behind async_redis_client (envmgr.pytest.async_fixtures)
+globals().update(ASYNC_REDIS_CLIENT.runners())
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
-"""The template database: migrated (`envmgr.services.postgres.template.migrate`: Alembic, Django, a command or a function) and
-seeded once per content (see `envmgr.migrations.content_hash`) and server::
+"""The template database: migrated (`migrate.py`: Alembic, Django, a command or a function) and seeded once per
+content (see `content_hash.py`) and server::
 
     result = ensure_template(endpoint, settings)          # app_tpl_<hash12>: migrated, seeded, IS_TEMPLATE
     with Janitor(endpoint) as janitor:

@@ -3,7 +3,7 @@
 =====================  ==============================================================================================
 `migrate`              what runs against the template database (`<db>_tpl_<hash>_building`)
 =====================  ==============================================================================================
-"alembic"              Alembic's upgrade, in this process (`envmgr.services.postgres.template.alembic_upgrade`); alembic.ini from `alembic_ini`
+"alembic"              Alembic's upgrade, in this process (`alembic_upgrade.py`); alembic.ini from `alembic_ini`
                        (default `alembic.ini`). The default when `alembic_ini` is set.
 "django"               Django's `migrate`, then `loaddata` of `django_fixtures`, in a subprocess
                        (`python -m envmgr.integrations.django_migrate`): Django's settings are process-wide and the
