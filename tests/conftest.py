@@ -11,7 +11,7 @@ import pytest
 
 from envmgr.config import Settings
 from envmgr.engine import Engine
-from envmgr.labels import LABEL_ENV, LABEL_NAMESPACE
+from envmgr.engine.labels import LABEL_ENV, LABEL_NAMESPACE
 
 if TYPE_CHECKING:
     from tests.integration.private_engine import PrivateEngine

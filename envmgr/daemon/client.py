@@ -19,8 +19,8 @@ from typing import Any
 from envmgr.config import Settings
 from envmgr.daemon import protocol, trust
 from envmgr.endpoints import Endpoints
+from envmgr.engine.labels import Owner
 from envmgr.errors import DaemonError, DaemonNotRunningError
-from envmgr.labels import Owner
 
 __all__ = ["DaemonClient", "Lease", "default_socket_path", "lease_if_running", "spawn"]
 

@@ -11,8 +11,8 @@ import contextlib
 import docker.errors
 
 from envmgr.engine import Engine
+from envmgr.engine.labels import LABEL_ENV, LABEL_LEASE, Owner
 from envmgr.errors import EnvmgrError
-from envmgr.labels import LABEL_ENV, LABEL_LEASE, Owner
 
 __all__ = ["LEASE_VOLUME_PREFIX", "Leases"]
 

@@ -1,7 +1,7 @@
 """A daemon's presence on the engine: a volume `envmgr-daemon-<key>` labelled with its key and its process.
 
 A daemon's environments are detached: they outlive a crash, and the next daemon on the same socket adopts them. The
-sweep (`envmgr.reaper.orphaned`) keeps them while the daemon that made them, or the one that announced itself for
+sweep (`envmgr.engine.reaper.orphaned`) keeps them while the daemon that made them, or the one that announced itself for
 their key since, is alive; once neither is (and no live run leases them), they go after their idle time-out.
 """
 
@@ -12,7 +12,7 @@ import contextlib
 import docker.errors
 
 from envmgr.engine import Engine, engine_errors
-from envmgr.labels import LABEL_DAEMON, Owner
+from envmgr.engine.labels import LABEL_DAEMON, Owner
 
 __all__ = ["PRESENCE_VOLUME_PREFIX", "announce", "withdraw"]
 

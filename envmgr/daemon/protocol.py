@@ -32,8 +32,8 @@ from typing import Any
 
 from envmgr import errors
 from envmgr.config import Settings
+from envmgr.engine.labels import Owner
 from envmgr.errors import EnvmgrError
-from envmgr.labels import Owner
 
 __all__ = [
     "MAX_REQUEST_BYTES",

@@ -19,8 +19,8 @@ from envmgr.daemon import monitor, presence, protocol, trust
 from envmgr.daemon.client import default_socket_path
 from envmgr.daemon.pool import Pool, daemon_key
 from envmgr.engine import Engine
+from envmgr.engine.labels import Owner
 from envmgr.errors import DaemonError, EnvmgrError, first_line
-from envmgr.labels import Owner
 
 __all__ = ["Daemon", "serve"]
 

@@ -16,7 +16,7 @@ from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.settings import ServiceSettings
 
-__all__ = ["ComposeContext", "ContainerSpec", "DerivedImage", "Published", "Service", "new_password"]
+__all__ = ["ComposeContext", "ContainerSpec", "DerivedImage", "DoctorNote", "Published", "Service", "new_password"]
 
 
 def new_password() -> str:
@@ -71,6 +71,14 @@ class Published:
     """the worker this replica serves (replica 0 in session isolation)"""
     needs: Mapping[str, ServiceEndpoint] = field(default_factory=dict)
     """the endpoints of the services it required or used (the worker's replicas)"""
+
+
+@dataclass(frozen=True)
+class DoctorNote:
+    """One line of `envmgr doctor` about a service's settings: fine (`ok`) or a problem to fix."""
+
+    ok: bool
+    text: str
 
 
 @dataclass(frozen=True)
@@ -206,6 +214,11 @@ class Service(ABC):
 
     def worker_teardown(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
         """After `worker`'s last test: remove its share (drop its database)."""
+
+    def doctor(self, publish_address: str) -> list[DoctorNote]:
+        """What `envmgr doctor` says about this service's settings beyond its image (ports are published on
+        `publish_address`). Default: nothing."""
+        return []
 
     # compose export -------------------------------------------------------------------------------------------
 

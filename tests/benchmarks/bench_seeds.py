@@ -33,7 +33,7 @@ import psycopg
 
 from envmgr import Environment, ServiceEndpoint, Settings
 from envmgr.engine import Engine
-from envmgr.labels import LABEL_ENV, LABEL_SERVICE
+from envmgr.engine.labels import LABEL_ENV, LABEL_SERVICE
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.seeds import load_postgres_seeds
 from envmgr.services.postgres.template.sql import split_sql

@@ -47,8 +47,8 @@ from pathlib import Path
 from envmgr.daemon.client import DaemonClient
 from envmgr.daemon.pool import daemon_key
 from envmgr.engine import Engine
+from envmgr.engine.labels import LABEL_DAEMON, LABEL_ENV, LABEL_NAMESPACE
 from envmgr.errors import EnvmgrError
-from envmgr.labels import LABEL_DAEMON, LABEL_ENV, LABEL_NAMESPACE
 
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "tests/example_app/suite"

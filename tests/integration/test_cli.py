@@ -15,7 +15,14 @@ import redis
 
 from envmgr.config import Settings
 from envmgr.engine import Engine
-from envmgr.labels import LABEL_DETACHED, LABEL_ENV, LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
+from envmgr.engine.labels import (
+    LABEL_DETACHED,
+    LABEL_ENV,
+    LABEL_NAMESPACE,
+    LABEL_REPLICA,
+    LABEL_SERVICE,
+    LABEL_SERVICE_CONFIG,
+)
 from envmgr.services.registry import create_service
 from tests.conftest import labelled
 

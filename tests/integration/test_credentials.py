@@ -12,7 +12,7 @@ import pytest
 from envmgr import Environment, Settings
 from envmgr.credentials import Credentials
 from envmgr.engine import Engine
-from envmgr.labels import LABEL_ENV
+from envmgr.engine.labels import LABEL_ENV
 from tests.integration.test_cli import envmgr
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

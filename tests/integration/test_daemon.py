@@ -23,7 +23,7 @@ import pytest
 from envmgr import DaemonError, DaemonNotRunningError, Settings, load_settings
 from envmgr.daemon.client import DaemonClient, Lease, spawn
 from envmgr.engine import Engine
-from envmgr.reaper import orphaned
+from envmgr.engine.reaper import orphaned
 from tests.conftest import REPO, in_namespace
 from tests.integration.test_cli import envmgr
 

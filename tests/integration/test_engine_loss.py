@@ -95,7 +95,7 @@ def wait_clean(engine: PrivateEngine, env_id: str, since: float) -> float:
 
 def watchdogs(env_id: str) -> list[int]:
     found = subprocess.run(
-        ["pgrep", "-f", f"envmgr.reaper --env {env_id}"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", f"envmgr.engine.reaper --env {env_id}"], capture_output=True, text=True, check=False
     )
     return [int(pid) for pid in found.stdout.split()]
 

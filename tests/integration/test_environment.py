@@ -10,7 +10,7 @@ import redis
 
 from envmgr import Environment, ReadinessTimeoutError, ServiceStartError, Settings
 from envmgr.engine import Engine
-from envmgr.labels import LABEL_DETACHED, LABEL_ENV, LABEL_HOST, LABEL_PID, LABEL_SERVICE
+from envmgr.engine.labels import LABEL_DETACHED, LABEL_ENV, LABEL_HOST, LABEL_PID, LABEL_SERVICE
 from tests.conftest import labelled
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

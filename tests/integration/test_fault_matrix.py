@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from envmgr.engine import Engine
-from envmgr.labels import LABEL_NAMESPACE
+from envmgr.engine.labels import LABEL_NAMESPACE
 from tests.conftest import in_namespace
 from tests.integration.private_engine import PrivateEngine
 from tests.integration.test_engine_loss import CLEAN_WITHIN, lose_the_engine_during_a_run, teardown_message

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from envmgr.engine import Engine
-from envmgr.labels import LABEL_NAMESPACE, LABEL_SERVICE
+from envmgr.engine.labels import LABEL_NAMESPACE, LABEL_SERVICE
 from tests.integration.test_plugin import PROJECT_TABLE
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from envmgr.engine import Engine
-from envmgr.reaper import sweep
+from envmgr.engine.reaper import sweep
 from tests.conftest import labelled
 
 pytestmark = pytest.mark.docker
@@ -68,14 +68,14 @@ def test_sweep_spares_a_live_owner_and_removes_a_dead_one(engine: Engine) -> Non
 
 def _watchdogs(env_id: str) -> list[int]:
     found = subprocess.run(
-        ["pgrep", "-f", f"envmgr.reaper --env {env_id}"], capture_output=True, text=True, check=False
+        ["pgrep", "-f", f"envmgr.engine.reaper --env {env_id}"], capture_output=True, text=True, check=False
     )
     return [int(pid) for pid in found.stdout.split()]
 
 
 def test_a_lease_volume_left_alone_is_swept(engine: Engine) -> None:
     """A lease volume whose environment is otherwise gone (its holder dead) is an environment the sweep removes."""
-    from envmgr.labels import LABEL_ENV, LABEL_LEASE, Owner
+    from envmgr.engine.labels import LABEL_ENV, LABEL_LEASE, Owner
 
     dead = Owner(pid=2**22 + 12345, start="1", host=Owner.current().host)  # above pid_max: never a live process
     env_id = f"t{os.getpid()}x"

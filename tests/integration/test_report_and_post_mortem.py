@@ -12,8 +12,8 @@ import psycopg
 import pytest
 
 from envmgr.engine import Engine
+from envmgr.engine.reaper import expired, orphaned
 from envmgr.environment import Environment
-from envmgr.reaper import expired, orphaned
 from tests.conftest import in_namespace, labelled
 from tests.integration.test_plugin import make_project
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-import envmgr.containers
-from envmgr.containers import bind_copies
+import envmgr.engine.containers
+from envmgr.engine.containers import bind_copies
 from envmgr.errors import ServiceStartError
 
 
@@ -48,7 +48,7 @@ def test_a_single_file_is_copied_to_the_mount_point(tmp_path: Path) -> None:
 
 
 def test_too_much_to_copy_names_the_folder_and_the_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(envmgr.containers, "COPY_LIMIT_BYTES", 10)
+    monkeypatch.setattr(envmgr.engine.containers, "COPY_LIMIT_BYTES", 10)
     source = project(tmp_path / "code")
     with pytest.raises(ServiceStartError) as raised:
         bind_copies("celery", source, "/app")

@@ -22,8 +22,8 @@ from envmgr.compose import (
     render,
 )
 from envmgr.config import Settings
+from envmgr.engine.labels import LABEL_ENV
 from envmgr.errors import ServiceNotEnabledError
-from envmgr.labels import LABEL_ENV
 from envmgr.services.localstack.service import SEED_JOB as LOCALSTACK_SEED_SERVICE
 from envmgr.services.wiremock.settings import WireMockSettings
 

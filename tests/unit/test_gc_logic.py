@@ -7,9 +7,9 @@ import sys
 import pytest
 
 from envmgr.engine import EnvironmentRecord
+from envmgr.engine.labels import LABEL_CREATED, LABEL_DETACHED, LABEL_ENV, LABEL_SANDBOX, Owner
+from envmgr.engine.reaper import expired, parse_duration
 from envmgr.errors import ConfigError
-from envmgr.labels import LABEL_CREATED, LABEL_DETACHED, LABEL_ENV, LABEL_SANDBOX, Owner
-from envmgr.reaper import expired, parse_duration
 
 NOW = 1_700_000_000.0
 HOUR = 3600.0

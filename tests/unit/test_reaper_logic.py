@@ -7,8 +7,7 @@ import subprocess
 import sys
 
 from envmgr.engine import EnvironmentRecord
-from envmgr.errors import DockerUnavailableError
-from envmgr.labels import (
+from envmgr.engine.labels import (
     LABEL_CREATED,
     LABEL_DAEMON,
     LABEL_DETACHED,
@@ -20,7 +19,8 @@ from envmgr.labels import (
     pid_space,
     process_start_ticks,
 )
-from envmgr.reaper import DEFAULT_IDLE_TTL, RETRY_SECONDS, expired, orphaned, remove_until_done
+from envmgr.engine.reaper import DEFAULT_IDLE_TTL, RETRY_SECONDS, expired, orphaned, remove_until_done
+from envmgr.errors import DockerUnavailableError
 
 NOW = 1_800_000_000.0
 

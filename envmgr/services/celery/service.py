@@ -3,7 +3,7 @@
 The worker of replica N consumes from its broker database (the xdist worker gwN's, see `Worker.broker_db`), so a
 task sent by one pytest worker is executed only by that worker's Celery worker. The project's code is mounted
 read-only at /app (`[tool.envmgr.celery] code_dir`, default the project root; copied there on a remote engine, see
-`envmgr.containers.bind_copies`) and the app is `[tool.envmgr.celery] app`. The container runs as the invoking
+`envmgr.engine.containers.bind_copies`) and the app is `[tool.envmgr.celery] app`. The container runs as the invoking
 user's uid:gid, so it reads a project folder only its owner may read (a `mktemp -d` folder, a 0750 home). Its image
 is built with the project's requirements when `requirements` or `dockerfile` is set (`image.py`). The container's
 environment names the broker (CELERY_BROKER_URL, CELERY_RESULT_BACKEND, which Celery reads by default), the internal

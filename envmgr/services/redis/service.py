@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from envmgr.endpoints import REDIS_DATABASES, Component, ServiceEndpoint, Worker
-from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, DoctorNote, Published, Service
 from envmgr.services.redis.settings import RedisSettings
 from envmgr.services.settings import SettingValue
 
@@ -74,6 +74,21 @@ class RedisService(Service):
     def endpoint(self, published: Published) -> ServiceEndpoint:
         endpoint = self.published_endpoint(published, "redis", username="", password=self.server_password, path="0")
         return endpoint.bind(**VARIABLES)
+
+    def doctor(self, publish_address: str) -> list[DoctorNote]:
+        """Without a password: fine on 127.0.0.1 only; a problem when every interface of a remote engine's host
+        publishes it."""
+        if self.redis.password:
+            return []
+        if publish_address == "127.0.0.1":
+            return [DoctorNote(True, "password = false: no password, published on 127.0.0.1 only")]
+        return [
+            DoctorNote(
+                False,
+                "password = false on a remote engine: reachable without a password on every interface of the "
+                f"engine's host ({publish_address}); keep the password there",
+            )
+        ]
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """Every logical database emptied (the session's and each worker's)."""

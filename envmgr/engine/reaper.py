@@ -2,7 +2,7 @@
 
 Two mechanisms, neither needing a pulled image:
 
-* a **watchdog** per environment: a small process in its own session (`python -m envmgr.reaper`), started by the
+* a **watchdog** per environment: a small process in its own session (`python -m envmgr.engine.reaper`), started by the
   owner, that waits on the owner's pid (a pidfd: woken the moment the owner dies, SIGKILL included) and then removes
   everything labelled with the environment's id. The owner dismisses it after a teardown that removed everything,
   or when it hands the environment over (`envmgr up --detach`, the daemon). When a teardown could not remove
@@ -35,8 +35,8 @@ import time
 from collections.abc import Callable
 
 from envmgr.engine import Engine, EnvironmentRecord
+from envmgr.engine.labels import LABEL_DAEMON, LABEL_SETTINGS, Owner
 from envmgr.errors import ConfigError, EnvmgrError
-from envmgr.labels import LABEL_DAEMON, LABEL_SETTINGS, Owner
 
 __all__ = ["Watchdog", "expired", "orphaned", "parse_duration", "remove_until_done", "sweep"]
 
@@ -63,7 +63,7 @@ class Watchdog:
         self._process: subprocess.Popen[bytes] = subprocess.Popen(
             [
                 # at the lowest priority: it must not compete with the start-up it guards for the CPU
-                "nice", "-n", "19", sys.executable, "-m", "envmgr.reaper",
+                "nice", "-n", "19", sys.executable, "-m", "envmgr.engine.reaper",
                 "--env", env_id, "--pid", str(owner.pid), "--start", owner.start,
             ],
             stdin=subprocess.PIPE,  # the owner's orders (REMOVE_ORDER)
@@ -220,7 +220,7 @@ def _wait_for_exit_or_order(owner: Owner, orders: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m envmgr.reaper", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m envmgr.engine.reaper", description=__doc__)
     parser.add_argument("--env", required=True)
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--start", default="")

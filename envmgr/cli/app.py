@@ -1,0 +1,131 @@
+"""The `envmgr` command: the only place where errors become exit codes.
+
+envmgr up [SERVICE...] [--detach --json]      start an environment (foreground until Ctrl-C, or detached)
+envmgr down ID | --all | --sandbox ID         remove environments
+envmgr status [--json]                        environments on this engine and each service's health
+envmgr reset [SERVICE...] --env ID            back to the seeded state
+envmgr gc [--older-than DURATION]             remove what dead owners left behind (and old sandboxes)
+envmgr doctor                                 engine, images and advice
+envmgr images build [SERVICE...]              build the local image set from the services' image folders
+                   [--official-lookalike]       ... or its variants tagged with the official names
+
+The apps and their shared options, consoles and error handling (`run_command`: the only place where errors become exit
+codes); each command group is a module of its own."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.text import Text
+
+from envmgr.config import Settings, load_settings
+from envmgr.errors import (
+    EnvmgrError,
+    MigrationError,
+    ServiceStartError,
+)
+
+__all__ = [
+    "ConfigOption",
+    "ImageSetOption",
+    "ShowSecretsOption",
+    "SocketOption",
+    "app",
+    "compose_app",
+    "daemon_app",
+    "err_console",
+    "images_app",
+    "main",
+    "out_console",
+    "read_settings",
+    "run_command",
+]
+
+app = typer.Typer(
+    name="envmgr",
+    help="Ephemeral, isolated test environments on Docker: PostgreSQL, Redis, Celery, LocalStack, WireMock.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+images_app = typer.Typer(help="Build and inspect the local image set.", no_args_is_help=True)
+app.add_typer(images_app, name="images")
+
+
+compose_app = typer.Typer(help="Plain docker compose files of envmgr environments.", no_args_is_help=True)
+app.add_typer(compose_app, name="compose")
+
+daemon_app = typer.Typer(help="The daemon that keeps warm environments for test runs.", no_args_is_help=True)
+app.add_typer(daemon_app, name="daemon")
+
+
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="pyproject.toml to read [tool.envmgr] from (default: nearest)")
+]
+ImageSetOption = Annotated[
+    str | None,
+    typer.Option(
+        "--image-set", help="official (pinned registry images) or local (built from each service's image/ folder)"
+    ),
+]
+ShowSecretsOption = Annotated[
+    bool,
+    typer.Option(
+        "--show-secrets", help="print passwords as they are (masked by default; --json and --env-file keep them)"
+    ),
+]
+
+
+def err_console() -> Console:
+    """The console for messages (stderr). Strings print as they are: no Rich markup (`[tool.envmgr]`, a regex's
+    brackets and `[/bold]` in a seed stay text), no `:emoji:` codes, no highlighting; styles come from `Text` parts.
+    (`status()` and its `update()` still parse a string as markup: give them `Text`.)"""
+    return Console(stderr=True, markup=False, emoji=False, highlight=False)
+
+
+def out_console() -> Console:
+    """The console for results (stdout): plain text like `err_console()`."""
+    return Console(markup=False, emoji=False, highlight=False)
+
+
+def run_command(action: Callable[[], T]) -> T:
+    """Run a command body; turn envmgr errors into a one-line cause, the fix and a non-zero exit code."""
+    try:
+        return action()
+    except EnvmgrError as exc:
+        err_console().print(Text.assemble(("envmgr: error:", "bold red"), " ", exc.cause), soft_wrap=True)
+        if exc.fix:
+            err_console().print(Text.assemble("  ", ("fix:", "bold"), " ", exc.fix), soft_wrap=True)
+        if isinstance(exc, ServiceStartError) and exc.logs:
+            err_console().print(f"  last log lines of {exc.service}:", highlight=False, markup=False)
+            err_console().print(exc.logs.rstrip(), highlight=False, markup=False, soft_wrap=True)
+        if isinstance(exc, MigrationError) and exc.output:
+            err_console().print("  last lines of its output:", highlight=False, markup=False)
+            err_console().print(exc.output.rstrip(), highlight=False, markup=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console().print("envmgr: interrupted")
+        sys.exit(130)
+
+
+def read_settings(config: Path | None, image_set: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if image_set is not None:
+        overrides["image_set"] = image_set
+    return load_settings(config, **overrides)
+
+
+SocketOption = Annotated[
+    Path | None, typer.Option("--socket", envvar="ENVMGR_DAEMON_SOCKET", help="the daemon's Unix socket")
+]
+
+
+def main() -> None:
+    app()

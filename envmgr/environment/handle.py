@@ -1,0 +1,323 @@
+"""Environment: the services of one isolated test environment, started together and removed together; the small
+facade over its phases (`plan.py`: names, ports, credentials before anything runs; `runtime.py`: network, starts,
+readiness, teardown; `attach.py`: rebuilt from the labels of one started elsewhere).
+
+    with Environment(["postgres", "redis"]) as env:
+        env.endpoints["postgres"].url
+
+Start-up: settings are already validated; the engine is reached; orphans of dead owners are swept; every image is
+checked before anything is created; a labelled network is created and a watchdog guards it; the services start
+concurrently (a service waits only for those it requires), each ready when its own protocol answers, then prepared
+(migrations, seeds). Any failure removes everything created so far and raises the failing service's error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from envmgr.config import Settings, load_settings
+from envmgr.credentials import Credentials
+from envmgr.endpoints import Endpoints, Worker
+from envmgr.engine import Engine
+from envmgr.environment.attach import read_attachment, read_ready
+from envmgr.environment.plan import EnvironmentPlan
+from envmgr.environment.runtime import Runtime
+from envmgr.errors import EnvmgrError, ServiceNotEnabledError
+from envmgr.services.base import Service
+from envmgr.services.registry import SERVICES, ServiceRegistry
+from envmgr.timings import Timings
+from envmgr.topology import Topology
+
+__all__ = ["Environment", "Health"]
+
+STOP_TIMEOUT = 5
+
+
+@dataclass(frozen=True)
+class Health:
+    """One probe of one service."""
+
+    service: str
+    healthy: bool
+    seconds: float
+    detail: str = ""
+
+
+class Environment:
+    """An isolated set of service containers on its own Docker network; a context manager."""
+
+    def __init__(
+        self,
+        services: Sequence[str] | None = None,
+        *,
+        settings: Settings | None = None,
+        env_id: str | None = None,
+        sandbox: str | None = None,
+        detach: bool = False,
+        engine: Engine | None = None,
+        workers: int = 0,
+        labels: Mapping[str, str] | None = None,
+        guard_detached: bool = False,
+        registry: ServiceRegistry = SERVICES,
+        credentials: Credentials | None = None,
+    ) -> None:
+        """`workers`: 0 for session isolation (one replica of everything); N for worker isolation, where each of
+        the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker).
+
+        The services' passwords derive from the user's key and the environment's id (envmgr.credentials): no label
+        holds one, and a process of the same user that attaches derives the same."""
+        settings = settings if settings is not None else load_settings()
+        names = list(services) if services is not None else settings.enabled_services()
+        self._plan = EnvironmentPlan(
+            settings, names, workers=workers, registry=registry, env_id=env_id,
+            credentials=credentials or Credentials.load(), sandbox=sandbox, detach=detach, labels=labels or {},
+        )  # fmt: skip
+        self.guard_detached = guard_detached
+        """with detach: keep the watchdog (a crash of this process still removes it) until hand_over()"""
+        self.timings = Timings()
+        self._runtime = Runtime(self._plan, engine, self.timings)
+        self.scope: Worker | None = None
+        """set for a test process's handle (the `envmgr_env` fixture): `reset()` then resets this worker's share
+        only, never another worker's"""
+
+    # what it is ------------------------------------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        return self._plan.id
+
+    @property
+    def settings(self) -> Settings:
+        return self._plan.settings
+
+    @property
+    def topology(self) -> Topology:
+        return self._plan.topology
+
+    @property
+    def workers(self) -> int:
+        return self._plan.workers
+
+    @property
+    def sandbox(self) -> str | None:
+        return self._plan.sandbox
+
+    @property
+    def detach(self) -> bool:
+        return self._plan.detach
+
+    @detach.setter
+    def detach(self, value: bool) -> None:
+        self._plan.detach = value
+
+    @property
+    def engine(self) -> Engine:
+        return self._runtime.engine
+
+    @property
+    def begun(self) -> bool:
+        """Whether this handle has created anything on the engine (its network, its watchdog) and not removed it."""
+        return self._runtime.begun
+
+    @property
+    def network_name(self) -> str:
+        return self._plan.network_name
+
+    @property
+    def services(self) -> list[str]:
+        return list(self._plan.services)
+
+    def service(self, name: str) -> Service:
+        """The service object of one of this environment's services (its hooks: worker_view, worker_reset...)."""
+        return self._plan.service(name)
+
+    def replicas(self, name: str) -> list[Worker]:
+        """The workers served by the containers of a service: one each for per-worker services."""
+        return self._plan.replicas(name)
+
+    def labels(self) -> dict[str, str]:
+        """The labels put on every container and network of this environment."""
+        return self._plan.labels()
+
+    @property
+    def endpoints(self) -> Endpoints:
+        endpoints = self._runtime.endpoints
+        if endpoints is None:
+            raise EnvmgrError(f"environment {self.id} is not started", "call start() or use it in a with block")
+        return endpoints
+
+    # lifecycle -------------------------------------------------------------------------------------------------
+
+    def start(self, service: str | None = None, worker: Worker | None = None) -> Endpoints:
+        """Start every service and return the endpoints; on failure nothing is left running.
+
+        With `service`: start that stopped service again (see `stop`), on the same ports, once it answers.
+        """
+        if service is not None:
+            self._runtime.restart(service, worker or Worker())
+            return self.endpoints
+        if self._runtime.complete():
+            return self.endpoints
+        try:
+            self.begin()
+            self.ensure(self.services)
+        except BaseException:
+            self._runtime.teardown()
+            raise
+        if self.detach and not self.guard_detached:
+            self._runtime.dismiss_watchdog()
+        return self.endpoints
+
+    def begin(self) -> None:
+        """Sweep orphans, create the labelled network and the watchdog: what every service start needs first."""
+        self._runtime.begin()
+
+    def ensure(self, services: Sequence[str], worker: Worker | None = None) -> Endpoints:
+        """Start whatever of `services` (and what they need) is not started yet, and return the endpoints.
+
+        For a per-worker service: the replica of `worker`, or every replica when `worker` is None. Concurrent calls
+        share the starts they have in common; a service that failed to start fails every call that needs it. The
+        environment's other services keep running (`start()` removes everything on failure instead).
+        """
+        self._runtime.ensure(services, worker)
+        return self.endpoints
+
+    def plan(self, worker: Worker | None = None) -> Endpoints:
+        """The endpoints every service will have (ports, names, credentials), before anything starts and without
+        the engine: for a per-worker service, `worker`'s replica (or every replica). Starts keep to the plan (a port
+        taken meanwhile is replaced)."""
+        return self._plan.plan(worker, self._runtime.connected)
+
+    def check_replicas(self, services: Sequence[str], worker: Worker, workers: int) -> None:
+        """For a run of `workers` xdist workers on this (attached) environment: ServiceNotEnabledError when one of
+        `services` has a replica per worker but none of `worker`'s own (the environment was started for fewer
+        workers), rather than `worker` sharing another worker's."""
+        if workers <= 0:
+            return  # session isolation: one share for everybody, by choice
+        for name in services:
+            if name in self.topology.per_worker and not 0 <= worker.replica < self.workers:
+                raise ServiceNotEnabledError(
+                    f"environment {self.id} was started for {self.workers} xdist workers: {name} has no replica of "
+                    f"{worker.worker_id}'s own (its tests would see another worker's)",
+                    f"start it for this run's workers: envmgr up --workers {workers}; or run with "
+                    f"{f'-n {self.workers}' if self.workers else 'no -n'} or --envmgr-isolation session",
+                )
+
+    def discard(self, services: Sequence[str]) -> None:
+        """Remove every replica of these services from the running environment, once their starts have ended
+        (started ahead of need and not needed after all: see envmgr.pytest.prediction). Their planned ports stay
+        theirs, so a later `ensure` starts them where the plan said."""
+        self._runtime.discard(services)
+
+    def started(self) -> list[str]:
+        """The services with at least one replica started."""
+        return list(dict.fromkeys(name for name, _ in self._runtime.ready))
+
+    def hand_over(self) -> None:
+        """Let the environment outlive this process: its watchdog is dismissed (a guarded detached one's too)."""
+        self._runtime.dismiss_watchdog()
+
+    def close(self) -> None:
+        """Remove every container, network and volume of this environment (a detached one is left running)."""
+        if self.detach and self._runtime.endpoints is not None:
+            return
+        self._runtime.teardown()
+
+    def remove(self) -> None:
+        """Remove the environment whatever its owner or detached state (`envmgr down`)."""
+        self._runtime.teardown()
+
+    def __enter__(self) -> Environment:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # operations on a running environment -------------------------------------------------------------------
+
+    def health(self, services: Sequence[str] | None = None) -> dict[str, Health]:
+        """Probe every service once (or those named)."""
+        names = self.endpoints.services if services is None else services
+        return {name: self._probe_once(name) for name in names}
+
+    def reset(self, services: Sequence[str] | None = None) -> None:
+        """Bring services back to their prepared state (default: all), every replica, and drop what workers made
+        (their databases, Redis databases, AWS accounts): what a fresh environment would have.
+
+        On a handle scoped to a worker (`scope`, as `envmgr_env` gives each test process): that worker's share of
+        each service only (its database, its Redis db, its account, its replicas); other workers are untouched."""
+        for name in services if services is not None else self.services:
+            service = self.service(name)
+            with self.timings.measure(name, "reset"):
+                if self.scope is not None:
+                    service.worker_reset(self._runtime.endpoint_of(name, self.scope), self.scope)
+                    continue
+                for endpoint in self.endpoints.all():
+                    if endpoint.service == name:
+                        service.reset(endpoint)
+
+    def prepare(self) -> Endpoints:
+        """Run every service's prepare step again (on an attached environment): a template that exists is reused."""
+        prepared = []
+        for endpoint in self.endpoints.all():
+            with self.timings.measure(endpoint.service, "prepare", endpoint.replica):
+                prepared.append(self.service(endpoint.service).prepare(endpoint))
+        return self._runtime.prepared({(e.service, e.replica): e for e in prepared})
+
+    # fault injection -----------------------------------------------------------------------------------------
+
+    def pause(self, service: str, worker: Worker | None = None) -> None:
+        """Freeze a service's container (connections hang: "Redis down", "database not answering")."""
+        self._runtime.container_of(service, worker).pause()
+
+    def unpause(self, service: str, worker: Worker | None = None) -> None:
+        self._runtime.container_of(service, worker).unpause()
+
+    def stop(self, service: str, worker: Worker | None = None) -> None:
+        """Stop a service's container (connections are refused); `start(service)` brings it back on the same ports."""
+        self._runtime.container_of(service, worker).stop(timeout=STOP_TIMEOUT)
+
+    def _probe_once(self, name: str) -> Health:
+        started = time.perf_counter()
+        try:
+            self.service(name).probe(self.endpoints[name])
+        except Exception as exc:  # a failing probe is the answer here, not an error
+            return Health(name, False, time.perf_counter() - started, f"{type(exc).__name__}: {exc}")
+        return Health(name, True, time.perf_counter() - started)
+
+    # attaching to an environment started elsewhere ------------------------------------------------------
+
+    @classmethod
+    def attach(
+        cls,
+        env_id: str,
+        *,
+        engine: Engine | None = None,
+        settings: Settings | None = None,
+        registry: ServiceRegistry = SERVICES,
+        credentials: Credentials | None = None,
+        stopped_ok: bool = False,
+    ) -> Environment:
+        """A handle on a running environment (started by another process), rebuilt from its labels; its passwords
+        derived from this user's key (ConfigError when the environment was started with another key).
+
+        A stopped service is a ServiceStartError, unless `stopped_ok` (`envmgr status`): its endpoint is then where
+        it will be once started again (envmgr pins the ports). EnvironmentNotFoundError when the environment is
+        gone, or goes while it is read."""
+        engine = engine or Engine.connect()
+        credentials = credentials or Credentials.load()
+        found = read_attachment(env_id, engine, settings, registry, credentials)
+        record = found.record
+        env = cls(found.services, settings=found.settings, env_id=env_id, sandbox=record.sandbox,
+                  detach=record.detached, engine=engine, workers=found.workers, registry=registry,
+                  credentials=credentials)  # fmt: skip
+        gateway = engine.network_gateway(record.networks[0]) if record.networks else None
+        env._runtime.adopt(read_ready(env._plan, engine, record, stopped_ok=stopped_ok), gateway)
+        env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
+        return env

@@ -1,0 +1,328 @@
+"""What an environment has on the engine while it runs, and how it gets there and goes away: its labelled network
+and watchdog (`begin`), the start of each replica (once, in a thread pool: create, probe, prepare; a service waits
+only for those it needs), what is ready, its containers, and its removal (`teardown`: the starts under way end
+first, then everything labelled with its id goes; when the engine cannot remove it all, the watchdog is ordered to
+as soon as it answers)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from typing import Any, cast
+
+from testcontainers.core.container import DockerContainer
+from testcontainers.core.network import Network
+
+from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
+from envmgr.engine import Engine
+from envmgr.engine.containers import alias, is_running, published_from, run_container
+from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
+from envmgr.engine.reaper import Watchdog, sweep
+from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
+from envmgr.errors import ServiceNotEnabledError
+from envmgr.readiness import Waiter, wait_until
+from envmgr.services.base import Service
+from envmgr.timings import Timings
+
+__all__ = ["Runtime"]
+
+
+class Runtime:
+    """One environment on one engine (see the module's documentation)."""
+
+    def __init__(self, plan: EnvironmentPlan, engine: Engine | None, timings: Timings) -> None:
+        self.plan = plan
+        self.timings = timings
+        self.attached = False
+        """rebuilt from the engine's labels (`envmgr.environment.attach`), not started by this handle"""
+        self.gateway: str | None = None
+        """the gateway of the environment's network: the test host, as containers reach it"""
+        self.ready: Ready = {}
+        """every started (probed, prepared) replica"""
+        self._engine = engine
+        self._endpoints: Endpoints | None = None
+        self._containers: dict[str, DockerContainer] = {}
+        self._watchdog: Watchdog | None = None
+        self._lock = threading.Lock()
+        self._network: Network | None = None
+        self._labels: dict[str, str] = {}
+        self._begun = False
+        self._units: dict[tuple[str, int], Future[ServiceEndpoint]] = {}
+        self._checked_images: set[str] = set()
+        self._pool: ThreadPoolExecutor | None = None
+        self._cancel = threading.Event()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine.connect()
+        return self._engine
+
+    @property
+    def connected(self) -> Engine | None:
+        """The engine, when this handle has one already (planning does not connect)."""
+        return self._engine
+
+    @property
+    def begun(self) -> bool:
+        return self._begun
+
+    @property
+    def endpoints(self) -> Endpoints | None:
+        return self._endpoints
+
+    def complete(self) -> bool:
+        """Every replica of every service is started."""
+        return self._endpoints is not None and len(self.ready) == self.plan.unit_count()
+
+    def adopt(self, ready: Ready, gateway: str | None) -> None:
+        """What an environment started elsewhere has (read from its labels: `envmgr.environment.attach`)."""
+        self.ready = ready
+        self.attached = True
+        self.gateway = gateway
+        self._endpoints = self._build_endpoints()
+
+    def prepared(self, ready: Ready) -> Endpoints:
+        """The replicas prepared again (on an attached environment)."""
+        self.ready = ready
+        self._endpoints = self._build_endpoints()
+        return self._endpoints
+
+    # begin, start ------------------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Sweep orphans, create the labelled network and the watchdog: what every service start needs first."""
+        if self._begun:
+            return
+        engine = self.engine
+        sweep(engine)
+        labels = self.plan.labels()
+        try:
+            network = Network(engine.client_kwargs(), docker_network_kw={"labels": labels, "driver": "bridge"})
+            network.name = self.plan.network_name
+            network.create()
+            self._network = network
+            self.gateway = engine.network_gateway(self.plan.network_name)
+            self._watchdog = Watchdog(self.plan.id, self.plan.owner, engine.docker_host())  # this engine
+        except BaseException:
+            self.teardown()
+            raise
+        self._labels = labels
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"envmgr-{self.plan.id}")
+        self._begun = True
+        self._endpoints = self._build_endpoints()
+
+    def ensure(self, services: Sequence[str], worker: Worker | None) -> None:
+        """Start whatever of `services` (and what they need) is not started yet; concurrent calls share the starts
+        they have in common; a service that failed to start fails every call that needs it."""
+        self.begin()
+        units = self.plan.units_for(services, worker)
+        self._check_images(list(dict.fromkeys(name for name, _ in units)))
+        futures = [self._unit(name, unit_worker) for name, unit_worker in units]
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            raise cast(BaseException, failed[0].exception())
+        wait(futures)
+        for future in futures:
+            future.result()
+
+    def discard(self, services: Sequence[str]) -> None:
+        """Remove every replica of these services once their starts have ended; their planned ports stay theirs."""
+        with self._lock:
+            keys = [key for key in self._units if key[0] in services]
+            futures = [self._units[key] for key in keys]
+        wait(futures)  # a start under way ends first, well or not: its container is then there to remove
+        for name in dict.fromkeys(name for name, _ in keys):
+            self.engine.remove_service(self.plan.id, name)
+        with self._lock:
+            for key in keys:
+                self._units.pop(key, None)
+                self.ready.pop(key, None)
+                container = self._containers.pop(alias(*key), None)
+                if container is not None:
+                    container.get_docker_client().client.close()
+            if self._begun:
+                self._endpoints = self._build_endpoints()
+
+    def restart(self, service: str, worker: Worker) -> None:
+        """Start a stopped service's container again and wait until it answers; a service whose data lives in RAM
+        is prepared again and `worker`'s share made anew."""
+        container = self.container_of(service, worker)
+        container.start()
+        handler = self.plan.service(service)
+        endpoint = self.endpoint_of(service, worker)
+        self.await_ready(handler, endpoint, container)
+        if handler.data_in_ram:  # the restart emptied it: prepared again (template, seeds), this worker's data back
+            handler.prepare(endpoint)
+            handler.worker_setup(endpoint, worker)
+
+    def endpoint_of(self, service: str, worker: Worker | None) -> ServiceEndpoint:
+        """The endpoint of `worker`'s replica of a service: never another worker's. A handle made before that
+        replica started (replicas start on demand) reads the environment's labels again to find it."""
+        self.plan.service(service)
+        replica = self.plan.topology.replica_of(service, worker or Worker())
+        if (service, replica) not in self.ready and self.attached:
+            from envmgr.environment.attach import read_ready
+
+            self.ready.update(read_ready(self.plan, self.engine))
+            self._endpoints = self._build_endpoints()
+        if (service, replica) not in self.ready:
+            raise ServiceNotEnabledError(
+                f"replica {replica} of {service} has not started in environment {self.plan.id}",
+                f"use {service} in a test of this worker first (its replica starts when it is first needed)",
+            )
+        return self.ready[(service, replica)]
+
+    def container_of(self, service: str, worker: Worker | None) -> Any:
+        return self.engine.client.containers.get(self.endpoint_of(service, worker).container)
+
+    def await_ready(
+        self, service: Service, endpoint: ServiceEndpoint, container: Any, cancel: threading.Event | None = None
+    ) -> None:
+        engine = self.engine
+        waiter = Waiter(
+            service=service.name,
+            logs=lambda: engine.container_logs(container),
+            running=lambda: not (cancel is not None and cancel.is_set()) and is_running(container),
+        )
+        wait_until(lambda: service.probe(endpoint), waiter, self.plan.settings.startup_timeout,
+                   service.probe_description)  # fmt: skip
+
+    def _check_images(self, names: Sequence[str]) -> None:
+        with self._lock:
+            services = [self.plan.services[name] for name in names if name not in self._checked_images]
+        if not services:
+            return
+        with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+            futures = [pool.submit(self._ensure_image, service) for service in services]
+        for future in futures:
+            future.result()
+        with self._lock:
+            self._checked_images.update(service.name for service in services)
+
+    def _ensure_image(self, service: Service) -> None:
+        """The service's image present: its base image pulled (or its build asked for), then the image derived for
+        the project (the Celery worker with its requirements) built on the environment's network when missing."""
+        from envmgr.images import ensure_derived_image
+
+        self.engine.ensure_image(service.base_image(), service.name, service.build_hint())
+        derived = service.derived_image()
+        if derived is not None:
+            ensure_derived_image(self.engine, derived, network=self.plan.network_name)
+
+    def _unit(self, name: str, worker: Worker) -> Future[ServiceEndpoint]:
+        """The start of one replica: begun once, shared by every caller that needs it."""
+        key = (name, self.plan.topology.replica_of(name, worker))
+        with self._lock:
+            future = self._units.get(key)
+            if future is None:
+                self.plan.planned(name, worker, self._engine)  # its endpoint is known now: dependants go on
+                assert self._pool is not None
+                future = self._pool.submit(self._start_service, name, worker)
+                self._units[key] = future
+            return future
+
+    def _started_needs(self, name: str, worker: Worker) -> dict[str, ServiceEndpoint]:
+        """The needs as they actually started (a planned port may have been taken meanwhile), waited for: their
+        starts were submitted before this one's, so they are running or done."""
+        topology = self.plan.topology
+        with self._lock:
+            futures = {
+                key: self._units[key]
+                for key in ((req, topology.replica_of(req, worker)) for req in topology.needs[name])
+            }
+        return self.plan.needs_of(name, worker, {key: future.result() for key, future in futures.items()})
+
+    def _start_service(self, name: str, worker: Worker) -> ServiceEndpoint:
+        """Create, probe and prepare one replica (in the pool's thread); its needs are planned, maybe not ready."""
+        plan = self.plan
+        service = plan.services[name]
+        replica = plan.topology.replica_of(name, worker)
+        spec = service.container_spec(plan.planned_needs(name, worker), worker)
+        host_ports = plan.host_ports(name, replica)
+        network_alias = alias(name, replica)
+        assert self._network is not None
+        service_labels = {
+            **self._labels,
+            LABEL_SERVICE: name,
+            LABEL_REPLICA: str(replica),
+            LABEL_SERVICE_CONFIG: service.config.model_dump_json(),
+        }
+
+        def created(container: DockerContainer) -> None:
+            with self._lock:
+                self._containers[network_alias] = container
+
+        with self.timings.measure(name, "create", replica):
+            wrapped = run_container(
+                self.engine, service=name, spec=spec, name=f"{plan.settings.namespace}-{plan.id}-{network_alias}",
+                network_alias=network_alias, network=self._network, labels=service_labels, host_env=service.host_env,
+                created=created, host_ports=host_ports, gateway=self.gateway,
+            )  # fmt: skip
+        started = self._started_needs(name, worker)  # its container runs already; its probe may need them
+        published = published_from(
+            wrapped, service=name, host=self.engine.host_address(), ports=service.ports, worker=worker,
+            replica=replica, needs=started,
+        )  # fmt: skip
+        endpoint = with_replica(service.endpoint(published), replica)
+        with self.timings.measure(name, "ready", replica):
+            self.await_ready(service, endpoint, wrapped, self._cancel)
+        with self.timings.measure(name, "prepare", replica):
+            prepared = service.prepare(endpoint)
+        with self._lock:
+            self.ready[(name, replica)] = prepared
+            self._endpoints = self._build_endpoints()
+        return prepared
+
+    def _build_endpoints(self) -> Endpoints:
+        return self.plan.endpoints(self.ready, self._callback())
+
+    def _callback(self) -> Callback | None:
+        """Where containers reach the test host: the network's gateway, when that is this machine (a local engine)."""
+        if self.gateway is None or self.engine.host_address() != "127.0.0.1":
+            return None
+        return Callback(bind=self.gateway)
+
+    # teardown ------------------------------------------------------------------------------------------------
+
+    def dismiss_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+
+    def teardown(self) -> None:
+        """Remove everything; when the engine could not remove it all (stopped, restarting), the watchdog is
+        ordered to remove it as soon as the engine answers, and the error (one line and the fix) is raised."""
+        self._cancel.set()  # starts still waiting for readiness give up
+        self._close_pool()  # starts under way end first: a container made after the removal would stay
+        try:
+            self.engine.remove_environment(self.plan.id)
+        except BaseException:
+            self._release(removed=False)
+            raise
+        self._release(removed=True)
+
+    def _close_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def _release(self, removed: bool) -> None:
+        """Let go of what this handle holds; the watchdog is dismissed only when the environment is gone."""
+        self._close_pool()
+        for container in self._containers.values():
+            container.get_docker_client().client.close()
+        self._containers.clear()
+        if removed:
+            self.dismiss_watchdog()
+        elif self._watchdog is not None:
+            self._watchdog.remove_now()
+            self._watchdog = None
+        self._endpoints = None
+        self.ready.clear()
+        self._units.clear()
+        self.plan.forget()
+        self.gateway = None
+        self._begun = False
