@@ -16,7 +16,16 @@ from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.settings import ServiceSettings
 
-__all__ = ["ComposeContext", "ContainerSpec", "DerivedImage", "DoctorNote", "Published", "Service", "new_password"]
+__all__ = [
+    "ComposeContext",
+    "ContainerSpec",
+    "DerivedImage",
+    "DoctorNote",
+    "Published",
+    "Service",
+    "ServiceDocs",
+    "new_password",
+]
 
 
 def new_password() -> str:
@@ -74,6 +83,25 @@ class Published:
 
 
 @dataclass(frozen=True)
+class ServiceDocs:
+    """The service's row of the services table in docs/services.md (generated: `envmgr.docs_reference`), in
+    Markdown: what is said beyond its image names."""
+
+    ready: str
+    """when it counts as ready (its protocol probe)"""
+    seeds: str
+    """what it loads, from where"""
+    isolation: str
+    """what each xdist worker gets of it"""
+    reset: str
+    """how a worker's share goes back to the seeded state, and what that costs"""
+    official_image: str = ""
+    """a note on the official image"""
+    local_image: str = ""
+    """a note on the local image (what envmgr's build adds)"""
+
+
+@dataclass(frozen=True)
 class DoctorNote:
     """One line of `envmgr doctor` about a service's settings: fine (`ok`) or a problem to fix."""
 
@@ -112,6 +140,8 @@ class Service(ABC):
     per_worker: ClassVar[bool] = False
     """one container per xdist worker (in worker isolation) instead of one for the environment"""
     probe_description: ClassVar[str]
+    docs: ClassVar[ServiceDocs]
+    """its row of the services table (docs/services.md)"""
     fixtures: ClassVar[str | None] = None
     """the module of its pytest fixtures (registered by the plugin), or None; services that can stand in for one
     another (LocalStack, moto) share one, and `serves_fixtures` says which of them serves it"""

@@ -1,7 +1,8 @@
 """docs/configuration.md is generated from the settings model: it must be what the generator writes today."""
 
 from envmgr.config import Settings
-from envmgr.docs_reference import COMMAND, reference
+from envmgr.docs_reference import COMMAND, reference, services_table, with_services_table
+from envmgr.services.registry import SERVICES
 from tests.conftest import REPO
 
 
@@ -27,3 +28,9 @@ def test_every_setting_is_in_the_reference_with_its_variable_and_a_description()
             assert f"| `{name}` |" in page
             assert f"`ENVMGR_{name.upper()}`" in page
             assert info.description, f"{name} has no description"
+
+
+def test_the_services_table_is_up_to_date() -> None:
+    page = (REPO / "docs" / "services.md").read_text()
+    assert page == with_services_table(page), f"docs/services.md's services table differs: regenerate it: {COMMAND}"
+    assert services_table().count("\n") == 2 + len(SERVICES)

@@ -6,16 +6,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
 from envmgr.compose import compose_document
+from envmgr.config import Settings
+from envmgr.docs_reference import reference, services_table
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
-from envmgr.errors import ServiceNotEnabledError
+from envmgr.errors import ConfigError, SeedError, ServiceNotEnabledError
+from envmgr.images import local_images, official_lookalikes
 from envmgr.pytest.run import RunState
 from envmgr.pytest.shares import WorkerShares
 from envmgr.pytest.source import SourceOptions
+from envmgr.seed_layout import layout_text
 from envmgr.services.registry import SERVICES
 from envmgr.topology import Topology
 from tests.unit.dummy_service import DummyService, SettingsWithDummy
+from tests.unit.dummy_store.service import StoreService
+from tests.unit.dummy_store.settings import StoreSettings
 
 REGISTRY = SERVICES.with_services(DummyService)  # the one registry line
 
@@ -77,3 +84,73 @@ def test_compose_exports_the_dummy_with_its_health_check_and_job(tmp_path: Path)
     assert dummy["depends_on"] == {"redis": {"condition": "service_healthy"}}
     assert services["dummy-seed"]["networks"] == services["dummy"]["networks"]
     assert document["x-envmgr"]["jobs"] == ["dummy-seed"]
+
+
+# A second service, as a newcomer adds one: its folder (tests/unit/dummy_store/: settings with its seed layout,
+# service, image folder), one registry line and one typed field in the settings. Everything below follows from those.
+
+STORE_REGISTRY = SERVICES.with_services(StoreService)  # the registry line
+
+
+class SettingsWithStore(Settings):
+    store: StoreSettings = Field(default_factory=StoreSettings)  # the typed field
+
+
+def _store_project(root: Path) -> Path:
+    seeds = root / "seeds"
+    (seeds / "store" / "covers").mkdir(parents=True)
+    (seeds / "store" / "covers" / "a.jpg").write_bytes(b"jpg")
+    (seeds / "postgres").mkdir()
+    return seeds
+
+
+def test_a_new_service_has_its_table_and_its_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ENVMGR_STORE__REGION", "north")
+    monkeypatch.setenv("ENVMGR_STORE_CACHE", "on")  # a variable its image reads: not a setting, not an error
+    settings = SettingsWithStore(project_root=tmp_path, store={"enabled": True})
+    assert settings.enabled_services()[-1] == "store"
+    assert isinstance(settings.service("store"), StoreSettings)
+    assert settings.store.region == "north"
+    monkeypatch.setenv("ENVMGR_STORE__REGOIN", "x")
+    with pytest.raises(ConfigError) as caught:
+        SettingsWithStore(project_root=tmp_path)
+    assert caught.value.cause.startswith("unknown environment variable ENVMGR_STORE__REGOIN")
+    assert "did you mean ENVMGR_STORE__REGION?" in (caught.value.fix or "")
+
+
+def test_a_new_service_says_what_it_reads_under_the_seeds_folder(tmp_path: Path) -> None:
+    seeds = _store_project(tmp_path)
+    settings = SettingsWithStore(project_root=tmp_path, seeds=Path("seeds"))
+    assert settings.seeds_path() == seeds
+    (seeds / "store" / "loose.txt.bak").write_text("x")
+    with pytest.raises(SeedError, match=r"seeds/store/loose\.txt\.bak is not where envmgr reads seeds: store objects"):
+        settings.seeds_path()
+    assert "store/<bucket>/" in layout_text(settings.seed_entries())
+    (seeds / "store" / "loose.txt.bak").unlink()
+    (seeds / "elsewhere").mkdir()  # no service reads it: the layout named in the error includes the store's entry
+    with pytest.raises(SeedError) as caught:
+        settings.seeds_path()
+    assert "store/<bucket>/" in (caught.value.fix or "")
+    assert Settings(project_root=tmp_path, seeds=Path("seeds")).seed_entries() == [
+        entry for entry in settings.seed_entries() if entry.names != ("store",)
+    ]
+
+
+def test_a_new_service_has_its_image_build_and_its_docs(tmp_path: Path) -> None:
+    image = local_images(STORE_REGISTRY)["store"]
+    assert image.folder == Path(__file__).parent / "dummy_store" / "image"
+    assert (image.folder / "Dockerfile").is_file()
+    assert official_lookalikes(STORE_REGISTRY)["store"].tag == "example/store:2"
+    assert "store" not in local_images()  # the default registry does not know it
+    row = services_table(STORE_REGISTRY).splitlines()[-1]
+    assert row == (
+        "| store | `example/store:2` | `envmgr-local/store:2` | `GET /health` | `seeds/store/<bucket>/<key>` | "
+        "a bucket prefix per worker | the worker's buckets emptied |"
+    )
+    page = reference(SettingsWithStore)
+    assert "## `[tool.envmgr.store]`" in page
+    assert "`ENVMGR_STORE__REGION`" in page
+    settings = SettingsWithStore(project_root=tmp_path, store={"enabled": True})
+    topology = Topology.plan(["postgres", "store"], registry=STORE_REGISTRY)
+    assert topology.waves == (("postgres", "store"),)
+    assert STORE_REGISTRY.create("store", settings).base_image() == "example/store:2"

@@ -21,7 +21,7 @@ from types import MappingProxyType
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
 from envmgr.exports import export_table
-from envmgr.services.base import ContainerSpec, DerivedImage, Published, Service
+from envmgr.services.base import ContainerSpec, DerivedImage, Published, Service, ServiceDocs
 from envmgr.services.celery.app import broker_app
 from envmgr.services.celery.settings import CelerySettings
 
@@ -40,6 +40,13 @@ class CeleryService(Service):
     uses = ("postgres", "localstack", "moto", "wiremock")
     per_worker = True
     probe_description = "celery control ping through the broker"
+    docs = ServiceDocs(
+        official_image="no official image: built from its image folder in both sets",
+        ready="`control.ping` through the broker",
+        seeds="-",
+        isolation="its own worker container on the worker's broker database",
+        reset="queues purged",
+    )
     fixtures = "envmgr.services.celery.fixtures"
     compose_image_healthcheck = True  # the worker's ready file
     fixtures_without_service = True  # celery_worker runs an in-process worker then

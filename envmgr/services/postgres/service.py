@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from envmgr.endpoints import Component, ServiceEndpoint, Worker
-from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service, ServiceDocs
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.settings import SettingValue
 
@@ -68,6 +68,13 @@ class PostgresService(Service):
     build_name = "postgres"
     ports = MappingProxyType({"postgres": PORT})
     probe_description = "SELECT 1"
+    docs = ServiceDocs(
+        local_image="cluster baked at build: ready in ~0.4 s",
+        ready="`SELECT 1`",
+        seeds="Alembic migrations, then `seeds/postgres/*.sql\\|py\\|json\\|yaml` into a template",
+        isolation="its own database cloned from the template",
+        reset="savepoint rollback (~0.4 ms); fresh clone ~16 ms",
+    )
     data_in_ram = True  # the data directory is a tmpfs (see container_spec)
     fixtures = "envmgr.services.postgres.fixtures"
 

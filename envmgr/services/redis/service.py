@@ -13,7 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from envmgr.endpoints import REDIS_DATABASES, Component, ServiceEndpoint, Worker
-from envmgr.services.base import ComposeContext, ContainerSpec, DoctorNote, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, DoctorNote, Published, Service, ServiceDocs
 from envmgr.services.redis.settings import RedisSettings
 from envmgr.services.settings import SettingValue
 
@@ -54,6 +54,12 @@ class RedisService(Service):
     build_name = "redis"
     ports = MappingProxyType({"redis": PORT})
     probe_description = "PING"
+    docs = ServiceDocs(
+        ready="`PING`",
+        seeds="-",
+        isolation="its own logical database (N+1 of 1024)",
+        reset="`FLUSHDB` (<1 ms)",
+    )
     fixtures = "envmgr.services.redis.fixtures"
 
     @property

@@ -16,7 +16,7 @@ import base64
 from types import MappingProxyType
 
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service, ServiceDocs
 from envmgr.services.wiremock.admin import WireMockAdmin, admin_auth
 from envmgr.services.wiremock.settings import WireMockSettings
 
@@ -35,6 +35,13 @@ class WireMockService(Service):
     ports = MappingProxyType({"http": PORT})
     per_worker = True
     probe_description = "GET /__admin/health"
+    docs = ServiceDocs(
+        local_image="AppCDS: ready in ~1.2 s",
+        ready="`GET /__admin/health`",
+        seeds="`seeds/wiremock/mappings` and `__files` copied in",
+        isolation="its own WireMock container (stubs and journal are per server)",
+        reset="`POST /__admin/reset` (~5 ms) back to the seeded stubs, no delay",
+    )
     fixtures = "envmgr.services.wiremock.fixtures"
     compose_image_healthcheck = True  # curl or bash /dev/tcp, in the official and the local image
 
