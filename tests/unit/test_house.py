@@ -155,3 +155,24 @@ def test_a_leaf_loads_only_what_it_needs(module: str, limit: int) -> None:
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     names = ast.literal_eval(loaded)
     assert len(names) < limit, names
+
+
+def test_the_old_import_paths_still_work() -> None:
+    """What users may have imported before the restructuring: the public names of `envmgr`, and `envmgr.database`
+    (deprecated re-exports of the janitor and the template builder)."""
+    import envmgr
+    from envmgr.database import MAINTENANCE_DB, Janitor, ensure_template, template_name
+    from envmgr.services.postgres.janitor import Janitor as JanitorNow
+    from envmgr.services.postgres.template.build import ensure_template as ensure_template_now
+
+    assert Janitor is JanitorNow
+    assert ensure_template is ensure_template_now
+    assert MAINTENANCE_DB
+    assert callable(template_name)
+    for name in envmgr.__all__:
+        assert getattr(envmgr, name) is not None, name
+    from envmgr import Environment, Faults, load_settings
+
+    assert Environment.__module__ == "envmgr.environment.handle"
+    assert Faults.__module__ == "envmgr.faults"
+    assert callable(load_settings)
