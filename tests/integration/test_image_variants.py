@@ -16,7 +16,15 @@ import requests
 from envmgr import Environment, Settings
 from envmgr.engine import Engine
 from envmgr.errors import ImageError
-from envmgr.images import OFFICIAL_LOOKALIKE, VARIANT_LABEL, LocalImage, build_image, foreign_image, official_lookalikes
+from envmgr.images import (
+    OFFICIAL_LOOKALIKE,
+    VARIANT_LABEL,
+    LocalImage,
+    build_image,
+    foreign_image,
+    local_images,
+    official_lookalikes,
+)
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 
@@ -93,7 +101,7 @@ def test_a_lookalike_is_never_built_over_an_image_envmgr_did_not_build(engine: E
     before = engine.client.images.get(foreign_tag).id
     assert foreign_image(engine, foreign_tag)
     with pytest.raises(ImageError) as caught:
-        build_image(engine, LocalImage("redis", foreign_tag, OFFICIAL_LOOKALIKE))
+        build_image(engine, LocalImage("redis", local_images()["redis"].folder, foreign_tag, OFFICIAL_LOOKALIKE))
     assert "not built by envmgr" in caught.value.cause
     assert f"docker rmi {foreign_tag}" in caught.value.fix
     assert engine.client.images.get(foreign_tag).id == before
