@@ -230,7 +230,7 @@ def _compose_service(
             "test": healthcheck,
             "interval": f"{HEALTH_INTERVAL_SECONDS}s",
             "timeout": "5s",
-            "retries": max(3, math.ceil(service.settings.startup_timeout / HEALTH_INTERVAL_SECONDS)),
+            "retries": max(3, math.ceil(service.readiness_timeout()[0] / HEALTH_INTERVAL_SECONDS)),
         }
     if needs:
         entry["depends_on"] = {

@@ -78,8 +78,13 @@ class Settings(BaseSettings):
         description="official: pinned registry images; local: images built from the services' image folders "
         "(`envmgr images build`)",
     )
-    startup_timeout: float = Field(
-        default=60.0, gt=0, le=3600, description="seconds each service has to answer its readiness probe"
+    startup_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="seconds every service has to answer its readiness probe, unless its own table sets "
+        "startup_timeout (default: each service's own, docs/services.md: postgres 60, redis 30, localstack 180, "
+        "moto 60, wiremock 90, celery 120)",
     )
     isolation: Literal["auto", "session", "worker"] = Field(
         default="auto",

@@ -14,6 +14,7 @@ from typing import Any, cast
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
+from envmgr.credentials import state_folder
 from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
 from envmgr.engine import Engine
 from envmgr.engine.containers import alias, is_running, published_from, run_container
@@ -21,7 +22,7 @@ from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CON
 from envmgr.engine.reaper import Watchdog, sweep
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import ServiceNotEnabledError
-from envmgr.readiness import Waiter, wait_until
+from envmgr.readiness import StartTimes, Waiter, wait_until
 from envmgr.services.base import Service
 from envmgr.timings import Timings
 
@@ -52,6 +53,7 @@ class Runtime:
         self._checked_images: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._cancel = threading.Event()
+        self._start_times = StartTimes(state_folder() / "start-times.json")
 
     @property
     def engine(self) -> Engine:
@@ -182,13 +184,17 @@ class Runtime:
         self, service: Service, endpoint: ServiceEndpoint, container: Any, cancel: threading.Event | None = None
     ) -> None:
         engine = self.engine
+        timeout, setting = service.readiness_timeout()
+        image = service.image()
         waiter = Waiter(
             service=service.name,
             logs=lambda: engine.container_logs(container),
             running=lambda: not (cancel is not None and cancel.is_set()) and is_running(container),
+            setting=setting,
+            earlier=lambda: self._start_times.summary(service.name, image),
         )
-        wait_until(lambda: service.probe(endpoint), waiter, self.plan.settings.startup_timeout,
-                   service.probe_description)  # fmt: skip
+        seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
+        self._start_times.record(service.name, image, seconds)
 
     def _check_images(self, names: Sequence[str]) -> None:
         with self._lock:

@@ -140,6 +140,8 @@ class Service(ABC):
     per_worker: ClassVar[bool] = False
     """one container per xdist worker (in worker isolation) instead of one for the environment"""
     probe_description: ClassVar[str]
+    startup_deadline: ClassVar[float] = 60.0
+    """seconds it has by default to answer its probe (`readiness_timeout`): what a busy 2-core machine needs"""
     docs: ClassVar[ServiceDocs]
     """its row of the services table (docs/services.md)"""
     fixtures: ClassVar[str | None] = None
@@ -171,6 +173,16 @@ class Service(ABC):
     @property
     def config(self) -> ServiceSettings:
         return self.settings.service(self.name)
+
+    def readiness_timeout(self) -> tuple[float, str]:
+        """Seconds it has to answer its probe, and the setting that says so: its table's `startup_timeout`, else
+        `[tool.envmgr] startup_timeout`, else its own default (`startup_deadline`)."""
+        own = f"{self.name}.startup_timeout"
+        if self.config.startup_timeout is not None:
+            return self.config.startup_timeout, own
+        if self.settings.startup_timeout is not None:
+            return self.settings.startup_timeout, "startup_timeout"
+        return self.startup_deadline, own
 
     def image(self) -> str:
         """The image the service runs: its derived image when it has one, else its base image."""

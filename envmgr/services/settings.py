@@ -71,6 +71,13 @@ class ServiceSettings(BaseModel):
     )
     image: str | None = Field(default=None, description="explicit image; overrides the image set")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment for the container")
+    startup_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=3600,
+        description="seconds it has to answer its readiness probe (default: [tool.envmgr] startup_timeout when set, "
+        "else the service's own)",
+    )
 
     image_variables: ClassVar[tuple[str, ...]] = ()
     seed_entries: ClassVar[tuple[SeedEntry, ...]] = ()

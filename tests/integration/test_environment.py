@@ -87,13 +87,14 @@ def test_a_service_that_never_answers_times_out_with_its_logs(
     settings: Settings, engine: Engine, silent_image: str
 ) -> None:
     silent = settings.model_copy(
-        update={"startup_timeout": 1.5, "redis": settings.redis.model_copy(update={"image": silent_image})}
+        update={"redis": settings.redis.model_copy(update={"image": silent_image, "startup_timeout": 1.5})}
     )
     env = Environment(["redis"], settings=silent)  # alone: on a loaded machine Postgres may not be ready in 1.5 s
     with pytest.raises(ReadinessTimeoutError) as caught:
         env.start()
     assert caught.value.service == "redis"
     assert "did not answer PING within 1.5 s" in caught.value.cause
+    assert "raise redis.startup_timeout (in [tool.envmgr] or ENVMGR_REDIS__STARTUP_TIMEOUT)" in str(caught.value.fix)
     assert "listening on nothing" in caught.value.logs
     assert labelled(engine, env.id) == []
 

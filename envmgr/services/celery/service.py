@@ -40,6 +40,7 @@ class CeleryService(Service):
     uses = ("postgres", "localstack", "moto", "wiremock")
     per_worker = True
     probe_description = "celery control ping through the broker"
+    startup_deadline = 120.0
     docs = ServiceDocs(
         official_image="no official image: built from its image folder in both sets",
         ready="`control.ping` through the broker",

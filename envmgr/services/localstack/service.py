@@ -52,6 +52,7 @@ class LocalStackService(AwsService):
     ports = MappingProxyType({"gateway": PORT})
     aws_port = PORT
     probe_description = f"GET {HEALTH_PATH} and one API call per service (S3 ListBuckets, SQS ListQueues ...)"
+    startup_deadline = 180.0
     docs = ServiceDocs(
         official_image="community, no token; `LOCALSTACK_AUTH_TOKEN` passed through when set",
         local_image="with moto-ext: SNS, IAM, STS ... run",

@@ -54,6 +54,7 @@ class RedisService(Service):
     build_name = "redis"
     ports = MappingProxyType({"redis": PORT})
     probe_description = "PING"
+    startup_deadline = 30.0
     docs = ServiceDocs(
         ready="`PING`",
         seeds="-",

@@ -35,6 +35,7 @@ class WireMockService(Service):
     ports = MappingProxyType({"http": PORT})
     per_worker = True
     probe_description = "GET /__admin/health"
+    startup_deadline = 90.0
     docs = ServiceDocs(
         local_image="AppCDS: ready in ~1.2 s",
         ready="`GET /__admin/health`",
