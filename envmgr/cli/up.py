@@ -30,6 +30,7 @@ from envmgr.errors import (
     DaemonNotRunningError,
     EnvironmentNotFoundError,
 )
+from envmgr.exports import ExportTable
 from envmgr.sandbox import ci_job, env_file_text
 
 
@@ -99,12 +100,12 @@ def up(
         try:
             endpoints = _application_view(env)
             if env_file is not None:
-                _write_env_file(env_file, endpoints, settings.export)
+                _write_env_file(env_file, endpoints, settings.export_table())
             if as_json:
                 print(endpoints.to_json())
             else:
                 err_console().print(_endpoint_table(endpoints, show_secrets, env.health()))
-                _print_variables(endpoints, settings.export, show_secrets)
+                _print_variables(endpoints, settings.export_table(), show_secrets)
             if detach:
                 if not as_json:
                     err_console().print(f"detached; remove it with: envmgr down {env.id}")
@@ -133,12 +134,12 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
         env = Environment.attach(lease.id, settings=settings)
         endpoints = _application_view(env)
         if env_file is not None:
-            _write_env_file(env_file, endpoints, settings.export)
+            _write_env_file(env_file, endpoints, settings.export_table())
         if as_json:
             print(endpoints.to_json())
         err_console().print(f"leased {'warm ' if lease.warm else ''}environment {lease.id} from the daemon")
         if not as_json:
-            _print_variables(endpoints, settings.export, show_secrets)
+            _print_variables(endpoints, settings.export_table(), show_secrets)
         _foreground(env, show_secrets)
     finally:
         try:
@@ -149,7 +150,7 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
             )
 
 
-def _print_variables(endpoints: Endpoints, export: dict[str, str], show_secrets: bool) -> None:
+def _print_variables(endpoints: Endpoints, export: ExportTable, show_secrets: bool) -> None:
     """Every connection variable (what --env-file writes): the services' own and the [tool.envmgr.export] table's;
     passwords masked unless `show_secrets`."""
     from envmgr.exports import exported_variables
@@ -194,7 +195,7 @@ def _sandbox(given: str | None, detach: bool) -> str | None:
     return job.sandbox
 
 
-def _write_env_file(path: Path, endpoints: Endpoints, export: dict[str, str]) -> None:
+def _write_env_file(path: Path, endpoints: Endpoints, export: ExportTable) -> None:
     """Every connection variable (the services' own and the export table's), quoted for python-dotenv and the
     shell; readable by the owner only (0600, from the moment the file exists: it holds passwords)."""
     from envmgr.exports import exported_variables

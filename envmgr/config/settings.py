@@ -32,6 +32,7 @@ from pydantic_settings import (
 
 from envmgr.config.environment import ENV_PREFIX, check_environment, service_names
 from envmgr.errors import ConfigError
+from envmgr.exports import ADDRESS_PARTS, ExportTable, Part, check_template
 from envmgr.seed_layout import SeedEntry, check_seeds_folder
 from envmgr.services.aws.settings import AWS_BACKENDS, AwsSettings
 from envmgr.services.celery.settings import CelerySettings
@@ -141,10 +142,12 @@ class Settings(BaseSettings):
     export: dict[str, str] = Field(
         default_factory=dict,
         description='connection variables named the way the app reads them: `NAME = "{service.part}"`, '
-        'e.g. `POSTGRES_SERVER = "{postgres.host}"`, `SQLALCHEMY_DATABASE_URI = "{postgres.url:psycopg}"` (parts: '
-        "url, host, port, user, password, database and internal_url/host/port; a URL may name a driver: psycopg, "
-        "psycopg_async, asyncpg); set before conftest files and the app are imported, in `envmgr up --env-file`, "
-        "and (internal) in the Celery worker",
+        'e.g. `POSTGRES_SERVER = "{postgres.host}"`, `SQLALCHEMY_DATABASE_URI = "{postgres.url:psycopg}"`, '
+        '`COVER_ART_BUCKET = "{s3.bucket:cover-art}"` (every service: url, host, port, internal_url/host/port; '
+        "postgres: user, password, database, a URL with a driver: psycopg, psycopg_async, asyncpg; redis: password, "
+        "database; aws or s3 (the AWS backend in use): region, access_key_id, secret_access_key, account_id, "
+        "bucket:NAME; wiremock: admin_url; docs/variables.md); set before conftest files and the app are imported, "
+        "in `envmgr up --env-file`, and (internal) in the Celery worker",
     )
 
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
@@ -212,13 +215,34 @@ class Settings(BaseSettings):
     @field_validator("export")
     @classmethod
     def _check_export(cls, table: dict[str, str]) -> dict[str, str]:
-        from envmgr.exports import check_template
-
+        parts = cls.export_parts()
         for name, template in table.items():
             if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
                 raise ConfigError(f"export.{name}: not a variable name", "use letters, digits and _")
-            check_template(name, template, cls.service_names())
+            check_template(name, template, parts)
         return table
+
+    @classmethod
+    def export_parts(cls) -> dict[str, Mapping[str, Part]]:
+        """What the export table may name: each service (and each of its aliases) with its parts."""
+        parts: dict[str, Mapping[str, Part]] = {}
+        for name in cls.service_names():
+            table = cls.model_fields[name].annotation
+            assert isinstance(table, type) and issubclass(table, ServiceSettings)  # noqa: PT018 - narrowing
+            offered = {**ADDRESS_PARTS, **table.export_parts}
+            for alias in (name, *table.export_aliases):
+                parts.setdefault(alias, offered)
+        return parts
+
+    def export_table(self) -> ExportTable:
+        """The `[tool.envmgr.export]` table with what each service offers; an alias stands for the enabled service
+        that declares it (`aws`: the AWS backend in use)."""
+        aliases: dict[str, str] = {}
+        for name in self.service_names():
+            for alias in self.service(name).export_aliases:
+                if alias not in aliases or self.service(name).enabled:
+                    aliases[alias] = name
+        return ExportTable(self.export, self.export_parts(), aliases)
 
     @classmethod
     def service_names(cls) -> list[str]:

@@ -38,7 +38,7 @@ def worker_variables(
 ) -> dict[str, str]:
     """What `worker`'s process exports: each service as that worker uses it (its database, its Redis db, its
     account, its replica: `ServiceRegistry.worker_views`), named by the services and by the export table."""
-    return exported_variables(registry.worker_views(endpoints, worker, settings), settings.export)
+    return exported_variables(registry.worker_views(endpoints, worker, settings), settings.export_table())
 
 
 def exported_names(config: pytest.Config) -> list[str]:

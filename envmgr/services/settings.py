@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from envmgr.exports import Part
 from envmgr.seed_layout import SeedEntry
 
 __all__ = ["BadSettingError", "DatabaseSettingValue", "ServiceSettings", "SettingValue", "check_server_settings"]
@@ -81,5 +82,9 @@ class ServiceSettings(BaseModel):
 
     image_variables: ClassVar[tuple[str, ...]] = ()
     seed_entries: ClassVar[tuple[SeedEntry, ...]] = ()
+    export_parts: ClassVar[Mapping[str, Part]] = {}
+    """what `[tool.envmgr.export]` may name of it besides url, host, port and their internal forms"""
+    export_aliases: ClassVar[tuple[str, ...]] = ()
+    """other names the export table may give it (`aws`, `s3` for the AWS backend in use)"""
     """what the service reads under the seeds folder (checked by `envmgr.seed_layout`: nothing else may be there)"""
     """`ENVMGR_*` variables the service's images read (not settings: the check of the environment leaves them alone)"""

@@ -10,12 +10,12 @@ import pytest
 from envmgr.config import Settings, load_settings
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
-from envmgr.exports import database_variables
 from envmgr.integrations.flask import load_app
 from envmgr.pytest.variables import worker_variables
 from envmgr.services.celery.image import REPOSITORY, worker_image
 from envmgr.services.postgres.service import VARIABLES
 from envmgr.services.postgres.template.alembic_upgrade import alembic_config
+from envmgr.services.postgres.template.build import database_variables
 from envmgr.services.registry import SERVICES, create_service
 
 BASE = "envmgr-local/celery-worker:5"
@@ -126,10 +126,8 @@ def test_a_migrated_database_is_named_by_its_variables_and_the_export_table() ->
     owner = ServiceEndpoint(service="postgres", scheme="postgresql", host="127.0.0.1", port=5555,
                             internal_host="postgres", internal_port=5432, username="envmgr", password="pw",
                             path="app").bind(**VARIABLES)  # fmt: skip
-    variables = database_variables(
-        owner.with_path("app_tpl_1_building"),
-        {"DB_URI": "{postgres.url:psycopg}", "CACHE": "{redis.url}", "PGDB": "{postgres.database}"},
-    )
+    export = {"DB_URI": "{postgres.url:psycopg}", "CACHE": "{redis.url}", "PGDB": "{postgres.database}"}
+    variables = database_variables(owner.with_path("app_tpl_1_building"), Settings(export=export))
     assert variables["DATABASE_URL"] == "postgresql://envmgr:pw@127.0.0.1:5555/app_tpl_1_building"
     assert variables["POSTGRES_DB"] == variables["PGDB"] == "app_tpl_1_building"
     assert variables["DB_URI"] == "postgresql+psycopg://envmgr:pw@127.0.0.1:5555/app_tpl_1_building"

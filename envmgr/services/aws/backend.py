@@ -73,7 +73,8 @@ class AwsService(Service):
         worker = self.served_worker(published)
         base = self.published_endpoint(
             published, "http",
-            extra={"region": self.aws.region, "account_id": worker.aws_account_id, "worker": worker.worker_id},
+            extra={"region": self.aws.region, "account_id": worker.aws_account_id, "worker": worker.worker_id,
+                   "bucket_suffix": worker.bucket("")},
         )  # fmt: skip
         return base.model_copy(update={"variables": aws_variables(base, worker, self.seeded_buckets())})
 
@@ -91,7 +92,7 @@ class AwsService(Service):
         return endpoint.model_copy(
             update={
                 "variables": aws_variables(endpoint, worker, self.seeded_buckets()),
-                "extra": {**endpoint.extra, "account_id": worker.aws_account_id},
+                "extra": {**endpoint.extra, "account_id": worker.aws_account_id, "bucket_suffix": worker.bucket("")},
             }
         )
 

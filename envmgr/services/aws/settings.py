@@ -6,6 +6,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from envmgr.exports import Part
 from envmgr.services.aws.seeds import SEED_ENTRIES
 from envmgr.services.settings import ServiceSettings
 
@@ -35,3 +36,11 @@ class AwsServiceSettings(ServiceSettings):
     queues: list[str] = Field(default_factory=list, description="SQS queues created in every account")
 
     seed_entries = SEED_ENTRIES
+    export_parts = {
+        "region": Part(extra="region"),
+        "account_id": Part(extra="account_id"),
+        "access_key_id": Part(variable="AWS_ACCESS_KEY_ID"),
+        "secret_access_key": Part(variable="AWS_SECRET_ACCESS_KEY"),
+        "bucket": Part(extra="bucket_suffix", spec="name"),
+    }
+    export_aliases = ("aws", "s3")

@@ -20,7 +20,6 @@ from types import MappingProxyType
 
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
-from envmgr.exports import export_table
 from envmgr.services.base import ContainerSpec, DerivedImage, Published, Service, ServiceDocs
 from envmgr.services.celery.app import broker_app
 from envmgr.services.celery.settings import CelerySettings
@@ -68,7 +67,7 @@ class CeleryService(Service):
         env: dict[str, str] = {}
         for endpoint in requirements.values():  # each as this worker sees it (its database, its Redis db, ...)
             env.update(endpoint.internal_variables())
-        env.update(export_table(self.settings.export, requirements, internal=True))
+        env.update(self.settings.export_table().render(requirements, internal=True))
         broker = _broker(requirements["redis"], worker).internal_url
         env.update(
             {

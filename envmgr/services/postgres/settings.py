@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from envmgr.exports import LOGIN_PARTS, Part
 from envmgr.services.postgres.seed_files import SEED_ENTRY
 from envmgr.services.settings import (
     BadSettingError,
@@ -26,6 +27,11 @@ class PostgresSettings(ServiceSettings):
 
     image_variables = ("ENVMGR_BAKED_PGDATA",)
     seed_entries = (SEED_ENTRY,)
+    export_parts = {
+        **LOGIN_PARTS,
+        "url": Part("url", spec="driver"),
+        "internal_url": Part("url", internal=True, spec="driver"),
+    }
 
     enabled: bool = Field(default=True, description="run this service")
     database: str = Field(

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from envmgr.exports import Part
 from envmgr.services.settings import ServiceSettings, SettingValue, check_server_settings
 
 __all__ = ["RedisSettings"]
@@ -16,6 +17,8 @@ REDIS_SETTING_NAME = re.compile(r"^[a-z][a-z0-9-]*$")
 
 class RedisSettings(ServiceSettings):
     """Redis: one server; each xdist worker uses a logical database of its own."""
+
+    export_parts = {"password": Part("password"), "database": Part("path")}
 
     enabled: bool = Field(default=True, description="run this service")
     password: bool = Field(

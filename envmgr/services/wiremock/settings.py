@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from envmgr.exports import Part
 from envmgr.services.settings import ServiceSettings
 from envmgr.services.wiremock.seeds import SEED_ENTRY
 
@@ -15,6 +16,7 @@ class WireMockSettings(ServiceSettings):
 
     image_variables = ("ENVMGR_JAVA_OPTS",)
     seed_entries = (SEED_ENTRY,)
+    export_parts = {"admin_url": Part(extra="admin_url")}
 
     admin_auth: bool = Field(
         default=False,

@@ -39,7 +39,15 @@ from envmgr.services.postgres.template.content_hash import content_hash
 from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.template.seeds import load_postgres_seeds
 
-__all__ = ["TemplateResult", "app_password", "building_name", "ensure_template", "template_digest", "template_name"]
+__all__ = [
+    "TemplateResult",
+    "app_password",
+    "building_name",
+    "database_variables",
+    "ensure_template",
+    "template_digest",
+    "template_name",
+]
 
 GRANTS_BEFORE_MIGRATIONS = (
     "GRANT USAGE ON SCHEMA public TO {role}",
@@ -162,10 +170,9 @@ def _database_environment(database: ServiceEndpoint, settings: Settings) -> Iter
     """While the template is migrated: its variables (DATABASE_URL, POSTGRES_*, the export table's) in os.environ,
     so that an env.py or a migrate command that builds its URL from the app's settings reaches the template; the
     variables as they were afterwards (process-wide state: under the process-wide guard)."""
-    from envmgr.exports import database_variables
     from envmgr.process_state import process_state_guard
 
-    variables = database_variables(database, settings.export)
+    variables = database_variables(database, settings)
     with process_state_guard():
         saved = {name: os.environ.get(name) for name in variables}
         os.environ.update(variables)
@@ -184,11 +191,16 @@ def _migration_context(settings: Settings, database: ServiceEndpoint) -> Abstrac
     needs it), the app made while the database's variables name the template being built."""
     if settings.flask.app is None:
         return None
-    from envmgr.exports import database_variables
     from envmgr.integrations.flask import migration_app
 
-    variables = database_variables(database, settings.export)
+    variables = database_variables(database, settings)
     return migration_app(settings.flask.app, variables, database.path, settings.project_root)
+
+
+def database_variables(database: ServiceEndpoint, settings: Settings) -> dict[str, str]:
+    """The variables that name one database, for the process that migrates it: its own (DATABASE_URL, POSTGRES_*)
+    and the export table's that name only it (`SQLALCHEMY_DATABASE_URI = "{postgres.url:psycopg}"`)."""
+    return {**database.variables, **settings.export_table().render({database.service: database})}
 
 
 def _create(janitor: Janitor, name: str, pg: PostgresSettings) -> None:
