@@ -38,7 +38,12 @@ def test_delivery_is_announced_on_sqs(sqs_client) -> None:  # type: ignore[no-un
 def test_metadata_task_runs_in_this_workers_celery_worker(celery_app, celery_worker, wiremock) -> None:  # type: ignore[no-untyped-def]
     result = tasks.fetch_release_title.delay(OK_COMPUTER)
     assert result.get(timeout=20) == "OK Computer"
-    assert wiremock.count({"method": "GET", "urlPath": f"/ws/2/release/{OK_COMPUTER}"}) == 1
+    # the task reached this worker's WireMock (another worker's would have journalled it there). A retried task is
+    # at-least-once: an answer slower than the task's time-out (a busy machine) is asked for again, so the journal
+    # holds one request or more, each matched by the seeded stub.
+    requests = wiremock.find({"method": "GET", "urlPath": f"/ws/2/release/{OK_COMPUTER}"})
+    assert 1 <= len(requests) <= 1 + tasks.fetch_release_title.max_retries
+    assert all(entry.get("wasMatched", True) for entry in wiremock.requests())
 
 
 def test_metadata_task_retries_on_5xx(celery_app, celery_worker, wiremock) -> None:  # type: ignore[no-untyped-def]
@@ -51,7 +56,7 @@ def test_metadata_task_retries_on_5xx(celery_app, celery_worker, wiremock) -> No
          "response": {"status": 200, "jsonBody": {"title": "Dummy"}}},
     ])  # fmt: skip
     assert tasks.fetch_release_title.delay(DUMMY).get(timeout=20) == "Dummy"
-    assert wiremock.count({"method": "GET", "urlPath": path}) == 2
+    assert wiremock.count({"method": "GET", "urlPath": path}) >= 2  # the 503, then the answer (asked again when slow)
 
 
 def test_metadata_api_timing_out_fails_the_task_after_its_retries(celery_app, celery_worker, wiremock) -> None:  # type: ignore[no-untyped-def]
