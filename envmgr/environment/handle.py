@@ -70,6 +70,7 @@ class Environment:
         The services' passwords derive from the user's key and the environment's id (envmgr.credentials): no label
         holds one, and a process of the same user that attaches derives the same."""
         settings = settings if settings is not None else load_settings()
+        settings.seeds_path()  # the seeds folder checked before anything is planned or started (a SeedError)
         names = list(services) if services is not None else settings.enabled_services()
         self._plan = EnvironmentPlan(
             settings, names, workers=workers, registry=registry, env_id=env_id,

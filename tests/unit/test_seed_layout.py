@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from envmgr import Environment
 from envmgr.config import Settings
 from envmgr.errors import ConfigError, SeedError
 from envmgr.services.aws.seeds import s3_seed_buckets
@@ -175,3 +176,40 @@ def test_follow_symlinks_is_a_setting_with_a_description() -> None:
     field = Settings.model_fields["follow_symlinks"]
     assert field.default is False
     assert field.description
+
+
+@pytest.mark.parametrize("name", ["002_more.csv", "003_notes.sql.bak", "004_rows.tsv"])
+def test_a_postgres_seed_file_of_a_kind_envmgr_does_not_load_is_a_seed_error(tmp_path: Path, name: str) -> None:
+    """It was skipped without a word: the template lacked those rows."""
+    settings = _project(tmp_path)
+    (tmp_path / "seeds" / "postgres" / name).write_text("id,name\n1,a\n")
+    with pytest.raises(SeedError) as caught:
+        settings.seeds_path()
+    assert caught.value.cause.startswith(f"seed path seeds/postgres/{name} is not where envmgr reads seeds")
+    assert "*.sql, *.py, *.json, *.yaml, *.yml" in caught.value.cause
+    assert f"a helper: _{name}" in caught.value.cause
+
+
+@pytest.mark.parametrize("backend", ["moto", "localstack"])
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("Cover_Art", "lowercase letters, digits, dots and hyphens"),
+        ("cover..art", "lowercase letters"),
+        ("ab", "3 to 58 characters"),
+        ("a" * 59, "3 to 58 characters"),
+        ("192.168.1.1", "lowercase letters"),
+    ],
+)
+def test_a_seed_bucket_folder_that_is_no_bucket_name_stops_the_environment_before_it_starts(
+    tmp_path: Path, backend: str, name: str, rule: str
+) -> None:
+    """LocalStack refused `seeds/s3/Cover_Art/` at start; moto took it, so a suite that passed with moto broke with
+    LocalStack or AWS: for both, a SeedError naming the folder and the rule, before anything is planned."""
+    (tmp_path / "seeds" / "s3" / name).mkdir(parents=True)
+    settings = Settings(project_root=tmp_path, seeds=Path("seeds"), aws={"backend": backend})
+    with pytest.raises(SeedError) as caught:
+        Environment([backend], settings=settings)
+    assert caught.value.cause.startswith(f"seed path seeds/s3/{name} is not where envmgr reads seeds")
+    assert "is no S3 bucket name" in caught.value.cause
+    assert rule in caught.value.cause
