@@ -15,6 +15,7 @@ from envmgr.engine import Engine
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.seeds import SQL_BATCH_BYTES, load_postgres_seeds
 from tests.conftest import in_namespace, labelled
+from tests.integration.test_cli import envmgr
 
 pytestmark = pytest.mark.docker
 
@@ -107,3 +108,22 @@ def test_a_link_out_of_the_seeds_folder_fails_the_start_and_removes_the_environm
     allowed = settings.model_copy(update={"follow_symlinks": True})
     with Environment(["postgres"], settings=allowed) as env, psycopg.connect(env.endpoints["postgres"].url) as conn:
         assert conn.execute("SELECT array_agg(id ORDER BY id) FROM items").fetchone() == ([1, 2],)
+
+
+def test_a_malformed_wiremock_mapping_is_exit_7_naming_the_file_before_anything_starts(
+    tmp_path: Path, engine: Engine, namespace: str
+) -> None:
+    """It was exit 5 "exited ... check the image", with `MappingFileException ... bad.json` (the container's path)
+    in the log tail (issue 19, item 8)."""
+    mappings = tmp_path / "seeds" / "wiremock" / "mappings"
+    mappings.mkdir(parents=True)
+    (mappings / "good.json").write_text('{"request": {"method": "GET", "url": "/ok"}, "response": {"status": 200}}')
+    (mappings / "bad.json").write_text('{"request": {"method": "GET", "url": "/x"},\n "response": {"status": 200,}}')
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n\n[tool.envmgr]\nseeds = 'seeds'\n")
+    result = envmgr("up", "wiremock", "--detach", cwd=tmp_path, env={"ENVMGR_DAEMON": "off"})
+    assert result.returncode == 7, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "seeds/wiremock/mappings/bad.json" in first, first
+    assert "line 2" in first, "where the JSON goes wrong"
+    assert "last log lines of wiremock" not in result.stderr, "validated before the container starts"
+    assert in_namespace(engine, namespace) == []

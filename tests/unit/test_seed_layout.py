@@ -213,3 +213,39 @@ def test_a_seed_bucket_folder_that_is_no_bucket_name_stops_the_environment_befor
     assert caught.value.cause.startswith(f"seed path seeds/s3/{name} is not where envmgr reads seeds")
     assert "is no S3 bucket name" in caught.value.cause
     assert rule in caught.value.cause
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        (
+            '{"request": {"method": "GET", "url": "/x"},\n "response": {"status": 200,}}',
+            "line 2, column",
+            "not valid JSON",
+        ),
+        ('["not", "a", "stub"]', "the top level", '"mappings": [...]'),
+        ('{"request": "GET /x", "response": {"status": 200}}', "the stub", '"request" is an object'),
+        ('{"mappings": [{"request": {"url": "/a"}}, "GET /b"]}', "stub 2", "expected a stub object"),
+        ('{"request": {"url": "/a"}, "response": {"bodyFileName": "gone.json"}}', "the stub", "'gone.json' is not in"),
+    ],
+)
+def test_a_wiremock_mapping_wiremock_would_refuse_is_a_seed_error_naming_the_file(
+    tmp_path: Path, text: str, where: str, problem: str
+) -> None:
+    """WireMock refused to start with it (exit 5, "check the image", the container's path in its log tail): the
+    mapping is checked before anything starts."""
+    settings = _project(tmp_path)
+    (tmp_path / "seeds" / "wiremock" / "mappings" / "bad.json").write_text(text)
+    with pytest.raises(SeedError) as caught:
+        settings.seeds_path()
+    assert caught.value.cause.startswith(f"seed file seeds/wiremock/mappings/bad.json failed at {where}")
+    assert problem in caught.value.cause
+    assert caught.value.exit_code == 7
+
+
+def test_a_mapping_whose_body_is_in_the_files_folder_passes(tmp_path: Path) -> None:
+    settings = _project(tmp_path)
+    (tmp_path / "seeds" / "wiremock" / "__files" / "release.json").write_text("{}")
+    stub = '{"request": {"url": "/r"}, "response": {"bodyFileName": "release.json"}}'
+    (tmp_path / "seeds" / "wiremock" / "mappings" / "release.json").write_text(stub)
+    assert settings.seeds_path() == tmp_path / "seeds"
