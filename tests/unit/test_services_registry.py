@@ -150,7 +150,7 @@ def test_a_new_service_has_its_image_build_and_its_docs(tmp_path: Path) -> None:
     page = reference(SettingsWithStore)
     assert "## `[tool.envmgr.store]`" in page
     assert "`ENVMGR_STORE__REGION`" in page
-    settings = SettingsWithStore(project_root=tmp_path, store={"enabled": True})
+    settings = SettingsWithStore(project_root=tmp_path, image_set="official", store={"enabled": True})
     topology = Topology.plan(["postgres", "store"], registry=STORE_REGISTRY)
     assert topology.waves == (("postgres", "store"),)
     assert STORE_REGISTRY.create("store", settings).base_image() == "example/store:2"
