@@ -129,8 +129,9 @@ class Settings(BaseSettings):
     seeds: Path | None = Field(
         default=None,
         description="the seed folder: postgres/ (*.sql, *.py, *.json, *.yaml, loaded into the template after the "
-        "migrations), s3/<bucket>/, sqs.yaml, wiremock/{mappings,__files}/; anything else in it is an error, but "
-        "hidden files and README/*.md/*.txt/*.rst notes",
+        "migrations), s3/<bucket>/ (S3 bucket names), sqs.yaml, wiremock/{mappings,__files}/ (checked as WireMock "
+        "reads them); anything else in it is an error, but hidden files and README/*.md/*.txt/*.rst notes; a folder "
+        "set here that does not exist is an error too",
     )
     follow_symlinks: bool = Field(
         default=False,
