@@ -1,0 +1,159 @@
+"""Issue 19, item 1: paths where envmgr gave a wrong answer without an error.
+
+Each test is a small project run as a new user would (`pytest` in a subprocess, the CLI, the library) against real
+containers, and asserts the right answer (or the loud error) the issue asks for."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
+
+
+def no_daemon(monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester) -> None:
+    """Runs of this test start their own environment (a daemon of the machine is not theirs to lease from)."""
+    monkeypatch.setenv("ENVMGR_DAEMON_SOCKET", str(pytester.path / "no-daemon.sock"))
+
+
+# item 1: migrations go into the template, whatever the app's settings module cached ------------------------------
+
+# An app whose settings are read once, when its settings module is imported (pydantic-settings' `settings =
+# Settings()`, here without the dependency), as the FastAPI full-stack template has it.
+APP_CONFIG = """
+import os
+
+
+class Settings:
+    def __init__(self) -> None:
+        self.POSTGRES_SERVER = os.environ["POSTGRES_SERVER"]
+        self.POSTGRES_PORT = int(os.environ["POSTGRES_PORT"])
+        self.POSTGRES_USER = os.environ["POSTGRES_USER"]
+        self.POSTGRES_PASSWORD = os.environ["POSTGRES_PASSWORD"]
+        self.POSTGRES_DB = os.environ["POSTGRES_DB"]
+
+    @property
+    def SQLALCHEMY_DATABASE_URI(self) -> str:
+        return (f"postgresql+psycopg://{self.POSTGRES_USER}:{self.POSTGRES_PASSWORD}@{self.POSTGRES_SERVER}:"
+                f"{self.POSTGRES_PORT}/{self.POSTGRES_DB}")
+
+
+settings = Settings()
+"""
+
+# The usual env.py of such an app: the URL from the app's settings, set as sqlalchemy.url (no change for envmgr).
+COMMON_ENV_PY = """
+from alembic import context
+from sqlalchemy import engine_from_config, pool
+
+from app.core.config import settings
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    configuration = config.get_section(config.config_ini_section) or {}
+    configuration["sqlalchemy.url"] = str(settings.SQLALCHEMY_DATABASE_URI)
+    connectable = engine_from_config(configuration, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=None)
+        with context.begin_transaction():
+            context.run_migrations()
+
+
+run_migrations_online()
+"""
+
+ITEMS_MIGRATION = """
+from alembic import op
+
+revision = "0001"
+down_revision = None
+
+
+def upgrade():
+    op.execute("CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL)")
+"""
+
+APP_EXPORTS = """
+[tool.envmgr.export]
+POSTGRES_SERVER = "{postgres.host}"
+POSTGRES_PORT = "{postgres.port}"
+POSTGRES_USER = "{postgres.user}"
+POSTGRES_PASSWORD = "{postgres.password}"
+POSTGRES_DB = "{postgres.database}"
+"""
+
+
+def alembic_project(root: Path, env_py: str, *, seeds: bool) -> None:
+    (root / "app" / "core").mkdir(parents=True)
+    (root / "app" / "__init__.py").write_text("")
+    (root / "app" / "core" / "__init__.py").write_text("")
+    (root / "app" / "core" / "config.py").write_text(APP_CONFIG)
+    (root / "migrations" / "versions").mkdir(parents=True)
+    (root / "migrations" / "env.py").write_text(env_py)
+    (root / "migrations" / "script.py.mako").write_text("")
+    (root / "migrations" / "versions" / "0001_items.py").write_text(ITEMS_MIGRATION)
+    (root / "alembic.ini").write_text("[alembic]\nscript_location = migrations\nprepend_sys_path = .\n")
+    if seeds:
+        (root / "seeds" / "postgres").mkdir(parents=True)
+        (root / "seeds" / "postgres" / "001_items.yaml").write_text("items:\n  - {name: first}\n  - {name: second}\n")
+
+
+def test_the_common_env_py_migrates_the_template_when_the_apps_settings_are_imported_first(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The conftest imports the app (its settings read POSTGRES_* then, naming the run's database `app`); the
+    template is built later, in the same process: Alembic migrated `app`, the template stayed empty, and the seed
+    failed with "fix the seed file" (a seed that is right)."""
+    no_daemon(monkeypatch, pytester)
+    alembic_project(pytester.path, COMMON_ENV_PY, seeds=True)
+    table = '[tool.envmgr]\nalembic_ini = "alembic.ini"\nseeds = "seeds"\n' + APP_EXPORTS
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'fullstack'\n{table}")
+    pytester.makeconftest("from app.core.config import settings  # noqa: F401 - the app, imported as its tests do\n")
+    pytester.makepyfile(
+        test_items="""
+        from sqlalchemy import text
+
+        def test_the_seeded_items(db_session):
+            assert db_session.execute(text("SELECT name FROM items ORDER BY id")).scalars().all() == ["first", "second"]
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+OTHER_DATABASE_ENV_PY = """
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+# Somewhere in the app's settings the database name is fixed: the migrations reach another database of the server.
+url = context.config.get_main_option("sqlalchemy.url").rsplit("/", 1)[0] + "/postgres"
+with create_engine(url, poolclass=pool.NullPool).connect() as connection:
+    context.configure(connection=connection)
+    with context.begin_transaction():
+        context.run_migrations()
+    connection.commit()
+"""
+
+
+def test_migrations_that_reach_another_database_stop_the_run_naming_it(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migrations that change another database than the template left it empty, and nothing was reported: the
+    tests ran against a database without tables. After migrating, a template that did not change (or another
+    database that did) is an error naming the database the migrations reached, and the fix."""
+    no_daemon(monkeypatch, pytester)
+    alembic_project(pytester.path, OTHER_DATABASE_ENV_PY, seeds=False)
+    pytester.makefile(".toml", pyproject="[project]\nname = 'elsewhere'\n[tool.envmgr]\nalembic_ini = 'alembic.ini'\n")
+    pytester.makepyfile(test_never="def test_never_runs(db_session):\n    raise AssertionError('ran')\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret not in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), output[-3000:]
+    assert "AssertionError: ran" not in output, "no test may run on an empty template"
+    named = [line for line in output.splitlines() if re.search(r"migrat", line, re.I) and '"postgres"' in line]
+    named += [line for line in output.splitlines() if re.search(r"migrat", line, re.I) and "'postgres'" in line]
+    assert named, f"no line names the database the migrations reached:\n{output[-3000:]}"
+    assert "fix:" in output
