@@ -111,6 +111,15 @@ class RunState:
             self.services[name] = self.registry.create(name, self.settings)
         return self.services[name]
 
+    def always_services(self) -> dict[str, str]:
+        """The enabled services every test reaches, whatever its fixtures, and why: those a setting marks `always`
+        (an app that reads its connection variables from the environment) and those an integration says every
+        test may use (`always`: Redis behind Django's CACHES)."""
+        enabled = self.settings.enabled_services()
+        found = {name: "setting always" for name in enabled if self.settings.service(name).always}
+        found.update({name: why for name, why in self.always.items() if name in enabled and name not in found})
+        return found
+
     def fixture_map(self) -> FixtureMap:
         """Which fixture belongs to which service (see envmgr.pytest.reach), read once per process."""
         if self._fixture_map is None:

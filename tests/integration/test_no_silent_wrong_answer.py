@@ -1,14 +1,17 @@
-"""Issue 19, item 1: paths where envmgr gave a wrong answer without an error.
+"""Issue 19, items 1 and 2: paths where envmgr gave a wrong answer without an error.
 
 Each test is a small project run as a new user would (`pytest` in a subprocess, the CLI, the library) against real
 containers, and asserts the right answer (or the loud error) the issue asks for."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
+
+from tests.integration.test_plugin import PROJECT_TABLE, make_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 
@@ -157,3 +160,54 @@ def test_migrations_that_reach_another_database_stop_the_run_naming_it(
     named += [line for line in output.splitlines() if re.search(r"migrat", line, re.I) and "'postgres'" in line]
     assert named, f"no line names the database the migrations reached:\n{output[-3000:]}"
     assert "fix:" in output
+
+
+# item 2: `always` services are waited for before the first test, and reported as started --------------------------
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single-process", "two-workers"])
+def test_an_always_service_is_ready_before_the_first_test_and_reported_as_started(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
+) -> None:
+    """An app that reads DATABASE_URL from the environment reaches no envmgr fixture: with `always = true` its
+    first tests ran before Postgres was ready ("server closed the connection unexpectedly" / "connection
+    refused"), and the report said `"started": {}` or listed Postgres as skipped (unused)."""
+    no_daemon(monkeypatch, pytester)
+    make_project(
+        pytester,
+        """
+        import os
+
+        import psycopg
+        import pytest
+
+        @pytest.mark.parametrize("n", range(2))
+        def test_the_app_reads_its_database_from_the_environment(n):
+            with psycopg.connect(os.environ["DATABASE_URL"], connect_timeout=5) as connection:
+                assert connection.execute("SELECT count(*) FROM users").fetchone()[0] == 3
+        """,
+        table=PROJECT_TABLE + "\n[tool.envmgr.postgres]\nalways = true\n",
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--envmgr-report", "report.json", *xdist)
+    result.assert_outcomes(passed=2)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert "postgres" in report["started"], report
+    assert "postgres" not in report["skipped"], report
+
+
+def test_an_always_service_that_cannot_start_stops_the_run_before_its_first_test(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing waited for an `always` service, so its failed start (here a seed file of a table that does not exist)
+    was reported nowhere: tests that read DATABASE_URL ran (and passed, when they did not query the missing rows)."""
+    no_daemon(monkeypatch, pytester)
+    seeds = pytester.path / "seeds" / "postgres"
+    seeds.mkdir(parents=True)
+    (seeds / "001_missing.sql").write_text("INSERT INTO no_such_table (id) VALUES (1);\n")
+    table = '[tool.envmgr]\nseeds = "seeds"\n\n[tool.envmgr.postgres]\nalways = true\n'
+    make_project(pytester, "def test_the_app_reads_its_variables():\n    pass\n", table=table)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output[-3000:]
+    assert "seeds/postgres/001_missing.sql" in output, output[-3000:]
+    assert " passed" not in output.splitlines()[-1], output[-3000:]
