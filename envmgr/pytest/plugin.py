@@ -179,6 +179,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """The controller (or the only process), before xdist starts its workers: start in the background what the
     last run of the same command reached (envmgr.pytest.prediction), while workers start and tests are collected."""
     coordinator = coordinator_of(session.config)
+    if coordinator is not None:
+        for line in coordinator.run.notices:
+            _say(session.config, line)
     if coordinator is None or not isinstance(coordinator.source, OwnedSource) or session.config.option.collectonly:
         return
     from envmgr.pytest.prediction import load

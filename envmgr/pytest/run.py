@@ -84,6 +84,8 @@ class RunState:
     reach services too (see envmgr.pytest.reach)"""
     always: dict[str, str] = field(default_factory=dict)
     """services an integration says every test may use, and why (e.g. Redis behind Django's CACHES)"""
+    notices: list[str] = field(default_factory=list)
+    """lines for the user at the start of the session (the controller's: e.g. why ENVMGR_ENV_ID is not used)"""
     faults_used: bool = False
     """a collected test uses `envmgr_faults`: this process reaches shared servers through proxies of its own"""
     _fixture_map: FixtureMap | None = field(default=None, repr=False)

@@ -1,4 +1,4 @@
-"""Issue 19, items 1 and 2: paths where envmgr gave a wrong answer without an error.
+"""Issue 19, items 1, 2 and 5: paths where envmgr gave a wrong answer without an error.
 
 Each test is a small project run as a new user would (`pytest` in a subprocess, the CLI, the library) against real
 containers, and asserts the right answer (or the loud error) the issue asks for."""
@@ -10,7 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+from dotenv import dotenv_values
 
+from envmgr.engine import Engine
+from tests.conftest import in_namespace
+from tests.integration.test_cli import envmgr
 from tests.integration.test_plugin import PROJECT_TABLE, make_project
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
@@ -211,3 +215,112 @@ def test_an_always_service_that_cannot_start_stops_the_run_before_its_first_test
     assert result.ret == pytest.ExitCode.USAGE_ERROR, output[-3000:]
     assert "seeds/postgres/001_missing.sql" in output, output[-3000:]
     assert " passed" not in output.splitlines()[-1], output[-3000:]
+
+
+# item 5: a shell that sourced `envmgr up --env-file` is where a plain `pytest` runs ------------------------------
+
+
+ATTACHED_TESTS = """
+import os
+
+
+def test_the_app_reaches_the_sourced_environment(postgres_url, envmgr_endpoints):
+    assert envmgr_endpoints.id == os.environ["SOURCED_ENV_ID"]
+    assert os.environ["DATABASE_URL"] == os.environ["SOURCED_DATABASE_URL"]
+"""
+
+
+def test_a_plain_pytest_in_a_shell_that_sourced_the_env_file_uses_that_environment(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: Engine, namespace: str
+) -> None:
+    """`eval "$(envmgr up --detach --env-file .env ...)"`, `set -a; . ./.env`, then `pytest`: the run ignored
+    ENVMGR_ENV_ID, planned an environment of its own and pointed DATABASE_URL at its own port."""
+    no_daemon(monkeypatch, pytester)
+    make_project(pytester, ATTACHED_TESTS)
+    env_file = pytester.path / ".env"
+    up = envmgr("up", "postgres", "--detach", "--json", "--env-file", str(env_file), cwd=pytester.path,
+                env={"ENVMGR_DAEMON": "off"})  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    env_id = json.loads(up.stdout)["id"]
+    try:
+        sourced = {name: value for name, value in dotenv_values(env_file).items() if value is not None}
+        assert sourced["ENVMGR_ENV_ID"] == env_id
+        for name, value in sourced.items():  # what `set -a; . ./.env` does to the shell
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("SOURCED_ENV_ID", env_id)
+        monkeypatch.setenv("SOURCED_DATABASE_URL", sourced["DATABASE_URL"])
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        result.assert_outcomes(passed=1)
+        assert in_namespace(engine, namespace) == [env_id], "the run started an environment of its own"
+    finally:
+        engine.remove_environment(env_id)
+
+
+def test_a_sourced_env_id_of_an_environment_that_is_gone_is_said_in_one_line(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the sourced environment cannot be used, the run says so (and why) in one line instead of silently
+    pointing the app at another one."""
+    no_daemon(monkeypatch, pytester)
+    make_project(pytester, "def test_db(postgres_url):\n    pass\n")
+    monkeypatch.setenv("ENVMGR_ENV_ID", "0badc0ffee")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://envmgr:x@127.0.0.1:1/app")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    output = result.stdout.str() + result.stderr.str()
+    said = [line for line in output.splitlines() if "0badc0ffee" in line and "ENVMGR_ENV_ID" in line]
+    assert len(said) >= 1, f"nothing says why ENVMGR_ENV_ID=0badc0ffee is not used:\n{output[-3000:]}"
+
+
+def _sourced(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *services: str) -> str:
+    """`envmgr up SERVICES --detach --env-file .env`, its variables put in this test's environment (a shell that
+    sourced the file); the environment's id."""
+    env_file = pytester.path / ".env"
+    up = envmgr("up", *services, "--detach", "--json", "--env-file", str(env_file), cwd=pytester.path,
+                env={"ENVMGR_DAEMON": "off"})  # fmt: skip
+    assert up.returncode == 0, up.stderr
+    for name, value in dotenv_values(env_file).items():
+        if value is not None:
+            monkeypatch.setenv(name, value)
+    return str(json.loads(up.stdout)["id"])
+
+
+def _said_and_owned(result: pytest.RunResult, env_id: str, why: str) -> None:
+    output = result.stdout.str() + result.stderr.str()
+    said = [line for line in output.splitlines() if f"ENVMGR_ENV_ID={env_id}" in line and "is not used" in line]
+    assert len(said) == 1, output[-3000:]
+    assert why in said[0], said[0]
+    assert "this run starts its own" in said[0]
+
+
+def test_a_sourced_environment_with_too_few_replicas_for_the_workers_is_said_and_not_used(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: Engine, namespace: str
+) -> None:
+    """`envmgr up` without --workers gives one WireMock for everybody; `pytest -n 2` on it would make both workers
+    share its journal: the run says so and starts an environment of its own."""
+    no_daemon(monkeypatch, pytester)
+    table = "[tool.envmgr.wiremock]\nenabled = true\n[tool.envmgr.redis]\nenabled = false\n"
+    make_project(pytester, "def test_wiremock(wiremock_url):\n    pass\n", table=table)
+    env_id = _sourced(pytester, monkeypatch, "wiremock")
+    try:
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+        result.assert_outcomes(passed=1)
+        _said_and_owned(result, env_id, "started for 0 xdist workers and this run has 2")
+    finally:
+        engine.remove_environment(env_id)
+
+
+def test_a_sourced_environment_of_another_key_is_said_and_not_used(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: Engine, namespace: str
+) -> None:
+    """An environment started with another user's key (here: another state folder, so another key): its passwords
+    cannot be derived; the run says so and starts its own."""
+    no_daemon(monkeypatch, pytester)
+    make_project(pytester, "def test_db(postgres_url):\n    pass\n")
+    env_id = _sourced(pytester, monkeypatch, "postgres")
+    try:
+        monkeypatch.setenv("XDG_STATE_HOME", str(pytester.path / "another-users-state"))
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        result.assert_outcomes(passed=1)
+        _said_and_owned(result, env_id, "was started with another key than yours")
+    finally:
+        engine.remove_environment(env_id)
