@@ -306,3 +306,11 @@ def test_migrations_that_did_not_reach_the_template_alone_are_a_migration_error(
 def test_migrations_that_changed_the_template_alone_pass_the_check() -> None:
     after = {**BEFORE, "app_tpl_1_building": "items", "app_tpl_2_building": "another build", "app_gw0": "new"}
     check_reached(_Strategy(), "app_tpl_1_building", {**BEFORE, "app_tpl_2_building": ""}, after)
+
+
+def test_the_interpreters_own_modules_are_not_the_projects_even_inside_its_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    python = Path(sys.base_prefix) / "lib" / "python3.11" / "json" / "decoder.py"  # under any folder holding it
+    _loaded(monkeypatch, "stdlib_like_x", python)
+    assert "stdlib_like_x" not in project_modules([Path(sys.base_prefix)])

@@ -52,12 +52,14 @@ ERRORS: dict[str, type[EnvmgrError]] = {"MigrationError": MigrationError, "Confi
 def project_modules(places: Iterable[Path]) -> list[str]:
     """The modules in `sys.modules` whose file is under one of `places` (the project root, alembic.ini's folder and
     its `prepend_sys_path`): what an env.py may import and find already made. Test modules (conftest.py, test_*.py,
-    *_test.py: pytest's, not the app's), installed packages and envmgr's own modules are not the app's."""
+    *_test.py: pytest's, not the app's), installed packages, the interpreter's own (a project folder holding its
+    virtual environment or Python itself) and envmgr's own modules are not the app's."""
     roots = set()
     for place in places:
         for path in (os.path.abspath(place), os.path.realpath(place)):
             roots.add(path.rstrip(os.sep) + os.sep)
     own = str(OWN_FOLDER) + os.sep
+    python = {os.path.realpath(prefix).rstrip(os.sep) + os.sep for prefix in (sys.prefix, sys.base_prefix)}
     found = []
     for name, module in list(sys.modules.items()):
         file = getattr(module, "__file__", None)
@@ -65,6 +67,8 @@ def project_modules(places: Iterable[Path]) -> list[str]:
             continue
         path = os.path.abspath(file)
         if not any(path.startswith(root) for root in roots) or path.startswith(own):
+            continue
+        if any(os.path.realpath(path).startswith(prefix) for prefix in python):  # the interpreter's, a venv's
             continue
         base = os.path.basename(path)
         if base == "conftest.py" or base.startswith("test_") or base.endswith("_test.py"):
