@@ -16,7 +16,9 @@ the moment it is made until it is undone, happens under `process_state_guard()`:
 
 Why a lock and not a subprocess per migration: in-process Alembic keeps a template build at ~100 ms; an `alembic`
 subprocess costs a Python interpreter plus the imports of Alembic, SQLAlchemy and the project's models (~1 s) per
-build. Builds are rare and short, so serialising them costs little; a subprocess would cost every build.
+build. Builds are rare and short, so serialising them costs little; a subprocess would cost every build. It is paid
+only where this process has imported the project's modules already (a settings object made then would name another
+database): `envmgr.services.postgres.template.alembic_process`.
 """
 
 from __future__ import annotations

@@ -23,11 +23,13 @@ pytest_plugins = ["pytester"]
 
 @pytest.fixture(autouse=True)
 def _no_inherited_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The variables this run's envmgr exported (DATABASE_URL, CELERY_BROKER_URL, ENVMGR_RUN_PLAN ...) are this
-    process's: the pytest runs and CLI processes a test starts must not inherit them from it."""
+    """The variables this run's envmgr exported (DATABASE_URL, CELERY_BROKER_URL, ENVMGR_ENV_ID ...) are this
+    process's, and those an xdist worker inherits from its controller (ENVMGR_RUN_PLAN, ENVMGR_RUN_CONTROLLER ...)
+    its run's: the pytest runs and CLI processes a test starts are a user's, and must not inherit them from it."""
     from envmgr.pytest.plugin import exported_names
+    from envmgr.pytest.variables import CONTROLLER_VARIABLE, ISOLATION_VARIABLE, PLAN_VARIABLE
 
-    for name in exported_names(request.config):
+    for name in [*exported_names(request.config), CONTROLLER_VARIABLE, ISOLATION_VARIABLE, PLAN_VARIABLE]:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -57,7 +57,7 @@ class FlaskSettings(BaseModel):
         default=None,
         description="the Flask app as `flask --app` takes it: 'module:create_app' (a factory, called with no "
         "arguments), 'module:app' or 'module'; made by the flask_app fixture, and pushed as the app context while "
-        "in-process Alembic migrations run (Flask-Migrate's env.py needs it)",
+        "Alembic migrations run (Flask-Migrate's env.py needs it)",
     )
 
 
@@ -104,8 +104,9 @@ class Settings(BaseSettings):
     daemon_idle_ttl: float = Field(default=900.0, gt=0, description="seconds an idle warm environment is kept")
     alembic_ini: Path | None = Field(
         default=None,
-        description="the Alembic configuration whose migrations build the template database, in-process (an ini "
-        "without script_location, as Flask-Migrate writes it, has its own folder as script location)",
+        description="the Alembic configuration whose migrations build the template database: in envmgr's process, or "
+        "in a clean one when the project's modules are imported there already (an ini without script_location, as "
+        "Flask-Migrate writes it, has its own folder as script location)",
     )
     migrate: str | None = Field(
         default=None,

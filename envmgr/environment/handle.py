@@ -166,7 +166,7 @@ class Environment:
             self.begin()
             self.ensure(self.services)
         except BaseException:
-            self._runtime.teardown()
+            self._runtime.teardown(final=False)  # nothing left running; start() may be called again
             raise
         if self.detach and not self.guard_detached:
             self._runtime.dismiss_watchdog()
@@ -216,6 +216,11 @@ class Environment:
     def started(self) -> list[str]:
         """The services with at least one replica started."""
         return list(dict.fromkeys(name for name, _ in self._runtime.ready))
+
+    def stop_starting(self) -> None:
+        """Its owner is about to remove it: no start begins from now on (a thread still starting something in the
+        background gets an error instead of a new network), and starts waiting for readiness give up."""
+        self._runtime.stop_starting()
 
     def hand_over(self) -> None:
         """Let the environment outlive this process: its watchdog is dismissed (a guarded detached one's too)."""

@@ -2,7 +2,8 @@
 and watchdog (`begin`), the start of each replica (once, in a thread pool: create, probe, prepare; a service waits
 only for those it needs), what is ready, its containers, and its removal (`teardown`: the starts under way end
 first, then everything labelled with its id goes; when the engine cannot remove it all, the watchdog is ordered to
-as soon as it answers)."""
+as soon as it answers). Once its owner removes it (or says it will: `stop_starting`), nothing starts in it again: a
+start a background thread asks for afterwards is refused rather than making a new network and watchdog."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from envmgr.engine.containers import alias, is_running, published_from, run_cont
 from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.engine.reaper import Watchdog, sweep
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
-from envmgr.errors import ServiceNotEnabledError
+from envmgr.errors import EnvmgrError, ServiceNotEnabledError
 from envmgr.readiness import StartTimes, Waiter, wait_until
 from envmgr.services.base import Service
 from envmgr.timings import Timings
@@ -53,6 +54,9 @@ class Runtime:
         self._checked_images: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._cancel = threading.Event()
+        self._closed = False
+        """removed (or about to be) by its owner: a start asked for later (a thread of the owner's that was still
+        starting something in the background) is refused, never a new network and watchdog after the teardown"""
         self._start_times = StartTimes(state_folder() / "start-times.json")
 
     @property
@@ -97,6 +101,7 @@ class Runtime:
         """Sweep orphans, create the labelled network and the watchdog: what every service start needs first."""
         if self._begun:
             return
+        self._refuse_if_closed()
         engine = self.engine
         sweep(engine)
         labels = self.plan.labels()
@@ -108,7 +113,7 @@ class Runtime:
             self.gateway = engine.network_gateway(self.plan.network_name)
             self._watchdog = Watchdog(self.plan.id, self.plan.owner, engine.docker_host())  # this engine
         except BaseException:
-            self.teardown()
+            self.teardown(final=False)  # nothing started: its owner may begin again (the engine back)
             raise
         self._labels = labels
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"envmgr-{self.plan.id}")
@@ -224,6 +229,7 @@ class Runtime:
         with self._lock:
             future = self._units.get(key)
             if future is None:
+                self._refuse_if_closed()
                 self.plan.planned(name, worker, self._engine)  # its endpoint is known now: dependants go on
                 assert self._pool is not None
                 future = self._pool.submit(self._start_service, name, worker)
@@ -298,9 +304,26 @@ class Runtime:
             self._watchdog.stop()
             self._watchdog = None
 
-    def teardown(self) -> None:
+    def stop_starting(self) -> None:
+        """No start begins from now on (`begin` and new replicas are refused) and those waiting for readiness give
+        up: the owner is about to remove the environment."""
+        with self._lock:
+            self._closed = True
+        self._cancel.set()
+
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise EnvmgrError(
+                f"environment {self.plan.id} has been removed by its owner: nothing starts in it any more",
+                "make a new Environment (a start still under way when its owner ended it is not carried out)",
+            )
+
+    def teardown(self, *, final: bool = True) -> None:
         """Remove everything; when the engine could not remove it all (stopped, restarting), the watchdog is
-        ordered to remove it as soon as the engine answers, and the error (one line and the fix) is raised."""
+        ordered to remove it as soon as the engine answers, and the error (one line and the fix) is raised.
+        `final` (the owner's removal): nothing starts in it afterwards; a failed start's cleanup is not final."""
+        if final:
+            self.stop_starting()
         self._cancel.set()  # starts still waiting for readiness give up
         self._close_pool()  # starts under way end first: a container made after the removal would stay
         try:
@@ -332,3 +355,5 @@ class Runtime:
         self.plan.forget()
         self.gateway = None
         self._begun = False
+        if not self._closed:
+            self._cancel = threading.Event()  # a start after a failed one waits for readiness again

@@ -14,8 +14,9 @@ session, and the app context Flask-Migrate's env.py needs while envmgr migrates 
   code, `Model.query`, and factories whose `sqlalchemy_session` is `db.session`) is `session`, the test's
   `db_session` (an outer transaction rolled back after the test; `commit()` ends savepoints). The scoped session
   object stays the same one, so references taken at import time follow.
-* `migration_app(spec, variables, database)`: what in-process Alembic (`run_migrations` of
-  `envmgr.services.postgres.template.alembic_upgrade`) runs the upgrade in: the app, made while `variables`
+* `migration_app(spec, variables, database)`: what Alembic (`run_migrations` of
+  `envmgr.services.postgres.template.alembic_upgrade`, in envmgr's process or in the clean one of `alembic_process`)
+  runs the upgrade in: the app, made while `variables`
   (DATABASE_URL, POSTGRES_*, the export table's, all naming the template being built) are in `os.environ`, with its
   app context pushed; checked to connect to that database; its engines disposed afterwards
   (a pooled connection would keep the template from being cloned).

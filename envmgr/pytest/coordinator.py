@@ -6,7 +6,8 @@ the run's own (`channel`), and keeps what the next run predicts and what the rep
     coordinator.source = OwnedSource(...)       # or chosen on first use: attached, leased, owned
     coordinator.ensure(["postgres"], why, worker, wait=True)
     coordinator.collected(["postgres"])         # the first collection to end: what was started ahead and is unused
-    coordinator.report()                        # what the environment cost (envmgr.pytest.report)
+    coordinator.report()                        # what the environment cost (envmgr.pytest.report), what started
+    coordinator.settle(removing=True)           # before the source finishes: no start left under way
 
 Like pytest-xdist's controller, it outlives the workers and owns what they share; it is the only process that starts
 containers, each service once per run (and each per-worker replica once per worker).
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -26,6 +27,7 @@ from envmgr.errors import EnvmgrError
 from envmgr.pytest.prediction import PREDICTED, Prediction
 from envmgr.pytest.report import build_report, merge_resets, report_line, resets_of
 from envmgr.pytest.run import RunState
+from envmgr.topology import Topology
 
 if TYPE_CHECKING:
     from envmgr.engine import EngineInfo
@@ -33,7 +35,11 @@ if TYPE_CHECKING:
     from envmgr.pytest.channel import ControllerServer
     from envmgr.pytest.source import EnvironmentSource
 
-__all__ = ["COORDINATOR_KEY", "Coordinator", "coordinator_of"]
+__all__ = ["BACKGROUND_WAIT", "COORDINATOR_KEY", "Coordinator", "coordinator_of"]
+
+BACKGROUND_WAIT = 30.0
+"""seconds the end of a run waits for starts still under way in the background (those of an environment about to be
+removed are stopped first, so they end within moments)"""
 
 
 class Coordinator:
@@ -65,6 +71,8 @@ class Coordinator:
         self._source_started = False
         self._started_at: float | None = None
         self._lock = threading.RLock()
+        self._background: list[threading.Thread] = []
+        """starts (and removals) under way in the background: waited for, bounded, before the source finishes"""
 
     @property
     def environment(self) -> Environment | None:
@@ -99,9 +107,7 @@ class Coordinator:
         if known and run.endpoints is not None:
             return run.endpoints
         if not wait:
-            threading.Thread(
-                target=self._ensure_quietly, args=(list(services), worker), name="envmgr-start", daemon=True
-            ).start()
+            self._in_background(self._ensure_quietly, (list(services), worker), "envmgr-start")
             return run.endpoints or source.start()
         return self._ensure(source, services, worker)
 
@@ -174,9 +180,30 @@ class Coordinator:
                     del self.run.needed[name]
             self.discarded = unused
         if unused:
-            threading.Thread(
-                target=self._discard_quietly, args=(environment, unused), name="envmgr-discard", daemon=True
-            ).start()
+            self._in_background(self._discard_quietly, (environment, unused), "envmgr-discard")
+
+    def _in_background(self, target: Callable[..., None], args: tuple[Any, ...], name: str) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        with self._lock:
+            self._background = [known for known in self._background if known.is_alive()]
+            self._background.append(thread)
+        thread.start()
+
+    def settle(self, removing: bool, timeout: float = BACKGROUND_WAIT) -> list[str]:
+        """Before the source finishes: wait (at most `timeout` seconds) for the starts still under way in the
+        background, so that none outlives the environment's end. When the environment is about to be removed
+        (`removing`), its starts are stopped first: no new one begins, those waiting for readiness give up, so they
+        end at once. Returns the names of the threads still running after the time-out (the environment refuses
+        them anything: `Environment.stop_starting`)."""
+        environment = self.environment
+        if removing and environment is not None:
+            environment.stop_starting()
+        with self._lock:
+            threads = list(self._background)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return [thread.name for thread in threads if thread.is_alive()]
 
     def _discard_quietly(self, environment: Environment, services: list[str]) -> None:
         """In a thread: a failure is kept for the summary (the environment's removal at the end takes them)."""
@@ -204,16 +231,48 @@ class Coordinator:
             timings = self.environment.timings
             phases = timings.phases
             records.append(resets_of(timings.phases, timings.counts))
-        running = {endpoint.service for endpoint in run.endpoints.all()}  # a replica of one worker's only, too
-        started = {name: why for name, why in run.needed.items() if name in running}
-        skipped = [
-            name for name in run.settings.enabled_services() if name not in run.needed and name not in self.discarded
+        started = self._started(run.endpoints)
+        skipped = [  # unused: neither asked for (a start that had not ended yet is not "skipped") nor running
+            name
+            for name in run.settings.enabled_services()
+            if name not in started and name not in run.needed and name not in self.discarded
         ]
         engine = self.engine.as_dict() if self.engine is not None else None
         return build_report(
             run.endpoints, phases, merge_resets(records), self.start_seconds, started=started, skipped=skipped,
             discarded=self.discarded, engine=engine,
         )  # fmt: skip
+
+    def _started(self, endpoints: Endpoints) -> dict[str, str]:
+        """The services that really run (a replica of one worker's only, too), and why: the fixture or setting that
+        asked for each, or the services that need it (`needed by celery`). A service of an environment this run did
+        not start (attached, leased) that no test asked for, and that none of them needs, is not listed."""
+        environment = self.environment
+        if environment is not None:  # in start order, as the settings list them (not as the starts ended)
+            ready = set(environment.started())
+            running = [name for name in environment.topology.services if name in ready]
+            needs = environment.topology.needs
+        else:  # leased: the daemon's environment of the project's services
+            running, needs = list(endpoints.services), self._needs()
+        needed = {name: why for name, why in self.run.needed.items() if name in running}
+        owned = self.source is not None and self.source.kind == "owned"
+        started: dict[str, str] = {}
+        for name in running:
+            dependants = [other for other in running if name in needs.get(other, ()) and other in needed]
+            if name in needed:
+                started[name] = needed[name]
+            elif dependants:
+                started[name] = f"needed by {', '.join(dependants)}"
+            elif owned:  # started by this run all the same (e.g. for envmgr_endpoints before collection said)
+                started[name] = PREDICTED if self.predicted is not None and name in self.predicted.names() else (
+                    "asked for")  # fmt: skip
+        return started
+
+    def _needs(self) -> Mapping[str, tuple[str, ...]]:
+        try:
+            return Topology.plan(self.run.settings.enabled_services(), registry=self.run.registry).needs
+        except EnvmgrError:  # settings whose services do not form an environment: nothing needs anything
+            return {}
 
     def summary(self) -> str | None:
         """One line about the environment for the terminal summary."""

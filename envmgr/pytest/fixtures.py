@@ -24,7 +24,7 @@ import pytest
 from envmgr.config import Settings
 from envmgr.endpoints import Callback, Endpoints, Worker
 from envmgr.errors import EnvmgrError
-from envmgr.pytest.reach import FixtureMap, Reach, reach
+from envmgr.pytest.reach import Reach, reach
 from envmgr.pytest.run import RunState, run_of
 from envmgr.pytest.shares import WorkerShares
 
@@ -139,16 +139,20 @@ def envmgr_faults(envmgr_env: Environment, envmgr_worker: Worker, envmgr_shares:
 REACH_KEY = pytest.StashKey[Reach]()
 
 
-def reach_of(item: pytest.Item, fixtures: FixtureMap) -> Reach:
-    """The services `item` reaches and may dirty (computed once per test)."""
+def reach_of(item: pytest.Item, run: RunState) -> Reach:
+    """The services `item` reaches and may dirty (computed once per test): through its fixtures and markers, and
+    the run's `always` services, which every test reaches."""
     if REACH_KEY not in item.stash:
+        fixtures = run.fixture_map()
+        always = run.always_services()
         info = getattr(item, "_fixtureinfo", None)  # pytest's fixture graph: which fixture asks for which
         markers = [marker.name for marker in item.iter_markers()] if fixtures.markers else []
         if info is None:
-            item.stash[REACH_KEY] = reach(getattr(item, "fixturenames", ()), None, {}, fixtures, markers)
+            item.stash[REACH_KEY] = reach(getattr(item, "fixturenames", ()), None, {}, fixtures, markers, always=always)
         else:
             argnames = {name: [arg for d in defs for arg in d.argnames] for name, defs in info.name2fixturedefs.items()}
-            item.stash[REACH_KEY] = reach(info.names_closure, list(info.initialnames), argnames, fixtures, markers)
+            closure, initial = info.names_closure, list(info.initialnames)
+            item.stash[REACH_KEY] = reach(closure, initial, argnames, fixtures, markers, always=always)
     return item.stash[REACH_KEY]
 
 
@@ -160,12 +164,14 @@ def _envmgr_seeded_state(request: pytest.FixtureRequest) -> Iterator[None]:
     run = run_of(request.config)
     fixtures = run.fixture_map()
     every = run.settings.reset == "every-test"
-    found = reach_of(request.node, fixtures)
+    found = reach_of(request.node, run)
     if not found.reached and not (every and run.endpoints is not None):
         yield
         return
     shares: WorkerShares = request.getfixturevalue("envmgr_shares")
     enabled = set(run.settings.enabled_services())
+    for service in run.always_services():  # reached by no fixture: this worker's share made before its first test
+        shares.setup(service)
     running = set(shares.services) | ((set(run.needed) if every else found.reached) & enabled)
     wanted = running if every else found.reached & running
     for service in [name for name in shares.services if name in wanted and name in run.dirty]:
@@ -184,12 +190,10 @@ def _envmgr_seeded_state(request: pytest.FixtureRequest) -> Iterator[None]:
 def needed_by(items: list[pytest.Item], run: RunState) -> dict[str, str]:
     """The services the collected tests use, and why (the first fixture that reaches each), plus those a setting
     says the run always needs. A test that uses envmgr's own fixtures directly may use any enabled service."""
-    fixtures = run.fixture_map()
     enabled = run.settings.enabled_services()
-    needed: dict[str, str] = {name: "setting always" for name in enabled if run.settings.service(name).always}
-    needed.update({name: why for name, why in run.always.items() if name in enabled and name not in needed})
+    needed = run.always_services()
     for item in items:
-        found = reach_of(item, fixtures)
+        found = reach_of(item, run)
         for service, fixture in found.first.items():
             needed.setdefault(service, fixture)
         if found.everything:

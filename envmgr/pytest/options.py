@@ -1,4 +1,6 @@
-"""What the plugin reads before anything runs: the settings (once per process) and the run's options."""
+"""What the plugin reads before anything runs: the settings (once per process) and the run's options, the
+environment it attaches to among them (`--envmgr-env`, or the ENVMGR_ENV_ID of a shell that sourced `envmgr up
+--env-file` output, when the run can use it)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import pytest
 from envmgr.config import Settings, find_pyproject, load_settings
 from envmgr.errors import EnvmgrError
 from envmgr.pytest.run import RunState
-from envmgr.pytest.source import SourceOptions
+from envmgr.pytest.source import ENV_ID_VARIABLE, SourceOptions, attach_problem, sourced_env_id
 
 __all__ = ["DEFAULT_LOGS_DIR", "run_state", "settings_of"]
 
@@ -46,6 +48,8 @@ def run_state(config: pytest.Config, options: Any) -> RunState:
     keep_on_failure = bool(getattr(options, "envmgr_keep_on_failure", False))
     logs_dir = getattr(options, "envmgr_logs_dir", None)
     report = getattr(options, "envmgr_report", None)
+    workers = workers if isolation == "worker" else 0
+    attach_id, notices = _attach_id(getattr(options, "envmgr_env", None), settings, workers)
     return RunState(
         settings=settings,
         worker_id="main",
@@ -53,12 +57,30 @@ def run_state(config: pytest.Config, options: Any) -> RunState:
         options=SourceOptions(
             keep=bool(getattr(options, "envmgr_keep", False)),
             keep_on_failure=keep_on_failure,
-            attach_id=getattr(options, "envmgr_env", None),
+            attach_id=attach_id,
         ),
-        workers=workers if isolation == "worker" else 0,
+        workers=workers,
         logs_dir=here / logs_dir if logs_dir else (config.rootpath / DEFAULT_LOGS_DIR if keep_on_failure else None),
         report_path=here / report if report is not None else None,
+        notices=notices,
     )
+
+
+def _attach_id(option: str | None, settings: Settings, workers: int) -> tuple[str | None, list[str]]:
+    """The environment the run uses: `--envmgr-env ID`; else the one a shell that sourced `envmgr up --env-file`
+    output names (ENVMGR_ENV_ID set by the user, not by an envmgr run), when the run can use it; else none (the run
+    starts its own, or leases one). With the line to tell the user about ENVMGR_ENV_ID."""
+    sourced = sourced_env_id(os.environ)
+    if option is not None or sourced is None:
+        return option, []
+    problem = attach_problem(sourced, settings, workers)
+    if problem is None:
+        return sourced, [f"envmgr: this run uses environment {sourced}: {ENV_ID_VARIABLE}={sourced} (from the "
+                         "environment, as --envmgr-env would)"]  # fmt: skip
+    return None, [
+        f"envmgr: {ENV_ID_VARIABLE}={sourced} (from the environment) is not used: {problem}; this run starts its own "
+        f"(unset {ENV_ID_VARIABLE} to silence this)"
+    ]
 
 
 def _overrides(options: Any) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from envmgr.pytest.coordinator import COORDINATOR_KEY, Coordinator, coordinator_
 from envmgr.pytest.options import DEFAULT_LOGS_DIR, run_state, settings_of
 from envmgr.pytest.report import resets_of, write_container_logs, write_report
 from envmgr.pytest.run import RUN_KEY, RunState, run_of
-from envmgr.pytest.source import OwnedSource, SourceOptions, may_lease
+from envmgr.pytest.source import Ending, OwnedSource, SourceOptions, ending, may_lease
 from envmgr.pytest.variables import (
     CONTROLLER_VARIABLE,
     ISOLATION_VARIABLE,
@@ -179,6 +179,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """The controller (or the only process), before xdist starts its workers: start in the background what the
     last run of the same command reached (envmgr.pytest.prediction), while workers start and tests are collected."""
     coordinator = coordinator_of(session.config)
+    if coordinator is not None:
+        for line in coordinator.run.notices:
+            _say(session.config, line)
     if coordinator is None or not isinstance(coordinator.source, OwnedSource) or session.config.option.collectonly:
         return
     from envmgr.pytest.prediction import load
@@ -224,7 +227,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     from envmgr.pytest.fixtures import reach_of
 
-    found = reach_of(item, run.fixture_map())
+    found = reach_of(item, run)
     enabled = run.settings.enabled_services()
     for name, why in found.first.items():
         if name not in enabled and not run.service(name).fixtures_without_service:
@@ -304,6 +307,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if coordinator.source is None:
         return
     _save_logs(config, coordinator.run)
+    removing = ending(coordinator.source.kind, coordinator.run.options, coordinator.run.failed) is Ending.REMOVE
+    late = coordinator.settle(removing)
+    if late:
+        _say(config, f"envmgr: {', '.join(late)} still under way at the end of the run: left to end on its own")
     try:
         lines = coordinator.source.finish(failed=coordinator.run.failed)
     except EnvmgrError as exc:  # e.g. the engine stopped: the watchdog removes the environment once it answers

@@ -80,10 +80,14 @@ def reach(
     argnames: Mapping[str, Iterable[str]],
     fixtures: FixtureMap,
     markers: Iterable[str] = (),
+    *,
+    always: Mapping[str, str] | None = None,
 ) -> Reach:
     """`closure`: every fixture of the test; `initial`: those it asks for itself (autouse included), None when
     unknown (then every reached service counts as dirtied); `argnames`: what each fixture asks for; `markers`: the
-    names of the test's markers (those of `fixtures.markers` reach a service, without dirtying it)."""
+    names of the test's markers (those of `fixtures.markers` reach a service, without dirtying it); `always`: the
+    services every test reaches whatever its fixtures, and why (`RunState.always_services`), without dirtying them
+    (the setting `reset = "every-test"` resets them before each test)."""
     first: dict[str, str] = {}
     for name in closure:
         if name in fixtures.service_of:
@@ -91,6 +95,8 @@ def reach(
     for marker in markers:
         if marker in fixtures.markers:
             first.setdefault(fixtures.markers[marker], f"mark.{marker}")
+    for service, why in (always or {}).items():
+        first.setdefault(service, why)
     reached = frozenset(first)
     if initial is None:
         return Reach(reached, reached, first, everything=bool(CORE_FIXTURES & set(closure)))

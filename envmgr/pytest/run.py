@@ -84,6 +84,8 @@ class RunState:
     reach services too (see envmgr.pytest.reach)"""
     always: dict[str, str] = field(default_factory=dict)
     """services an integration says every test may use, and why (e.g. Redis behind Django's CACHES)"""
+    notices: list[str] = field(default_factory=list)
+    """lines for the user at the start of the session (the controller's: e.g. why ENVMGR_ENV_ID is not used)"""
     faults_used: bool = False
     """a collected test uses `envmgr_faults`: this process reaches shared servers through proxies of its own"""
     _fixture_map: FixtureMap | None = field(default=None, repr=False)
@@ -110,6 +112,15 @@ class RunState:
         if name not in self.services:
             self.services[name] = self.registry.create(name, self.settings)
         return self.services[name]
+
+    def always_services(self) -> dict[str, str]:
+        """The enabled services every test reaches, whatever its fixtures, and why: those a setting marks `always`
+        (an app that reads its connection variables from the environment) and those an integration says every
+        test may use (`always`: Redis behind Django's CACHES)."""
+        enabled = self.settings.enabled_services()
+        found = {name: "setting always" for name in enabled if self.settings.service(name).always}
+        found.update({name: why for name, why in self.always.items() if name in enabled and name not in found})
+        return found
 
     def fixture_map(self) -> FixtureMap:
         """Which fixture belongs to which service (see envmgr.pytest.reach), read once per process."""

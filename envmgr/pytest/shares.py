@@ -29,6 +29,8 @@ class WorkerShares:
         self.proxies: dict[str, FaultProxy] = {}
         self._servers: dict[str, ServiceEndpoint] = {}
         self._before_reset: dict[str, list[Callable[[], object]]] = {}
+        self._set_up: list[str] = []
+        """services whose share this worker has made (and not removed yet)"""
 
     @property
     def services(self) -> list[str]:
@@ -57,17 +59,26 @@ class WorkerShares:
         return self._servers[service]
 
     def close(self) -> None:
-        """Close this worker's proxies (at the end of the session)."""
-        for proxy in self.proxies.values():
-            proxy.close()
-        self.proxies.clear()
+        """At the end of the session: remove the shares no fixture removed (an `always` service's, made for tests
+        that reach it without a fixture), then close this worker's proxies."""
+        try:
+            for service in reversed(list(self._set_up)):
+                self.teardown(service)
+        finally:
+            for proxy in self.proxies.values():
+                proxy.close()
+            self.proxies.clear()
 
     def view(self, service: str) -> ServiceEndpoint:
         """The service as this worker uses it: its database, its Redis db, its AWS account."""
         return self._run.service(service).worker_view(self.server(service), self.worker)
 
     def setup(self, service: str) -> None:
+        """Make this worker's share of the service (its database clone, its account), once."""
+        if service in self._set_up:
+            return
         self._run.service(service).worker_setup(self.server(service), self.worker)
+        self._set_up.append(service)
 
     def reset(self, service: str) -> None:
         """This worker's share of the service back to the seeded state (timed, counted in the report)."""
@@ -78,4 +89,8 @@ class WorkerShares:
         self._run.dirty.discard(service)
 
     def teardown(self, service: str) -> None:
+        """Remove this worker's share of the service (when it was made)."""
+        if service not in self._set_up:
+            return
+        self._set_up.remove(service)
         self._run.service(service).worker_teardown(self.server(service), self.worker)

@@ -17,28 +17,32 @@ What happens at the end is a pure decision (`ending`), unit-tested without Docke
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease, lease_if_running
 from envmgr.endpoints import Endpoints, Worker
-from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError
+from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError
+from envmgr.pytest.variables import CONTROLLER_VARIABLE
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
 
 __all__ = [
+    "ENV_ID_VARIABLE",
     "AttachedSource",
     "Ending",
     "EnvironmentSource",
     "LeasedSource",
     "OwnedSource",
     "SourceOptions",
+    "attach_problem",
     "choose_source",
     "ending",
     "may_lease",
+    "sourced_env_id",
 ]
 
 
@@ -211,6 +215,39 @@ class LeasedSource:
     def summary(self) -> str | None:
         state = "warm" if self.lease.warm else "started for this run"
         return f"envmgr: environment {self.lease.id} leased from the daemon ({state})"
+
+
+ENV_ID_VARIABLE = "ENVMGR_ENV_ID"
+"""the environment `envmgr up --env-file` wrote (and a shell that sourced the file has)"""
+
+
+def sourced_env_id(environ: Mapping[str, str]) -> str | None:
+    """ENVMGR_ENV_ID as the user's shell set it (`set -a; . ./.env` after `envmgr up --env-file .env`), or None.
+    Not when it comes from an envmgr run: a pytest run exports ENVMGR_ENV_ID (its own environment's) together with
+    ENVMGR_RUN_CONTROLLER to its processes, and a pytest started inside one of its tests inherits both."""
+    value = environ.get(ENV_ID_VARIABLE, "").strip()
+    if not value or environ.get(CONTROLLER_VARIABLE):
+        return None
+    return value
+
+
+def attach_problem(env_id: str, settings: Settings, workers: int) -> str | None:
+    """Why this run cannot use the running environment `env_id` (None: it can): it is not on this engine (or the
+    engine does not answer), it was started with another user's key, or it has too few replicas of its per-worker
+    services for the run's `workers` xdist workers."""
+    from envmgr.environment import Environment
+
+    try:
+        environment = Environment.attach(env_id, settings=settings)
+    except EnvmgrError as exc:
+        return exc.cause
+    per_worker = sorted(environment.topology.per_worker)
+    if workers > 0 and per_worker and environment.workers < workers:
+        return (
+            f"it was started for {environment.workers} xdist workers and this run has {workers} "
+            f"({', '.join(per_worker)} need a replica per worker: envmgr up --workers {workers})"
+        )
+    return None
 
 
 def may_lease(settings: Settings, options: SourceOptions) -> bool:

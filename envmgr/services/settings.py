@@ -68,7 +68,8 @@ class ServiceSettings(BaseModel):
     always: bool = Field(
         default=False,
         description="start it in every run, even when no collected test uses its fixtures (apps that read their "
-        "connection variables from the environment)",
+        "connection variables from the environment): every test waits for it, and each xdist worker's share of it "
+        "(its database clone, its account) is made before the worker's first test",
     )
     image: str | None = Field(default=None, description="explicit image; overrides the image set")
     env: dict[str, str] = Field(default_factory=dict, description="extra environment for the container")

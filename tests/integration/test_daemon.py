@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -77,7 +78,8 @@ def listen_as(uid: int, path: Path) -> tuple[int, int]:
 
 @pytest.fixture
 def daemon(tmp_path: Path, namespace: str) -> Iterator[DaemonClient]:
-    """A daemon of this test's own on a private socket; stopped (and its environments removed) afterwards."""
+    """A daemon of this test's own on a private socket; stopped (and its environments removed) afterwards, whether
+    it answers or not (one a test spawned again may still be adopting, or never answer)."""
     path = tmp_path / "run" / "daemon.sock"
     spawn(path)
     client = DaemonClient(path)
@@ -88,7 +90,38 @@ def daemon(tmp_path: Path, namespace: str) -> Iterator[DaemonClient]:
         os.chmod(path.parent, 0o700)
         if client.available():
             client.stop(force=True)
+        else:
+            stop_daemons_on(path)
         wait_until_stopped(path)
+
+
+def daemon_pids(path: Path) -> list[int]:
+    """This user's daemons serving `path` (a test's own socket): by their command line, from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if entry.stat().st_uid != os.getuid():
+                continue
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        if b"envmgr.daemon" in command and str(path).encode() in command:
+            pids.append(int(entry.name))
+    return pids
+
+
+def stop_daemons_on(path: Path) -> None:
+    """End the daemons of this socket that do not answer, each by its pid (SIGTERM: it removes its environments
+    and its socket), and wait until they have ended."""
+    for pid in daemon_pids(path):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while daemon_pids(path):
+        assert time.monotonic() < deadline, f"the daemons of {path} did not end"
+        time.sleep(0.1)
 
 
 def wait_until_stopped(path: Path) -> None:

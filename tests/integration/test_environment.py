@@ -8,7 +8,7 @@ import psycopg
 import pytest
 import redis
 
-from envmgr import Environment, ReadinessTimeoutError, ServiceStartError, Settings
+from envmgr import Environment, EnvmgrError, ReadinessTimeoutError, ServiceStartError, Settings
 from envmgr.engine import Engine
 from envmgr.engine.labels import LABEL_DETACHED, LABEL_ENV, LABEL_HOST, LABEL_PID, LABEL_SERVICE
 from tests.conftest import labelled
@@ -138,4 +138,22 @@ def test_closing_while_a_start_is_under_way_leaves_nothing(settings: Settings, e
     env.close()
     thread.join(timeout=60)
     assert not thread.is_alive()
+    assert labelled(engine, env.id) == []
+
+
+def test_a_start_asked_for_after_the_owner_removed_the_environment_is_refused(
+    settings: Settings, engine: Engine
+) -> None:
+    """A background start that reaches `ensure` (or `begin`) only after its owner tore the environment down (the run
+    ended meanwhile) made a new network, watchdog and containers after the teardown: they stayed until the owner's
+    process exited. Now it is refused, and nothing is made."""
+    env = Environment(["redis"], settings=settings)
+    env.begin()
+    env.close()
+    assert labelled(engine, env.id) == []
+    with pytest.raises(EnvmgrError) as caught:
+        env.ensure(["redis"])
+    assert caught.value.cause == f"environment {env.id} has been removed by its owner: nothing starts in it any more"
+    with pytest.raises(EnvmgrError):
+        env.begin()
     assert labelled(engine, env.id) == []

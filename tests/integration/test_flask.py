@@ -101,3 +101,43 @@ def test_an_app_module_that_does_not_import_names_the_setting(tmp_path: Path) ->
     failed = envmgr("up", "postgres", "--detach", "--json", cwd=project)
     assert failed.returncode == 2, failed.stderr
     assert "flask.app: cannot import 'biling'" in failed.stderr
+
+
+FLASK_TESTS = """
+from sqlalchemy import text
+
+
+def test_the_seeded_invoices(db_session):
+    assert db_session.execute(text("SELECT number FROM invoices ORDER BY number")).scalars().all() == [
+        "A-001", "A-002", "I-001"
+    ]
+"""
+
+
+def _run_with_the_app_imported(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.RunResult:
+    """pytest in the project, its conftest importing the app (so Flask-Migrate's env.py runs in a clean process, in
+    the app context made there)."""
+    monkeypatch.setenv("ENVMGR_DAEMON_SOCKET", str(pytester.path / "no-daemon.sock"))
+    pytester.makeconftest("import billing  # noqa: F401 - the app, imported as its tests do\n")
+    pytester.makepyfile(test_invoices=FLASK_TESTS)
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider")
+
+
+def test_flask_migrate_runs_in_a_clean_process_in_the_apps_context(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flask_project(pytester.path)
+    _run_with_the_app_imported(pytester, monkeypatch).assert_outcomes(passed=1)
+
+
+def test_an_app_that_ignores_the_environment_is_named_from_the_clean_process_too(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = flask_project(pytester.path)
+    init = project / "billing" / "__init__.py"
+    fixed = '"postgresql+psycopg://billing@127.0.0.1:9/billing"'
+    init.write_text(init.read_text().replace('os.environ.get("DATABASE_URL", ', f"({fixed} or "))
+    result = _run_with_the_app_imported(pytester, monkeypatch)
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output[-3000:]
+    assert "connects to database 'billing', not to the template" in output

@@ -3,12 +3,13 @@ the project's code; and how each one fails (MigrationError: exit code 6, the cau
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -190,6 +191,152 @@ def test_a_module_env_py_misses_is_named(server: ServiceEndpoint, tmp_path: Path
     )
     assert "sqlalchemy.url" not in str(caught.value)
     assert str(tmp_path / "alembic_missing") in str(caught.value.fix)
+
+
+# Alembic in a clean process once the app's modules are imported; migrations that reach another database ------------
+
+PID_ENV_PY = """
+    import os
+    from pathlib import Path
+
+    from alembic import context
+    from sqlalchemy import engine_from_config, pool
+
+    import app_settings  # noqa: F401 - the app's, as env.py files import it
+
+    Path(os.environ["MIGRATION_PID_FILE"]).write_text(str(os.getpid()))
+    connectable = engine_from_config(context.config.get_section(context.config.config_ini_section, {}),
+                                     prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(connection=connection)
+        with context.begin_transaction():
+            context.run_migrations()
+"""
+REVISION = """
+    from alembic import op
+
+    revision = "0001"
+    down_revision = None
+
+
+    def upgrade():
+        op.execute("{statement}")
+"""
+
+
+def _pid_project(root: Path, statement: str) -> Path:
+    """An Alembic project whose env.py imports the app's settings module and notes the pid of the process it runs in."""
+    return _project(
+        root,
+        '[tool.envmgr]\nalembic_ini = "alembic.ini"\n',
+        {
+            "alembic.ini": "[alembic]\nscript_location = migrations\n",
+            "app_settings.py": "DEBUG = False\n",
+            "migrations/env.py": PID_ENV_PY,
+            "migrations/script.py.mako": "",
+            "migrations/versions/0001_first.py": REVISION.format(statement=statement),
+        },
+    )
+
+
+def _migrated_in(root: Path) -> int:
+    return int((root / "pid").read_text())
+
+
+@pytest.fixture
+def pid_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MIGRATION_PID_FILE", str(tmp_path / "pid"))
+
+
+@pytest.fixture
+def imported_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[Path], None]]:
+    """Import a project's app_settings in this process, as a conftest that imports the app does."""
+
+    def load(root: Path) -> None:
+        monkeypatch.syspath_prepend(str(root))
+        importlib.import_module("app_settings")
+
+    yield load
+    sys.modules.pop("app_settings", None)
+
+
+@pytest.mark.usefixtures("pid_file")
+def test_alembic_runs_in_this_process_until_a_module_of_the_project_is_imported(
+    server: ServiceEndpoint, tmp_path: Path, imported_app: Callable[[Path], None]
+) -> None:
+    here = _pid_project(tmp_path / "here", "CREATE TABLE here (id int)")
+    result = ensure_template(server, _settings(here))
+    assert _migrated_in(tmp_path) == os.getpid()
+    assert "here" in _tables(server, result.name)
+    assert "app_settings" not in sys.modules, "imported while the variables named the template: forgotten after"
+    clean = _pid_project(tmp_path / "clean", "CREATE TABLE clean (id int)")
+    imported_app(clean)
+    result = ensure_template(server, _settings(clean))
+    assert _migrated_in(tmp_path) != os.getpid()
+    assert "clean" in _tables(server, result.name)
+
+
+@pytest.mark.usefixtures("pid_file")
+def test_a_failing_revision_in_the_clean_process_is_named_as_in_this_one(
+    server: ServiceEndpoint, tmp_path: Path, imported_app: Callable[[Path], None]
+) -> None:
+    errors = []
+    for name in ("here", "clean"):
+        root = _pid_project(tmp_path / name, "ALTER TABLE nowhere ADD COLUMN x int")
+        if name == "clean":
+            imported_app(root)
+        settings = _settings(root)
+        with pytest.raises(MigrationError) as caught:
+            ensure_template(server, settings)
+        assert (_migrated_in(tmp_path) == os.getpid()) is (name == "here")
+        assert _nothing_left(server, settings) == []
+        errors.append(caught.value)
+    here, clean = errors
+    assert clean.cause == here.cause
+    assert clean.cause.startswith("alembic upgrade failed at revision 0001 (migrations/versions/0001_first.py, line ")
+    assert clean.cause.endswith('UndefinedTable: relation "nowhere" does not exist')
+    assert clean.fix == here.fix
+
+
+OTHER_DATABASE = """
+    import psycopg
+
+    def upgrade(url):
+        with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+            connection.execute("CREATE TABLE IF NOT EXISTS reached_by_mistake (id int)")
+"""
+
+
+def test_migrations_that_change_another_database_are_a_migration_error_naming_it(
+    server: ServiceEndpoint, tmp_path: Path
+) -> None:
+    root = _project(
+        tmp_path / "elsewhere",
+        '[tool.envmgr]\nmigrate = "reaching_tools:upgrade"\n',
+        {"reaching_tools.py": OTHER_DATABASE},
+    )
+    settings = _settings(root)
+    try:
+        with pytest.raises(MigrationError) as caught:
+            ensure_template(server, settings)
+    finally:
+        with psycopg.connect(server.with_path("postgres").url, autocommit=True) as connection:
+            connection.execute("DROP TABLE IF EXISTS reached_by_mistake")
+    assert caught.value.cause.endswith('they changed database "postgres" of the same server')
+    assert "the URL a migrate function is called with" in (caught.value.fix or "")
+    assert _nothing_left(server, settings) == []
+
+
+def test_migrations_that_change_no_database_of_the_server_are_a_migration_error(
+    server: ServiceEndpoint, tmp_path: Path
+) -> None:
+    root = _project(tmp_path / "nowhere", '[tool.envmgr]\nmigrate = "true"\n', {})
+    settings = _settings(root)
+    with pytest.raises(MigrationError) as caught:
+        ensure_template(server, settings)
+    assert "changed neither the template database" in caught.value.cause
+    assert "they reached another server" in caught.value.cause
+    assert _nothing_left(server, settings) == []
 
 
 # Django -----------------------------------------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from envmgr.config import Settings, load_settings
 from envmgr.errors import MigrationError
 from envmgr.pytest.reach import FixtureMap, reach
+from envmgr.services.postgres.template.alembic_process import project_modules
+from envmgr.services.postgres.template.changes import check_reached
 from envmgr.services.postgres.template.content_hash import content_hash
 from envmgr.services.postgres.template.django_strategy import DjangoMigrate, django_settings_module
 from envmgr.services.postgres.template.files import glob_pattern, project_files
@@ -17,6 +21,7 @@ from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.template.strategies import AlembicMigrate, CallableMigrate, CommandMigrate
 from envmgr.services.postgres.template.subprocesses import migration_environment
 from envmgr.services.registry import SERVICES
+from tests.conftest import REPO
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -215,3 +220,97 @@ def test_the_db_fixture_reaches_postgres_cleanly() -> None:
     }
     found = reach(["db", "_django_db_helper", "django_db_setup", "postgres_url"], ["db"], argnames, fixtures)
     assert (found.reached, found.dirtying, found.first["postgres"]) == (frozenset({"postgres"}), frozenset(), "db")
+
+
+# Alembic in a clean process when the app's modules are imported; the check that migrations reached the template ----
+
+
+def _loaded(monkeypatch: pytest.MonkeyPatch, name: str, file: Path) -> None:
+    module = types.ModuleType(name)
+    module.__file__ = str(file)
+    monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_the_projects_modules_are_those_under_its_folders_but_its_tests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "project"
+    assert project_modules([root]) == []
+    _loaded(monkeypatch, "tests_conftest_x", root / "tests" / "conftest.py")
+    _loaded(monkeypatch, "test_items_x", root / "tests" / "test_items.py")
+    _loaded(monkeypatch, "items_test_x", root / "tests" / "items_test.py")
+    _loaded(monkeypatch, "installed_x", root / ".venv" / "lib" / "python3.11" / "site-packages" / "installed_x.py")
+    _loaded(monkeypatch, "elsewhere_x", tmp_path / "elsewhere" / "config.py")
+    assert project_modules([root]) == []
+    _loaded(monkeypatch, "app_x.core.config", root / "app_x" / "core" / "config.py")
+    assert project_modules([root]) == ["app_x.core.config"]
+    assert project_modules([tmp_path / "elsewhere", root]) == ["app_x.core.config", "elsewhere_x"]
+
+
+def test_envmgrs_own_modules_are_not_the_projects_when_it_is_developed_inside_it() -> None:
+    found = project_modules([REPO])  # this repository: envmgr/ is inside it, and imported here
+    assert "envmgr.services.postgres.template.alembic_process" in sys.modules
+    assert [name for name in found if name == "envmgr" or name.startswith("envmgr.")] == []
+
+
+def test_alembic_migrates_in_a_clean_process_once_a_module_of_the_project_is_imported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ini = "[alembic]\nscript_location = db/migrations\nprepend_sys_path = src\npath_separator = os\n"
+    _write(tmp_path, {"alembic.ini": ini})
+    (tmp_path / "db" / "migrations").mkdir(parents=True)
+    strategy = AlembicMigrate(tmp_path / "alembic.ini", tmp_path / "project")
+    assert not strategy.needs_clean_process()
+    _loaded(monkeypatch, "app_y.settings", tmp_path / "src" / "app_y" / "settings.py")  # on prepend_sys_path
+    assert strategy.needs_clean_process()
+
+
+class _Strategy:
+    label = "alembic"
+    target_fix = "env.py must use the URL envmgr gives it"
+
+
+BEFORE = {"app": "users", "postgres": "", "app_tpl_1_building": "extension plpgsql"}
+
+
+@pytest.mark.parametrize(
+    ("after", "cause"),
+    [
+        (
+            {**BEFORE, "app": "users\nitems"},
+            "the migrations (alembic) did not change the template database app_tpl_1_building: they changed database "
+            '"app" of the same server',
+        ),
+        (
+            dict(BEFORE),
+            "the migrations (alembic) changed neither the template database app_tpl_1_building nor any other database "
+            "of its server: they reached another server (or did nothing)",
+        ),
+        (
+            {**BEFORE, "app_tpl_1_building": "items", "postgres": "items"},
+            'the migrations (alembic) changed database "postgres" of the same server as well as the template database '
+            "app_tpl_1_building",
+        ),
+    ],
+    ids=["another-database", "no-database", "another-one-too"],
+)
+def test_migrations_that_did_not_reach_the_template_alone_are_a_migration_error(
+    after: dict[str, str], cause: str
+) -> None:
+    with pytest.raises(MigrationError) as caught:
+        check_reached(_Strategy(), "app_tpl_1_building", BEFORE, after)
+    assert caught.value.cause == cause
+    assert (caught.value.fix or "").startswith("env.py must use the URL envmgr gives it")
+
+
+def test_migrations_that_changed_the_template_alone_pass_the_check() -> None:
+    after = {**BEFORE, "app_tpl_1_building": "items", "app_tpl_2_building": "another build", "app_gw0": "new"}
+    check_reached(_Strategy(), "app_tpl_1_building", {**BEFORE, "app_tpl_2_building": ""}, after)
+
+
+def test_the_interpreters_own_modules_are_not_the_projects_even_inside_its_folder(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    python = Path(sys.base_prefix) / "lib" / "python3.11" / "json" / "decoder.py"  # under any folder holding it
+    _loaded(monkeypatch, "stdlib_like_x", python)
+    assert "stdlib_like_x" not in project_modules([Path(sys.base_prefix)])

@@ -8,8 +8,10 @@ How the target database reaches the project's `env.py` (both, so that either sty
   successful upgrade: an env.py written after Alembic's cookbook ("sharing a connection") uses it.
   `config.attributes["sqlalchemy.url"]` holds the URL too.
 
-An env.py that takes its URL from somewhere else (the application's settings, `DATABASE_URL`) would migrate that
-database instead: make it prefer `config.attributes.get("connection")` or the `sqlalchemy.url` main option.
+DATABASE_URL, POSTGRES_* and the export table's variables name the template too while it runs (`build.py`), so an
+env.py that reads them when it runs reaches it. One that takes its URL from a settings object made before (imported
+by the test run's conftest) would migrate that object's database: `AlembicMigrate` then runs this upgrade in a clean
+process (`alembic_process.py`), and the build checks that the migrations changed the template alone (`changes.py`).
 Flask-Migrate's env.py takes the engine of the current Flask app: with the setting `flask.app`, the upgrade runs in
 that app's context, the app made while DATABASE_URL and the other variables name the template being built
 (`envmgr.integrations.flask.migration_app`, passed as `around`). An alembic.ini without `script_location` (as
@@ -146,6 +148,17 @@ def script_folders(ini_path: Path) -> list[Path]:
         path = Path(location)
         if path.is_dir() and not any(path.resolve().is_relative_to(f.resolve()) for f in folders):
             folders.append(path)
+    return folders
+
+
+def script_paths(ini_path: Path) -> list[Path]:
+    """The folders alembic.ini puts on sys.path (`prepend_sys_path`, anchored at its folder) and the script
+    location: where env.py finds the project's modules besides the project root."""
+    cfg = alembic_config(ini_path)
+    folders = [Path(path) for path in cfg.get_prepend_sys_paths_list() or []]
+    location = cfg.get_main_option("script_location")
+    if location and Path(location).is_dir():
+        folders.append(Path(location))
     return folders
 
 

@@ -35,6 +35,7 @@ from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
 from envmgr.services.postgres.settings import PostgresSettings
+from envmgr.services.postgres.template.changes import BUILDING, check_reached, fingerprints
 from envmgr.services.postgres.template.content_hash import content_hash
 from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.template.seeds import load_postgres_seeds
@@ -96,7 +97,7 @@ def template_name(settings: Settings, digest: str) -> str:
 
 def building_name(name: str) -> str:
     """`<name>_building`, shortened at the front when it would pass Postgres's 63-byte limit (the hash is kept)."""
-    suffix = "_building"
+    suffix = BUILDING
     if len(name) + len(suffix) <= MAX_IDENTIFIER:
         return name + suffix
     keep = MAX_IDENTIFIER - len(suffix)
@@ -144,8 +145,10 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
         if strategy is not None:
             started = time.perf_counter()
             database = janitor.admin.with_path(building)
+            before = fingerprints(janitor)
             with _database_environment(database, settings):
                 strategy.migrate(url, around=_migration_context(settings, database))
+            check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
             migrate_seconds = time.perf_counter() - started
         seeds = settings.seeds_path()
         if seeds is not None:

@@ -28,7 +28,7 @@ def migrate_strategy(settings: Settings) -> MigrateStrategy | None:
     if spec is None:
         return None
     if spec == "alembic":
-        return AlembicMigrate(settings.alembic_ini_path() or root / "alembic.ini", root)
+        return AlembicMigrate(settings.alembic_ini_path() or root / "alembic.ini", root, settings.flask.app)
     if spec == "django":
         return DjangoMigrate(root, django_settings_module(root), tuple(settings.django_fixtures),
                              files or DEFAULT_DJANGO_FILES)  # fmt: skip

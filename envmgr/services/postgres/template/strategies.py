@@ -3,8 +3,9 @@
 =====================  ==============================================================================================
 `migrate`              what runs against the template database (`<db>_tpl_<hash>_building`)
 =====================  ==============================================================================================
-"alembic"              Alembic's upgrade, in this process (`alembic_upgrade.py`); alembic.ini from `alembic_ini`
-                       (default `alembic.ini`). The default when `alembic_ini` is set.
+"alembic"              Alembic's upgrade, in this process (`alembic_upgrade.py`), or in a clean one when this one
+                       has imported the project's modules already (`alembic_process.py`); alembic.ini from
+                       `alembic_ini` (default `alembic.ini`). The default when `alembic_ini` is set.
 "django"               Django's `migrate`, then `loaddata` of `django_fixtures`, in a subprocess
                        (`python -m envmgr.integrations.django_migrate`): Django's settings are process-wide and the
                        caller (a test run's controller, `envmgr up`, the daemon) must not configure Django.
@@ -24,6 +25,8 @@ the files of `migrate_files` (default: every file under a folder named `migratio
 `.`, `__pycache__`, `node_modules`, `site-packages` and virtual environments (a `pyvenv.cfg` inside) are skipped.
 
 Every failure is a `MigrationError` (exit code 6) naming what ran, how it ended and the last lines of its output.
+Migrations that leave the template unchanged, or change another database of the server, are one too
+(`changes.py`, checked by the build): `target_fix` says how the strategy's migrations get the template's URL.
 """
 
 from __future__ import annotations
@@ -43,7 +46,13 @@ from typing import Any
 
 from envmgr.errors import MigrationError, first_line
 from envmgr.process_state import process_state_guard
-from envmgr.services.postgres.template.alembic_upgrade import hash_alembic, missing_module_fix, run_migrations
+from envmgr.services.postgres.template.alembic_process import project_modules, upgrade_in_subprocess
+from envmgr.services.postgres.template.alembic_upgrade import (
+    hash_alembic,
+    missing_module_fix,
+    run_migrations,
+    script_paths,
+)
 from envmgr.services.postgres.template.files import digest_add, hash_files
 from envmgr.services.postgres.template.subprocesses import ended, migration_environment, run_subprocess, tail
 
@@ -68,21 +77,61 @@ class MigrateStrategy(ABC):
     def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
         """Migrate the database at `url` (a superuser URL); `MigrationError` when that fails."""
 
+    @property
+    def target_fix(self) -> str:
+        """How to make the migrations reach the database envmgr gives them (when they changed another one)."""
+        return (
+            "the migrations must use the database envmgr gives them: DATABASE_URL, POSTGRES_* (PG*) and the "
+            "[tool.envmgr.export] variables as they are when they run, or the URL a migrate function is called with"
+        )
+
 
 @dataclass(frozen=True)
 class AlembicMigrate(MigrateStrategy):
     ini_path: Path
     project_root: Path
+    flask_app: str | None = None
+    """the setting flask.app (in-process, `around` is its app context; a subprocess makes its own)"""
 
     @property
     def label(self) -> str:
         return "alembic"
 
+    @property
+    def target_fix(self) -> str:
+        return (
+            "env.py must migrate the database envmgr gives it: config.attributes['connection'], the sqlalchemy.url "
+            "main option, or DATABASE_URL / POSTGRES_* / the [tool.envmgr.export] variables as they are when env.py "
+            "runs (not a URL fixed in alembic.ini, a .env file or another server's settings)"
+        )
+
     def hash_into(self, digest: Any) -> None:
         hash_alembic(digest, self.ini_path)
 
     def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
-        run_migrations(self.ini_path, url, project_root=self.project_root, around=around)
+        """In this process, unless it has imported modules of the project already (their settings may name another
+        database): then in a clean one (`alembic_process`). What env.py imported of the project in this process is
+        forgotten afterwards: it was made while the variables named the template (a settings object caching them),
+        and another project's env.py (the daemon serves several) may import modules of the same names."""
+        places = self._places()
+        with process_state_guard():  # no other upgrade imports (or forgets) the project's modules meanwhile
+            clean = bool(project_modules(places))
+            if not clean:
+                try:
+                    run_migrations(self.ini_path, url, project_root=self.project_root, around=around)
+                finally:
+                    for name in project_modules(places):
+                        sys.modules.pop(name, None)
+        if clean:
+            upgrade_in_subprocess(self.ini_path, url, "head", self.project_root, self.flask_app)
+
+    def needs_clean_process(self) -> bool:
+        """Whether a module of the project (under its root, alembic.ini's folder or a `prepend_sys_path` folder) is
+        imported in this process already."""
+        return bool(project_modules(self._places()))
+
+    def _places(self) -> list[Path]:
+        return [self.project_root, self.ini_path.resolve().parent, *script_paths(self.ini_path)]
 
 
 @dataclass(frozen=True)

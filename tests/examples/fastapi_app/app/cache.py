@@ -1,14 +1,15 @@
-"""Redis: a `redis.asyncio` client on REDIS_URL (made on first use)."""
+"""Redis: a `redis.asyncio` client on the settings' REDIS_URL (made on first use)."""
 
-import os
 from functools import cache
 
 from redis.asyncio import Redis
 
+from app.config import settings
+
 
 @cache
 def _client() -> Redis:
-    return Redis.from_url(os.environ.get("REDIS_URL", "redis://localhost:6379/0"))
+    return Redis.from_url(settings.REDIS_URL)
 
 
 async def get_redis() -> Redis:

@@ -1,40 +1,44 @@
-"""Alembic environment of the tasks API, after Alembic's async template.
+"""Alembic environment of the tasks API, as the FastAPI full-stack template has it: the URL from the app's settings.
 
-A caller that holds a connection (envmgr, building its template database) passes it as
-`config.attributes["connection"]`; otherwise the app's own async engine is used (`alembic upgrade head`).
+Nothing in it is for envmgr: envmgr migrates its template database with this file unchanged (the app's settings,
+read from POSTGRES_* when imported, name the template there: see docs/fastapi.md).
 """
 
-import asyncio
 from logging.config import fileConfig
 
 from alembic import context
-from app.db import database_url
+from app.config import settings
 from app.models import Base
-from sqlalchemy.engine import Connection
+from sqlalchemy import engine_from_config, pool
 
 config = context.config
 if config.config_file_name is not None:
     fileConfig(config.config_file_name)
 
+target_metadata = Base.metadata
 
-def run_migrations(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=Base.metadata)
+
+def get_url() -> str:
+    return settings.SQLALCHEMY_DATABASE_URI
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=get_url(), target_metadata=target_metadata, literal_binds=True, compare_type=True)
     with context.begin_transaction():
         context.run_migrations()
 
 
-async def run_async_migrations() -> None:
-    from sqlalchemy.ext.asyncio import create_async_engine
-    from sqlalchemy.pool import NullPool
+def run_migrations_online() -> None:
+    configuration = config.get_section(config.config_ini_section, {})
+    configuration["sqlalchemy.url"] = get_url()
+    connectable = engine_from_config(configuration, prefix="sqlalchemy.", poolclass=pool.NullPool)
+    with connectable.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
 
-    engine = create_async_engine(database_url(), poolclass=NullPool)
-    async with engine.connect() as connection:
-        await connection.run_sync(run_migrations)
-    await engine.dispose()
 
-
-connection = config.attributes.get("connection")
-if connection is not None:
-    run_migrations(connection)
+if context.is_offline_mode():
+    run_migrations_offline()
 else:
-    asyncio.run(run_async_migrations())
+    run_migrations_online()
