@@ -23,12 +23,16 @@ database): `envmgr.services.postgres.template.alembic_process`.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final
 
-__all__ = ["process_state_guard"]
+__all__ = ["RUN_CONTROLLER_VARIABLE", "in_test_run_controller", "process_state_guard"]
+
+RUN_CONTROLLER_VARIABLE = "ENVMGR_RUN_CONTROLLER"
+"""set by the pytest plugin to the controller's pid (its xdist workers know their controller by it)"""
 
 _GUARD: Final = threading.RLock()
 """Created once at import and never replaced: the only object here, and it holds no data."""
@@ -40,3 +44,10 @@ def process_state_guard() -> Iterator[None]:
     globals. Re-entrant: a function that holds it may call another that takes it."""
     with _GUARD:
         yield
+
+
+def in_test_run_controller() -> bool:
+    """Whether this process is a pytest run's controller (or its only process): its main thread imports the
+    project's modules (conftest, the tests, the app) while envmgr works in other threads, so what envmgr changes
+    process-wide (os.environ, sys.modules) could be seen, or undone, half-way."""
+    return os.environ.get(RUN_CONTROLLER_VARIABLE) == str(os.getpid())

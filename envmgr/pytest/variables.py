@@ -11,6 +11,7 @@ import pytest
 from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.exports import exported_variables
+from envmgr.process_state import RUN_CONTROLLER_VARIABLE
 from envmgr.services.registry import ServiceRegistry
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
 PLAN_VARIABLE = "ENVMGR_RUN_PLAN"
 """the controller's plan (Endpoints JSON), for its xdist workers to export their view before their conftests load"""
 ISOLATION_VARIABLE = "ENVMGR_RUN_ISOLATION"
-CONTROLLER_VARIABLE = "ENVMGR_RUN_CONTROLLER"
+CONTROLLER_VARIABLE = RUN_CONTROLLER_VARIABLE
 """the controller's pid: a process is its xdist worker when its parent is that pid (a pytest run inside a test of
 another run inherits PYTEST_XDIST_WORKER from it, and is no worker of anybody's)"""
 SAVED_KEY = pytest.StashKey[dict[str, str | None]]()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 import types
 from pathlib import Path
@@ -260,9 +261,24 @@ def test_alembic_migrates_in_a_clean_process_once_a_module_of_the_project_is_imp
     _write(tmp_path, {"alembic.ini": ini})
     (tmp_path / "db" / "migrations").mkdir(parents=True)
     strategy = AlembicMigrate(tmp_path / "alembic.ini", tmp_path / "project")
+    monkeypatch.delenv("ENVMGR_RUN_CONTROLLER", raising=False)  # not a pytest run's controller (envmgr up, a daemon)
     assert not strategy.needs_clean_process()
     _loaded(monkeypatch, "app_y.settings", tmp_path / "src" / "app_y" / "settings.py")  # on prepend_sys_path
     assert strategy.needs_clean_process()
+
+
+def test_a_pytest_controller_always_migrates_in_a_clean_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its main thread imports the app (collection) while the template is built in another: in this process the
+    app would read the template's variables, or lose modules env.py imported and envmgr forgets afterwards."""
+    _write(tmp_path, {"alembic.ini": "[alembic]\nscript_location = migrations\n"})
+    (tmp_path / "migrations").mkdir()
+    strategy = AlembicMigrate(tmp_path / "alembic.ini", tmp_path)
+    monkeypatch.setenv("ENVMGR_RUN_CONTROLLER", str(os.getpid()))
+    assert strategy.needs_clean_process()
+    monkeypatch.setenv("ENVMGR_RUN_CONTROLLER", str(os.getppid()))  # an xdist worker: its controller builds templates
+    assert not strategy.needs_clean_process()
 
 
 class _Strategy:

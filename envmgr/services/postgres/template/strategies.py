@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from envmgr.errors import MigrationError, first_line
-from envmgr.process_state import process_state_guard
+from envmgr.process_state import in_test_run_controller, process_state_guard
 from envmgr.services.postgres.template.alembic_process import project_modules, upgrade_in_subprocess
 from envmgr.services.postgres.template.alembic_upgrade import (
     hash_alembic,
@@ -110,12 +110,14 @@ class AlembicMigrate(MigrateStrategy):
 
     def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
         """In this process, unless it has imported modules of the project already (their settings may name another
-        database): then in a clean one (`alembic_process`). What env.py imported of the project in this process is
-        forgotten afterwards: it was made while the variables named the template (a settings object caching them),
-        and another project's env.py (the daemon serves several) may import modules of the same names."""
+        database) or is a pytest run's controller (its main thread imports them meanwhile, and would see the
+        template's variables): then in a clean one (`alembic_process`). What env.py imported of the project in this
+        process is forgotten afterwards: it was made while the variables named the template (a settings object
+        caching them), and another project's env.py (the daemon serves several) may import modules of the same
+        names."""
         places = self._places()
         with process_state_guard():  # no other upgrade imports (or forgets) the project's modules meanwhile
-            clean = bool(project_modules(places))
+            clean = self.needs_clean_process()
             if not clean:
                 try:
                     run_migrations(self.ini_path, url, project_root=self.project_root, around=around)
@@ -126,9 +128,9 @@ class AlembicMigrate(MigrateStrategy):
             upgrade_in_subprocess(self.ini_path, url, "head", self.project_root, self.flask_app)
 
     def needs_clean_process(self) -> bool:
-        """Whether a module of the project (under its root, alembic.ini's folder or a `prepend_sys_path` folder) is
-        imported in this process already."""
-        return bool(project_modules(self._places()))
+        """Whether this is a pytest run's controller, or a module of the project (under its root, alembic.ini's
+        folder or a `prepend_sys_path` folder) is imported in this process already."""
+        return in_test_run_controller() or bool(project_modules(self._places()))
 
     def _places(self) -> list[Path]:
         return [self.project_root, self.ini_path.resolve().parent, *script_paths(self.ini_path)]
