@@ -27,7 +27,7 @@ from envmgr.engine.reaper import Watchdog, sweep
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
 from envmgr.images import BuildCancel, ensure_derived_image
-from envmgr.readiness import StartTimes, Waiter, wait_until
+from envmgr.readiness import StartTimes, Waiter, diagnosed, wait_until
 from envmgr.services.base import Service
 from envmgr.timings import Timings
 
@@ -226,7 +226,8 @@ class Runtime:
             setting=setting,
             earlier=lambda: self._start_times.summary(service.name, image),
         )
-        seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
+        with diagnosed(service.diagnose):
+            seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
         self._start_times.record(service.name, image, seconds)
 
     def _check_images(self, names: Sequence[str]) -> list[Future[None]]:
@@ -309,10 +310,11 @@ class Runtime:
                 created=created, host_ports=host_ports, gateway=self.gateway,
             )  # fmt: skip
         started = self._started_needs(name, worker)  # its container runs already; its probe may need them
-        published = published_from(
-            wrapped, service=name, host=self.engine.host_address(), ports=service.ports, worker=worker,
-            replica=replica, needs=started,
-        )  # fmt: skip
+        with diagnosed(service.diagnose):  # it may have exited at once
+            published = published_from(
+                wrapped, service=name, host=self.engine.host_address(), ports=service.ports, worker=worker,
+                replica=replica, needs=started,
+            )  # fmt: skip
         endpoint = with_replica(service.endpoint(published), replica)
         with self.timings.measure(name, "ready", replica):
             self.await_ready(service, endpoint, wrapped, self._cancel)
