@@ -22,7 +22,7 @@ from envmgr.daemon.client import default_socket_path
 from envmgr.daemon.pool import Pool, daemon_key
 from envmgr.engine import Engine
 from envmgr.engine.labels import Owner
-from envmgr.errors import DaemonError, EnvmgrError, first_line
+from envmgr.errors import DaemonError, DaemonNotRunningError, EnvmgrError, first_line
 
 __all__ = ["STOP_RECOVERY_WAIT", "Daemon", "serve"]
 
@@ -160,11 +160,35 @@ def serve(socket_path: Path | None = None) -> None:
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        _turn_away(server, path)
         server.server_close()
         try:
             state.shutdown()
         finally:
             path.unlink(missing_ok=True)  # last: a vanished socket means the environments are gone too
+
+
+def _turn_away(server: _Server, path: Path) -> None:
+    """The requests that reached the socket while the daemon was stopping (after the last it served) are answered
+    that no daemon answers, as once the socket is closed, rather than dropped unanswered (a broken pipe)."""
+    gone = DaemonNotRunningError(
+        f"no envmgr daemon answers on {path}: it is stopping", "start one: envmgr daemon start"
+    )
+    stopping = protocol.encode(protocol.error_response(gone))
+    server.socket.setblocking(False)
+    while True:
+        try:
+            connection, _ = server.socket.accept()
+        except OSError:  # none waits any more
+            return
+        with connection:
+            try:
+                connection.settimeout(1.0)
+                with connection.makefile("rb") as request:
+                    request.readline(protocol.MAX_REQUEST_BYTES)
+                connection.sendall(stopping)
+            except OSError:
+                pass  # the client has gone
 
 
 def _claim(path: Path) -> None:
