@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         MigrationError,
         ReadinessTimeoutError,
         SeedError,
+        ServerSettingError,
         ServiceNotEnabledError,
         ServiceStartError,
     )
@@ -45,6 +46,7 @@ __all__ = [
     "MigrationError",
     "ReadinessTimeoutError",
     "SeedError",
+    "ServerSettingError",
     "ServiceEndpoint",
     "ServiceNotEnabledError",
     "ServiceStartError",

@@ -4,6 +4,8 @@
 
     EnvmgrError                      base: a one-line cause (`cause`) and how to fix it (`fix`)
     ├── ConfigError                  bad [tool.envmgr] table or ENVMGR_* variable; names the key and the file
+    │   └── ServerSettingError       a server refused a setting when it started; names the key with the server's
+    │                                own line, carries `service` and `logs`
     ├── DockerUnavailableError       the Docker engine cannot be reached
     ├── ImageError                   an image is missing and cannot be pulled, or a build failed
     ├── ServiceStartError            a container could not be created or started
@@ -17,9 +19,10 @@
         │                            cannot be trusted (another user's folder, socket or process)
         └── DaemonNotRunningError    no envmgr daemon answers on the socket
 
-`str(error)` is the cause followed by the fix, both on one line each; the CLI prints it and exits non-zero.
-`ServiceStartError` and its subclass carry `service` and `logs` (the tail of the container's output);
-`MigrationError` carries `output` (the tail of a migrate command's output).
+`str(error)` is the cause followed by the fix, both on one line each, then its `details()` when it has them; the CLI
+prints the same and exits non-zero. `ServiceStartError`, its subclass and `ServerSettingError` carry `service` and
+`logs` (the tail of the container's output), `MigrationError` carries `output` (the tail of a migrate command's
+output): their details, below the cause.
 Every constructor argument is kept as the attribute of the same name: the daemon's protocol sends an error as its
 class name and those attributes, and the client rebuilds the same error from them (envmgr.daemon.protocol).
 """
@@ -37,6 +40,7 @@ __all__ = [
     "MigrationError",
     "ReadinessTimeoutError",
     "SeedError",
+    "ServerSettingError",
     "ServiceNotEnabledError",
     "ServiceStartError",
     "first_line",
@@ -59,14 +63,38 @@ class EnvmgrError(Exception):
         self.fix = fix
         super().__init__(cause)
 
+    def details(self) -> tuple[str, str] | None:
+        """What is shown below the cause and the fix: a heading and its lines (a container's log tail, a command's
+        output), or None."""
+        return None
+
     def __str__(self) -> str:
-        return self.cause if not self.fix else f"{self.cause}\n  fix: {self.fix}"
+        text = self.cause if not self.fix else f"{self.cause}\n  fix: {self.fix}"
+        details = self.details()
+        if details is not None and details[1].strip():
+            heading, lines = details
+            tail = "\n".join("    " + line for line in lines.rstrip().splitlines())
+            text = f"{text}\n  {heading}:\n{tail}"
+        return text
 
 
 class ConfigError(EnvmgrError):
     """The configuration is invalid: an unknown key, a bad value or a missing file."""
 
     exit_code = 2
+
+
+class ServerSettingError(ConfigError):
+    """A server refused one of its settings (`postgres.settings`, `redis.settings`) when it started: the cause names
+    the key with the server's own line (found in its log by `Service.diagnose`); the log tail follows."""
+
+    def __init__(self, service: str, cause: str, fix: str | None = None, logs: str = "") -> None:
+        self.service = service
+        self.logs = logs
+        super().__init__(cause, fix)
+
+    def details(self) -> tuple[str, str] | None:
+        return f"last log lines of {self.service}", self.logs
 
 
 class DockerUnavailableError(EnvmgrError):
@@ -91,12 +119,8 @@ class ServiceStartError(EnvmgrError):
         self.logs = logs
         super().__init__(cause, fix)
 
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.logs:
-            tail = "\n".join("    " + line for line in self.logs.rstrip().splitlines())
-            text = f"{text}\n  last log lines of {self.service}:\n{tail}"
-        return text
+    def details(self) -> tuple[str, str] | None:
+        return f"last log lines of {self.service}", self.logs
 
 
 class ReadinessTimeoutError(ServiceStartError):
@@ -112,12 +136,8 @@ class MigrationError(EnvmgrError):
         self.output = output
         super().__init__(cause, fix)
 
-    def __str__(self) -> str:
-        text = super().__str__()
-        if self.output:
-            tail = "\n".join("    " + line for line in self.output.rstrip().splitlines())
-            text = f"{text}\n  last lines of its output:\n{tail}"
-        return text
+    def details(self) -> tuple[str, str] | None:
+        return "last lines of its output", self.output
 
 
 class SeedError(EnvmgrError):

@@ -14,7 +14,9 @@ is never overwritten.
 A service may also have an image derived for the project (`Service.derived_image`: the Celery worker with the
 project's requirements): `ensure_derived_image` builds it when its tag is missing, with `ca-bundle.pem` in the
 context (certifi's CAs and the extra ones, `derived_ca_bundle`), on the environment's own network (the build's
-downloads do not depend on the engine's default bridge).
+downloads do not depend on the engine's default bridge). Such a build is part of its environment's life: a
+`BuildCancel` ends it from another thread (the environment's removal), by hanging up on the engine, which then stops
+the build and removes its step container (`forcerm`), so that nothing of it stays on the network.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import docker.errors
+import requests
 
 from envmgr.engine import Engine
 from envmgr.errors import ConfigError, ImageError, first_line
@@ -39,6 +45,7 @@ __all__ = [
     "LOCAL",
     "OFFICIAL_LOOKALIKE",
     "VARIANT_LABEL",
+    "BuildCancel",
     "LocalImage",
     "Variant",
     "build_image",
@@ -203,17 +210,68 @@ def derived_ca_bundle(extra: Sequence[Path]) -> str:
     return Path(certifi.where()).read_text() + "\n" + _ca_bundle(extra)
 
 
+class BuildCancel:
+    """Ends the derived builds under way that were given it, from any thread: it hangs up on the engine (a legacy
+    build ends when its client goes, and `forcerm` removes its step container); a build that begins afterwards
+    ends at once. The build then raises ImageError."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: list[requests.Response] = []
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            responses = list(self._open)
+        for response in responses:
+            _hang_up(response)
+
+    @contextmanager
+    def tracking(self, responses: Sequence[requests.Response]) -> Iterator[None]:
+        """The block follows a build whose HTTP responses are `responses`: cancel() hangs up on them."""
+        with self._lock:
+            self._open.extend(responses)
+            cancelled = self.cancelled
+        try:
+            if cancelled:
+                for response in responses:
+                    _hang_up(response)
+            yield
+        finally:
+            with self._lock:
+                self._open = [known for known in self._open if all(known is not r for r in responses)]
+
+
+def _hang_up(response: requests.Response) -> None:
+    """Close the connection under a streamed response, waking the thread that reads it (shutdown does; a close
+    from another thread would not)."""
+    connection = getattr(response.raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    try:
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+        elif sock is not None:
+            sock.close()  # a socket-like object (ssh://)
+        else:
+            response.close()
+    except OSError:
+        pass  # closed already
+
+
 def ensure_derived_image(
     engine: Engine,
     image: DerivedImage,
     *,
     network: str | None = None,
     on_line: Callable[[str], None] = lambda line: None,
+    cancel: BuildCancel | None = None,
 ) -> bool:
     """Build `image` unless its tag is present; True when it was built. `network`: where the build's steps run
-    (a network envmgr made), else the engine's default."""
+    (a network envmgr made), else the engine's default. `cancel`: what may end the build from another thread."""
     if engine.has_image(image.tag):
         return False
+    what = f"{image.tag} from {image.source}"
     with tempfile.TemporaryDirectory(prefix="envmgr-build-derived-") as scratch:
         context = Path(scratch)
         (context / "Dockerfile").write_text(image.dockerfile)
@@ -221,19 +279,28 @@ def ensure_derived_image(
             (context / name).write_bytes(data)
         (context / CA_BUNDLE_NAME).write_text(derived_ca_bundle(extra_ca_certificates()))
         options: dict[str, Any] = {"network_mode": network} if network else {}
+        cancel = cancel or BuildCancel()
         try:
-            stream = engine.client.api.build(
-                path=str(context),
-                tag=image.tag,
-                buildargs={"BASE_IMAGE": image.base},
-                labels={DERIVED_LABEL: image.base},
-                rm=True,
-                forcerm=True,
-                decode=True,
-                **options,
-            )
-            _follow(stream, f"{image.tag} from {image.source}", on_line, DERIVED_FIX)
-        except docker.errors.DockerException as exc:
-            cause = f"building {image.tag} from {image.source} failed: {first_line(exc)}"
-            raise ImageError(cause, DERIVED_FIX) from None
+            with engine.responses() as responses:  # the build's: cancel() hangs up on it
+                stream = engine.client.api.build(
+                    path=str(context),
+                    tag=image.tag,
+                    buildargs={"BASE_IMAGE": image.base},
+                    labels={DERIVED_LABEL: image.base},
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    **options,
+                )
+            with cancel.tracking(responses):
+                _follow(stream, what, on_line, DERIVED_FIX)
+        except (ImageError, docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+            if cancel.cancelled:
+                raise ImageError(
+                    f"the build of {what} was stopped: its environment is being removed",
+                    "nothing to do: it is built again when an environment needs it",
+                ) from None
+            if isinstance(exc, ImageError):
+                raise
+            raise ImageError(f"building {what} failed: {first_line(exc)}", DERIVED_FIX) from None
     return True

@@ -5,6 +5,9 @@ endpoint) and raises otherwise. `wait_until` keeps the last error, stops early w
 on time-out raises `ReadinessTimeoutError` naming the service, the setting that gives it more time, how long its
 earlier starts on this machine took, and the tail of its logs.
 
+`diagnosed` lets the service read the cause of such an error in its log tail (`Service.diagnose`: a setting its
+server refused), raised instead with the cause first.
+
 `StartTimes` keeps how long the last waits of each service and image took, in the user's state folder
 (`start-times.json`, written whole with `os.replace`; a lost update between two processes costs one sample): a
 deadline that fails on a busy machine says whether this start was slow or the service hangs.
@@ -16,13 +19,14 @@ import json
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from envmgr.errors import ReadinessTimeoutError, ServiceStartError
+from envmgr.errors import EnvmgrError, ReadinessTimeoutError, ServiceStartError
 
-__all__ = ["Probe", "StartTimes", "Waiter", "wait_until"]
+__all__ = ["Probe", "StartTimes", "Waiter", "diagnosed", "wait_until"]
 
 Probe = Callable[[], None]
 
@@ -129,6 +133,19 @@ def wait_until(probe: Probe, waiter: Waiter, timeout: float, what: str) -> float
             )
         time.sleep(min(interval, max(deadline - now, 0.0)))
         interval = min(interval * 1.5, MAX_INTERVAL)
+
+
+@contextmanager
+def diagnosed(diagnose: Callable[[str], EnvmgrError | None]) -> Iterator[None]:
+    """A container that exited or did not answer in the block (a ServiceStartError with its log tail): the cause
+    `diagnose` reads in that tail (`Service.diagnose`) is raised instead, when it finds one."""
+    try:
+        yield
+    except ServiceStartError as exc:
+        cause = diagnose(exc.logs) if exc.logs else None
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def _describe(error: BaseException | None) -> str:

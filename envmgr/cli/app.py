@@ -24,11 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from envmgr.config import Settings, load_settings
-from envmgr.errors import (
-    EnvmgrError,
-    MigrationError,
-    ServiceStartError,
-)
+from envmgr.errors import EnvmgrError
 
 __all__ = [
     "ConfigOption",
@@ -103,12 +99,10 @@ def run_command(action: Callable[[], T]) -> T:
         err_console().print(Text.assemble(("envmgr: error:", "bold red"), " ", exc.cause), soft_wrap=True)
         if exc.fix:
             err_console().print(Text.assemble("  ", ("fix:", "bold"), " ", exc.fix), soft_wrap=True)
-        if isinstance(exc, ServiceStartError) and exc.logs:
-            err_console().print(f"  last log lines of {exc.service}:", highlight=False, markup=False)
-            err_console().print(exc.logs.rstrip(), highlight=False, markup=False, soft_wrap=True)
-        if isinstance(exc, MigrationError) and exc.output:
-            err_console().print("  last lines of its output:", highlight=False, markup=False)
-            err_console().print(exc.output.rstrip(), highlight=False, markup=False, soft_wrap=True)
+        details = exc.details()
+        if details is not None and details[1].strip():
+            err_console().print(f"  {details[0]}:", highlight=False, markup=False)
+            err_console().print(details[1].rstrip(), highlight=False, markup=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console().print("envmgr: interrupted")

@@ -4,7 +4,8 @@ most `daemon_pool_size` idle ones per configuration.
 A configuration is a hash of what an environment is made from (`config_key`): the settings, the services, the
 number of workers, the migrations and the seed files. Environments carry `envmgr.daemon=<daemon key>`,
 `envmgr.config=<configuration hash>` and the settings they were made from, so that a daemon started after a crash
-adopts them (`Pool.recover`). They are created detached (no watchdog): they outlive a daemon crash.
+adopts them (`Pool.recover`, in the background while the daemon answers already: leases and releases wait for it,
+so that nothing is leased twice). They are created detached (no watchdog): they outlive a daemon crash.
 """
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from envmgr.engine.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_SETTINGS, Own
 from envmgr.environment import Environment
 from envmgr.errors import DaemonError, EnvironmentNotFoundError, first_line
 
-__all__ = ["Pool", "Warm", "config_key", "daemon_key"]
+__all__ = ["RECOVERY_WAIT", "Pool", "Warm", "config_key", "daemon_key"]
 
 LOG = logging.getLogger("envmgr.daemon")
 RELEASE_WAIT = 60.0
 SHUTDOWN_WAIT = 120.0
+RECOVERY_WAIT = 300.0
+"""seconds a lease or a release waits for the adoption of the last daemon's environments"""
 
 
 def daemon_key(socket_path: Path) -> str:
@@ -88,12 +91,47 @@ class Pool:
         self._start_locks: dict[str, threading.Lock] = {}
         self._background: set[threading.Thread] = set()
         self._closed = False
+        self._recovered = threading.Event()
 
     def recover(self) -> None:
-        """Adopt the environments of a previous daemon on this engine, with their leases, from labels."""
+        """Adopt the environments of a previous daemon on this engine, with their leases, from labels (the idle
+        ones reset); stops adopting when the pool closes. Leases and releases wait until it has ended."""
+        try:
+            self._adopt()
+        finally:
+            self._recovered.set()
+
+    def recover_in_background(self) -> None:
+        """`recover` in a thread (`remove_all` waits for it): the daemon answers meanwhile."""
+
+        def recover() -> None:
+            try:
+                self.recover()
+            except Exception:  # what could not be adopted stays labelled: swept once this daemon has gone
+                LOG.exception("adopting the last daemon's environments failed")
+
+        self._in_background(recover, "envmgr-recover")
+
+    @property
+    def recovering(self) -> bool:
+        """Still adopting the last daemon's environments."""
+        return not self._recovered.is_set()
+
+    def await_recovery(self, timeout: float = RECOVERY_WAIT) -> None:
+        """Return once the adoption has ended; DaemonError after `timeout` seconds."""
+        if not self._recovered.wait(timeout):
+            raise DaemonError(
+                f"the envmgr daemon is still adopting the environments of the last one (waited {timeout:g} s)",
+                "try again in a moment (envmgr daemon status answers meanwhile), or read the daemon's log",
+            )
+
+    def _adopt(self) -> None:
         for env_id, record in self.engine.environments().items():
             if record.labels.get(LABEL_DAEMON) != self.key:
                 continue
+            with self._lock:
+                if self._closed:
+                    return  # stopping: what is not adopted stays labelled, swept once this daemon has gone
             try:
                 settings = Settings.model_validate_json(record.labels[LABEL_SETTINGS])
                 env = Environment.attach(env_id, engine=self.engine, settings=settings)
@@ -113,6 +151,7 @@ class Pool:
 
     def lease(self, request: LeaseRequest) -> tuple[Warm, bool]:
         """An environment for the holder, and whether it was warm (idle in the pool) rather than started for it."""
+        self.await_recovery()  # an adopted one may be idle (or leased already)
         config = config_key(request.settings, request.services, request.workers)
         warm = self._take_idle(config, request.holder)
         was_warm = warm is not None
@@ -211,6 +250,20 @@ class Pool:
     def release(self, env_id: str) -> None:
         """End a lease: reset the environment and pool it, or remove it when the configuration has its
         `daemon_pool_size` idle environments already (or the reset fails)."""
+        begun = self._begin_release(env_id)
+        if begun is not None:
+            self._finish_release(*begun)
+
+    def release_later(self, env_id: str) -> None:
+        """Release in the background: the client need not wait for the reset. The lease counts as ended from now
+        on (`leased`), the environment is not leased again before the reset is done."""
+        self.await_recovery()  # an adopted lease is only known once adopted
+        begun = self._begin_release(env_id)
+        if begun is not None:
+            self._in_background(lambda: self._finish_release(*begun), f"envmgr-release-{env_id}")
+
+    def _begin_release(self, env_id: str) -> tuple[Warm, bool] | None:
+        """Mark it released (being reset) or take it out of the pool; None when it is released already."""
         with self._lock:
             warm = self._envs.get(env_id)
             if warm is None:
@@ -218,13 +271,17 @@ class Pool:
                     f"no environment {env_id} in this envmgr daemon", "see envmgr daemon status"
                 )
             if warm.holder is None or warm.releasing:
-                return  # released already, or being released by the monitor
+                return None  # released already, or being released by the monitor
             keep = self._has_room(warm)
             if keep:
                 warm.releasing = True
             else:
                 self._envs.pop(env_id)
                 self._changed.notify_all()
+            return warm, keep
+
+    def _finish_release(self, warm: Warm, keep: bool) -> None:
+        env_id = warm.env.id
         if not keep:
             LOG.info("removing %s: its configuration has its idle environments already", env_id)
             self.engine.remove_environment(env_id)
@@ -245,16 +302,6 @@ class Pool:
                 self._changed.notify_all()
                 return
         self._discard(warm)
-
-    def release_later(self, env_id: str) -> None:
-        """Release in the background: the client need not wait for the reset (the environment is not leased
-        again before it is done)."""
-        with self._lock:
-            if env_id not in self._envs:
-                raise EnvironmentNotFoundError(
-                    f"no environment {env_id} in this envmgr daemon", "see envmgr daemon status"
-                )
-        self._in_background(lambda: self.release(env_id), f"envmgr-release-{env_id}")
 
     def _in_background(self, work: Callable[[], None], name: str) -> None:
         """Run `work` in a thread that `remove_all` waits for (a release or a warm-up cut short would leak)."""
@@ -301,8 +348,8 @@ class Pool:
         return [warm.env.id for warm in expired]
 
     def leased(self) -> list[str]:
-        with self._lock:
-            return [env_id for env_id, warm in self._envs.items() if warm.holder is not None]
+        """The environments leased now: a lease that has ended (its environment being reset) is not."""
+        return list(self.holders())
 
     def status(self) -> list[dict[str, Any]]:
         """One entry an environment, in the shape of the protocol's `status` answer."""

@@ -3,15 +3,20 @@
 A Unix socket (mode 0600, in a 0700 folder of the daemon's user; see envmgr.daemon.trust), one JSON request per
 connection, one JSON line back:
 
-    {"op": "ping"}                                   -> {"ok": true, "pid": 123, "version": "0.1.0"}
+    {"op": "ping"}                                   -> {"ok": true, "pid": 123, "version": "0.1.0",
+                                                         "recovering": false}
     {"op": "lease", "settings": {...}, "services": ["postgres", ...], "workers": 2,
      "holder": {"pid": 456, "start": "789", "host": "h"}}
                                                      -> {"ok": true, "lease": "<env id>", "warm": true,
                                                          "endpoints": {...Endpoints JSON...}}
     {"op": "release", "lease": "<env id>"}           -> {"ok": true}    (reset, then back to the pool)
-    {"op": "status"}                                 -> {"ok": true, "environments": [{"id", "config", "state",
-                                                         "holder", "idle_seconds", "services"}, ...]}
+    {"op": "status"}                                 -> {"ok": true, "recovering": false, "environments": [{"id",
+                                                         "config", "state", "holder", "idle_seconds", "services"},
+                                                         ...]}
     {"op": "stop", "force": false}                   -> {"ok": true}    (refused while leases are held, unless force)
+
+`recovering`: the daemon still adopts the environments the last daemon on its socket left; it answers ping and status
+meanwhile, while lease, release and stop (without force) wait for the adoption to end.
 
 `settings` is `Settings.model_dump(mode="json")`; `services` may be null (the enabled ones); `holder` is the
 process that holds the lease (its pid, its start time in clock ticks, its host).

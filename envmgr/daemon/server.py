@@ -1,7 +1,9 @@
 """The daemon's server: requests (envmgr.daemon.protocol) answered from the pool, over a Unix socket.
 
-`serve` runs it in the foreground until a `stop` request, SIGTERM or SIGINT; on the way out it removes its
-environments, then its socket (a vanished socket means the environments are gone too).
+`serve` listens first, then adopts the environments the last daemon on its socket left (in the background: ping and
+status answer meanwhile, leases and releases wait for it), and runs in the foreground until a `stop` request,
+SIGTERM or SIGINT; on the way out it removes its environments, then its socket (a vanished socket means the
+environments are gone too).
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ from envmgr.daemon.client import default_socket_path
 from envmgr.daemon.pool import Pool, daemon_key
 from envmgr.engine import Engine
 from envmgr.engine.labels import Owner
-from envmgr.errors import DaemonError, EnvmgrError, first_line
+from envmgr.errors import DaemonError, DaemonNotRunningError, EnvmgrError, first_line
 
-__all__ = ["Daemon", "serve"]
+__all__ = ["STOP_RECOVERY_WAIT", "Daemon", "serve"]
 
 LOG = logging.getLogger("envmgr.daemon")
+STOP_RECOVERY_WAIT = 30.0
+"""seconds a `stop` without force waits for the adoption to end (the leases it adopts count): within the client's
+wait for the answer"""
 
 
 class Daemon:
@@ -36,10 +41,11 @@ class Daemon:
         self._stop = threading.Event()
 
     def recover(self) -> None:
-        """Announce this daemon on the engine, then adopt the environments (and leases) a previous daemon on this
-        socket left there (a sweep keeps them while this daemon lives: see envmgr.daemon.presence)."""
+        """Announce this daemon on the engine (a sweep keeps its environments while it lives: see
+        envmgr.daemon.presence), then adopt in the background the environments (and leases) a previous daemon on
+        this socket left there."""
         presence.announce(self.engine, self.pool.key, Owner.current())
-        self.pool.recover()
+        self.pool.recover_in_background()
 
     def run_monitor(self) -> threading.Thread:
         return monitor.watch(self.pool, self._stop)
@@ -60,7 +66,7 @@ class Daemon:
             if op == "ping":
                 from envmgr import __version__
 
-                return {"ok": True, "pid": os.getpid(), "version": __version__}
+                return {"ok": True, "pid": os.getpid(), "version": __version__, "recovering": self.pool.recovering}
             if op == "lease":
                 warm, was_warm = self.pool.lease(protocol.parse_lease_request(request))
                 return {
@@ -73,7 +79,7 @@ class Daemon:
                 self.pool.release_later(str(request["lease"]))
                 return {"ok": True}
             if op == "status":
-                return {"ok": True, "environments": self.pool.status()}
+                return {"ok": True, "recovering": self.pool.recovering, "environments": self.pool.status()}
             if op == "stop":
                 return self._stop_request(bool(request.get("force")))
             raise EnvmgrError(f"unknown daemon operation {op!r}", f"use one of {', '.join(protocol.OPERATIONS)}")
@@ -90,6 +96,8 @@ class Daemon:
             )
 
     def _stop_request(self, force: bool) -> dict[str, Any]:
+        if not force:
+            self.pool.await_recovery(STOP_RECOVERY_WAIT)  # the leases it adopts count
         leased = self.pool.leased()
         if leased and not force:
             raise DaemonError(
@@ -134,24 +142,53 @@ def serve(socket_path: Path | None = None) -> None:
     trust.private_folder(path.parent)
     _claim(path)
     state = Daemon(path)
-    state.recover()
     previous = os.umask(0o177)  # the socket is created 0600: only this user may talk to the daemon
     try:
-        server = _Server(path, state)
+        server = _Server(path, state)  # listening: a client that spawned it gets an answer from now on
     finally:
         os.umask(previous)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: threading.Thread(target=server.shutdown, daemon=True).start())
+    try:
+        state.recover()
+    except BaseException:
+        server.server_close()
+        path.unlink(missing_ok=True)
+        raise
     state.run_monitor()
     LOG.info("envmgr daemon %s listening on %s", os.getpid(), path)
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        _turn_away(server, path)
         server.server_close()
         try:
             state.shutdown()
         finally:
             path.unlink(missing_ok=True)  # last: a vanished socket means the environments are gone too
+
+
+def _turn_away(server: _Server, path: Path) -> None:
+    """The requests that reached the socket while the daemon was stopping (after the last it served) are answered
+    that no daemon answers, as once the socket is closed, rather than dropped unanswered (a broken pipe)."""
+    gone = DaemonNotRunningError(
+        f"no envmgr daemon answers on {path}: it is stopping", "start one: envmgr daemon start"
+    )
+    stopping = protocol.encode(protocol.error_response(gone))
+    server.socket.setblocking(False)
+    while True:
+        try:
+            connection, _ = server.socket.accept()
+        except OSError:  # none waits any more
+            return
+        with connection:
+            try:
+                connection.settimeout(1.0)
+                with connection.makefile("rb") as request:
+                    request.readline(protocol.MAX_REQUEST_BYTES)
+                connection.sendall(stopping)
+            except OSError:
+                pass  # the client has gone
 
 
 def _claim(path: Path) -> None:

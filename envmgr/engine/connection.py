@@ -11,6 +11,7 @@ Docker-compatible API (`EngineInfo`).
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import docker
 import docker.errors
 import requests.exceptions
 from docker.models.containers import Container
+from docker.models.networks import Network
 from testcontainers.core.config import testcontainers_config
 
 from envmgr.engine.address import (
@@ -53,6 +55,7 @@ class Engine:
         self.address = address or EngineAddress.parse(os.environ.get("DOCKER_HOST", "") or client.api.base_url)
         self._bind: str | None = None
         self._version: dict[str, Any] | None = None
+        self._hooks = threading.Lock()
 
     @classmethod
     def connect(cls, timeout: float = 10.0) -> Engine:
@@ -168,6 +171,28 @@ class Engine:
                 "and set ENVMGR_IMAGE_SET=local",
             ) from None
 
+    @contextmanager
+    def responses(self) -> Iterator[list[requests.Response]]:
+        """The HTTP responses the calling thread gets from the engine in the block, in a list (a streamed build's:
+        another thread may then hang up on it). The client's hooks are replaced, never changed in place: a request
+        of another thread sees them before or after."""
+        me = threading.get_ident()
+        caught: list[requests.Response] = []
+
+        def hook(response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+            if threading.get_ident() == me:
+                caught.append(response)
+            return response
+
+        api = self.client.api
+        with self._hooks:
+            api.hooks = {**api.hooks, "response": [*api.hooks.get("response", []), hook]}
+        try:
+            yield caught
+        finally:
+            with self._hooks:
+                api.hooks = {**api.hooks, "response": [h for h in api.hooks.get("response", []) if h is not hook]}
+
     # labelled resources -------------------------------------------------------------------------------------
 
     def containers(self, env_id: str | None = None, **labels: str) -> list[Container]:
@@ -232,24 +257,66 @@ class Engine:
         """Remove every container, network and volume labelled with this environment; return how many.
 
         DockerUnavailableError when the engine does not answer (stopped, restarting), EnvmgrError when it refuses:
-        what was not removed is still labelled, and is removed by a later call (the watchdog's, `envmgr down`)."""
+        what was not removed is still labelled, and is removed by a later call (the watchdog's, `envmgr down`). A
+        network that containers envmgr did not make are still attached to (an image build's step that is ending)
+        is waited for, at most ATTACHED_WAIT seconds, and then named in the error."""
         selector = {"label": [f"{LABEL_ENV}={env_id}"]}
-        fix = (
+        unavailable = (
             f"start the engine again; once it answers, a run's watchdog removes it by itself, or run: "
             f"envmgr down {env_id}"
         )
-        with engine_errors(f"could not remove environment {env_id}", fix):
+        refused = f"deal with the engine's reason, then run: envmgr down {env_id} (a run's watchdog retries by itself)"
+        with engine_errors(f"could not remove environment {env_id}", unavailable, refused):
             containers = self.client.containers.list(all=True, filters=selector, ignore_removed=True)
             removed = len(_parallel(self._remove_container, containers))
             for network in self.client.networks.list(filters=selector):
-                removed += _ignore_missing(network.remove)
+                removed += self._remove_network(env_id, network)
             for volume in self.client.volumes.list(filters=selector):
                 removed += _ignore_missing(lambda v=volume: v.remove(force=True))
         return removed
 
+    def _remove_network(self, env_id: str, network: Network) -> int:
+        """Remove a network of the environment (its own containers are gone), once nothing is attached to it."""
+        deadline = time.monotonic() + ATTACHED_WAIT
+        while True:
+            try:
+                return _ignore_missing(network.remove)
+            except docker.errors.APIError as exc:
+                if "active endpoints" not in str(exc):
+                    raise
+            if time.monotonic() >= deadline:
+                attached = self.attached(network)
+                names = ", ".join(attached.values()) or "an endpoint of no container the engine lists"
+                raise EnvmgrError(
+                    f"could not remove environment {env_id}: {names} still attached to its network {network.name} "
+                    f"{ATTACHED_WAIT:g} s after its own containers were removed",
+                    f"stop what envmgr did not make (docker rm -f {' '.join(attached) or '...'}), then run: "
+                    f"envmgr down {env_id}",
+                )
+            time.sleep(0.1)
+
+    def attached(self, network: Network) -> dict[str, str]:
+        """The containers attached to a network: short id -> what it is, for people (an image build's step is
+        named as such: the legacy builder runs it, unlabelled, from an image id)."""
+        network.reload()
+        found: dict[str, str] = {}
+        for container_id, entry in (network.attrs.get("Containers") or {}).items():
+            name = str((entry or {}).get("Name") or container_id[:12])
+            try:
+                config = self.client.containers.get(container_id).attrs.get("Config") or {}
+            except docker.errors.NotFound:
+                continue  # gone meanwhile
+            command = " ".join(config.get("Cmd") or [])
+            if str(config.get("Image", "")).startswith("sha256:") and LABEL_ENV not in (config.get("Labels") or {}):
+                found[container_id[:12]] = f"an image build's step {name} (`{_shortened(command)}`)"
+            else:
+                found[container_id[:12]] = f"container {name} (image {config.get('Image', '?')})"
+        return found
+
     def remove_service(self, env_id: str, service: str) -> int:
         """Remove the containers of one service of an environment (every replica); return how many."""
-        with engine_errors(f"could not remove {service} of environment {env_id}", f"run: envmgr down {env_id}"):
+        fix = f"run: envmgr down {env_id}"
+        with engine_errors(f"could not remove {service} of environment {env_id}", fix, fix):
             containers = self.containers(env_id, **{LABEL_SERVICE: service})
             return len(_parallel(self._remove_container, containers))
 
@@ -269,21 +336,28 @@ class Engine:
         return sorted((config.get("Volumes") or {}).keys())
 
 
-START_AGAIN = "start the engine again, or set DOCKER_HOST to a running one"
+ATTACHED_WAIT = 10.0
+"""seconds an environment's removal waits for what envmgr did not make to leave its network (a build's step)"""
+REFUSED = "the engine answers: its reason says what to change (see also `docker info` and the engine's log)"
 
 
 def _address() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
+def _shortened(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 @contextmanager
-def engine_errors(action: str, fix: str) -> Iterator[None]:
-    """Turn what the Docker SDK raises in the block into one line and a fix: DockerUnavailableError when the engine
-    does not answer, EnvmgrError when it refuses (`action` says what was being done)."""
+def engine_errors(action: str, fix: str, refused: str = REFUSED) -> Iterator[None]:
+    """Turn what the Docker SDK raises in the block into one line and a fix: DockerUnavailableError with `fix` when
+    the engine does not answer, EnvmgrError with `refused` when it answers and refuses (`action` says what was
+    being done): never "start the engine" to an engine that runs."""
     try:
         yield
     except docker.errors.APIError as exc:
-        raise EnvmgrError(f"{action}: the Docker engine refused: {first_line(exc)}", fix) from None
+        raise EnvmgrError(f"{action}: the Docker engine refused: {first_line(exc)}", refused) from None
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
         raise DockerUnavailableError(
             f"{action}: the Docker engine at {_address()} does not answer ({first_line(exc)})", fix

@@ -180,8 +180,10 @@ class Environment:
         """Start whatever of `services` (and what they need) is not started yet, and return the endpoints.
 
         For a per-worker service: the replica of `worker`, or every replica when `worker` is None. Concurrent calls
-        share the starts they have in common; a service that failed to start fails every call that needs it. The
-        environment's other services keep running (`start()` removes everything on failure instead).
+        share the starts they have in common. The first start that fails (or image: a derived image's build) fails
+        the environment: every call waiting then, and every later one, raises its error at once; the services that
+        started keep running until `close()` (`start()` removes everything on failure instead), which also stops a
+        build under way.
         """
         self._runtime.ensure(services, worker)
         return self.endpoints

@@ -1,16 +1,20 @@
 """What an environment has on the engine while it runs, and how it gets there and goes away: its labelled network
-and watchdog (`begin`), the start of each replica (once, in a thread pool: create, probe, prepare; a service waits
-only for those it needs), what is ready, its containers, and its removal (`teardown`: the starts under way end
+and watchdog (`begin`), its images (each checked once, a derived one built on its network, in a thread of its own),
+the start of each replica (once, in a thread pool: create, probe, prepare; a service waits only for those it needs),
+what is ready, its containers, and its removal (`teardown`: the builds under way are stopped and the starts end
 first, then everything labelled with its id goes; when the engine cannot remove it all, the watchdog is ordered to
 as soon as it answers). Once its owner removes it (or says it will: `stop_starting`), nothing starts in it again: a
-start a background thread asks for afterwards is refused rather than making a new network and watchdog."""
+start a background thread asks for afterwards is refused rather than making a new network and watchdog.
+
+The first start (or image) that fails fails the environment: every call waiting for a start then, and every later
+one, raises its error at once, rather than waiting for starts (a build of minutes) that no longer matter."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from typing import Any, cast
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
 
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -23,11 +27,15 @@ from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CON
 from envmgr.engine.reaper import Watchdog, sweep
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
-from envmgr.readiness import StartTimes, Waiter, wait_until
+from envmgr.images import BuildCancel, ensure_derived_image
+from envmgr.readiness import StartTimes, Waiter, diagnosed, wait_until
 from envmgr.services.base import Service
 from envmgr.timings import Timings
 
-__all__ = ["Runtime"]
+__all__ = ["BUILD_STOP_WAIT", "Runtime"]
+
+BUILD_STOP_WAIT = 10.0
+"""seconds a teardown waits for the builds it stopped to end before it removes the network they run on"""
 
 
 class Runtime:
@@ -46,12 +54,18 @@ class Runtime:
         self._endpoints: Endpoints | None = None
         self._containers: dict[str, DockerContainer] = {}
         self._watchdog: Watchdog | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._settled = threading.Condition(self._lock)
+        """notified when a start or an image check ends, and when the environment is being removed"""
+        self._failure: BaseException | None = None
+        """the first start or image check that failed: every wait for a start raises it"""
         self._network: Network | None = None
         self._labels: dict[str, str] = {}
         self._begun = False
         self._units: dict[tuple[str, int], Future[ServiceEndpoint]] = {}
-        self._checked_images: set[str] = set()
+        self._images: dict[str, Future[None]] = {}
+        """each service's image check (a derived image's build), in a daemon thread: never joined at exit"""
+        self._builds = BuildCancel()
         self._pool: ThreadPoolExecutor | None = None
         self._cancel = threading.Event()
         self._closed = False
@@ -121,19 +135,38 @@ class Runtime:
         self._endpoints = self._build_endpoints()
 
     def ensure(self, services: Sequence[str], worker: Worker | None) -> None:
-        """Start whatever of `services` (and what they need) is not started yet; concurrent calls share the starts
-        they have in common; a service that failed to start fails every call that needs it."""
+        """Start whatever of `services` (and what they need) is not started yet, their images checked first;
+        concurrent calls share the starts they have in common. The first start that fails, this call's or
+        another's, fails this call at once (see the module's documentation)."""
         self.begin()
+        cancel = self._cancel
         units = self.plan.units_for(services, worker)
-        self._check_images(list(dict.fromkeys(name for name, _ in units)))
-        futures = [self._unit(name, unit_worker) for name, unit_worker in units]
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            raise cast(BaseException, failed[0].exception())
-        wait(futures)
+        self._await(self._check_images(list(dict.fromkeys(name for name, _ in units))), cancel)
+        self._await([self._unit(name, unit_worker) for name, unit_worker in units], cancel)
+
+    def _await(self, futures: Sequence[Future[Any]], cancel: threading.Event) -> None:
+        """Until every future is done, the environment has failed (its first failure raised) or is being removed."""
+        with self._settled:
+            while self._failure is None and not cancel.is_set() and not all(f.done() for f in futures):
+                self._settled.wait()
+            failure = self._failure
+        if failure is not None:
+            raise failure
+        if not all(f.done() for f in futures):
+            raise EnvmgrError(
+                f"environment {self.plan.id} is being removed: the starts under way were stopped",
+                "nothing to do: its owner ended it",
+            )
         for future in futures:
             future.result()
+
+    def _settle(self, future: Future[Any]) -> None:
+        """A start or image check has ended: its failure, the environment's first, fails every wait."""
+        failure = None if future.cancelled() else future.exception()
+        with self._settled:
+            if failure is not None and self._failure is None:
+                self._failure = failure
+            self._settled.notify_all()
 
     def discard(self, services: Sequence[str]) -> None:
         """Remove every replica of these services once their starts have ended; their planned ports stay theirs."""
@@ -198,30 +231,38 @@ class Runtime:
             setting=setting,
             earlier=lambda: self._start_times.summary(service.name, image),
         )
-        seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
+        with diagnosed(service.diagnose):
+            seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
         self._start_times.record(service.name, image, seconds)
 
-    def _check_images(self, names: Sequence[str]) -> None:
+    def _check_images(self, names: Sequence[str]) -> list[Future[None]]:
+        """The image checks of these services, each begun once (in a daemon thread: a build of minutes never holds
+        up the interpreter's exit; the teardown stops it)."""
         with self._lock:
-            services = [self.plan.services[name] for name in names if name not in self._checked_images]
-        if not services:
-            return
-        with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
-            futures = [pool.submit(self._ensure_image, service) for service in services]
-        for future in futures:
-            future.result()
-        with self._lock:
-            self._checked_images.update(service.name for service in services)
+            for name in names:
+                if name not in self._images:
+                    future: Future[None] = Future()
+                    future.set_running_or_notify_cancel()
+                    self._images[name] = future
+                    future.add_done_callback(self._settle)
+                    threading.Thread(
+                        target=self._ensure_image, args=(self.plan.services[name], future, self._builds),
+                        name=f"envmgr-{self.plan.id}-image-{name}", daemon=True,
+                    ).start()  # fmt: skip
+            return [self._images[name] for name in names]
 
-    def _ensure_image(self, service: Service) -> None:
+    def _ensure_image(self, service: Service, future: Future[None], builds: BuildCancel) -> None:
         """The service's image present: its base image pulled (or its build asked for), then the image derived for
         the project (the Celery worker with its requirements) built on the environment's network when missing."""
-        from envmgr.images import ensure_derived_image
-
-        self.engine.ensure_image(service.base_image(), service.name, service.build_hint())
-        derived = service.derived_image()
-        if derived is not None:
-            ensure_derived_image(self.engine, derived, network=self.plan.network_name)
+        try:
+            self.engine.ensure_image(service.base_image(), service.name, service.build_hint())
+            derived = service.derived_image()
+            if derived is not None:
+                ensure_derived_image(self.engine, derived, network=self.plan.network_name, cancel=builds)
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(None)
 
     def _unit(self, name: str, worker: Worker) -> Future[ServiceEndpoint]:
         """The start of one replica: begun once, shared by every caller that needs it."""
@@ -234,6 +275,7 @@ class Runtime:
                 assert self._pool is not None
                 future = self._pool.submit(self._start_service, name, worker)
                 self._units[key] = future
+                future.add_done_callback(self._settle)
             return future
 
     def _started_needs(self, name: str, worker: Worker) -> dict[str, ServiceEndpoint]:
@@ -274,10 +316,11 @@ class Runtime:
                 created=created, host_ports=host_ports, gateway=self.gateway,
             )  # fmt: skip
         started = self._started_needs(name, worker)  # its container runs already; its probe may need them
-        published = published_from(
-            wrapped, service=name, host=self.engine.host_address(), ports=service.ports, worker=worker,
-            replica=replica, needs=started,
-        )  # fmt: skip
+        with diagnosed(service.diagnose):  # it may have exited at once
+            published = published_from(
+                wrapped, service=name, host=self.engine.host_address(), ports=service.ports, worker=worker,
+                replica=replica, needs=started,
+            )  # fmt: skip
         endpoint = with_replica(service.endpoint(published), replica)
         with self.timings.measure(name, "ready", replica):
             self.await_ready(service, endpoint, wrapped, self._cancel)
@@ -305,11 +348,11 @@ class Runtime:
             self._watchdog = None
 
     def stop_starting(self) -> None:
-        """No start begins from now on (`begin` and new replicas are refused) and those waiting for readiness give
-        up: the owner is about to remove the environment."""
+        """No start begins from now on (`begin` and new replicas are refused), those waiting for readiness give up
+        and builds under way are stopped: the owner is about to remove the environment."""
         with self._lock:
             self._closed = True
-        self._cancel.set()
+        self._stop_starts()
 
     def _refuse_if_closed(self) -> None:
         if self._closed:
@@ -323,15 +366,42 @@ class Runtime:
         ordered to remove it as soon as the engine answers, and the error (one line and the fix) is raised.
         `final` (the owner's removal): nothing starts in it afterwards; a failed start's cleanup is not final."""
         if final:
-            self.stop_starting()
-        self._cancel.set()  # starts still waiting for readiness give up
+            with self._lock:
+                self._closed = True
+        building = self._stop_starts()
         self._close_pool()  # starts under way end first: a container made after the removal would stay
         try:
             self.engine.remove_environment(self.plan.id)
+        except EnvmgrError as exc:
+            self._release(removed=False)
+            if not building:
+                raise
+            still = ", ".join(building)
+            raise type(exc)(
+                f"{exc.cause} (the build of {still}, which envmgr stopped, had not ended {BUILD_STOP_WAIT:g} s later)",
+                exc.fix,
+            ) from None
         except BaseException:
             self._release(removed=False)
             raise
         self._release(removed=True)
+
+    def _stop_starts(self) -> list[str]:
+        """Starts waiting for readiness give up, builds under way are stopped (the engine ends a build whose
+        client hangs up) and every wait for a start returns; the builds are waited for, at most BUILD_STOP_WAIT
+        seconds, since their steps run on the environment's network. Returns those still under way (named)."""
+        self._cancel.set()
+        self._builds.cancel()
+        with self._settled:
+            self._settled.notify_all()
+            checks = dict(self._images)
+        builds = {
+            future: derived
+            for name, future in checks.items()
+            if (derived := self.plan.services[name].derived_image()) is not None
+        }
+        wait(builds, timeout=BUILD_STOP_WAIT)
+        return [f"{derived.tag} from {derived.source}" for future, derived in builds.items() if not future.done()]
 
     def _close_pool(self) -> None:
         if self._pool is not None:
@@ -352,6 +422,9 @@ class Runtime:
         self._endpoints = None
         self.ready.clear()
         self._units.clear()
+        self._images.clear()
+        self._failure = None
+        self._builds = BuildCancel()
         self.plan.forget()
         self.gateway = None
         self._begun = False

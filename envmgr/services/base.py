@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.errors import EnvmgrError
 from envmgr.services.settings import ServiceSettings
 
 __all__ = [
@@ -230,6 +231,13 @@ class Service(ABC):
     @abstractmethod
     def probe(self, endpoint: ServiceEndpoint) -> None:
         """Return when the service answers its protocol; raise otherwise. Must not block long (short time-outs)."""
+
+    def diagnose(self, logs: str) -> EnvmgrError | None:
+        """The cause of a start that failed (its container exited, or did not answer in time), read in its log tail
+        in the service's own terms, to raise instead of the generic error: a setting the server refused is a
+        ServerSettingError naming the key with the server's own line (and the tail). None (the default) when the
+        log says nothing the service knows."""
+        return None
 
     def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """After readiness: load what the environment needs (seeds); return the endpoint to hand out."""

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import textwrap
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,7 @@ from envmgr.engine import Engine
 from envmgr.images import ensure_derived_image
 from envmgr.services.celery.image import worker_image
 from envmgr.services.registry import create_service
-from tests.conftest import REPO
+from tests.conftest import REPO, in_namespace
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 
@@ -130,3 +133,104 @@ def test_a_replica_is_probed_on_its_own_broker_whatever_celery_broker_url_says(
         celery.probe(endpoint)
         celery.reset(endpoint)
         assert env.health()["celery"].healthy
+
+
+# a failed start returns within seconds, even while a derived Celery image builds ----------------------------------
+
+BUILD_SECONDS = 80
+SLOW_DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${{BASE_IMAGE}}
+# a build that takes its time, as `pip install` of a project's requirements does (no network needed)
+RUN sleep {seconds} && echo {token}
+"""
+CELERY_APP = """
+from celery import Celery
+
+app = Celery("tasks")
+
+@app.task
+def add(a, b):
+    return a + b
+"""
+START_FAILS_WHILE_BUILDING = """
+def test_a_database_test(db_session):
+    pass
+
+def test_a_celery_test(celery_worker):
+    pass
+"""
+
+
+def wait_for(condition: Callable[[], bool], what: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} within {seconds:g} s"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def slow_celery_project(pytester: pytest.Pytester, engine: Engine) -> Iterator[Path]:
+    """A project whose Celery worker image takes BUILD_SECONDS to build and whose Postgres fails to start at once
+    (a seed file that fails): its derived image is removed afterwards."""
+    token = secrets.token_hex(6)
+    (pytester.path / "celery.Dockerfile").write_text(SLOW_DOCKERFILE.format(token=token, seconds=BUILD_SECONDS))
+    (pytester.path / "tasks.py").write_text(CELERY_APP)
+    seeds = pytester.path / "seeds" / "postgres"
+    seeds.mkdir(parents=True)
+    (seeds / "001_broken.sql").write_text("INSERT INTO no_such_table VALUES (1);\n")
+    table = textwrap.dedent(
+        """
+        [tool.envmgr]
+        seeds = "seeds"
+
+        [tool.envmgr.celery]
+        enabled = true
+        app = "tasks"
+        dockerfile = "celery.Dockerfile"
+        """
+    )
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'slowbuild'\n{table}")
+    pytester.makepyfile(test_start=START_FAILS_WHILE_BUILDING)
+    settings = load_settings(pytester.path / "pyproject.toml", image_set=os.environ.get("ENVMGR_IMAGE_SET", "local"))
+    derived = create_service("celery", settings).derived_image()
+    assert derived is not None
+    try:
+        yield pytester.path
+    finally:
+        # a build still running after the run (the defect) ends within BUILD_SECONDS; its image is removed then
+        wait_for(lambda: not _builds_running(engine, token), "the slow build ended", BUILD_SECONDS + 60)
+        if engine.has_image(derived.tag):
+            engine.client.images.remove(derived.tag, force=True)
+
+
+def _builds_running(engine: Engine, token: str) -> bool:
+    """Whether a build step of this test's Dockerfile still runs (the legacy builder's step container)."""
+    for container in engine.client.containers.list(all=True, ignore_removed=True):
+        command = " ".join(container.attrs.get("Config", {}).get("Cmd") or [])
+        if token in command and container.status in ("running", "created"):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single-process", "two-workers"])
+def test_a_failed_start_returns_within_seconds_while_a_celery_image_builds(
+    slow_celery_project: Path, pytester: pytest.Pytester, engine: Engine, namespace: str, xdist: list[str]
+) -> None:
+    """Postgres fails at once (its seed file); a worker's Celery image is building on the environment's network.
+    The run ended only after the build (6 minutes with pip in issue 19), then printed "could not remove
+    environment ... has active endpoints / fix: start the engine again" while the engine was up."""
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", *xdist, timeout=BUILD_SECONDS + 120)
+    elapsed = time.monotonic() - started
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret != 0
+    assert "001_broken.sql" in output, "the cause is named"
+    assert "no_such_table" in output, "the cause is named"
+    problems = []
+    if elapsed > BUILD_SECONDS / 2:
+        problems.append(f"the failed run took {elapsed:.0f} s (the build takes {BUILD_SECONDS} s)")
+    problems += [line.strip() for line in output.splitlines() if "active endpoints" in line or "engine again" in line]
+    assert not problems, "\n".join(problems)
+    wait_for(lambda: not in_namespace(engine, namespace), "the environment was removed", 30)
+    assert not _builds_running(engine, slow_celery_project.joinpath("celery.Dockerfile").read_text().split()[-1])

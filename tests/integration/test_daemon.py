@@ -24,6 +24,7 @@ import pytest
 from envmgr import DaemonError, DaemonNotRunningError, Settings, load_settings
 from envmgr.daemon.client import DaemonClient, Lease, spawn
 from envmgr.engine import Engine
+from envmgr.engine.labels import LABEL_ENV, LABEL_SERVICE
 from envmgr.engine.reaper import orphaned
 from tests.conftest import REPO, in_namespace
 from tests.integration.test_cli import envmgr
@@ -181,11 +182,11 @@ def test_daemon_killed_and_restarted_keeps_leases_and_never_leases_twice(daemon:
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)  # our child: reap it
     spawn(daemon.path)
+    other = daemon.lease(small)  # waits for the adoption of the last daemon's environments (in the background)
+    assert other.id != held.id, "a held lease must not be handed out again"
     states = {env["id"]: env for env in daemon.status()}
     assert states[held.id]["state"] == "leased"
     assert states[held.id]["holder"] == os.getpid()
-    other = daemon.lease(small)
-    assert other.id != held.id, "a held lease must not be handed out again"
     assert users(held.endpoints["postgres"].url) == 3, "the holder's environment still works"
     daemon.release(other.id)
     daemon.release(held.id)
@@ -447,3 +448,85 @@ def test_a_refused_stop_exits_with_the_daemon_error_code(daemon: DaemonClient, s
     assert "--force" in refused.stderr
     assert daemon.available()
     daemon.release(held.id)
+
+
+# issue 19, item 9: the daemon listens first, and a finished lease counts as released -----------------------------
+
+
+def test_stopping_the_daemon_right_after_a_leased_run_ends_is_not_refused(
+    daemon: DaemonClient, small: Settings
+) -> None:
+    """`envmgr daemon stop` right after a run handed its lease back was refused with "1 environment(s) are leased"
+    while the daemon reset it."""
+    lease = daemon.lease(small)
+    daemon.release(lease.id)
+    daemon.stop()  # no --force: nothing is leased any more
+    wait_until_stopped(daemon.path)
+
+
+def test_the_daemon_answers_while_it_adopts_the_environments_of_the_last_one(
+    daemon: DaemonClient, small: Settings, engine: Engine
+) -> None:
+    """A daemon started again adopted the environments its predecessor left (and reset the idle ones) before it
+    listened: under load that took longer than `envmgr daemon start` waits, which reported a failure although the
+    daemon came up later. Here adopting takes long because the idle environment's Postgres does not answer
+    (SIGSTOP: its container still runs); the new daemon must answer ping meanwhile, and a lease waits for the
+    adoption: it gets the adopted environment, warm."""
+    lease = daemon.lease(small)
+    daemon.release(lease.id)
+    wait_until_settled(daemon)
+    pid = daemon.pid()
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    selector = {"label": [f"{LABEL_ENV}={lease.id}", f"{LABEL_SERVICE}=postgres"]}
+    postgres = engine.client.containers.list(filters=selector)
+    assert len(postgres) == 1
+    server_pid = int(postgres[0].attrs["State"]["Pid"])
+    os.kill(server_pid, signal.SIGSTOP)
+    stopped = True
+    try:
+        started = time.monotonic()
+        try:
+            spawn(daemon.path, timeout=5.0)
+        except DaemonError as exc:
+            pytest.fail(f"the daemon did not answer while adopting ({time.monotonic() - started:.1f} s): {exc}")
+        assert daemon.available()
+        os.kill(server_pid, signal.SIGCONT)  # within the reset's connect time-out: the adoption goes on
+        stopped = False
+        again = daemon.lease(small)
+        assert (again.id, again.warm) == (lease.id, True), "the lease waited for the adoption"
+        daemon.release(again.id)
+    finally:
+        if stopped:
+            os.kill(server_pid, signal.SIGCONT)
+        _stop_daemons_on(daemon.path)
+
+
+def _stop_daemons_on(path: Path) -> None:
+    """The daemon a test spawned goes on adopting when `spawn` gives up on it: once it answers, the `daemon`
+    fixture stops it; one that does not answer within a minute is ended (SIGTERM: it removes its environments)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if DaemonClient(path).available():
+            return
+        time.sleep(0.2)
+    for pid in _daemon_pids(path):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while _daemon_pids(path):
+        assert time.monotonic() < deadline, "the daemon did not end"
+        time.sleep(0.2)
+
+
+def _daemon_pids(path: Path) -> list[int]:
+    """The daemons started on this socket (by this test: the path is its own)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"envmgr.daemon" in command and str(path).encode() in command:
+                pids.append(int(entry.name))
+    return pids

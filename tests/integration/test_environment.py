@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
 import redis
 
-from envmgr import Environment, EnvmgrError, ReadinessTimeoutError, ServiceStartError, Settings
+from envmgr import Environment, EnvmgrError, ReadinessTimeoutError, SeedError, ServiceStartError, Settings
 from envmgr.engine import Engine
 from envmgr.engine.labels import LABEL_DETACHED, LABEL_ENV, LABEL_HOST, LABEL_PID, LABEL_SERVICE
 from tests.conftest import labelled
@@ -156,4 +158,74 @@ def test_a_start_asked_for_after_the_owner_removed_the_environment_is_refused(
     assert caught.value.cause == f"environment {env.id} has been removed by its owner: nothing starts in it any more"
     with pytest.raises(EnvmgrError):
         env.begin()
+    assert labelled(engine, env.id) == []
+
+
+def test_the_first_failed_start_fails_every_wait_at_once(
+    settings: Settings, engine: Engine, silent_image: str, tmp_path: Path
+) -> None:
+    """A start that fails (Postgres: its seed file) fails the calls waiting for other starts of the environment at
+    once (here one waits for a server that never answers, with a deadline of minutes): they waited before, the
+    xdist workers of a run among them, and the run could not end."""
+    seeds = tmp_path / "seeds" / "postgres"
+    seeds.mkdir(parents=True)
+    (seeds / "001_broken.sql").write_text("INSERT INTO no_such_table VALUES (1);\n")
+    configured = settings.model_copy(
+        update={
+            "seeds": tmp_path / "seeds",
+            "redis": settings.redis.model_copy(update={"image": silent_image, "startup_timeout": 300}),
+        }
+    )
+    env = Environment(["postgres", "redis"], settings=configured)
+    env.begin()
+    outcome: list[BaseException | None] = []
+
+    def wait_for_redis() -> None:
+        try:
+            env.ensure(["redis"])
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    waiting = threading.Thread(target=wait_for_redis)
+    try:
+        waiting.start()
+        with pytest.raises(SeedError) as caught:
+            env.ensure(["postgres"])
+        failed = time.monotonic()
+        waiting.join(timeout=30)
+        assert not waiting.is_alive(), "the wait for redis went on after postgres had failed"
+        assert time.monotonic() - failed < 10
+        assert outcome == [caught.value], "the waiting call raises the environment's first failure"
+        with pytest.raises(SeedError):
+            env.ensure(["redis"])  # a later call too: the environment has failed
+    finally:
+        env.close()
+        waiting.join(timeout=60)
+    assert labelled(engine, env.id) == []
+
+
+def test_a_network_something_else_is_attached_to_is_named_not_blamed_on_the_engine(
+    settings: Settings, engine: Engine, silent_image: str, namespace: str
+) -> None:
+    """A container envmgr did not make, attached to an environment's network, kept its removal from ending; the
+    error was the engine's "has active endpoints" with the fix for a stopped engine ("start the engine again")."""
+    env = Environment(["redis"], settings=settings)
+    env.start()
+    stranger = engine.client.containers.run(
+        silent_image, name=f"{namespace}-stranger", network=env.network_name, detach=True
+    )
+    try:
+        with pytest.raises(EnvmgrError) as caught:
+            env.close()
+        error = caught.value
+        assert f"{namespace}-stranger" in error.cause, error.cause
+        assert "attached" in error.cause
+        assert "active endpoints" not in error.cause
+        assert "engine again" not in (error.fix or "")
+        assert stranger.short_id in (error.fix or ""), error.fix
+    finally:
+        stranger.remove(force=True)
+        engine.remove_environment(env.id)
     assert labelled(engine, env.id) == []

@@ -272,6 +272,34 @@ def test_a_bad_setting_name_stops_the_cli_in_one_line_before_anything_starts(tmp
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.usefixtures("no_new_environments", "namespace")
+@pytest.mark.parametrize(
+    ("service", "table", "key", "server_says"),
+    [
+        ("postgres", "[tool.envmgr.postgres.settings]\nno_such_setting = 1\n", "postgres.settings.no_such_setting",
+         'unrecognized configuration parameter "no_such_setting"'),
+        ("redis", '[tool.envmgr.redis.settings]\nno-such-setting = "1"\n', "redis.settings.no-such-setting",
+         "Bad directive or wrong number of arguments"),
+    ],
+    ids=["postgres", "redis"],
+)  # fmt: skip
+def test_a_bad_server_setting_is_exit_2_naming_the_key_with_the_servers_line(
+    tmp_path: Path, service: str, table: str, key: str, server_says: str
+) -> None:
+    """It was exit 5 "exited before answering ... check the image and its environment", the server's own line only
+    in the log tail below (issue 19, item 8). The tail stays, below the cause."""
+    write_project(tmp_path, table)
+    result = envmgr("up", service, "--detach", cwd=tmp_path, env={"ENVMGR_DAEMON": "off"})
+    lines = result.stderr.splitlines()
+    assert result.returncode == 2, result.stderr
+    assert key in lines[0], f"the first line names the key: {lines[0]}"
+    assert server_says in lines[0], f"the first line carries the server's own words: {lines[0]}"
+    assert lines[1].strip().startswith("fix:"), lines[1]
+    assert f"[tool.envmgr.{service}.settings]" in lines[1], lines[1]
+    assert f"last log lines of {service}:" in result.stderr, "the log tail stays below"
+    assert "check the image" not in result.stderr
+
+
 @pytest.mark.usefixtures("namespace")
 def test_doctor_says_when_redis_has_no_password(tmp_path: Path) -> None:
     write_project(tmp_path, "[tool.envmgr.redis]\npassword = false\n")

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from envmgr.config import Settings
-from envmgr.errors import ReadinessTimeoutError, ServiceStartError
-from envmgr.readiness import StartTimes, Waiter, wait_until
+from envmgr.daemon.protocol import decode_error, encode_error
+from envmgr.errors import ConfigError, ReadinessTimeoutError, ServerSettingError, ServiceStartError
+from envmgr.readiness import StartTimes, Waiter, diagnosed, wait_until
 from envmgr.services.registry import create_service
 
 
@@ -105,3 +106,99 @@ def test_each_service_has_its_own_deadline(
         30.0,
         "redis.startup_timeout",
     )
+
+
+# the cause first: a setting the server refused, read in its log tail (issue 19, item 8) -------------------------
+
+POSTGRES_LOG = """\
+PostgreSQL init process complete (prebuilt cluster); ready for start up.
+2026-12-07 18:39:25.892 GMT [1] FATAL:  {line}
+"""
+REDIS_LOG = """\
+*** FATAL CONFIG FILE ERROR (Redis 7.0.15) ***
+Reading the configuration file, at line 4
+>>> '{directive}'
+{reason}
+"""
+
+
+def configured(service: str, settings: dict[str, object]) -> Settings:
+    base = Settings()
+    table = getattr(base, service)
+    return base.model_copy(update={service: table.model_copy(update={"settings": settings})})
+
+
+@pytest.mark.parametrize(
+    ("settings", "line", "key"),
+    [
+        ({"no_such_setting": 1}, 'unrecognized configuration parameter "no_such_setting"', "no_such_setting"),
+        ({"work_mem": "abc", "jit": False}, 'invalid value for parameter "work_mem": "abc"', "work_mem"),
+        ({"Max_Connections": -5}, '-5 is outside the valid range for parameter "max_connections" (1 .. 262143)',
+         "Max_Connections"),
+    ],
+)  # fmt: skip
+def test_postgres_names_the_setting_its_server_refused_with_the_servers_line(
+    settings: dict[str, object], line: str, key: str
+) -> None:
+    logs = POSTGRES_LOG.format(line=line)
+    error = create_service("postgres", configured("postgres", settings)).diagnose(logs)
+    assert isinstance(error, ServerSettingError)
+    assert isinstance(error, ConfigError)
+    assert error.exit_code == 2
+    assert error.cause == f"postgres.settings.{key}: the server refused it: {line}"
+    assert "[tool.envmgr.postgres.settings]" in (error.fix or "")
+    assert error.logs == logs
+    text = str(error).splitlines()
+    assert text[0] == error.cause
+    assert text[1].startswith("  fix:")
+    assert text[2] == "  last log lines of postgres:"
+
+
+def test_postgres_reads_a_check_of_its_settings_before_it_logs() -> None:
+    logs = "postgres: superuser_reserved_connections (3) must be less than max_connections (1)\n"
+    error = create_service("postgres", configured("postgres", {"max_connections": 1})).diagnose(logs)
+    assert error is not None
+    assert error.cause.startswith("postgres.settings.max_connections: the server refused it: superuser_reserved")
+
+
+@pytest.mark.parametrize(
+    "logs",
+    [
+        POSTGRES_LOG.format(line='unrecognized configuration parameter "no_such_setting"'),  # not one of the settings
+        POSTGRES_LOG.format(line="could not map anonymous shared memory: Cannot allocate memory"),
+        "Error: Database is uninitialized and superuser password is not specified.\n",
+    ],
+)
+def test_postgres_says_nothing_when_no_line_names_one_of_its_settings(logs: str) -> None:
+    assert create_service("postgres", configured("postgres", {"work_mem": "8MB"})).diagnose(logs) is None
+
+
+def test_redis_names_the_setting_its_server_refused_with_the_servers_line() -> None:
+    logs = REDIS_LOG.format(directive='maxmemory "abc"', reason="argument must be a memory value")
+    error = create_service("redis", configured("redis", {"maxmemory": "abc"})).diagnose(logs)
+    assert isinstance(error, ServerSettingError)
+    assert error.cause == (
+        "redis.settings.maxmemory: the server refused it: argument must be a memory value (>>> 'maxmemory \"abc\"')"
+    )
+    assert "[tool.envmgr.redis.settings]" in (error.fix or "")
+
+
+def test_redis_says_nothing_about_a_directive_that_is_not_one_of_its_settings() -> None:
+    logs = REDIS_LOG.format(directive='databases "x"', reason="Invalid number of databases")
+    assert create_service("redis", configured("redis", {"maxmemory": "64mb"})).diagnose(logs) is None
+
+
+def test_the_cause_a_service_reads_in_the_log_replaces_the_generic_error() -> None:
+    refused = ServerSettingError("redis", "redis.settings.x: the server refused it", "fix it", logs="tail")
+    with pytest.raises(ServerSettingError) as caught, diagnosed(lambda logs: refused if logs == "tail" else None):
+        raise ServiceStartError("redis", "redis exited before answering PING", "check the image", logs="tail")
+    assert caught.value is refused
+    with pytest.raises(ServiceStartError, match="exited"), diagnosed(lambda logs: None):
+        raise ServiceStartError("redis", "redis exited before answering PING", "check the image", logs="tail")
+
+
+def test_a_server_setting_error_crosses_the_daemons_socket_whole() -> None:
+    error = ServerSettingError("postgres", "postgres.settings.x: the server refused it: ...", "fix", logs="a\nb")
+    again = decode_error(encode_error(error))
+    assert type(again) is ServerSettingError
+    assert (again.service, again.cause, again.fix, again.logs) == ("postgres", error.cause, "fix", "a\nb")

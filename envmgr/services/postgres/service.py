@@ -11,10 +11,12 @@ the application use, logs in as that role.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from envmgr.endpoints import Component, ServiceEndpoint, Worker
+from envmgr.errors import ServerSettingError
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service, ServiceDocs
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.settings import SettingValue
@@ -43,6 +45,11 @@ VARIABLES: Mapping[str, Component] = MappingProxyType(
     }
 )
 """the connection variables, each naming a part of the endpoint (they follow a worker's database and login)"""
+STOPPED = re.compile(r"\b(?:FATAL|PANIC):\s+(?P<message>.+)$|^postgres: (?P<check>.+)$")
+"""a line of the server's log saying why it stopped: `... FATAL:  unrecognized configuration parameter "x"`, or a
+check of its settings before it logs anything (`postgres: superuser_reserved_connections (3) must be less than
+max_connections (1)`)"""
+WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
 
 
 def server_command(pg: PostgresSettings) -> list[str] | None:
@@ -59,6 +66,21 @@ def _text(value: SettingValue) -> str:
     if isinstance(value, bool):
         return "on" if value else "off"
     return str(value)
+
+
+def refused_setting(logs: str, settings: Iterable[str]) -> tuple[str, str] | None:
+    """The first of `settings` that a line of the server's log names as why it stopped, with that line's words;
+    None when no such line names one (parameter names are case-insensitive)."""
+    keys = {name.lower(): name for name in settings}
+    for line in logs.splitlines():
+        found = STOPPED.search(line.strip())
+        if found is None:
+            continue
+        message = (found["message"] or found["check"]).strip()
+        for word in WORD.findall(message):
+            if word.lower() in keys:
+                return keys[word.lower()], message
+    return None
 
 
 class PostgresService(Service):
@@ -108,6 +130,19 @@ class PostgresService(Service):
 
         with psycopg.connect(endpoint.url, connect_timeout=2, autocommit=True) as connection:
             connection.execute("SELECT 1")
+
+    def diagnose(self, logs: str) -> ServerSettingError | None:
+        """A setting of `postgres.settings` the server refused (`FATAL:  invalid value for parameter ...`)."""
+        refused = refused_setting(logs, self.pg.settings)
+        if refused is None:
+            return None
+        key, message = refused
+        return ServerSettingError(
+            self.name,
+            f"postgres.settings.{key}: the server refused it: {message}",
+            "correct or remove it in [tool.envmgr.postgres.settings] (or ENVMGR_POSTGRES__SETTINGS)",
+            logs=logs,
+        )
 
     def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """Build (or find) the migrated, seeded template; make the environment's database a fresh clone of it."""

@@ -6,6 +6,7 @@ Configured like a real server: `redis.settings` go on its command line (`--name 
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,6 +14,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from envmgr.endpoints import REDIS_DATABASES, Component, ServiceEndpoint, Worker
+from envmgr.errors import ServerSettingError
 from envmgr.services.base import ComposeContext, ContainerSpec, DoctorNote, Published, Service, ServiceDocs
 from envmgr.services.redis.settings import RedisSettings
 from envmgr.services.settings import SettingValue
@@ -30,6 +32,8 @@ VARIABLES: Mapping[str, Component] = MappingProxyType(
     {"REDIS_URL": "url", "REDIS_HOST": "host", "REDIS_PORT": "port", "REDIS_PASSWORD": "password"}
 )
 """the connection variables, each naming a part of the endpoint"""
+DIRECTIVE = re.compile(r"^>>> '(?P<name>[^\s']+)")
+"""the directive a `*** FATAL CONFIG FILE ERROR ***` quotes (`>>> 'maxmemory "abc"'`); the reason is the next line"""
 
 
 def server_command(config: RedisSettings, password: str | None) -> list[str]:
@@ -96,6 +100,23 @@ class RedisService(Service):
                 f"engine's host ({publish_address}); keep the password there",
             )
         ]
+
+    def diagnose(self, logs: str) -> ServerSettingError | None:
+        """A setting of `redis.settings` the server refused (`*** FATAL CONFIG FILE ERROR ***`, the directive, why)."""
+        keys = {name.lower(): name for name in self.redis.settings}
+        lines = [line.strip() for line in logs.splitlines() if line.strip()]
+        for number, line in enumerate(lines):
+            found = DIRECTIVE.match(line)
+            if found is None or found["name"].lower() not in keys:
+                continue
+            reason = lines[number + 1] if number + 1 < len(lines) else "no reason given"
+            return ServerSettingError(
+                self.name,
+                f"redis.settings.{keys[found['name'].lower()]}: the server refused it: {reason} ({line})",
+                "correct or remove it in [tool.envmgr.redis.settings] (or ENVMGR_REDIS__SETTINGS)",
+                logs=logs,
+            )
+        return None
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """Every logical database emptied (the session's and each worker's)."""
