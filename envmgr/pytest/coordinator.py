@@ -59,6 +59,8 @@ class Coordinator:
         """services started ahead (predicted) that the collected tests do not reach: removed"""
         self.discard_failure: EnvmgrError | None = None
         """why removing them failed (they go with the environment at the end)"""
+        self.notes: list[str] = []
+        """lines for the terminal at the session's start (said before the terminal was there)"""
         self._ensured: set[tuple[str, str]] = set()
         """(service, worker id) started and waited for: asked again, they cost nothing"""
         self._collected = False
