@@ -6,6 +6,7 @@ other_users.py); the services are real containers."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -15,10 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
+from envmgr import Environment, Settings
 from envmgr.credentials import KEY_FILE, Credentials
 from envmgr.daemon import trust
 from envmgr.errors import ConfigError, DaemonError
+from envmgr.services.wiremock.admin import WireMockAdmin
 from tests.integration.other_users import OtherUser, as_root, created_user
 
 pytestmark = [pytest.mark.docker, as_root, pytest.mark.usefixtures("no_new_environments")]
@@ -51,6 +55,119 @@ def shared_tmp() -> Iterator[Path]:
 
 def image_set() -> str:
     return os.environ.get("ENVMGR_IMAGE_SET", "local")
+
+
+# item 13: the mocks and AWS data of a run are this user's alone ---------------------------------------------------
+
+ADMIN_PROBE = """
+import json, sys, urllib.request, urllib.error
+
+base = sys.argv[1]
+
+def status(method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+print(json.dumps({
+    "read stubs": status("GET", "/__admin/mappings"),
+    "read journal": status("GET", "/__admin/requests"),
+    "add stub": status("POST", "/__admin/mappings", {"request": {"method": "GET", "url": "/payments"},
+                                                     "response": {"status": 200, "body": "planted"}}),
+    "reset": status("POST", "/__admin/reset"),
+}))
+"""
+
+
+def test_another_user_can_neither_read_nor_change_the_wiremock_stubs_and_journal(
+    settings: Settings, other: OtherUser
+) -> None:
+    """With the default settings, another user's `POST /__admin/mappings` was answered 201 (a stub planted in this
+    user's run) and `GET /__admin/requests` showed what the code under test sent (headers included)."""
+    with Environment(["wiremock"], settings=settings.model_copy(update={"image_set": image_set()})) as env:
+        endpoint = env.endpoints["wiremock"]
+        own = WireMockAdmin.of(endpoint)
+        own.stub({"request": {"method": "GET", "url": "/payments"}, "response": {"status": 200, "body": "the run's"}})
+        requests.get(endpoint.url + "/payments", headers={"Authorization": "Bearer the-apps-token"}, timeout=10)
+
+        answered = other.python(ADMIN_PROBE, endpoint.url)
+        assert answered.returncode == 0, answered.stderr
+        statuses = json.loads(answered.stdout)
+        assert all(code in (401, 403) for code in statuses.values()), (
+            f"another user reached this user's WireMock admin API: {statuses}"
+        )
+        assert requests.get(endpoint.url + "/payments", timeout=10).text == "the run's", "the stubs are the run's own"
+        assert len(own.requests()) == 2, "the run's own admin client still reaches its journal"
+
+
+AWS_PROBE = """
+import json, sys, urllib.request, urllib.error
+
+url, bucket, key = sys.argv[1:4]
+
+def status(method, path, body=None):
+    request = urllib.request.Request(url + path, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode(errors="replace")[:200]
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+
+found = {"unsigned read": status("GET", f"/{bucket}/{key}"),
+         "unsigned write": status("PUT", f"/{bucket}/planted-unsigned", b"planted")}
+
+import boto3, botocore.config, botocore.exceptions
+# the credentials the documentation gives every run: the account id as the access key, the secret "test"
+s3 = boto3.client("s3", endpoint_url=url, aws_access_key_id="000000000000", aws_secret_access_key="test",
+                  region_name="us-east-1", config=botocore.config.Config(s3={"addressing_style": "path"},
+                  retries={"max_attempts": 1}))
+try:
+    s3.put_object(Bucket=bucket, Key="planted-signed", Body=b"planted")
+    found["signed write"] = (200, "")
+except botocore.exceptions.ClientError as exc:
+    found["signed write"] = (exc.response["ResponseMetadata"]["HTTPStatusCode"], exc.response["Error"]["Code"])
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.parametrize("backend", ["moto", "localstack"])
+def test_another_user_can_neither_read_nor_change_the_runs_aws_objects(
+    tmp_path: Path, namespace: str, other: OtherUser, backend: str
+) -> None:
+    """moto (as LocalStack) accepted any request on its port on 127.0.0.1: another user read this run's seeded
+    objects and wrote its own. Only requests signed with this environment's own access key may pass."""
+    objects = tmp_path / "seeds" / "s3" / "invoices"
+    objects.mkdir(parents=True)
+    (objects / "2024-001.txt").write_text("the run's private data")
+    settings = Settings(project_root=tmp_path, image_set=image_set(), seeds=Path("seeds"), aws={"backend": backend})
+    with Environment([backend], settings=settings) as env:
+        endpoint = env.endpoints[backend]
+        answered = other.python(AWS_PROBE, endpoint.url, "invoices", "2024-001.txt")
+        assert answered.returncode == 0, answered.stderr
+        found = {what: tuple(result) for what, result in json.loads(answered.stdout).items()}
+        assert all(status in (401, 403) for status, _ in found.values()), (
+            f"another user reached this run's AWS data: {found}"
+        )
+
+        import boto3
+        from botocore.config import Config
+
+        variables = endpoint.variables  # what the app gets: AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID ...
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=variables["AWS_ENDPOINT_URL"],
+            aws_access_key_id=variables["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=variables["AWS_SECRET_ACCESS_KEY"],
+            region_name=variables["AWS_DEFAULT_REGION"],
+            config=Config(s3={"addressing_style": "path"}),
+        )
+        keys = sorted(item["Key"] for item in s3.list_objects_v2(Bucket="invoices").get("Contents", []))
+        assert keys == ["2024-001.txt"], "the run's own credentials still work, and nothing was planted"
 
 
 # item 14: no planted folder, link or socket changes this user's files or stops this user's runs ---------------------
