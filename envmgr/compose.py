@@ -203,6 +203,8 @@ def _compose_service(
     entry: dict[str, Any] = {"image": spec.image}
     if spec.user is not None:
         entry["user"] = spec.user
+    if spec.entrypoint is not None:
+        entry["entrypoint"] = [_text(arg) for arg in spec.entrypoint]
     if spec.command is not None:
         entry["command"] = [_text(arg) for arg in spec.command]
     environment = {name: _text(value) for name, value in spec.env.items()}

@@ -6,8 +6,10 @@ The key is 32 random bytes in `secret.key` of envmgr's state folder: `$XDG_STATE
 `~/.local/state/envmgr/` of the user's home as the password database names it (like OpenSSH: a `$HOME` changed by
 a wrapper, `sudo -E` or pytester still finds the same key), else of `$HOME`. It is made on first use (the folder
 0700, the file 0600, written whole before it appears under its name) and refused, with the fix, when the folder or
-the file is another user's, when others can write the folder, or read or write the file: a key someone else could
-have planted or can read gives away the passwords.
+the file is another user's or a symbolic link, when others can write the folder, or read or write the file, or when
+the folder that holds the state folder lets others replace it (writable by others and not sticky, or another
+user's): a key someone else could have planted or can read gives away the passwords. The folder and the key are
+opened without following links and judged on the open descriptors, so what is checked is what is read.
 
 An environment carries only `envmgr.key-id`, a fingerprint of the key (an HMAC of a fixed text: it tells nothing
 about the key nor the passwords), so a process with another key says so instead of failing to log in.
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envmgr.errors import ConfigError
-from envmgr.ownership import untrusted
+from envmgr.ownership import Untrusted, UntrustedPath, opened, untrusted_parent
 
 __all__ = ["KEY_BYTES", "Credentials", "state_folder"]
 
@@ -70,16 +72,29 @@ class Credentials:
 
     @classmethod
     def load(cls, folder: Path | None = None) -> Credentials:
-        """The user's key, made on first use; ConfigError when the folder or the key cannot be trusted or made."""
+        """The user's key, made on first use; ConfigError when the folder or the key cannot be trusted or made.
+
+        Nothing is followed through a link: the folder is opened with O_NOFOLLOW and judged by `fstat`, the key is
+        opened in it with O_NOFOLLOW and judged and read through that descriptor; the folder that holds the state
+        folder must let no one else replace it (the user's or root's, writable by no one else unless sticky)."""
         folder = folder if folder is not None else state_folder()
         path = folder / KEY_FILE
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _check(folder, "envmgr's state folder", "folder")
-            if not path.exists():
-                _create(path)
-            _check(path, "envmgr's key", "file")
-            key = path.read_bytes()
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            parent = untrusted_parent(folder, what="envmgr's state folder")
+            if parent is not None:
+                fix = "set XDG_STATE_HOME to a folder of yours (envmgr keeps its key in $XDG_STATE_HOME/envmgr)"
+                raise ConfigError(parent.cause, f"{parent.chmod}, or {fix}" if parent.chmod else fix)
+            with contextlib.suppress(FileExistsError):
+                folder.mkdir(mode=0o700)
+            with opened(folder, what="envmgr's state folder", kind="folder") as folder_fd:
+                try:
+                    key = _read_key(path, folder_fd)
+                except FileNotFoundError:
+                    _create(folder_fd)
+                    key = _read_key(path, folder_fd)
+        except UntrustedPath as exc:
+            raise _refused(exc.problem, exc.path) from None
         except OSError as exc:
             raise ConfigError(
                 f"cannot read or make envmgr's key {path}: {exc.strerror or exc}",
@@ -103,12 +118,19 @@ class Credentials:
         return base64.urlsafe_b64encode(digest).decode()[:PASSWORD_CHARS]
 
 
-def _check(path: Path, what: str, kind: str) -> None:
-    problem = untrusted(path, what=what, kind=kind, secret=kind == "file")
-    if problem is None:
-        return
+def _read_key(path: Path, folder_fd: int) -> bytes:
+    """The key file's bytes, read through a descriptor opened in the state folder without following a link, once
+    that descriptor is judged (the user's own regular file, 0600)."""
+    with opened(Path(KEY_FILE), what="envmgr's key", kind="file", secret=True, dir_fd=folder_fd, shown=path) as fd:
+        key = bytearray()
+        while len(key) <= KEY_BYTES and (chunk := os.read(fd, KEY_BYTES + 1 - len(key))):
+            key += chunk
+        return bytes(key)
+
+
+def _refused(problem: Untrusted, path: Path) -> ConfigError:
     remove = f"remove {path} (as its owner or root): someone else may know your environments' passwords"
-    raise ConfigError(
+    return ConfigError(
         problem.cause,
         f"{problem.chmod} if it is yours alone; else {remove}"
         if problem.chmod
@@ -116,17 +138,20 @@ def _check(path: Path, what: str, kind: str) -> None:
     )
 
 
-def _create(path: Path) -> None:
-    """Write a new key under a temporary name and link it into place: a concurrent first use finds either no key
-    or a whole one, and only one key wins."""
-    temporary = path.with_name(f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _create(folder_fd: int) -> None:
+    """Write a new key under a temporary name in the state folder and link it into place: a concurrent first use
+    finds either no key or a whole one, and only one key wins."""
+    temporary = f".{KEY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
+    fd = os.open(
+        temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder_fd
+    )
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(secrets.token_bytes(KEY_BYTES))
             handle.flush()
             os.fsync(handle.fileno())
         with contextlib.suppress(FileExistsError):  # another process made it first: theirs is the key
-            os.link(temporary, path)
+            os.link(temporary, KEY_FILE, src_dir_fd=folder_fd, dst_dir_fd=folder_fd, follow_symlinks=False)
     finally:
-        temporary.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary, dir_fd=folder_fd)

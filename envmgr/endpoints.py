@@ -181,8 +181,12 @@ class ServiceEndpoint(BaseModel):
 
     def redacted(self, text: str) -> str:
         """`text` with this endpoint's passwords masked (for what people read; programs get the real ones): its
-        login's, and those in `extra` under a key ending in `password` (WireMock's admin login)."""
-        hidden = [self.password, *(value for key, value in self.extra.items() if key.endswith("password"))]
+        login's, and those in `extra` under a key ending in `password` (WireMock's admin login) or `access_key_id`
+        (the AWS emulator's key, which its gate checks)."""
+        hidden = [
+            self.password,
+            *(value for key, value in self.extra.items() if key.endswith(("password", "access_key_id"))),
+        ]
         for secret in filter(None, hidden):
             text = text.replace(quote(secret, safe=""), MASK).replace(secret, MASK)
         return text

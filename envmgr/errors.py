@@ -17,7 +17,9 @@
     ├── ServiceNotEnabledError       the service asked for is not part of this environment
     └── DaemonError                  the envmgr daemon refused a request (stop while leases are held), or its socket
         │                            cannot be trusted (another user's folder, socket or process)
-        └── DaemonNotRunningError    no envmgr daemon answers on the socket
+        ├── DaemonNotRunningError    no envmgr daemon answers on the socket
+        └── DaemonUntrustedError     its folder, socket or process is not the user's alone (a link, another user's,
+                                     writable by others): with `daemon = "auto"`, no daemon and a warning
 
 `str(error)` is the cause followed by the fix, both on one line each, then its `details()` when it has them; the CLI
 prints the same and exits non-zero. `ServiceStartError`, its subclass and `ServerSettingError` carry `service` and
@@ -33,6 +35,7 @@ __all__ = [
     "ConfigError",
     "DaemonError",
     "DaemonNotRunningError",
+    "DaemonUntrustedError",
     "DockerUnavailableError",
     "EnvironmentNotFoundError",
     "EnvmgrError",
@@ -166,3 +169,7 @@ class DaemonError(EnvmgrError):
 
 class DaemonNotRunningError(DaemonError):
     """No envmgr daemon answers on the socket."""
+
+
+class DaemonUntrustedError(DaemonError):
+    """The daemon's folder, socket or process is not the current user's alone."""

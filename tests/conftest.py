@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.host_bridge"]  # host_bridge: docker0 must outlive the run (issue 19)
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,10 @@
   `tcp://<namespace address>:2375` (and a unix socket in its temporary folder), with its own data root, exec root,
   pid file, no default bridge and no iptables rules. Its containers, ports and files are on the far side of that
   link: nothing the test process reaches goes through loopback. Everything is removed at the end (containers,
-  dockerd and its containerd, mounts, the namespace, the veth pair, the folder).
+  dockerd and its containerd, mounts, the namespace, the veth pair, the folder). Its parts (`make_namespace`,
+  `dockerd_command`, `remove_leftovers`) also run tests/integration/private_engine.py's engine, which is stopped
+  and started again: no dockerd of the tests runs in the host's network namespace (one started there with
+  `--bridge=none` deletes the host engine's docker0 bridge).
 * `podman_service()`: Podman's Docker-compatible API (`podman system service`) on a unix socket of its own.
 
 Traffic goes only to the addresses chosen here (inside the namespace) and to loopback. Both need root; the callers
@@ -30,12 +33,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "NamespaceLink",
     "SecondEngine",
     "cannot_run_namespaced_dockerd",
     "cannot_run_podman",
+    "dockerd_command",
     "load_images",
+    "make_namespace",
     "namespaced_dockerd",
     "podman_service",
+    "remove_leftovers",
+    "remove_namespace",
 ]
 
 NETWORK_POOL = ipaddress.ip_network("10.213.0.0/16")
@@ -112,49 +120,118 @@ def load_images(images: Sequence[str], target: dict[str, str], load: Sequence[st
 # a dockerd in a network namespace -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class NamespaceLink:
+    """A network namespace of a test's own and the veth pair that reaches it on a private /30."""
+
+    namespace: str
+    outside: str
+    """this side of the veth pair"""
+    host_address: str
+    """the address of this side"""
+    engine_address: str
+    """the address inside the namespace (where a dockerd there listens and publishes)"""
+
+    def docker_host(self) -> str:
+        return f"tcp://{self.engine_address}:{API_PORT}"
+
+
+def make_namespace(tag: str) -> NamespaceLink:
+    """`ip netns add`, a veth pair on a free /30, both ends up, and the namespace's loopback up; what was made is
+    removed again when a step fails."""
+    host_address, engine_address = _free_pair()
+    link = NamespaceLink(f"envmgr-t{tag}", f"envmgr-h{tag}", host_address, engine_address)
+    inside = f"envmgr-n{tag}"
+    try:
+        _run("ip", "netns", "add", link.namespace)
+        _run("ip", "link", "add", link.outside, "type", "veth", "peer", "name", inside)
+        _run("ip", "link", "set", inside, "netns", link.namespace)
+        _run("ip", "addr", "add", f"{host_address}/30", "dev", link.outside)
+        _run("ip", "link", "set", link.outside, "up")
+        _run("ip", "-n", link.namespace, "addr", "add", f"{engine_address}/30", "dev", inside)
+        _run("ip", "-n", link.namespace, "link", "set", inside, "up")
+        _run("ip", "-n", link.namespace, "link", "set", "lo", "up")
+    except BaseException:
+        remove_namespace(link)
+        raise
+    return link
+
+
+def remove_namespace(link: NamespaceLink) -> list[str]:
+    """Delete the veth pair and the namespace; what went wrong (nothing: an empty list)."""
+    problems = []
+    for command in (["ip", "link", "delete", link.outside], ["ip", "netns", "delete", link.namespace]):
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0 and not any(
+            gone in done.stderr for gone in ("Cannot find device", "No such file or directory")
+        ):
+            problems.append(f"{' '.join(command)}: {done.stderr.strip()}")
+    return problems
+
+
+def dockerd_command(root: Path, link: NamespaceLink, container_pool: str = CONTAINER_POOL) -> list[str]:
+    """A dockerd in `link`'s namespace, with everything of its own under `root`, listening on its unix socket
+    there and on tcp://<namespace address>:2375; no default bridge (there is none to delete in its namespace)."""
+    # nsenter --net only: `ip netns exec` would also remount /sys, hiding the cgroup hierarchies dockerd needs
+    return [
+        "nsenter", f"--net=/run/netns/{link.namespace}", "dockerd",
+        "--config-file", str(root / "daemon.json"),
+        "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+        "--pidfile", str(root / "dockerd.pid"),
+        "--host", f"unix://{root}/docker.sock", "--host", link.docker_host(),
+        "--tls=false",  # said explicitly: dockerd otherwise delays its start by 15 s to warn about plain TCP
+        "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
+        "--default-address-pool", f"base={container_pool},size=24",
+        f"--cgroup-parent=/{link.namespace}", "--storage-driver=overlay2", "--shutdown-timeout=2",
+    ]  # fmt: skip
+
+
+def remove_leftovers(root: Path, link: NamespaceLink) -> list[str]:
+    """After its dockerd ended: unmount what it left under `root`, remove its containers' cgroup parent, the
+    namespace and `root`; what went wrong."""
+    problems: list[str] = []
+    for mount in reversed(_mounts_under(root)):  # what dockerd left mounted (it unmounts on a clean stop)
+        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
+    for group in [*Path("/sys/fs/cgroup").glob(f"*/{link.namespace}"), Path("/sys/fs/cgroup") / link.namespace]:
+        try:
+            group.rmdir()  # the cgroup parent of its containers: empty once they are gone
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"removing {group}: {exc}")
+    problems += remove_namespace(link)
+    try:
+        shutil.rmtree(root)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        problems.append(f"removing {root}: {exc}")
+    return problems
+
+
 @contextlib.contextmanager
 def namespaced_dockerd() -> Iterator[SecondEngine]:
     """A second dockerd in a network namespace of its own, reached on tcp://<its address>:2375; all removed after."""
-    tag = secrets.token_hex(3)
-    namespace, outside, inside = f"envmgr-t{tag}", f"envmgr-h{tag}", f"envmgr-n{tag}"
-    host_address, engine_address = _free_pair()
     root = Path(tempfile.mkdtemp(prefix="envmgr-re-", dir="/tmp"))  # short: containerd's socket paths have a limit
     dockerd: subprocess.Popen[bytes] | None = None
+    link: NamespaceLink | None = None
     try:
-        _run("ip", "netns", "add", namespace)
-        _run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
-        _run("ip", "link", "set", inside, "netns", namespace)
-        _run("ip", "addr", "add", f"{host_address}/30", "dev", outside)
-        _run("ip", "link", "set", outside, "up")
-        _run("ip", "-n", namespace, "addr", "add", f"{engine_address}/30", "dev", inside)
-        _run("ip", "-n", namespace, "link", "set", inside, "up")
-        _run("ip", "-n", namespace, "link", "set", "lo", "up")
+        link = make_namespace(secrets.token_hex(3))
         (root / "daemon.json").write_text("{}\n")  # not the machine's /etc/docker/daemon.json
         log = (root / "dockerd.log").open("wb")
-        # nsenter --net only: `ip netns exec` would also remount /sys, hiding the cgroup hierarchies dockerd needs
         dockerd = subprocess.Popen(
-            [
-                "nsenter", f"--net=/run/netns/{namespace}", "dockerd",
-                "--config-file", str(root / "daemon.json"),
-                "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-                "--pidfile", str(root / "dockerd.pid"),
-                "--host", f"unix://{root}/docker.sock", "--host", f"tcp://{engine_address}:{API_PORT}",
-                "--tls=false",  # said explicitly: dockerd otherwise delays its start by 15 s to warn about plain TCP
-                "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-forward=false", "--ip-masq=false",
-                "--default-address-pool", f"base={CONTAINER_POOL},size=24",
-                f"--cgroup-parent=/{namespace}", "--storage-driver=overlay2", "--shutdown-timeout=2",
-            ],
+            dockerd_command(root, link),
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         log.close()
         engine = SecondEngine(
-            f"tcp://{engine_address}:{API_PORT}", engine_address, "namespaced dockerd", namespace, outside,
-            host_address, root,
+            link.docker_host(), link.engine_address, "namespaced dockerd", link.namespace, link.outside,
+            link.host_address, root,
         )  # fmt: skip
         _wait_for_engine(engine, dockerd, root / "dockerd.log")
         yield engine
     finally:
-        _remove_namespaced_dockerd(dockerd, root, namespace, outside)
+        _remove_namespaced_dockerd(dockerd, root, link)
 
 
 def _free_pair() -> tuple[str, str]:
@@ -190,9 +267,7 @@ def _wait_for_engine(engine: SecondEngine, dockerd: subprocess.Popen[bytes], log
     raise AssertionError(f"the second dockerd did not answer within {READY_SECONDS:.0f} s:\n{_tail(log)}")
 
 
-def _remove_namespaced_dockerd(
-    dockerd: subprocess.Popen[bytes] | None, root: Path, namespace: str, outside: str
-) -> None:
+def _remove_namespaced_dockerd(dockerd: subprocess.Popen[bytes] | None, root: Path, link: NamespaceLink | None) -> None:
     """Remove everything, each step whatever the others did; raise at the end if any step failed."""
     problems: list[str] = []
     if dockerd is not None and dockerd.poll() is None:
@@ -209,23 +284,10 @@ def _remove_namespaced_dockerd(
             problems.append(f"dockerd did not stop within {STOP_SECONDS:.0f} s: killed")
             os.killpg(dockerd.pid, signal.SIGKILL)
             dockerd.wait(timeout=STOP_SECONDS)
-    for mount in reversed(_mounts_under(root)):  # what dockerd left mounted (it unmounts on a clean stop)
-        subprocess.run(["umount", "-l", mount], capture_output=True, check=False)
-    for group in [*Path("/sys/fs/cgroup").glob(f"*/{namespace}"), Path("/sys/fs/cgroup") / namespace]:
-        try:
-            group.rmdir()  # the cgroup parent of its containers: empty once they are gone
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            problems.append(f"removing {group}: {exc}")
-    for command in (["ip", "link", "delete", outside], ["ip", "netns", "delete", namespace]):
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0 and "Cannot find device" not in done.stderr:
-            problems.append(f"{' '.join(command)}: {done.stderr.strip()}")
-    try:
-        shutil.rmtree(root)
-    except OSError as exc:
-        problems.append(f"removing {root}: {exc}")
+    if link is None:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        problems += remove_leftovers(root, link)
     assert not problems, "; ".join(problems)
 
 

@@ -18,7 +18,7 @@ from envmgr.cli.app import (
     run_command,
 )
 from envmgr.config import load_settings
-from envmgr.engine import Engine, EnvironmentRecord
+from envmgr.engine import Engine, EnvironmentRecord, run_folders
 from envmgr.engine.labels import LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE
 from envmgr.engine.reaper import expired, orphaned, parse_duration
 from envmgr.environment import Environment
@@ -202,6 +202,8 @@ def gc(
             err_console().print(f"removed {env_id} ({kind}, {_age(now - record.created)} old, {count} resources)")
         what = "orphaned environment(s)" if limit is None else f"environment(s) older than {older_than}"
         err_console().print(f"removed {len(removed)} {what}{': ' + ', '.join(removed) if removed else ''}")
+        for folder in run_folders.remove_dead():
+            err_console().print(f"removed {folder} (the run-socket folder of a run that was killed)")
 
     run_command(body)
 

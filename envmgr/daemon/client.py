@@ -12,18 +12,22 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envmgr.config import Settings
+from envmgr.credentials import state_folder
 from envmgr.daemon import protocol, trust
 from envmgr.endpoints import Endpoints
 from envmgr.engine.labels import Owner
-from envmgr.errors import DaemonError, DaemonNotRunningError
+from envmgr.errors import DaemonError, DaemonNotRunningError, DaemonUntrustedError
 
-__all__ = ["DaemonClient", "Lease", "default_socket_path", "lease_if_running", "spawn"]
+__all__ = ["DaemonClient", "Lease", "auto_mode", "default_socket_path", "lease_if_running", "spawn"]
 
+SOCKET_PATH_MAX = 107
+"""bytes in a Unix socket's path (108 in Linux's sun_path, its terminating zero included)"""
 PING_TIMEOUT = 5.0  # a daemon that does not answer a ping within it is an error (DaemonError), not "none"
 LEASE_TIMEOUT = 600.0
 
@@ -34,13 +38,20 @@ def _engine_key() -> str:
 
 
 def default_socket_path() -> Path:
-    """$ENVMGR_DAEMON_SOCKET, else a per-user runtime folder: $XDG_RUNTIME_DIR/envmgr or /tmp/envmgr-<uid>."""
+    """$ENVMGR_DAEMON_SOCKET, else a per-user folder no one else can create: $XDG_RUNTIME_DIR/envmgr, else `run` in
+    envmgr's state folder (~/.local/state/envmgr/run); a shorter name there when the socket's path would not fit in a
+    Unix socket address, and /tmp/envmgr-<uid> only when even that does not."""
     explicit = os.environ.get("ENVMGR_DAEMON_SOCKET")
     if explicit:
         return Path(explicit)
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    folder = Path(runtime) / "envmgr" if runtime else Path(f"/tmp/envmgr-{os.getuid()}")
-    return folder / f"daemon-{_engine_key()}.sock"
+    if runtime:
+        return Path(runtime) / "envmgr" / f"daemon-{_engine_key()}.sock"
+    folder = state_folder() / "run"
+    for name in (f"daemon-{_engine_key()}.sock", f"d{_engine_key()[:8]}.sock"):
+        if len(os.fsencode(folder / name)) <= SOCKET_PATH_MAX:
+            return folder / name
+    return Path(f"/tmp/envmgr-{os.getuid()}") / f"daemon-{_engine_key()}.sock"
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,13 @@ class Lease:
 
 
 _STATUS_FIX = "see envmgr daemon status, and the daemon's log beside its socket"
+Warn = Callable[[str], None]
+"""where a warning line goes"""
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 class DaemonClient:
@@ -94,12 +112,18 @@ class DaemonClient:
             raise DaemonError(f"the envmgr daemon on {self.path} closed the connection", _STATUS_FIX)
         return protocol.raise_for_error(protocol.decode(line))
 
-    def available(self) -> bool:
-        """True when a daemon answers on the socket, False when none does; DaemonError when the socket cannot be
-        trusted (another user's folder, socket or process)."""
+    def available(self, auto: bool = False, warn: Warn | None = None) -> bool:
+        """True when a daemon answers on the socket, False when none does; DaemonUntrustedError when the socket
+        cannot be trusted (another user's folder, socket or process), except with `auto` (`auto_mode`): then that
+        is no daemon either, said in one warning line (to `warn`; stderr by default)."""
         try:
             self._call({"op": "ping"}, PING_TIMEOUT)
         except DaemonNotRunningError:
+            return False
+        except DaemonUntrustedError as exc:
+            if not auto:
+                raise
+            (warn or _to_stderr)(f"envmgr: warning: using no daemon: {exc.cause} ({exc.fix})")
             return False
         return True
 
@@ -128,13 +152,19 @@ class DaemonClient:
         self._call({"op": "stop", "force": force}, PING_TIMEOUT * 10)
 
 
+def auto_mode(settings: Settings) -> bool:
+    """Whether a daemon is only used when one can be: `daemon = "auto"` and the default socket (a socket named by
+    ENVMGR_DAEMON_SOCKET, or `daemon = "on"`, that cannot be trusted is an error)."""
+    return settings.daemon == "auto" and not os.environ.get("ENVMGR_DAEMON_SOCKET")
+
+
 def lease_if_running(settings: Settings, services: list[str] | None = None, workers: int = 0) -> Lease | None:
     """A warm environment from the daemon, by the setting `daemon`: `off` never; `auto` when one answers; `on`
     requires one (DaemonNotRunningError otherwise). None: start your own."""
     if settings.daemon == "off":
         return None
     client = DaemonClient()
-    if not client.available():
+    if not client.available(auto_mode(settings)):
         if settings.daemon == "on":
             raise DaemonNotRunningError(
                 f"no envmgr daemon answers on {client.path} (daemon = 'on')",

@@ -1,7 +1,8 @@
 """The container engine (Docker, or Podman's compatible API; local or remote): `connection.py` (Engine: connecting,
 images, listing and removing by label), `address.py` (where it is, how its ports are reached), `records.py` (an
 environment as the engine shows it), `labels.py` (the labels on everything envmgr makes, the owner they name),
-`containers.py` (running one container), `reaper.py` (the watchdog and the sweep of what dead owners left)."""
+`containers.py` (running one container), `reaper.py` (the watchdog and the sweep of what dead owners left),
+`run_folders.py` (pytest controllers' run-socket folders, named after their owner)."""
 
 from envmgr.engine.address import ALL_INTERFACES, EngineAddress, EngineInfo, engine_kind
 from envmgr.engine.connection import Engine, engine_errors

@@ -96,7 +96,9 @@ def run_container(
         for source, destination, mode in copies:
             container.with_copy_into_container(source, destination, mode)
         extra_hosts = {CALLBACK_HOST: gateway} if gateway else {}
-        user = {"user": spec.user} if spec.user else {}
+        user: dict[str, Any] = {"user": spec.user} if spec.user else {}
+        if spec.entrypoint is not None:
+            user["entrypoint"] = list(spec.entrypoint)
         container.with_kwargs(labels=dict(labels), privileged=False, extra_hosts=extra_hosts, **user)
         created(container)
         try:

@@ -4,15 +4,17 @@ Two mechanisms, neither needing a pulled image:
 
 * a **watchdog** per environment: a small process in its own session (`python -m envmgr.engine.reaper`), started by the
   owner, that waits on the owner's pid (a pidfd: woken the moment the owner dies, SIGKILL included) and then removes
-  everything labelled with the environment's id. The owner dismisses it after a teardown that removed everything,
-  or when it hands the environment over (`envmgr up --detach`, the daemon). When a teardown could not remove
-  everything (the engine stopped or restarting), the owner orders it to remove the environment now instead.
-  Removal is tried again every RETRY_SECONDS while the engine does not answer, for up to PATIENCE seconds; after
-  that the watchdog gives up and leaves the environment to the next sweep (its owner is gone by then, or will be).
+  everything labelled with the environment's id, and the owner's run-socket folder (`envmgr.engine.run_folders`: a
+  SIGKILLed pytest controller's). The owner dismisses it after a teardown that removed everything, or when it hands
+  the environment over (`envmgr up --detach`, the daemon). When a teardown could not remove everything (the engine
+  stopped or restarting), the owner orders it to remove the environment now instead. Removal is tried again every
+  RETRY_SECONDS while the engine does not answer, for up to PATIENCE seconds; after that the watchdog gives up and
+  leaves the environment to the next sweep (its owner is gone by then, or will be).
 * a **sweep** at every environment start and in `envmgr gc`: environments whose owner process is gone and that are
-  not detached are removed. "Gone" is decided only for owners in this pid namespace (`Owner.is_local`): on a shared
-  remote engine, another machine's envmgr sees our environments too, and must never judge our owner dead by looking
-  its pid up in its own process table (nor we theirs).
+  not detached are removed, and this user's run-socket folders whose owner is gone. "Gone" is decided only for
+  owners in this pid namespace (`Owner.is_local`): on a shared remote engine, another machine's envmgr sees our
+  environments too, and must never judge our owner dead by looking its pid up in its own process table (nor we
+  theirs).
 
 `envmgr gc --older-than DURATION` goes further for environments nobody will come back for (a CI job's sandbox whose
 `envmgr down` never ran): see `expired`.
@@ -31,10 +33,12 @@ import re
 import select
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-from envmgr.engine import Engine, EnvironmentRecord
+from envmgr.engine import Engine, EnvironmentRecord, run_folders
 from envmgr.engine.labels import LABEL_DAEMON, LABEL_SETTINGS, Owner
 from envmgr.errors import ConfigError, EnvmgrError
 
@@ -65,6 +69,7 @@ class Watchdog:
                 # at the lowest priority: it must not compete with the start-up it guards for the CPU
                 "nice", "-n", "19", sys.executable, "-m", "envmgr.engine.reaper",
                 "--env", env_id, "--pid", str(owner.pid), "--start", owner.start,
+                "--run-folders", tempfile.gettempdir(),  # where the owner's run-socket folder would be
             ],
             stdin=subprocess.PIPE,  # the owner's orders (REMOVE_ORDER)
             stdout=subprocess.DEVNULL,
@@ -164,7 +169,9 @@ def parse_duration(text: str) -> float:
 
 
 def sweep(engine: Engine) -> list[str]:
-    """Remove every orphaned environment on the engine; return their ids."""
+    """Remove every orphaned environment on the engine (return their ids), and this user's run-socket folders whose
+    owner is gone."""
+    run_folders.remove_dead()
     removed = []
     for env_id, record in engine.environments().items():
         if orphaned(record):
@@ -194,12 +201,13 @@ def remove_until_done(
         return True
 
 
-def _wait_for_exit_or_order(owner: Owner, orders: int) -> None:
-    """Block until the owner process has exited, or has ordered the removal on `orders` (the watchdog's stdin)."""
+def _wait_for_exit_or_order(owner: Owner, orders: int) -> bool:
+    """Block until the owner process has exited (True), or has ordered the removal on `orders` (the watchdog's
+    stdin; False)."""
     try:
         fd = os.pidfd_open(owner.pid)
     except ProcessLookupError:
-        return
+        return True
     except OSError:  # no pidfd (old kernel): poll the pid instead
         fd = -1
     poller = select.poll()
@@ -210,13 +218,14 @@ def _wait_for_exit_or_order(owner: Owner, orders: int) -> None:
         while owner.is_alive():
             for ready, _ in poller.poll(int((RECHECK_SECONDS if fd >= 0 else 0.5) * 1000)):
                 if ready == fd:
-                    return
+                    return True  # it has exited (its parent may not have reaped it yet: a zombie is "alive")
                 if os.read(orders, len(REMOVE_ORDER)) == REMOVE_ORDER:
-                    return
+                    return False
                 poller.unregister(orders)  # closed without an order: the owner ended or dismisses us
     finally:
         if fd >= 0:
             os.close(fd)
+    return True
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -225,9 +234,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pid", type=int, required=True)
     parser.add_argument("--start", default="")
     parser.add_argument("--patience", type=float, default=PATIENCE)
+    parser.add_argument("--run-folders", type=Path, default=None)
     args = parser.parse_args(argv)
     owner = Owner.here(args.pid, args.start)
-    _wait_for_exit_or_order(owner, sys.stdin.fileno())
+    if _wait_for_exit_or_order(owner, sys.stdin.fileno()):  # not on an order: the owner ends its folder itself
+        run_folders.remove_dead(args.run_folders, owner=owner)
     remove_until_done(lambda: Engine.connect(timeout=5).remove_environment(args.env), args.patience)
 
 

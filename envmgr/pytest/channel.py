@@ -1,4 +1,6 @@
-"""How xdist workers ask the controller for services: a Unix socket of the run's own (mode 0600 in a 0700 folder).
+"""How xdist workers ask the controller for services: a Unix socket of the run's own (mode 0600 in a 0700 folder,
+named after the controller: `envmgr.engine.run_folders`, so that a killed controller's is removed by its watchdog or
+the next sweep).
 
 The controller owns the environment and starts each service once per run, when the first worker asks for it (a
 worker asks, without waiting, for everything its collected tests reach right after collection, and waits for a
@@ -17,7 +19,6 @@ from __future__ import annotations
 import os
 import socket
 import socketserver
-import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -26,11 +27,14 @@ from typing import Any
 from envmgr.daemon.protocol import MAX_REQUEST_BYTES, decode, encode, error_response, raise_for_error
 from envmgr.daemon.trust import check_peer
 from envmgr.endpoints import Endpoints
+from envmgr.engine import run_folders
 from envmgr.errors import EnvmgrError
 
 __all__ = ["Collected", "ControllerClient", "ControllerServer", "Ensure"]
 
 ENSURE_TIMEOUT = 3600.0
+SOCKET_PATH_MAX = 108
+"""bytes in a Unix socket's path (Linux's sun_path)"""
 Ensure = Callable[[Sequence[str], str, Mapping[str, str], bool], Endpoints]
 """(services, worker id, why each is needed, wait) -> the endpoints started so far"""
 Collected = Callable[[Sequence[str]], None]
@@ -43,7 +47,10 @@ class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         try:
             check_peer(self.connection, self.server.path)  # only this user's processes (the run's workers)
-            request = decode(self.rfile.readline(MAX_REQUEST_BYTES))
+            line = self.rfile.readline(MAX_REQUEST_BYTES)
+            if not line:  # closed without a request: a sweep asking whether this run is alive
+                return
+            request = decode(line)
             op = request.get("op")
             response: dict[str, Any]
             if op == "ensure":
@@ -81,8 +88,15 @@ class ControllerServer:
     """The controller's end: serves `ensure` and `collected` requests from a thread until `close()`."""
 
     def __init__(self, ensure: Ensure, collected: Collected) -> None:
-        self._folder = Path(tempfile.mkdtemp(prefix="envmgr-run-"))  # 0700: mkdtemp's mode
-        self.path = self._folder / "controller.sock"
+        run_folders.remove_dead()  # what killed runs left (the next sweep)
+        self._folder = run_folders.make()  # 0700: mkdtemp's mode
+        self.path = self._folder / run_folders.SOCKET_NAME
+        if len(os.fsencode(self.path)) > SOCKET_PATH_MAX:
+            self._folder.rmdir()
+            raise EnvmgrError(
+                f"the run's socket {self.path} is longer than a Unix socket's path may be ({SOCKET_PATH_MAX} bytes)",
+                "set TMPDIR to a shorter folder (e.g. /tmp) for pytest -n",
+            )
         previous = os.umask(0o177)
         try:
             self._server = _Server(self.path, ensure, collected)

@@ -114,7 +114,11 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     early_config.stash[RUN_KEY] = run
     coordinator = _coordinate(early_config, run)
     export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
-    if may_lease(run.settings, run.options) or run.options.attach_id is not None:
+    try:
+        leases = may_lease(run.settings, run.options, run.notices.append)
+    except EnvmgrError as exc:  # daemon = "on", or ENVMGR_DAEMON_SOCKET, and a socket that cannot be trusted
+        raise pytest.UsageError(f"envmgr: {exc}") from None
+    if leases or run.options.attach_id is not None:
         unset(early_config, PLAN_VARIABLE)
         return  # variables come with the leased or attached environment, before the first test that uses it
     source = OwnedSource(run.settings, run.workers, run.options)
@@ -176,8 +180,9 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The controller (or the only process), before xdist starts its workers: start in the background what the
-    last run of the same command reached (envmgr.pytest.prediction), while workers start and tests are collected."""
+    """The controller (or the only process), before xdist starts its workers: say what was noted before the
+    terminal was there (why no daemon is used); start in the background what the last run of the same command
+    reached (envmgr.pytest.prediction), while workers start and tests are collected."""
     coordinator = coordinator_of(session.config)
     if coordinator is not None:
         for line in coordinator.run.notices:

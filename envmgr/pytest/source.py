@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from envmgr.config import Settings
-from envmgr.daemon.client import DaemonClient, Lease, lease_if_running
+from envmgr.daemon.client import DaemonClient, Lease, Warn, auto_mode, lease_if_running
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError
 from envmgr.pytest.variables import CONTROLLER_VARIABLE
@@ -250,12 +250,13 @@ def attach_problem(env_id: str, settings: Settings, workers: int) -> str | None:
     return None
 
 
-def may_lease(settings: Settings, options: SourceOptions) -> bool:
-    """True when the run may lease from the daemon: the setting allows it, a daemon answers (`auto`), and the run
-    does not keep its environment (a leased environment goes back to the daemon)."""
+def may_lease(settings: Settings, options: SourceOptions, warn: Warn | None = None) -> bool:
+    """True when the run may lease from the daemon: the setting allows it, a daemon answers (`auto`: one whose socket
+    can be trusted; else a line to `warn` says why none is used), and the run does not keep its environment (a
+    leased environment goes back to the daemon)."""
     if options.attach_id is not None or options.keep or options.keep_on_failure or settings.daemon == "off":
         return False
-    return settings.daemon == "on" or DaemonClient().available()
+    return settings.daemon == "on" or DaemonClient().available(auto_mode(settings), warn)
 
 
 def choose_source(settings: Settings, options: SourceOptions, workers: int) -> EnvironmentSource:

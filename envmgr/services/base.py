@@ -36,7 +36,7 @@ def new_password() -> str:
 
 @dataclass(frozen=True)
 class ContainerSpec:
-    """What to run: the image, its environment and command, the ports to publish, tmpfs and bind mounts."""
+    """What to run: the image, its environment, entrypoint and command, the ports to publish, tmpfs and bind mounts."""
 
     image: str
     ports: dict[str, int]
@@ -49,6 +49,8 @@ class ContainerSpec:
     """host file or folder -> container folder it is copied into before start (works with remote engines)"""
     user: str | None = None
     """`uid:gid` the container runs as (None: the image's user)"""
+    entrypoint: list[str] | None = None
+    """instead of the image's entrypoint (None: the image's)"""
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,7 @@ def reset_cost(env: Environment, service: str, settings: object) -> float:
         return median_ms([timed(lambda: (reset_account(endpoint, worker), load_aws_seeds(endpoint, worker, settings)))
                           for _ in range(RESETS)])  # fmt: skip
     if service == "wiremock":
-        admin = WireMockAdmin(endpoint.url)
+        admin = WireMockAdmin.of(endpoint)
         return median_ms([timed(admin.reset) for _ in range(RESETS)])
     return median_ms([timed(lambda: env.reset([service])) for _ in range(RESETS)])
 

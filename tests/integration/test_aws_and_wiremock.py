@@ -63,12 +63,12 @@ def test_wiremock_replicas_are_isolated_and_reset_to_the_seeded_stubs(seeded: Se
         assert first.container != second.container
         for endpoint in (first, second):
             assert requests.get(endpoint.url + OK_COMPUTER, timeout=5).json()["title"] == "OK Computer"
-        admin = WireMockAdmin(first.url)
+        admin = WireMockAdmin.of(first)  # logged in: the admin API asks for the environment's login
         admin.stub({"request": {"method": "GET", "url": "/teapot"}, "response": {"status": 418}})
         assert requests.get(first.url + "/teapot", timeout=5).status_code == 418
         assert requests.get(second.url + "/teapot", timeout=5).status_code == 404
         assert admin.count({"method": "GET", "url": "/teapot"}) == 1
-        assert WireMockAdmin(second.url).count({"method": "GET", "url": "/teapot"}) == 1, "its own 404 only"
+        assert WireMockAdmin.of(second).count({"method": "GET", "url": "/teapot"}) == 1, "its own 404 only"
         admin.reset()
         assert requests.get(first.url + "/teapot", timeout=5).status_code == 404
         assert admin.count({"method": "GET", "url": "/teapot"}) == 1, "journal emptied, then the request above"
@@ -78,7 +78,7 @@ def test_wiremock_replicas_are_isolated_and_reset_to_the_seeded_stubs(seeded: Se
 def test_wiremock_delays_and_faults(seeded: Settings) -> None:
     with Environment(["wiremock"], settings=seeded) as env:
         url = env.endpoints["wiremock"].url
-        admin = WireMockAdmin(url)
+        admin = WireMockAdmin.of(env.endpoints["wiremock"])
         admin.set_global_delay(1500)
         with pytest.raises(requests.Timeout):
             requests.get(url + OK_COMPUTER, timeout=0.5)

@@ -193,20 +193,23 @@ def test_every_service_starts_seeded_and_healthy(project: Callable[[dict[str, An
     """The repository's example environment: the seed job loads LocalStack, WireMock serves the mounted stubs,
     the Celery worker (code mounted at /app) becomes healthy after everything it depends on."""
     settings = load_settings(REPO / "pyproject.toml")
-    env = project(compose_document(settings, ["postgres", "redis", "localstack", "wiremock", "celery"]))
+    document = compose_document(settings, ["postgres", "redis", "localstack", "wiremock", "celery"])
+    env = project(document)
     env.run("up", "-d", timeout=300)
     wait_for(lambda: _assert_healthy(env.container("celery")), "celery health check", deadline=120)
     seed = env.container("localstack-seed")
     assert seed.attrs["State"]["ExitCode"] == 0, seed.logs().decode()
 
     host, port = env.address("wiremock", 8080)
-    mappings = requests.get(f"http://{host}:{port}/__admin/mappings", timeout=5).json()["mappings"]
-    assert mappings, "the seeded WireMock stubs are served"
+    user, password = document["services"]["wiremock"]["command"][1].split(":", 1)  # admin_auth (the default)
+    mappings = requests.get(f"http://{host}:{port}/__admin/mappings", timeout=5, auth=(user, password))
+    assert mappings.json()["mappings"], "the seeded WireMock stubs are served"
 
     host, port = env.address("localstack", 4566)
     options: dict[str, Any] = {
         "endpoint_url": f"http://{host}:{port}",
-        "aws_access_key_id": "000000000000",  # the session's account, where the seed job loads
+        # the session's account, where the seed job loads, with the environment's key (the gate checks it)
+        "aws_access_key_id": document["services"]["localstack-seed"]["environment"]["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": "test",
         "region_name": "us-east-1",
     }
@@ -244,14 +247,15 @@ def test_moto_starts_healthy_and_its_seed_job_loads_the_seeds(
     the seed job (the image's Python and boto3) loads the buckets, objects and queues."""
     configured = Settings(**{**settings.model_dump(exclude={"aws", "seeds"}), "aws": {"backend": "moto"},
                              "seeds": str(REPO / "seeds")})  # fmt: skip
-    env = project(compose_document(configured, ["moto"]))
+    document = compose_document(configured, ["moto"])
+    env = project(document)
     env.run("up", "-d", timeout=300)
     wait_for(lambda: _assert_healthy(env.container("moto")), "moto health check", deadline=120)
     wait_for(lambda: _assert_exited(env.container("moto-seed")), "moto-seed job", deadline=120)
     host, port = env.address("moto", 5000)
     options: dict[str, Any] = {
         "endpoint_url": f"http://{host}:{port}",
-        "aws_access_key_id": "000000000000",
+        "aws_access_key_id": document["services"]["moto-seed"]["environment"]["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": "test",
         "region_name": "us-east-1",
     }

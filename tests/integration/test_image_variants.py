@@ -25,6 +25,7 @@ from envmgr.images import (
     local_images,
     official_lookalikes,
 )
+from envmgr.services.aws.accounts import gate_headers
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 
@@ -73,9 +74,13 @@ def test_postgres_lookalike_runs_initdb_at_start_and_local_uses_the_baked_cluste
 
 @pytest.mark.parametrize("image_set", ["local", "official"])
 def test_an_unknown_path_gets_localstacks_empty_200_on_the_lookalike(settings: Settings, image_set: str) -> None:
-    """The official image has no /_envmgr routes: LocalStack answers POST there with 200 and an EMPTY body."""
+    """The official image has no /_envmgr routes: LocalStack answers POST there with 200 and an EMPTY body. (Past
+    the access-key gate, as envmgr's reset asks: with the environment's key.)"""
     with Environment(["localstack"], settings=with_image_set(settings, image_set)) as env:
-        response = requests.post(env.endpoints["localstack"].url + "/_envmgr/state/reset", json={}, timeout=10)
+        endpoint = env.endpoints["localstack"]
+        response = requests.post(
+            endpoint.url + "/_envmgr/state/reset", json={}, headers=gate_headers(endpoint), timeout=10
+        )
     assert response.status_code == 200
     if image_set == "official":
         assert response.content == b""

@@ -207,11 +207,14 @@ def test_attaching_to_a_kept_environment_with_per_worker_replicas(pytester: pyte
         import pytest
         import requests
 
+        from envmgr.services.wiremock.admin import admin_auth
+
         @pytest.mark.parametrize("n", range(4))
         def test_own_replica(wiremock_url, envmgr_endpoints, n):
             worker = os.environ["PYTEST_XDIST_WORKER"]
             assert envmgr_endpoints["wiremock"].replica == int(worker[2:])
-            assert requests.get(wiremock_url + "/__admin/health", timeout=5).ok
+            login = admin_auth(envmgr_endpoints["wiremock"])  # the admin API asks for a login (admin_auth)
+            assert requests.get(wiremock_url + "/__admin/health", timeout=5, auth=login).ok
         """,
         table=PROJECT_TABLE + "\n[tool.envmgr.wiremock]\nenabled = true\n",
     )
@@ -245,8 +248,8 @@ def test_a_run_of_more_workers_than_the_environment_has_replicas_for_is_refused(
         def test_own_journal(wiremock, wiremock_url, envmgr_endpoints, n):
             requests.get(f"{wiremock_url}/probe/{os.environ['PYTEST_XDIST_WORKER']}/{n}", timeout=5)
             assert envmgr_endpoints["wiremock"].replica == int(os.environ["PYTEST_XDIST_WORKER"][2:])
-            assert [r["request"]["url"] for r in requests.get(f"{wiremock_url}/__admin/requests", timeout=5).json()[
-                "requests"]] == [f"/probe/{os.environ['PYTEST_XDIST_WORKER']}/{n}"]
+            assert [r["request"]["url"] for r in wiremock.requests()] == [
+                f"/probe/{os.environ['PYTEST_XDIST_WORKER']}/{n}"]
         """,
         table="[tool.envmgr.wiremock]\nenabled = true\n",
     )

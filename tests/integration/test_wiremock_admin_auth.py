@@ -1,5 +1,6 @@
-"""`wiremock.admin_auth`: WireMock's admin API asks for a login new per environment; envmgr's probe, reset, admin
-client and `wiremock` fixture log in; the stubs stay open. Without it the admin API is open to any local user."""
+"""`wiremock.admin_auth` (on by default): WireMock's admin API asks for a login new per environment; envmgr's probe,
+reset, admin client and `wiremock` fixture log in; the stubs stay open. Without it the admin API is open to any local
+user."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ STUB = {"request": {"method": "GET", "urlPath": "/hello"}, "response": {"status"
 
 
 def test_the_admin_api_asks_for_the_environments_login_and_the_stubs_stay_open(settings: Settings) -> None:
-    guarded = settings.model_copy(update={"wiremock": settings.wiremock.model_copy(update={"admin_auth": True})})
-    with Environment(["wiremock"], settings=guarded) as env:  # ready: the probe logged in
+    assert settings.wiremock.admin_auth, "on by default"
+    with Environment(["wiremock"], settings=settings) as env:  # ready: the probe logged in
         endpoint = env.endpoints["wiremock"]
         password = Credentials.load().password(env.id, "wiremock")
         assert endpoint.variables["WIREMOCK_ADMIN_USER"] == "envmgr"
@@ -39,7 +40,8 @@ def test_the_admin_api_asks_for_the_environments_login_and_the_stubs_stay_open(s
 
 
 def test_without_admin_auth_anyone_on_the_machine_can_use_the_admin_api(settings: Settings) -> None:
-    with Environment(["wiremock"], settings=settings) as env:
+    opened = settings.model_copy(update={"wiremock": settings.wiremock.model_copy(update={"admin_auth": False})})
+    with Environment(["wiremock"], settings=opened) as env:
         endpoint = env.endpoints["wiremock"]
         assert requests.get(f"{endpoint.url}/__admin/mappings", timeout=5).status_code == 200
         assert "WIREMOCK_ADMIN_PASSWORD" not in endpoint.variables
@@ -61,7 +63,6 @@ def test_the_wiremock_fixture_logs_in(
 
             [tool.envmgr.wiremock]
             enabled = true
-            admin_auth = true
             """
         ),
     )

@@ -32,13 +32,15 @@ import json
 import pytest
 import requests
 
+from envmgr.services.wiremock.admin import WireMockAdmin
+
 
 @pytest.fixture
 def record(envmgr_worker, envmgr_shares, wiremock_url, redis_client, request):
     \"\"\"What this worker reaches: its WireMock replica and journal, its Redis database; one JSON line per test.\"\"\"
     me = envmgr_worker.worker_id
     requests.get(f"{wiremock_url}/from-{me}", timeout=10)  # a 404, in this replica's journal
-    journal = requests.get(f"{wiremock_url}/__admin/requests", timeout=10).json()["requests"]
+    journal = WireMockAdmin.of(envmgr_shares.server("wiremock")).requests()  # logged in (admin_auth)
     redis_client.set(f"seen-by-{me}", 1)
     line = {
         "test": request.node.name,

@@ -172,7 +172,7 @@ def emulator() -> Iterator[str]:
 
 
 def test_the_probe_calls_each_service_in_its_account_and_region(emulator: str) -> None:
-    call_each(emulator, ["s3", "sqs"], region="eu-west-1", account="000000000003")
+    call_each(emulator, ["s3", "sqs"], region="eu-west-1", access_key="000000000003")
     assert [(method, scope) for method, scope, _ in _LocalStackWithoutMoto.seen] == [
         ("GET", "000000000003/20240101/eu-west-1/s3/aws4_request"),
         ("POST", "000000000003/20240101/eu-west-1/sqs/aws4_request"),

@@ -24,6 +24,7 @@ from envmgr.compose import (
 from envmgr.config import Settings
 from envmgr.engine.labels import LABEL_ENV
 from envmgr.errors import ServiceNotEnabledError
+from envmgr.services.aws import gate
 from envmgr.services.localstack.service import SEED_JOB as LOCALSTACK_SEED_SERVICE
 from envmgr.services.wiremock.settings import WireMockSettings
 
@@ -144,7 +145,7 @@ def test_healthchecks_speak_each_protocol_and_depends_on_waits_for_them(project:
     assert "ping" in redis_check[1]
     assert redis_password in redis_check[1]
     assert "/_localstack/health" in services["localstack"]["healthcheck"]["test"][-1]
-    assert "healthcheck" not in services["wiremock"]
+    assert "Authorization: Basic" in services["wiremock"]["healthcheck"]["test"][-1], "admin_auth: it logs in"
     assert "healthcheck" not in services["celery"]
     assert services["postgres"]["healthcheck"]["retries"] >= 60  # the startup timeout, at one probe a second
     assert services["celery"]["depends_on"] == {
@@ -194,7 +195,7 @@ def test_localstack_seed_job_loads_buckets_objects_and_queues_in_the_default_acc
         "queues": ["configured", "deliveries"],
     }
     assert job["environment"]["AWS_ENDPOINT_URL"] == "http://localstack:4566"
-    assert job["environment"]["AWS_ACCESS_KEY_ID"] == "000000000000"
+    assert gate.account_of(job["environment"]["AWS_ACCESS_KEY_ID"]) == "000000000000", "the environment's own key"
     assert job["restart"] == "no"
     assert services["localstack"]["environment"]["LOCALSTACK_HOST"] == "127.0.0.1:${ENVMGR_LOCALSTACK_PORT:-4566}"
     bare = services_of(compose_document(Settings(project_root=project), ["localstack"]))

@@ -11,6 +11,7 @@ from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, ServiceEndpoint, Worker
 from envmgr.errors import ConfigError
 from envmgr.pytest.variables import worker_variables
+from envmgr.services.aws import gate
 from envmgr.services.base import Published
 from envmgr.services.registry import SERVICES, create_service
 
@@ -59,13 +60,14 @@ def test_aws_parts_and_the_workers_bucket_names(tmp_path: Path) -> None:
                         localstack={"region": "eu-west-1"}, export=export)  # fmt: skip
     endpoints = Endpoints(id="e", network="n").with_endpoints([_localstack(settings)])
     gw1 = worker_variables(endpoints, Worker("gw1", isolated=True), settings, SERVICES)
-    assert (gw1["REGION"], gw1["KEY"], gw1["SECRET"]) == ("eu-west-1", "000000000002", "test")
+    assert (gw1["REGION"], gw1["SECRET"]) == ("eu-west-1", "test")
+    assert gate.account_of(gw1["KEY"]) == "000000000002", "the worker's own key, naming its account"
     assert gw1["ACCOUNT"] == "000000000002"
     assert gw1["COVER_ART_BUCKET"] == "cover-art-gw1"
     assert gw1["S3"] == "http://127.0.0.1:4566"
     assert gw1["IN_NETWORK"] == "http://localstack:4566"
     session = worker_variables(endpoints, Worker(), settings, SERVICES)
-    assert (session["KEY"], session["COVER_ART_BUCKET"]) == ("000000000000", "cover-art")
+    assert (gate.account_of(session["KEY"]), session["COVER_ART_BUCKET"]) == ("000000000000", "cover-art")
 
 
 def test_the_aws_alias_is_the_backend_in_use(tmp_path: Path) -> None:

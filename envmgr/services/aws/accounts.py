@@ -1,9 +1,11 @@
 """An AWS account per worker, in whichever emulator serves AWS (LocalStack, moto): the variables that name it, boto3
 clients in it, its seeds, and emptying it through the AWS API.
 
-Worker gwN works in account 0000000000N+1 (`Worker.aws_account_id`): LocalStack takes a 12-digit access key id as
-the account; moto runs one server per worker whose account is that id (`MOTO_ACCOUNT_ID`). Its seeded buckets are
-`<bucket>-gwN` in worker isolation (S3 bucket names are global in LocalStack).
+Worker gwN works in account 0000000000N+1 (`Worker.aws_account_id`): LocalStack reads the account from the access
+key id; moto runs one server per worker whose account is that id (`MOTO_ACCOUNT_ID`). Its seeded buckets are
+`<bucket>-gwN` in worker isolation (S3 bucket names are global in LocalStack). The access key id is the account's
+own, derived from the environment's secret (`gate.py`: the emulator's gate lets no other through); with
+`check_access_key = false` it is the 12-digit account id.
 """
 
 from __future__ import annotations
@@ -15,18 +17,25 @@ from typing import Any
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import SeedError, first_line
+from envmgr.services.aws import gate
 from envmgr.services.aws.settings import AwsServiceSettings
 
 __all__ = [
     "CLEARABLE",
+    "GATE_SECRET",
     "SECRET_ACCESS_KEY",
+    "access_key",
     "aws_client",
     "aws_variables",
     "delete_through_api",
+    "gate_headers",
     "load_aws_seeds",
 ]
 
 SECRET_ACCESS_KEY = "test"
+"""not checked (by the emulators nor the gate): the access key id is what is secret"""
+GATE_SECRET = "gate_password"
+"""the endpoint's `extra` key of the secret the access key ids derive from (masked like a password)"""
 CLEARABLE = ("s3", "sqs", "sns")
 """the services an account is emptied of between tests (buckets and objects, queues and messages, topics and
 subscriptions)"""
@@ -37,13 +46,25 @@ def aws_variables(endpoint: ServiceEndpoint, worker: Worker, buckets: Sequence[s
     the worker's name of each seeded bucket."""
     variables = {
         "AWS_ENDPOINT_URL": endpoint.url,
-        "AWS_ACCESS_KEY_ID": worker.aws_account_id,
+        "AWS_ACCESS_KEY_ID": access_key(endpoint, worker),
         "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
         "AWS_DEFAULT_REGION": endpoint.extra.get("region", "us-east-1"),
     }
     for bucket in buckets:
         variables["S3_BUCKET_" + re.sub(r"[^A-Z0-9]", "_", bucket.upper())] = worker.bucket(bucket)
     return variables
+
+
+def access_key(endpoint: ServiceEndpoint, worker: Worker) -> str:
+    """The access key id of the worker's account: derived from the environment's secret where the emulator's gate
+    checks it, else the 12-digit account id."""
+    secret = endpoint.extra.get(GATE_SECRET)
+    return gate.access_key_id(secret, worker.aws_account_id) if secret else worker.aws_account_id
+
+
+def gate_headers(endpoint: ServiceEndpoint) -> dict[str, str]:
+    """What envmgr's own calls beside the AWS API (the emulators' reset endpoints) send to pass the gate."""
+    return {gate.HEADER: access_key(endpoint, Worker())} if endpoint.extra.get(GATE_SECRET) else {}
 
 
 def aws_client(endpoint: ServiceEndpoint, worker: Worker, service: str) -> Any:
@@ -53,7 +74,7 @@ def aws_client(endpoint: ServiceEndpoint, worker: Worker, service: str) -> Any:
     from botocore.config import Config
 
     session = boto3.session.Session(
-        aws_access_key_id=worker.aws_account_id,
+        aws_access_key_id=access_key(endpoint, worker),
         aws_secret_access_key=SECRET_ACCESS_KEY,
         region_name=endpoint.extra.get("region", "us-east-1"),
     )

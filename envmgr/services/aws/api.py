@@ -1,9 +1,10 @@
 """One cheap, read-only AWS API call per service, as a plain HTTP request: what proves an AWS emulator (LocalStack,
 moto) really serves a service, rather than only listing it as "available".
 
-The requests carry a SigV4-shaped `Authorization` header whose credential scope names the account, the region and
-the service: both emulators route a request to a service by that scope and check no signature. A 2xx answer means
-the service's provider loaded and answered; LocalStack's image without moto, for instance, lists SNS as available
+The requests carry a SigV4-shaped `Authorization` header whose credential scope names the access key id (the
+account's), the region and the service: both emulators route a request to a service by that scope and check no
+signature (nor does envmgr's gate in front of them, which checks the access key id). A 2xx answer means the
+service's provider loaded and answered; LocalStack's image without moto, for instance, lists SNS as available
 and answers `ListTopics` with 500 "No module named 'moto'".
 
 A leaf module (no envmgr imports): the settings take the list of services LocalStack may run from `PROBE_CALLS`.
@@ -85,9 +86,10 @@ class ServiceNotServed(ConnectionError):
     """An AWS service did not answer its probe call (a 4xx/5xx answer, or none)."""
 
 
-def call(base_url: str, api: ApiCall, *, region: str, account: str = DEFAULT_ACCOUNT) -> None:
-    """Send `api` to the emulator at `base_url`; raise ServiceNotServed unless it answers 2xx."""
-    scope = f"{account}/20240101/{region}/{api.service}/aws4_request"
+def call(base_url: str, api: ApiCall, *, region: str, access_key: str = DEFAULT_ACCOUNT) -> None:
+    """Send `api` to the emulator at `base_url` with `access_key` (an account's access key id: the 12-digit account
+    id, or the key the emulator's gate checks); raise ServiceNotServed unless it answers 2xx."""
+    scope = f"{access_key}/20240101/{region}/{api.service}/aws4_request"
     headers = {
         **api.headers,
         "Authorization": f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0",
@@ -103,10 +105,10 @@ def call(base_url: str, api: ApiCall, *, region: str, account: str = DEFAULT_ACC
         raise ServiceNotServed(f"{api.service} {api.operation}: {exc}") from None
 
 
-def call_each(base_url: str, services: Sequence[str], *, region: str, account: str = DEFAULT_ACCOUNT) -> None:
+def call_each(base_url: str, services: Sequence[str], *, region: str, access_key: str = DEFAULT_ACCOUNT) -> None:
     """The probe call of each service, in order; the first that fails raises."""
     for name in services:
-        call(base_url, PROBE_CALLS[name], region=region, account=account)
+        call(base_url, PROBE_CALLS[name], region=region, access_key=access_key)
 
 
 def _reason(exc: urllib.error.HTTPError) -> str:

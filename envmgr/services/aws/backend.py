@@ -1,24 +1,29 @@
 """`AwsService`: what LocalStack and moto have in common as services: the endpoint and its AWS_* variables, each
-worker's view (its account, its bucket names), seeds, the probe's API calls, and the compose seed job. Each backend
-says how it runs, which worker's account an endpoint names, and how it empties an account."""
+worker's view (its account, its bucket names), seeds, the probe's API calls, the access-key gate in the emulator's
+container (`gate.py`), and the compose seed job. Each backend says how it runs, which worker's account an endpoint
+names, and how it empties an account."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services.aws.accounts import aws_variables
+from envmgr.services.aws import gate
+from envmgr.services.aws.accounts import GATE_SECRET, access_key, aws_variables
 from envmgr.services.aws.api import call_each
 from envmgr.services.aws.settings import AwsServiceSettings
-from envmgr.services.base import ComposeContext, Published, Service
+from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 
 __all__ = ["AwsService"]
 
 SEEDS_MOUNT = "/envmgr-seeds"
+GATE_ENTRYPOINT = ["/bin/sh", "-c", '"$ENVMGR_GATE_PYTHON" -c "$ENVMGR_GATE" & exec "$@"', "envmgr-gate"]
+"""the gate in the background, then the emulator (its command follows) as the container's main process"""
 
 _SEED_SCRIPT = """\
 import json, os
@@ -69,14 +74,32 @@ class AwsService(Service):
     def probed_services(self) -> Sequence[str]:
         """The AWS services whose API calls must answer before the service is ready."""
 
+    @property
+    def upstream_port(self) -> int:
+        """Where the emulator listens inside its container behind the gate (on 127.0.0.1 only)."""
+        return self.aws_port + 1
+
+    def gated(self, spec: ContainerSpec, emulator: list[str], env: Mapping[str, str] | None = None) -> ContainerSpec:
+        """`spec` with the access-key gate in front (`check_access_key`): the gate on the service's port, then
+        `emulator` (its command, with `env`) on `upstream_port`. As is without the check."""
+        if not self.aws.check_access_key:
+            return spec
+        gate_env = {
+            **spec.env, **(env or {}),
+            "ENVMGR_GATE": gate.source(), "ENVMGR_GATE_PYTHON": self.image_python, gate.SECRET: self.password,
+            gate.PORT: str(self.aws_port), gate.UPSTREAM: str(self.upstream_port),
+        }  # fmt: skip
+        return dataclasses.replace(spec, env=gate_env, entrypoint=[*GATE_ENTRYPOINT, *emulator])
+
     def endpoint(self, published: Published) -> ServiceEndpoint:
         worker = self.served_worker(published)
+        secret = {GATE_SECRET: self.password} if self.aws.check_access_key else {}
         base = self.published_endpoint(
             published, "http",
             extra={"region": self.aws.region, "account_id": worker.aws_account_id, "worker": worker.worker_id,
-                   "bucket_suffix": worker.bucket("")},
+                   "bucket_suffix": worker.bucket(""), **secret},
         )  # fmt: skip
-        return base.model_copy(update={"variables": aws_variables(base, worker, self.seeded_buckets())})
+        return self.worker_view(base, worker)
 
     def seeded_buckets(self) -> list[str]:
         from envmgr.services.aws.seeds import s3_seed_buckets
@@ -85,15 +108,17 @@ class AwsService(Service):
 
     def probe_calls(self, endpoint: ServiceEndpoint) -> None:
         """One cheap API call per probed service (ListBuckets, ListQueues, ListTopics ...): each really answers."""
-        call_each(endpoint.url, self.probed_services(), region=self.aws.region)
+        key = endpoint.extra.get("access_key_id", endpoint.extra.get("account_id", ""))
+        call_each(endpoint.url, self.probed_services(), region=self.aws.region, access_key=key)
 
     def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
         """The worker's account: its AWS_* variables and S3_BUCKET_<NAME> names."""
+        extra = {
+            **endpoint.extra, "account_id": worker.aws_account_id, "bucket_suffix": worker.bucket(""),
+            "access_key_id": access_key(endpoint, worker),
+        }  # fmt: skip
         return endpoint.model_copy(
-            update={
-                "variables": aws_variables(endpoint, worker, self.seeded_buckets()),
-                "extra": {**endpoint.extra, "account_id": worker.aws_account_id, "bucket_suffix": worker.bucket("")},
-            }
+            update={"variables": aws_variables(endpoint, worker, self.seeded_buckets()), "extra": extra}
         )
 
     # compose ---------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,8 +34,17 @@ class AwsServiceSettings(ServiceSettings):
 
     region: str = Field(default="us-east-1", description="the AWS region of the clients and variables")
     queues: list[str] = Field(default_factory=list, description="SQS queues created in every account")
+    check_access_key: bool = Field(
+        default=True,
+        description="only requests naming this environment's access key id (AWS_ACCESS_KEY_ID as envmgr hands it "
+        "out) reach the emulator: a gate in its container answers others 403; false: anyone on the machine can "
+        "read and change its data with any credentials",
+    )
 
     seed_entries = SEED_ENTRIES
+    image_variables: ClassVar[tuple[str, ...]] = (  # what the access-key gate in the emulator's container reads
+        "ENVMGR_GATE", "ENVMGR_GATE_PYTHON", "ENVMGR_GATE_SECRET", "ENVMGR_GATE_PORT", "ENVMGR_GATE_UPSTREAM",
+    )  # fmt: skip
     export_parts = {
         "region": Part(extra="region"),
         "account_id": Part(extra="account_id"),

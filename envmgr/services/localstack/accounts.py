@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services.aws.accounts import CLEARABLE, delete_through_api, load_aws_seeds
+from envmgr.services.aws.accounts import CLEARABLE, delete_through_api, gate_headers, load_aws_seeds
 from envmgr.services.localstack.settings import LocalStackSettings
 
 __all__ = ["RESET_PATH", "cleared", "is_reset_summary", "reset_account", "restore_account"]
@@ -64,7 +64,7 @@ def _reset_in_process(endpoint: ServiceEndpoint, worker: Worker | None, services
     request = urllib.request.Request(
         endpoint.url + RESET_PATH,
         data=json.dumps(selection).encode(),
-        headers={"Content-Type": "application/json"},
+        headers={"Content-Type": "application/json", **gate_headers(endpoint)},
         method="POST",
     )
     try:

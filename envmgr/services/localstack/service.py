@@ -5,7 +5,8 @@ LocalStack keeps accounts apart: a 12-digit access key id *is* the account id, s
 services `localstack.services` lists (default S3 and SQS; `LOCALSTACK_SERVICES` are those the local image can run),
 and is ready when each answers an API call, not merely when its health says "available". Seeds (buckets and objects
 from seeds/s3/, queues from the settings and seeds/sqs.yaml) are loaded into each account that is used; an account
-is reset in-process on the local image (`accounts.py`).
+is reset in-process on the local image (`accounts.py`). Its port is the access-key gate's (`aws/gate.py`):
+LocalStack itself listens on 127.0.0.1:4567 inside the container.
 """
 
 from __future__ import annotations
@@ -93,7 +94,9 @@ class LocalStackService(AwsService):
         if token:  # newer official images want one; the community tag pinned here does not
             env["LOCALSTACK_AUTH_TOKEN"] = token
         env.update(self.ls.env)
-        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=env)
+        spec = ContainerSpec(image=self.image(), ports=dict(self.ports), env=env)
+        # behind the gate: LocalStack on 127.0.0.1 only (its health check reads GATEWAY_LISTEN)
+        return self.gated(spec, ["docker-entrypoint.sh"], {"GATEWAY_LISTEN": f"127.0.0.1:{self.upstream_port}"})
 
     def host_env(self, host: str, host_ports: Mapping[str, int]) -> dict[str, str]:
         """URLs LocalStack hands out (SQS queue URLs) must work from the host: name the published address."""
@@ -138,7 +141,16 @@ class LocalStackService(AwsService):
         return ["CMD", LOCALSTACK_PYTHON, "-c", context.text(script)]
 
     def compose_notes(self) -> list[str]:
+        gate = (
+            [
+                "localstack: behind the access-key gate (its entrypoint): only requests naming the access key id in "
+                "the seed job's AWS_ACCESS_KEY_ID pass"
+            ]
+            if self.aws.check_access_key
+            else []
+        )
         return [
             f"localstack: seeds/s3 and seeds/sqs.yaml are loaded by the one-shot `{SEED_JOB}` service (started by a "
-            "plain `up`); LOCALSTACK_HOST names 127.0.0.1 and the port variable's value"
+            "plain `up`); LOCALSTACK_HOST names 127.0.0.1 and the port variable's value",
+            *gate,
         ]

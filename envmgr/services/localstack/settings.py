@@ -16,7 +16,7 @@ the API call that proves it works (`envmgr.services.aws.api`)"""
 
 
 class LocalStackSettings(AwsServiceSettings):
-    image_variables = ("ENVMGR_WARMUP", "ENVMGR_WARMUP_SERVICES")
+    image_variables = (*AwsServiceSettings.image_variables, "ENVMGR_WARMUP", "ENVMGR_WARMUP_SERVICES")
 
     services: list[str] = Field(
         default_factory=lambda: ["s3", "sqs"],

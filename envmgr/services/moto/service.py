@@ -7,7 +7,8 @@ each worker gets its own server (a per-worker service, ~60 MiB), whose account i
 (`MOTO_ACCOUNT_ID`, so ARNs and queue URLs name the same account as in LocalStack).
 
 Reset: `POST /moto-api/reset` empties the worker's server (every service, every account) in milliseconds; the seeds
-(seeds/s3, seeds/sqs.yaml and the queues of the settings) are loaded again.
+(seeds/s3, seeds/sqs.yaml and the queues of the settings) are loaded again. Its port is the access-key gate's
+(`aws/gate.py`): moto itself listens on 127.0.0.1:5001 inside the container.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from types import MappingProxyType
 
 from envmgr.endpoints import SESSION_WORKER_ID, ServiceEndpoint, Worker
-from envmgr.services.aws.accounts import load_aws_seeds
+from envmgr.services.aws.accounts import gate_headers, load_aws_seeds
 from envmgr.services.aws.backend import AwsService
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, ServiceDocs
 
@@ -33,7 +34,7 @@ HTTP_TIMEOUT = 5
 
 def reset_server(endpoint: ServiceEndpoint) -> None:
     """Empty the moto server: every service, every account."""
-    request = urllib.request.Request(endpoint.url + RESET_PATH, data=b"", method="POST")
+    request = urllib.request.Request(endpoint.url + RESET_PATH, data=b"", method="POST", headers=gate_headers(endpoint))
     with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
         response.read()
 
@@ -71,7 +72,8 @@ class MotoService(AwsService):
             "AWS_DEFAULT_REGION": self.aws.region,
             **self.aws.env,
         }
-        return ContainerSpec(image=self.image(), ports=dict(self.ports), env=env)
+        spec = ContainerSpec(image=self.image(), ports=dict(self.ports), env=env)
+        return self.gated(spec, ["/usr/local/bin/moto_server", "-H", "127.0.0.1", "-p", str(self.upstream_port)])
 
     def probe(self, endpoint: ServiceEndpoint) -> None:
         self.probe_calls(endpoint)
@@ -92,14 +94,25 @@ class MotoService(AwsService):
         load_aws_seeds(endpoint, worker, self.settings)
 
     def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
-        """moto's own data API answers (the image's Python: the official image has curl, the local one not)."""
-        script = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{PORT}{DATA_PATH}', timeout=3)"
+        """moto's own data API answers (the image's Python: the official image has curl, the local one not), asked
+        inside the container behind the gate."""
+        port = self.upstream_port if self.aws.check_access_key else PORT
+        script = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}{DATA_PATH}', timeout=3)"
         return ["CMD", self.image_python, "-c", context.text(script)]
 
     def compose_notes(self) -> list[str]:
+        gate = (
+            [
+                "moto: behind the access-key gate (its entrypoint): only requests naming the access key id in "
+                "the seed job's AWS_ACCESS_KEY_ID pass"
+            ]
+            if self.aws.check_access_key
+            else []
+        )
         return [
             f"moto: seeds/s3 and seeds/sqs.yaml are loaded by the one-shot `{self.seed_job}` service (started by a "
-            "plain `up`) into the session's account"
+            "plain `up`) into the session's account",
+            *gate,
         ]
 
 

@@ -5,9 +5,10 @@ gets its own replica (a per-worker service): one worker's stubs and journal are 
 construction. Seeds (seeds/wiremock/mappings and __files) are copied into each container at creation, so
 `POST /__admin/reset` (a few ms, `admin.py`) restores exactly the seeded stubs with an empty journal.
 
-The admin API is open to anyone who reaches the port (127.0.0.1: any local user), unless `wiremock.admin_auth`:
-then WireMock runs with `--admin-api-basic-auth envmgr:<the environment's password>` and every admin call of envmgr
-(probe, reset, the `wiremock` fixture) logs in; the stubbed endpoints stay open either way.
+The admin API asks for a login (`wiremock.admin_auth`, on by default): WireMock runs with `--admin-api-basic-auth
+envmgr:<the environment's password>` and every admin call of envmgr (probe, reset, the `wiremock` fixture, the compose
+health check) logs in; the stubbed endpoints stay open. With `admin_auth = false` the admin API is open to anyone who
+reaches the port (127.0.0.1: any local user).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ class WireMockSettings(ServiceSettings):
     export_parts = {"admin_url": Part(extra="admin_url")}
 
     admin_auth: bool = Field(
-        default=False,
+        default=True,
         description="the admin API (/__admin) asks for HTTP basic auth: user envmgr, a password new per "
-        "environment (WIREMOCK_ADMIN_USER, WIREMOCK_ADMIN_PASSWORD; envmgr's admin client and probe use them); "
-        "the stubs stay open",
+        "environment (WIREMOCK_ADMIN_USER, WIREMOCK_ADMIN_PASSWORD; envmgr's admin client, fixture, probe, reset "
+        "and compose health check use them); the stubs stay open. false: anyone on the machine can read the "
+        "journal and change the stubs",
     )
