@@ -36,7 +36,7 @@ from typing import Any, Literal
 import docker.errors
 import requests
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.errors import ConfigError, ImageError, first_line
 from envmgr.services.base import DerivedImage
 from envmgr.services.registry import SERVICES, ServiceRegistry

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from envmgr.config import Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_ENV, LABEL_NAMESPACE
 
 if TYPE_CHECKING:

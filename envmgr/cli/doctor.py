@@ -11,7 +11,7 @@ from envmgr.cli.app import (
     read_settings,
     run_command,
 )
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 
 
 def doctor(config: ConfigOption = None, image_set: ImageSetOption = None) -> None:

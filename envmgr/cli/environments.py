@@ -18,9 +18,11 @@ from envmgr.cli.app import (
     run_command,
 )
 from envmgr.config import load_settings
-from envmgr.engine import Engine, EnvironmentRecord, run_folders
+from envmgr.engine import run_folders
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE
 from envmgr.engine.reaper import expired, orphaned, parse_duration
+from envmgr.engine.records import EnvironmentRecord
 from envmgr.environment import Environment
 from envmgr.errors import (
     EnvironmentNotFoundError,

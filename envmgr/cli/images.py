@@ -14,7 +14,7 @@ from envmgr.cli.app import (
     out_console,
     run_command,
 )
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.errors import (
     EnvmgrError,
 )

@@ -10,7 +10,7 @@ import contextlib
 
 import docker.errors
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_ENV, LABEL_LEASE, Owner
 from envmgr.errors import EnvmgrError
 

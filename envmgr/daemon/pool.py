@@ -24,7 +24,7 @@ from typing import Any
 from envmgr.config import Settings
 from envmgr.daemon.leases import Leases
 from envmgr.daemon.protocol import LeaseRequest
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_SETTINGS, Owner
 from envmgr.environment import Environment
 from envmgr.errors import DaemonError, EnvironmentNotFoundError, first_line

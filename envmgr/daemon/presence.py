@@ -11,7 +11,7 @@ import contextlib
 
 import docker.errors
 
-from envmgr.engine import Engine, engine_errors
+from envmgr.engine.connection import Engine, engine_errors
 from envmgr.engine.labels import LABEL_DAEMON, Owner
 
 __all__ = ["PRESENCE_VOLUME_PREFIX", "announce", "withdraw"]

@@ -20,7 +20,7 @@ from typing import Any
 from envmgr.daemon import monitor, presence, protocol, trust
 from envmgr.daemon.client import default_socket_path
 from envmgr.daemon.pool import Pool, daemon_key
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import Owner
 from envmgr.errors import DaemonError, DaemonNotRunningError, EnvmgrError, first_line
 

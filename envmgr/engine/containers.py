@@ -22,7 +22,8 @@ from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 
 from envmgr.endpoints import CALLBACK_HOST, ServiceEndpoint, Worker
-from envmgr.engine import ALL_INTERFACES, Engine
+from envmgr.engine.address import ALL_INTERFACES
+from envmgr.engine.connection import Engine
 from envmgr.errors import ServiceStartError, first_line
 from envmgr.services.base import ContainerSpec, Published
 

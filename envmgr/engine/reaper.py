@@ -38,8 +38,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from envmgr.engine import Engine, EnvironmentRecord, run_folders
+from envmgr.engine import run_folders
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_DAEMON, LABEL_SETTINGS, Owner
+from envmgr.engine.records import EnvironmentRecord
 from envmgr.errors import ConfigError, EnvmgrError
 
 __all__ = ["Watchdog", "expired", "orphaned", "parse_duration", "remove_until_done", "sweep"]

@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from envmgr.config import Settings
 from envmgr.credentials import Credentials
-from envmgr.engine import Engine, EnvironmentRecord
+from envmgr.engine.connection import Engine
 from envmgr.engine.containers import published_from
 from envmgr.engine.labels import (
     LABEL_KEY_ID,
@@ -27,6 +27,7 @@ from envmgr.engine.labels import (
     LABEL_SETTINGS,
     LABEL_WORKERS,
 )
+from envmgr.engine.records import EnvironmentRecord
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import ConfigError, EnvironmentNotFoundError, first_line
 from envmgr.services.registry import ServiceRegistry

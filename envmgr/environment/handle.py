@@ -21,7 +21,7 @@ from types import TracebackType
 from envmgr.config import Settings, load_settings
 from envmgr.credentials import Credentials
 from envmgr.endpoints import Endpoints, Worker
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.environment.attach import read_attachment, read_ready
 from envmgr.environment.plan import EnvironmentPlan
 from envmgr.environment.runtime import Runtime

@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from envmgr.config import Settings
 from envmgr.credentials import Credentials
 from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
-from envmgr.engine import Engine, EngineAddress
+from envmgr.engine.address import EngineAddress
+from envmgr.engine.connection import Engine
 from envmgr.engine.containers import alias, free_port
 from envmgr.engine.labels import (
     LABEL_CREATED,

@@ -21,7 +21,7 @@ from testcontainers.core.network import Network
 
 from envmgr.credentials import state_folder
 from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.containers import alias, is_running, published_from, run_container
 from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.engine.reaper import Watchdog, sweep

@@ -30,7 +30,7 @@ from envmgr.pytest.run import RunState
 from envmgr.topology import Topology
 
 if TYPE_CHECKING:
-    from envmgr.engine import EngineInfo
+    from envmgr.engine.address import EngineInfo
     from envmgr.environment import Environment
     from envmgr.pytest.channel import ControllerServer
     from envmgr.pytest.source import EnvironmentSource

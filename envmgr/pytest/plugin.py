@@ -348,7 +348,7 @@ def _save_logs(config: pytest.Config, run: RunState) -> None:
     if not run.failed or run.logs_dir is None or run.endpoints is None:
         return
     try:
-        from envmgr.engine import Engine
+        from envmgr.engine.connection import Engine
 
         engine = run.environment.engine if run.environment is not None else Engine.connect()
         written = write_container_logs(engine, run.endpoints, run.logs_dir)

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from envmgr.endpoints import Endpoints
 
 if TYPE_CHECKING:
-    from envmgr.engine import Engine
+    from envmgr.engine.connection import Engine
 
 __all__ = ["build_report", "merge_resets", "report_line", "resets_of", "write_container_logs", "write_report"]
 

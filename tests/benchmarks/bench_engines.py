@@ -26,7 +26,8 @@ import redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.engines, when run as a script
 
 from envmgr import Environment, Settings
-from envmgr.engine import Engine, EngineAddress
+from envmgr.engine.address import EngineAddress
+from envmgr.engine.connection import Engine
 from envmgr.services.registry import create_service
 from tests.engines import cannot_run_namespaced_dockerd, load_images, namespaced_dockerd
 

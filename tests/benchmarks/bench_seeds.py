@@ -32,7 +32,7 @@ from pathlib import Path
 import psycopg
 
 from envmgr import Environment, ServiceEndpoint, Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_ENV, LABEL_SERVICE
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.seeds import load_postgres_seeds

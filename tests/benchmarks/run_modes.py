@@ -46,7 +46,7 @@ from pathlib import Path
 
 from envmgr.daemon.client import DaemonClient
 from envmgr.daemon.pool import daemon_key
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_DAEMON, LABEL_ENV, LABEL_NAMESPACE
 from envmgr.errors import EnvmgrError
 

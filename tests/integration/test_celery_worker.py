@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from envmgr.config import load_settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.images import ensure_derived_image
 from envmgr.services.celery.image import worker_image
 from envmgr.services.registry import create_service

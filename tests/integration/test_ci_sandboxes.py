@@ -16,7 +16,7 @@ import pytest
 import redis
 from dotenv import dotenv_values
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from tests.conftest import in_namespace, labelled
 from tests.integration.test_cli import envmgr
 from tests.integration.test_reaper import start_owner

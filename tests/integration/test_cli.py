@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from envmgr.config import Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import (
     LABEL_DETACHED,
     LABEL_ENV,

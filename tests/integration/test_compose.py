@@ -24,7 +24,7 @@ from botocore.config import Config
 
 from envmgr.compose import compose_document, render, write_private
 from envmgr.config import Settings, load_settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.docker

@@ -11,7 +11,7 @@ import pytest
 
 from envmgr import Environment, Settings
 from envmgr.credentials import Credentials
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_ENV
 from tests.integration.test_cli import envmgr
 

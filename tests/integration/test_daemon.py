@@ -23,7 +23,7 @@ import pytest
 
 from envmgr import DaemonError, DaemonNotRunningError, Settings, load_settings
 from envmgr.daemon.client import DaemonClient, Lease, spawn
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_ENV, LABEL_SERVICE
 from envmgr.engine.reaper import orphaned
 from tests.conftest import REPO, in_namespace

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from envmgr import Environment, MigrationError, SeedError, ServiceEndpoint, Settings, load_settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.alembic_upgrade import head_revisions
 from envmgr.services.postgres.template.build import TemplateResult, building_name, ensure_template, template_name

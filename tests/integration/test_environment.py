@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from envmgr import Environment, EnvmgrError, ReadinessTimeoutError, SeedError, ServiceStartError, Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_DETACHED, LABEL_ENV, LABEL_HOST, LABEL_PID, LABEL_SERVICE
 from tests.conftest import labelled
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_NAMESPACE
 from tests.conftest import in_namespace
 from tests.integration.private_engine import PrivateEngine

@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from envmgr import Environment, Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.errors import ImageError
 from envmgr.images import (
     OFFICIAL_LOOKALIKE,

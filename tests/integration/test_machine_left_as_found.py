@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from tests.conftest import in_namespace
 from tests.integration.test_cli import envmgr
 

@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from envmgr import Environment, MigrationError, ServiceEndpoint, Settings, load_settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.build import building_name, ensure_template, template_name
 from envmgr.services.postgres.template.content_hash import content_hash

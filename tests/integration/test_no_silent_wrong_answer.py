@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from tests.conftest import in_namespace
 from tests.integration.test_cli import envmgr
 from tests.integration.test_plugin import PROJECT_TABLE, make_project

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_NAMESPACE, LABEL_SERVICE
 from tests.integration.test_plugin import PROJECT_TABLE
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from tests.conftest import REPO
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

@@ -21,7 +21,7 @@ import pytest
 import redis
 
 from envmgr.config import Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.services.registry import create_service
 from tests.conftest import REPO, labelled
 from tests.engines import cannot_run_podman, load_images, podman_service

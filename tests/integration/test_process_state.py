@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from envmgr import Environment, ServiceEndpoint, load_settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.alembic_upgrade import head_revisions, run_migrations
 from envmgr.services.postgres.template.seeds import load_postgres_seeds

@@ -16,7 +16,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from envmgr import Endpoints, Environment, ServiceEndpoint, Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.faults.proxy import FaultProxy
 from tests.conftest import labelled
 

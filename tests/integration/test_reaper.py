@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.reaper import sweep
 from tests.conftest import labelled
 

@@ -27,7 +27,7 @@ import redis
 import requests
 
 from envmgr.config import Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.environment import Environment
 from envmgr.services.registry import create_service
 from tests.conftest import REPO, labelled

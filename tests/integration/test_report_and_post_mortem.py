@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.engine.reaper import expired, orphaned
 from envmgr.environment import Environment
 from tests.conftest import in_namespace, labelled

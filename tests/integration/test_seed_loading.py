@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from envmgr import Environment, SeedError, ServiceEndpoint, Settings, load_settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.seeds import SQL_BATCH_BYTES, load_postgres_seeds
 from tests.conftest import in_namespace, labelled

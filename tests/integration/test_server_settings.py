@@ -19,7 +19,7 @@ from dotenv import dotenv_values
 
 from envmgr import Environment, Settings, Worker
 from envmgr.endpoints import ServiceEndpoint
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.errors import ConfigError
 from tests.conftest import in_namespace
 from tests.integration.test_cli import envmgr

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from envmgr import Environment, Settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from tests.integration.test_cli import envmgr
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]

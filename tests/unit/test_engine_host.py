@@ -10,7 +10,8 @@ from typing import Any
 import docker
 import pytest
 
-from envmgr.engine import Engine, EngineAddress, engine_kind
+from envmgr.engine.address import EngineAddress, engine_kind
+from envmgr.engine.connection import Engine
 from envmgr.errors import DockerUnavailableError
 
 

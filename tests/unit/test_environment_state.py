@@ -1,6 +1,6 @@
 """An environment's state, as `envmgr status` shows it, from its containers' statuses."""
 
-from envmgr.engine import environment_state
+from envmgr.engine.records import environment_state
 
 
 def test_an_environment_is_running_stopped_partial_or_empty_by_its_containers() -> None:

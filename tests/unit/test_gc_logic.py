@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from envmgr.engine import EnvironmentRecord
 from envmgr.engine.labels import LABEL_CREATED, LABEL_DETACHED, LABEL_ENV, LABEL_SANDBOX, Owner
 from envmgr.engine.reaper import expired, parse_duration
+from envmgr.engine.records import EnvironmentRecord
 from envmgr.errors import ConfigError
 
 NOW = 1_700_000_000.0

@@ -6,7 +6,6 @@ import socket
 import subprocess
 import sys
 
-from envmgr.engine import EnvironmentRecord
 from envmgr.engine.labels import (
     LABEL_CREATED,
     LABEL_DAEMON,
@@ -20,6 +19,7 @@ from envmgr.engine.labels import (
     process_start_ticks,
 )
 from envmgr.engine.reaper import DEFAULT_IDLE_TTL, RETRY_SECONDS, expired, orphaned, remove_until_done
+from envmgr.engine.records import EnvironmentRecord
 from envmgr.errors import DockerUnavailableError
 
 NOW = 1_800_000_000.0
