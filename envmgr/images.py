@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -32,6 +33,7 @@ import docker.errors
 
 from envmgr.engine import Engine
 from envmgr.errors import ConfigError, ImageError, first_line
+from envmgr.progress.events import Advanced, Progress, silent, timed
 from envmgr.services.base import DerivedImage
 from envmgr.services.registry import SERVICES, ServiceRegistry
 
@@ -42,6 +44,7 @@ __all__ = [
     "LocalImage",
     "Variant",
     "build_image",
+    "build_steps",
     "derived_ca_bundle",
     "ensure_derived_image",
     "foreign_image",
@@ -63,6 +66,8 @@ DERIVED_FIX = (
 VARIANT_LABEL = "org.envmgr.variant"
 """label every image envmgr builds from a service's image folder carries: its variant"""
 VARIANT_BUILD_ARG = "ENVMGR_VARIANT"
+STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+"""a build step as the engine's builder announces it"""
 
 Variant = Literal["local", "official-lookalike"]
 LOCAL: Variant = "local"
@@ -203,17 +208,40 @@ def derived_ca_bundle(extra: Sequence[Path]) -> str:
     return Path(certifi.where()).read_text() + "\n" + _ca_bundle(extra)
 
 
+def build_steps(
+    service: str, progress: Progress, on_line: Callable[[str], None] = lambda line: None
+) -> Callable[[str], None]:
+    """`on_line` that also tells `progress` each build step (`Step 2/5 : RUN pip install ...`)."""
+
+    def line(text: str) -> None:
+        step = STEP.match(text.strip())
+        if step is not None:
+            progress(Advanced(service, "image", int(step[1]), int(step[2]), detail=step[3].strip()))
+        on_line(text)
+
+    return line
+
+
 def ensure_derived_image(
     engine: Engine,
     image: DerivedImage,
     *,
     network: str | None = None,
     on_line: Callable[[str], None] = lambda line: None,
+    service: str = "",
+    progress: Progress = silent,
 ) -> bool:
     """Build `image` unless its tag is present; True when it was built. `network`: where the build's steps run
-    (a network envmgr made), else the engine's default."""
+    (a network envmgr made), else the engine's default. `progress` hears the build begin, each step and its end
+    (as phase `image` of `service`)."""
     if engine.has_image(image.tag):
         return False
+    with timed(progress, service, "image", detail=image.tag):
+        _build_derived(engine, image, network, build_steps(service, progress, on_line))
+    return True
+
+
+def _build_derived(engine: Engine, image: DerivedImage, network: str | None, on_line: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory(prefix="envmgr-build-derived-") as scratch:
         context = Path(scratch)
         (context / "Dockerfile").write_text(image.dockerfile)
@@ -236,4 +264,3 @@ def ensure_derived_image(
         except docker.errors.DockerException as exc:
             cause = f"building {image.tag} from {image.source} failed: {first_line(exc)}"
             raise ImageError(cause, DERIVED_FIX) from None
-    return True

@@ -23,6 +23,7 @@ from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CON
 from envmgr.engine.reaper import Watchdog, sweep
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
+from envmgr.progress.events import Progress, silent
 from envmgr.readiness import StartTimes, Waiter, wait_until
 from envmgr.services.base import Service
 from envmgr.timings import Timings
@@ -33,9 +34,15 @@ __all__ = ["Runtime"]
 class Runtime:
     """One environment on one engine (see the module's documentation)."""
 
-    def __init__(self, plan: EnvironmentPlan, engine: Engine | None, timings: Timings) -> None:
+    def __init__(
+        self, plan: EnvironmentPlan, engine: Engine | None, timings: Timings, progress: Progress = silent
+    ) -> None:
         self.plan = plan
         self.timings = timings
+        self.progress = progress
+        """told how each start goes (envmgr.progress.events), as are the services' prepare steps"""
+        for service in plan.services.values():
+            service.progress = progress
         self.attached = False
         """rebuilt from the engine's labels (`envmgr.environment.attach`), not started by this handle"""
         self.gateway: str | None = None
@@ -197,6 +204,8 @@ class Runtime:
             running=lambda: not (cancel is not None and cancel.is_set()) and is_running(container),
             setting=setting,
             earlier=lambda: self._start_times.summary(service.name, image),
+            replica=endpoint.replica,
+            progress=self.progress,
         )
         seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
         self._start_times.record(service.name, image, seconds)
@@ -221,7 +230,9 @@ class Runtime:
         self.engine.ensure_image(service.base_image(), service.name, service.build_hint())
         derived = service.derived_image()
         if derived is not None:
-            ensure_derived_image(self.engine, derived, network=self.plan.network_name)
+            ensure_derived_image(
+                self.engine, derived, network=self.plan.network_name, service=service.name, progress=self.progress
+            )
 
     def _unit(self, name: str, worker: Worker) -> Future[ServiceEndpoint]:
         """The start of one replica: begun once, shared by every caller that needs it."""
@@ -267,7 +278,7 @@ class Runtime:
             with self._lock:
                 self._containers[network_alias] = container
 
-        with self.timings.measure(name, "create", replica):
+        with self.timings.measure(name, "create", replica, self.progress):
             wrapped = run_container(
                 self.engine, service=name, spec=spec, name=f"{plan.settings.namespace}-{plan.id}-{network_alias}",
                 network_alias=network_alias, network=self._network, labels=service_labels, host_env=service.host_env,
@@ -279,9 +290,9 @@ class Runtime:
             replica=replica, needs=started,
         )  # fmt: skip
         endpoint = with_replica(service.endpoint(published), replica)
-        with self.timings.measure(name, "ready", replica):
+        with self.timings.measure(name, "ready", replica, self.progress):
             self.await_ready(service, endpoint, wrapped, self._cancel)
-        with self.timings.measure(name, "prepare", replica):
+        with self.timings.measure(name, "prepare", replica, self.progress):
             prepared = service.prepare(endpoint)
         with self._lock:
             self.ready[(name, replica)] = prepared
