@@ -10,6 +10,7 @@ images.py        envmgr images build|list                   the local image set
 compose.py       envmgr compose export                      a docker compose file of the environment
 daemon.py        envmgr daemon start|run|stop|status        the daemon that keeps warm environments
 report.py        envmgr report show|compare                 the run reports pytest writes, what got slower
+progress.py      (envmgr up's live progress while it starts)
 """
 
 from envmgr.cli import compose, daemon, doctor, environments, images, report, up
