@@ -24,7 +24,7 @@ from envmgr.config import find_pyproject
 from envmgr.errors import ConfigError, EnvmgrError
 from envmgr.reports.html import read_report, write_html
 from envmgr.reports.text import compare_lines, describe
-from envmgr.reports.trend import read_runs
+from envmgr.reports.trend import read_runs, trend_until
 
 __all__ = ["report_compare", "report_show"]
 
@@ -91,7 +91,8 @@ def _report(given: str, cache_dir: Path | None) -> tuple[dict[str, Any], str]:
         except ValueError as exc:
             raise ConfigError(f"{exc}", "give the .json or .html file --envmgr-report wrote") from None
     folder = cache_dir or cache_folder()
-    reports = read_runs(folder)["reports"]
+    stored = read_runs(folder)
+    reports = stored["reports"]
     index = NAMED[given]
     if len(reports) < -index:
         raise EnvmgrError(
@@ -100,7 +101,8 @@ def _report(given: str, cache_dir: Path | None) -> tuple[dict[str, Any], str]:
             "run pytest with envmgr (pytest's cache enabled: no -p no:cacheprovider) in this project, give "
             "--cache-dir, or a report's path",
         )
-    found = reports[index]
+    found = {**reports[index]}
+    found["trend"] = trend_until(stored, found)
     return found, f"{given} ({found.get('at', '?')}, environment {found.get('environment', '?')})"
 
 

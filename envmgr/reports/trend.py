@@ -29,6 +29,7 @@ __all__ = [
     "flags",
     "read_runs",
     "remember",
+    "trend_until",
 ]
 
 KEY = "envmgr/runs"
@@ -109,15 +110,33 @@ def flags(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[Fl
 def remember(cache: Cache | None, report: Mapping[str, Any]) -> dict[str, Any]:
     """Add this run to the cache's trend; return the trend as the report shows it: {"runs": [...this one last],
     "flags": [...], "kept": true} (`kept` false, and this run alone, without pytest's cache)."""
-    entry = entry_of(report)
+    entry = entry_of(report, _at(report))
     if cache is None:
         return {"runs": [entry], "flags": [], "kept": False}
     stored = _stored(cache.get(KEY, None))
+    previous = stored["runs"][-1] if stored["runs"] else None
+    grown = [flag.as_dict() for flag in flags(previous, entry)]
     runs = [*stored["runs"], entry][-KEPT_RUNS:]
-    reports = [*stored["reports"], dict(report)][-KEPT_REPORTS:]
+    kept = {**report, "trend": {"flags": grown}}  # its runs are the trend's, up to it (`trend_until`)
+    reports = [*stored["reports"], kept][-KEPT_REPORTS:]
     cache.set(KEY, {"version": 1, "runs": runs, "reports": reports})
-    previous = runs[-2] if len(runs) > 1 else None
-    return {"runs": runs, "flags": [flag.as_dict() for flag in flags(previous, entry)], "kept": True}
+    return {"runs": runs, "flags": grown, "kept": True}
+
+
+def trend_until(stored: Mapping[str, Sequence[Any]], report: Mapping[str, Any]) -> dict[str, Any]:
+    """The trend as a kept report showed it: the runs up to its own, its flags."""
+    runs = list(stored.get("runs", []))
+    ends = [i for i, run in enumerate(runs) if (run.get("at"), run.get("environment")) ==
+            (report.get("at"), report.get("environment"))]  # fmt: skip
+    shown = runs[: ends[-1] + 1] if ends else runs
+    return {"runs": shown, "flags": list((report.get("trend") or {}).get("flags", [])), "kept": True}
+
+
+def _at(report: Mapping[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(report["at"])) if report.get("at") else None
+    except ValueError:
+        return None
 
 
 def read_runs(cache_dir: Path) -> dict[str, Any]:
@@ -135,8 +154,3 @@ def _stored(value: Any) -> dict[str, Any]:
     runs = [run for run in value.get("runs", []) if isinstance(run, dict)]
     reports = [report for report in value.get("reports", []) if isinstance(report, dict)]
     return {"version": 1, "runs": runs, "reports": reports}
-
-
-def last_reports(stored: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """The kept reports, the last run's last."""
-    return [dict(report) for report in stored.get("reports", [])]

@@ -13,7 +13,7 @@ import pytest
 from envmgr.reports.charts import environment_intervals, trend_chart, waterfall
 from envmgr.reports.html import page, read_report, write_html
 from envmgr.reports.text import changes, compare_lines, describe
-from envmgr.reports.trend import KEPT_RUNS, KEY, Flag, flags, read_runs, remember
+from envmgr.reports.trend import KEPT_RUNS, KEY, Flag, flags, read_runs, remember, trend_until
 
 
 class Cache:
@@ -35,6 +35,7 @@ class Cache:
 def report(start: float = 2.0, tests: float = 10.0, environment: str = "e1") -> dict[str, Any]:
     return {
         "environment": environment,
+        "at": f"2025-01-01T00:00:0{int(start)}+00:00",
         "services": {
             "postgres": {
                 "create": 0.5,
@@ -90,6 +91,9 @@ def test_the_trend_keeps_the_last_runs_in_pytests_cache_and_flags_growth(tmp_pat
     stored = read_runs(tmp_path)  # as the CLI reads it, without pytest
     assert [run["environment"] for run in stored["runs"]] == ["e1", "e2"]
     assert stored["reports"][-1]["environment"] == "e2"
+    assert trend_until(stored, stored["reports"][0])["runs"] == stored["runs"][:1]  # as the first run showed it
+    assert trend_until(stored, stored["reports"][-1]) == {"runs": stored["runs"], "flags": second["flags"],
+                                                          "kept": True}  # fmt: skip
     for _ in range(KEPT_RUNS + 5):
         remember(cache, report())
     assert len(read_runs(tmp_path)["runs"]) == KEPT_RUNS
