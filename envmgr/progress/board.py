@@ -56,6 +56,8 @@ class _Unit:
     waited: tuple[float, float] | None = None
     told: float = 0.0
     """when a line last spoke of it"""
+    failed: bool = False
+    """a phase of this start failed (and said so)"""
 
 
 class Board:
@@ -111,6 +113,7 @@ class Board:
         if event.phase == "create":
             unit.began = event.at
             unit.waited = None
+            unit.failed = False
             return [f"starting {unit.name}"] if self._shows(event.replica) else []
         if event.phase == "image":
             return [f"building image {event.detail} for {event.service}"]
@@ -146,6 +149,9 @@ class Board:
             unit.phases.remove(event.phase)
         unit.seconds[event.phase] = event.seconds
         if not event.ok:
+            if unit.failed:
+                return []  # its inner phase said where (prepare after migrate)
+            unit.failed = True
             return [f"{unit.name} failed while {VERBS.get(event.phase, event.phase)}, after {event.seconds:.2f} s"]
         counted = unit.count.get(event.phase)
         if event.phase == "image":

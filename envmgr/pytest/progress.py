@@ -194,8 +194,9 @@ class ProgressView:
             self._held = False
             self.terminal.hide()
             self.terminal.settle()
-            self._tick.set()
             ticker, self._ticker = self._ticker, None
+            if ticker is not None:
+                self._tick.set()
         if ticker is not None:
             ticker.join()
 

@@ -170,12 +170,18 @@ def test_the_status_line_says_what_is_under_way() -> None:
     assert not board.busy()
 
 
-def test_a_failure_says_where() -> None:
+def test_a_failure_says_where_once() -> None:
     board = Board()
     board.lines(Began("postgres", "create", at=0.0))
     assert board.lines(Ended("postgres", "create", 0.2, ok=False, at=0.2)) == [
         "envmgr: postgres failed while creating its container, after 0.20 s"
     ]
+    board.lines(Began("redis", "prepare", at=1.0))
+    board.lines(Began("redis", "seed", at=1.1))
+    assert board.lines(Ended("redis", "seed", 0.1, ok=False, at=1.2)) == [
+        "envmgr: redis failed while loading the seeds, after 0.10 s"
+    ]
+    assert board.lines(Ended("redis", "prepare", 0.2, ok=False, at=1.2)) == []  # the inner phase said where
 
 
 def test_a_reused_template_is_said_and_an_image_build_with_its_steps() -> None:
