@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -38,6 +39,7 @@ import requests
 
 from envmgr.engine.connection import Engine
 from envmgr.errors import ConfigError, ImageError, first_line
+from envmgr.progress.events import Advanced, Progress, silent, timed
 from envmgr.services.base import DerivedImage
 from envmgr.services.registry import SERVICES, ServiceRegistry
 
@@ -49,6 +51,7 @@ __all__ = [
     "LocalImage",
     "Variant",
     "build_image",
+    "build_steps",
     "derived_ca_bundle",
     "ensure_derived_image",
     "foreign_image",
@@ -70,6 +73,8 @@ DERIVED_FIX = (
 VARIANT_LABEL = "org.envmgr.variant"
 """label every image envmgr builds from a service's image folder carries: its variant"""
 VARIANT_BUILD_ARG = "ENVMGR_VARIANT"
+STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+"""a build step as the engine's builder announces it"""
 
 Variant = Literal["local", "official-lookalike"]
 LOCAL: Variant = "local"
@@ -259,6 +264,20 @@ def _hang_up(response: requests.Response) -> None:
         pass  # closed already
 
 
+def build_steps(
+    service: str, progress: Progress, on_line: Callable[[str], None] = lambda line: None
+) -> Callable[[str], None]:
+    """`on_line` that also tells `progress` each build step (`Step 2/5 : RUN pip install ...`)."""
+
+    def line(text: str) -> None:
+        step = STEP.match(text.strip())
+        if step is not None:
+            progress(Advanced(service, "image", int(step[1]), int(step[2]), detail=step[3].strip()))
+        on_line(text)
+
+    return line
+
+
 def ensure_derived_image(
     engine: Engine,
     image: DerivedImage,
@@ -266,11 +285,22 @@ def ensure_derived_image(
     network: str | None = None,
     on_line: Callable[[str], None] = lambda line: None,
     cancel: BuildCancel | None = None,
+    service: str = "",
+    progress: Progress = silent,
 ) -> bool:
     """Build `image` unless its tag is present; True when it was built. `network`: where the build's steps run
-    (a network envmgr made), else the engine's default. `cancel`: what may end the build from another thread."""
+    (a network envmgr made), else the engine's default. `cancel`: what may end the build from another thread.
+    `progress` hears the build begin, each step and its end (as phase `image` of `service`)."""
     if engine.has_image(image.tag):
         return False
+    with timed(progress, service, "image", detail=image.tag):
+        _build_derived(engine, image, network, build_steps(service, progress, on_line), cancel or BuildCancel())
+    return True
+
+
+def _build_derived(
+    engine: Engine, image: DerivedImage, network: str | None, on_line: Callable[[str], None], cancel: BuildCancel
+) -> None:
     what = f"{image.tag} from {image.source}"
     with tempfile.TemporaryDirectory(prefix="envmgr-build-derived-") as scratch:
         context = Path(scratch)
@@ -279,7 +309,6 @@ def ensure_derived_image(
             (context / name).write_bytes(data)
         (context / CA_BUNDLE_NAME).write_text(derived_ca_bundle(extra_ca_certificates()))
         options: dict[str, Any] = {"network_mode": network} if network else {}
-        cancel = cancel or BuildCancel()
         try:
             with engine.responses() as responses:  # the build's: cancel() hangs up on it
                 stream = engine.client.api.build(
@@ -303,4 +332,3 @@ def ensure_derived_image(
             if isinstance(exc, ImageError):
                 raise
             raise ImageError(f"building {what} failed: {first_line(exc)}", DERIVED_FIX) from None
-    return True

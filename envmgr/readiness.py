@@ -1,7 +1,8 @@
 """Readiness: a protocol probe retried until it passes or a deadline expires.
 
 A probe is a callable that returns when the service answers its own protocol (`SELECT 1`, `PING`, an HTTP health
-endpoint) and raises otherwise. `wait_until` keeps the last error, stops early when the container has exited, and
+endpoint) and raises otherwise; each probe that did not answer is told to the waiter's progress sink (elapsed
+against the deadline). `wait_until` keeps the last error, stops early when the container has exited, and
 on time-out raises `ReadinessTimeoutError` naming the service, the setting that gives it more time, how long its
 earlier starts on this machine took, and the tail of its logs.
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envmgr.errors import EnvmgrError, ReadinessTimeoutError, ServiceStartError
+from envmgr.progress.events import Progress, Waiting, silent
 
 __all__ = ["Probe", "StartTimes", "Waiter", "diagnosed", "wait_until"]
 
@@ -94,6 +96,9 @@ class Waiter:
     """the setting that gives it more time (`localstack.startup_timeout`)"""
     earlier: Callable[[], str | None] = lambda: None
     """how long earlier starts took (`StartTimes.summary`)"""
+    replica: int = 0
+    progress: Progress = silent
+    """told after each probe that did not answer: the seconds waited so far against the deadline"""
 
 
 def wait_until(probe: Probe, waiter: Waiter, timeout: float, what: str) -> float:
@@ -120,6 +125,7 @@ def wait_until(probe: Probe, waiter: Waiter, timeout: float, what: str) -> float
                 logs=waiter.logs(),
             )
         now = time.monotonic()
+        waiter.progress(Waiting(waiter.service, waiter.replica, now - started, timeout))
         if now >= deadline:
             earlier = waiter.earlier()
             variable = "ENVMGR_" + waiter.setting.upper().replace(".", "__")

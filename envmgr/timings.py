@@ -1,4 +1,5 @@
-"""How long each phase of each service took: create, ready, prepare, reset (and how many times)."""
+"""How long each phase of each service took: create, ready, prepare, reset (and how many times); with a progress
+sink, each measured phase is also sent as it begins and ends (`envmgr.progress.events`: the same seconds)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from envmgr.progress.events import Began, Ended, Progress
 
 __all__ = ["Timings"]
 
@@ -25,10 +28,16 @@ class Timings:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
-    def measure(self, service: str, phase: str, replica: int | None = None) -> Iterator[None]:
+    def measure(
+        self, service: str, phase: str, replica: int | None = None, progress: Progress | None = None
+    ) -> Iterator[None]:
+        if progress is not None:
+            progress(Began(service, phase, replica or 0))
         started = time.perf_counter()
+        ok = False
         try:
             yield
+            ok = True
         finally:
             elapsed = time.perf_counter() - started
             with self._lock:
@@ -41,3 +50,5 @@ class Timings:
                     bucket[phase] = max(spent.values())
                 counts = self.counts.setdefault(service, {})
                 counts[phase] = counts.get(phase, 0) + 1
+            if progress is not None:
+                progress(Ended(service, phase, elapsed, replica or 0, ok=ok))

@@ -9,10 +9,12 @@ doctor.py        envmgr doctor                              engine, images and a
 images.py        envmgr images build|list                   the local image set
 compose.py       envmgr compose export                      a docker compose file of the environment
 daemon.py        envmgr daemon start|run|stop|status        the daemon that keeps warm environments
+report.py        envmgr report show|compare                 the run reports pytest writes, what got slower
+progress.py      (envmgr up's live progress while it starts)
 """
 
-from envmgr.cli import compose, daemon, doctor, environments, images, up
-from envmgr.cli.app import app, compose_app, daemon_app, images_app, main
+from envmgr.cli import compose, daemon, doctor, environments, images, report, up
+from envmgr.cli.app import app, compose_app, daemon_app, images_app, main, report_app
 
 __all__ = ["app", "main"]
 
@@ -30,3 +32,5 @@ daemon_app.command("start")(daemon.daemon_start)
 daemon_app.command("run")(daemon.daemon_run)
 daemon_app.command("stop")(daemon.daemon_stop)
 daemon_app.command("status")(daemon.daemon_status)
+report_app.command("show")(report.report_show)
+report_app.command("compare")(report.report_compare)

@@ -8,6 +8,8 @@ envmgr gc [--older-than DURATION]             remove what dead owners left behin
 envmgr doctor                                 engine, images and advice
 envmgr images build [SERVICE...]              build the local image set from the services' image folders
                    [--official-lookalike]       ... or its variants tagged with the official names
+envmgr report show [REPORT] [--open]          a run report (the last run's from pytest's cache), or in a browser
+envmgr report compare [A B]                   what got slower from one run report to another
 
 The apps and their shared options, consoles and error handling (`run_command`: the only place where errors become exit
 codes); each command group is a module of its own."""
@@ -39,6 +41,7 @@ __all__ = [
     "main",
     "out_console",
     "read_settings",
+    "report_app",
     "run_command",
 ]
 
@@ -58,6 +61,9 @@ app.add_typer(compose_app, name="compose")
 
 daemon_app = typer.Typer(help="The daemon that keeps warm environments for test runs.", no_args_is_help=True)
 app.add_typer(daemon_app, name="daemon")
+
+report_app = typer.Typer(help="The run reports pytest writes, and what got slower.", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 
 
 T = TypeVar("T")

@@ -22,6 +22,7 @@ from envmgr.cli.app import (
     read_settings,
     run_command,
 )
+from envmgr.cli.progress import ConsoleProgress
 from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease
 from envmgr.endpoints import Endpoints, Worker
@@ -31,6 +32,7 @@ from envmgr.errors import (
     EnvironmentNotFoundError,
 )
 from envmgr.exports import ExportTable
+from envmgr.progress.events import silent
 from envmgr.sandbox import ci_job, env_file_text
 
 
@@ -84,6 +86,10 @@ def up(
     show_secrets: ShowSecretsOption = False,
     config: ConfigOption = None,
     image_set: ImageSetOption = None,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="more progress: every phase of every replica")
+    ] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress lines while it starts")] = False,
 ) -> None:
     """Start an environment, print how to connect, and stay in the foreground until Ctrl-C (or --detach)."""
 
@@ -92,10 +98,12 @@ def up(
         if not detach and sandbox is None and (lease := _lease(settings, services, workers)) is not None:
             _up_leased(lease, settings, env_file, as_json, show_secrets)
             return
+        progress = ConsoleProgress(err_console(), verbose)
         env = Environment(
-            services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach, workers=workers
-        )
-        with err_console().status(Text(f"starting {', '.join(env.services)} ...")):
+            services or None, settings=settings, sandbox=_sandbox(sandbox, detach), detach=detach, workers=workers,
+            progress=silent if quiet else progress,
+        )  # fmt: skip
+        with progress.shown(f"starting {', '.join(env.services)} ..."):
             env.start()
         try:
             endpoints = _application_view(env)

@@ -26,6 +26,7 @@ from envmgr.environment.attach import read_attachment, read_ready
 from envmgr.environment.plan import EnvironmentPlan
 from envmgr.environment.runtime import Runtime
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
+from envmgr.progress.events import Progress, silent
 from envmgr.services.base import Service
 from envmgr.services.registry import SERVICES, ServiceRegistry
 from envmgr.timings import Timings
@@ -63,12 +64,14 @@ class Environment:
         guard_detached: bool = False,
         registry: ServiceRegistry = SERVICES,
         credentials: Credentials | None = None,
+        progress: Progress = silent,
     ) -> None:
         """`workers`: 0 for session isolation (one replica of everything); N for worker isolation, where each of
         the N pytest workers has its own replica of the per-worker services (WireMock, Celery worker).
 
         The services' passwords derive from the user's key and the environment's id (envmgr.credentials): no label
-        holds one, and a process of the same user that attaches derives the same."""
+        holds one, and a process of the same user that attaches derives the same. `progress` is told how each start
+        goes (envmgr.progress.events: the terminal's live lines, the report's waterfall)."""
         settings = settings if settings is not None else load_settings()
         settings.seeds_path()  # the seeds folder checked before anything is planned or started (a SeedError)
         names = list(services) if services is not None else settings.enabled_services()
@@ -79,7 +82,7 @@ class Environment:
         self.guard_detached = guard_detached
         """with detach: keep the watchdog (a crash of this process still removes it) until hand_over()"""
         self.timings = Timings()
-        self._runtime = Runtime(self._plan, engine, self.timings)
+        self._runtime = Runtime(self._plan, engine, self.timings, progress)
         self.scope: Worker | None = None
         """set for a test process's handle (the `envmgr_env` fixture): `reset()` then resets this worker's share
         only, never another worker's"""

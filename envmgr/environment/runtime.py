@@ -28,6 +28,7 @@ from envmgr.engine.reaper import Watchdog, sweep
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
 from envmgr.images import BuildCancel, ensure_derived_image
+from envmgr.progress.events import Progress, silent
 from envmgr.readiness import StartTimes, Waiter, diagnosed, wait_until
 from envmgr.services.base import Service
 from envmgr.timings import Timings
@@ -41,9 +42,15 @@ BUILD_STOP_WAIT = 10.0
 class Runtime:
     """One environment on one engine (see the module's documentation)."""
 
-    def __init__(self, plan: EnvironmentPlan, engine: Engine | None, timings: Timings) -> None:
+    def __init__(
+        self, plan: EnvironmentPlan, engine: Engine | None, timings: Timings, progress: Progress = silent
+    ) -> None:
         self.plan = plan
         self.timings = timings
+        self.progress = progress
+        """told how each start goes (envmgr.progress.events), as are the services' prepare steps"""
+        for service in plan.services.values():
+            service.progress = progress
         self.attached = False
         """rebuilt from the engine's labels (`envmgr.environment.attach`), not started by this handle"""
         self.gateway: str | None = None
@@ -230,6 +237,8 @@ class Runtime:
             running=lambda: not (cancel is not None and cancel.is_set()) and is_running(container),
             setting=setting,
             earlier=lambda: self._start_times.summary(service.name, image),
+            replica=endpoint.replica,
+            progress=self.progress,
         )
         with diagnosed(service.diagnose):
             seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
@@ -258,7 +267,10 @@ class Runtime:
             self.engine.ensure_image(service.base_image(), service.name, service.build_hint())
             derived = service.derived_image()
             if derived is not None:
-                ensure_derived_image(self.engine, derived, network=self.plan.network_name, cancel=builds)
+                ensure_derived_image(
+                    self.engine, derived, network=self.plan.network_name, cancel=builds, service=service.name,
+                    progress=self.progress,
+                )  # fmt: skip
         except BaseException as exc:
             future.set_exception(exc)
         else:
@@ -309,7 +321,7 @@ class Runtime:
             with self._lock:
                 self._containers[network_alias] = container
 
-        with self.timings.measure(name, "create", replica):
+        with self.timings.measure(name, "create", replica, self.progress):
             wrapped = run_container(
                 self.engine, service=name, spec=spec, name=f"{plan.settings.namespace}-{plan.id}-{network_alias}",
                 network_alias=network_alias, network=self._network, labels=service_labels, host_env=service.host_env,
@@ -322,9 +334,9 @@ class Runtime:
                 replica=replica, needs=started,
             )  # fmt: skip
         endpoint = with_replica(service.endpoint(published), replica)
-        with self.timings.measure(name, "ready", replica):
+        with self.timings.measure(name, "ready", replica, self.progress):
             self.await_ready(service, endpoint, wrapped, self._cancel)
-        with self.timings.measure(name, "prepare", replica):
+        with self.timings.measure(name, "prepare", replica, self.progress):
             prepared = service.prepare(endpoint)
         with self._lock:
             self.ready[(name, replica)] = prepared

@@ -116,7 +116,7 @@ class Coordinator:
         if self.source is None:
             from envmgr.pytest.source import choose_source
 
-            self.source = choose_source(self.run.settings, self.run.options, self.run.workers)
+            self.source = choose_source(self.run.settings, self.run.options, self.run.workers, self.run.progress)
         if not self._source_started:
             self._started_at = time.perf_counter()
             self.run.endpoints = self.source.start()

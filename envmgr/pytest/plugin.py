@@ -24,9 +24,10 @@ from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
 from envmgr.pytest.coordinator import COORDINATOR_KEY, Coordinator, coordinator_of
 from envmgr.pytest.options import DEFAULT_LOGS_DIR, run_state, settings_of
-from envmgr.pytest.report import resets_of, write_container_logs, write_report
+from envmgr.pytest.report import resets_of, write_container_logs
 from envmgr.pytest.run import RUN_KEY, RunState, run_of
 from envmgr.pytest.source import Ending, OwnedSource, SourceOptions, ending, may_lease
+from envmgr.pytest.timeline import install as install_timeline
 from envmgr.pytest.variables import (
     CONTROLLER_VARIABLE,
     ISOLATION_VARIABLE,
@@ -121,7 +122,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     if leases or run.options.attach_id is not None:
         unset(early_config, PLAN_VARIABLE)
         return  # variables come with the leased or attached environment, before the first test that uses it
-    source = OwnedSource(run.settings, run.workers, run.options)
+    source = OwnedSource(run.settings, run.workers, run.options, run.progress)
     coordinator.source = source
     try:
         planned = source.plan()
@@ -147,6 +148,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if RUN_KEY not in config.stash:  # planned in pytest_load_initial_conftests (not when pytest runs in-process)
         config.stash[RUN_KEY] = run_state(config, config.option)
         _coordinate(config, config.stash[RUN_KEY])
+    install_timeline(config, config.stash[RUN_KEY])  # the terminal's progress, the report written at the end
     _integrate(config)
 
 
@@ -263,7 +265,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A worker sends its resets to the controller; the controller notes the outcome and writes the report."""
+    """A worker sends its resets to the controller; the controller notes the outcome and saves the prediction."""
     config = session.config
     run = config.stash.get(RUN_KEY, None)
     if run is None:
@@ -281,12 +283,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         from envmgr.pytest.prediction import save
 
         save(getattr(config, "cache", None), _prediction_key(config, run), coordinator.prediction())
-    report = coordinator.report()
-    if run.report_path is not None and report is not None:
-        try:
-            write_report(run.report_path, report)
-        except OSError as exc:
-            _say(config, f"envmgr: could not write the report to {run.report_path}: {exc}")
+    # the report is written after the teardown, by envmgr.pytest.timeline
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

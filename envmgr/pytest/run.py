@@ -9,6 +9,7 @@ been given). The fixtures read the run through `run_of(config)`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
+from envmgr.progress.events import Relay
 from envmgr.pytest.reach import FixtureMap
 from envmgr.pytest.report import Resets
 from envmgr.services.registry import SERVICES, ServiceRegistry
@@ -88,6 +90,10 @@ class RunState:
     """lines for the user at the start of the session (the controller's: e.g. why ENVMGR_ENV_ID is not used)"""
     faults_used: bool = False
     """a collected test uses `envmgr_faults`: this process reaches shared servers through proxies of its own"""
+    progress: Relay = field(default_factory=Relay, repr=False)
+    """the controller: where its environment tells how each start goes (the terminal, the report's waterfall)"""
+    origin: float = field(default_factory=time.perf_counter)
+    """`time.perf_counter()` when envmgr first saw the run: the report's times count from it"""
     _fixture_map: FixtureMap | None = field(default=None, repr=False)
 
     @property

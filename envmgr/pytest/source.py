@@ -25,6 +25,7 @@ from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease, Warn, auto_mode, lease_if_running
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError
+from envmgr.progress.events import Progress, silent
 from envmgr.pytest.variables import CONTROLLER_VARIABLE
 
 if TYPE_CHECKING:
@@ -105,7 +106,7 @@ class EnvironmentSource(Protocol):
 class OwnedSource:
     kind = "owned"
 
-    def __init__(self, settings: Settings, workers: int, options: SourceOptions) -> None:
+    def __init__(self, settings: Settings, workers: int, options: SourceOptions, progress: Progress = silent) -> None:
         from envmgr.environment import Environment
 
         self.options = options
@@ -116,6 +117,7 @@ class OwnedSource:
             detach=options.keep or options.keep_on_failure,
             guard_detached=True,
             workers=workers,
+            progress=progress,
         )
 
     def plan(self) -> Endpoints:
@@ -259,16 +261,19 @@ def may_lease(settings: Settings, options: SourceOptions, warn: Warn | None = No
     return settings.daemon == "on" or DaemonClient().available(auto_mode(settings), warn)
 
 
-def choose_source(settings: Settings, options: SourceOptions, workers: int) -> EnvironmentSource:
-    """Attached when asked; else leased from the daemon when one answers (setting `daemon`); else owned. A run that
-    keeps its environment never leases (a leased environment goes back to the daemon)."""
+def choose_source(
+    settings: Settings, options: SourceOptions, workers: int, progress: Progress = silent
+) -> EnvironmentSource:
+    """Attached when asked; else leased from the daemon when one answers (setting `daemon`); else owned (its starts
+    told to `progress`). A run that keeps its environment never leases (a leased environment goes back to the
+    daemon)."""
     if options.attach_id is not None:
         return AttachedSource(options.attach_id, settings, workers)
     if not (options.keep or options.keep_on_failure):
         lease = lease_if_running(settings, None, workers)
         if lease is not None:
             return LeasedSource(lease)
-    return OwnedSource(settings, workers, options)
+    return OwnedSource(settings, workers, options, progress)
 
 
 def _shown(service: str, replica: int) -> str:

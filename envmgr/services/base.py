@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.errors import EnvmgrError
+from envmgr.progress.events import Progress, silent
 from envmgr.services.settings import ServiceSettings
 
 __all__ = [
@@ -160,6 +161,9 @@ class Service(ABC):
         self.password = new_password()
         """the credential of this environment's instance of the service (an Environment sets the one it derives
         from the user's key and its id: envmgr.credentials)"""
+        self.progress: Progress = silent
+        """where `prepare` tells how its steps go (migrations, seeds: `envmgr.progress.events`); an Environment sets
+        its own sink"""
 
     @classmethod
     def image_folder(cls) -> Path:

@@ -149,7 +149,7 @@ class PostgresService(Service):
         from envmgr.services.postgres.janitor import Janitor
         from envmgr.services.postgres.template.build import ensure_template
 
-        result = ensure_template(endpoint, self.settings)
+        result = ensure_template(endpoint, self.settings, self.progress)
         with Janitor(endpoint) as janitor:
             janitor.clone(result.name, self.pg.database, self.pg.database_settings)
         facts = {

@@ -25,8 +25,9 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Iterable
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +81,17 @@ def project_modules(places: Iterable[Path]) -> list[str]:
 
 
 def upgrade_in_subprocess(
-    ini_path: Path, url: str, revision: str, project_root: Path, flask_app: str | None = None
+    ini_path: Path,
+    url: str,
+    revision: str,
+    project_root: Path,
+    flask_app: str | None = None,
+    *,
+    steps: Callable[[int, int], None] | None = None,
 ) -> None:
     """`run_migrations` in a new interpreter (see the module's documentation); its error raised here as it was
-    there. The subprocess runs in the project root, in a process group of its own, bounded by MIGRATE_TIMEOUT."""
+    there. The subprocess runs in the project root, in a process group of its own, bounded by MIGRATE_TIMEOUT;
+    `steps` hears (done, total) as it applies the migrations (through a pipe of their own: `--steps-fd`)."""
     env = migration_environment(url, project_root)
     with tempfile.TemporaryDirectory(prefix="envmgr-alembic-") as folder:
         result_path = Path(folder) / "result.json"
@@ -91,7 +99,9 @@ def upgrade_in_subprocess(
                    "--project-root", str(project_root.resolve()), "--result", str(result_path)]  # fmt: skip
         if flask_app is not None:
             command += ["--flask-app", flask_app]
-        result = run_subprocess(command, project_root, env, "alembic upgrade")
+        with _steps_channel(steps) as passed:
+            command += [f"--steps-fd={fd}" for fd in passed]
+            result = run_subprocess(command, project_root, env, "alembic upgrade", pass_fds=passed)
         outcome = read_outcome(result_path)
     if result.returncode == 0 and outcome.get("ok"):
         return
@@ -110,6 +120,32 @@ def upgrade_in_subprocess(
     )
 
 
+@contextmanager
+def _steps_channel(steps: Callable[[int, int], None] | None) -> Iterator[tuple[int, ...]]:
+    """A pipe the subprocess writes `done total` lines to, read by a thread that tells `steps`; no pipe without
+    `steps`. The writing end is the subprocess's alone once it ends here (the thread then reads to its end)."""
+    if steps is None:
+        yield ()
+        return
+    told = steps
+    readable, writable = os.pipe()
+
+    def read() -> None:
+        with os.fdopen(readable, "rb") as lines:
+            for line in lines:
+                with suppress(ValueError):
+                    done, total = (int(part) for part in line.split())
+                    told(done, total)
+
+    reader = threading.Thread(target=read, name="envmgr-migration-steps", daemon=True)
+    reader.start()
+    try:
+        yield (writable,)
+    finally:
+        os.close(writable)
+        reader.join(timeout=1.0)  # a process the upgrade left behind may hold the pipe: never waited for long
+
+
 # the subprocess ---------------------------------------------------------------------------------------------------
 
 
@@ -122,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--project-root", type=Path, required=True)
     parser.add_argument("--flask-app", default=None, help="the setting flask.app: upgrade in its app context")
     parser.add_argument("--result", type=Path, required=True)
+    parser.add_argument("--steps-fd", type=int, default=None, help="write `done total` here after each migration")
     args = parser.parse_args(argv)
     outcome: dict[str, Any] = {"ok": False}
+    steps = _steps_writer(args.steps_fd) if args.steps_fd is not None else None
     try:
-        _upgrade(args.ini, os.environ["DATABASE_URL"], args.revision, args.project_root, args.flask_app)
+        _upgrade(args.ini, os.environ["DATABASE_URL"], args.revision, args.project_root, args.flask_app, steps=steps)
         outcome["ok"] = True
     except EnvmgrError as exc:
         outcome.update(error=type(exc).__name__, cause=exc.cause, fix=exc.fix)
@@ -141,7 +179,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if outcome["ok"] else 1
 
 
-def _upgrade(ini_path: Path, url: str, revision: str, root: Path, flask_app: str | None) -> None:
+def _steps_writer(fd: int) -> Callable[[int, int], None]:
+    def write(done: int, total: int) -> None:
+        with suppress(OSError):  # the parent stopped listening: the upgrade goes on
+            os.write(fd, f"{done} {total}\n".encode())
+
+    return write
+
+
+def _upgrade(
+    ini_path: Path,
+    url: str,
+    revision: str,
+    root: Path,
+    flask_app: str | None,
+    *,
+    steps: Callable[[int, int], None] | None = None,
+) -> None:
     from envmgr.services.postgres.template.alembic_upgrade import run_migrations
 
     around: AbstractContextManager[object] | None = None
@@ -152,7 +206,7 @@ def _upgrade(ini_path: Path, url: str, revision: str, root: Path, flask_app: str
 
         database = unquote(urlsplit(url).path.lstrip("/"))
         around = migration_app(flask_app, {}, database, root)  # the environment names the template already
-    run_migrations(ini_path, url, revision, root, around=around)
+    run_migrations(ini_path, url, revision, root, around=around, steps=steps)
 
 
 if __name__ == "__main__":

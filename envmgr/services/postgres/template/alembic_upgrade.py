@@ -34,7 +34,7 @@ import logging.config
 import os
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError
@@ -50,6 +51,9 @@ from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.process_state import process_state_guard
 from envmgr.services.postgres.template.files import digest_add, folder_files, read_bytes
 from envmgr.services.postgres.urls import sqlalchemy_url
+
+Steps = Callable[[int, int], None]
+"""told (done, total) as migrations are applied"""
 
 __all_old__ = [
     "alembic_config",
@@ -175,8 +179,10 @@ def run_migrations(
     project_root: Path | None = None,
     *,
     around: AbstractContextManager[object] | None = None,
+    steps: Steps | None = None,
 ) -> None:
-    """`alembic upgrade <revision>` on the database at `url`, in this process.
+    """`alembic upgrade <revision>` on the database at `url`, in this process; `steps` is told (done, total) once
+    the migrations to apply are known and after each one.
 
     The project's code is found as `alembic` run from the project root finds it, whoever runs this (the pytest
     plugin, `envmgr up`, the daemon): `project_root` (when given) is on sys.path, after alembic.ini's
@@ -198,7 +204,7 @@ def run_migrations(
             cfg.attributes["connection"] = connection
             try:
                 with around if around is not None else nullcontext():
-                    command.upgrade(cfg, revision)
+                    _upgrade(cfg, revision, steps)
                 if connection.in_transaction():
                     connection.commit()
             finally:
@@ -209,6 +215,25 @@ def run_migrations(
         raise _migration_error(exc, cfg, ini_path.resolve(), project_root) from exc
     finally:
         engine.dispose()
+
+
+def _upgrade(cfg: Config, revision: str, steps: Steps | None) -> None:
+    """`alembic.command.upgrade` (online), telling `steps` how many migrations it applies and each one applied:
+    Alembic applies a step (in its transaction) before it asks for the next."""
+    if steps is None:
+        command.upgrade(cfg, revision)
+        return
+    script = ScriptDirectory.from_config(cfg)
+
+    def upgrade(rev: Any, context: Any) -> Iterator[Any]:
+        planned = script._upgrade_revs(revision, rev)  # what command.upgrade runs
+        steps(0, len(planned))
+        for done, step in enumerate(planned, start=1):
+            yield step
+            steps(done, len(planned))
+
+    with EnvironmentContext(cfg, script, fn=upgrade, destination_rev=revision):
+        script.run_env()
 
 
 def missing_module_fix(name: str, places: list[Path]) -> str:

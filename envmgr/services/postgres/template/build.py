@@ -20,7 +20,6 @@ from __future__ import annotations
 import hmac
 import json
 import os
-import time
 from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
@@ -33,6 +32,7 @@ from psycopg import sql
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
+from envmgr.progress.events import Advanced, Noted, Progress, silent, timed
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.postgres.template.changes import BUILDING, check_reached, fingerprints
@@ -104,12 +104,14 @@ def building_name(name: str) -> str:
     return name[len(name) - keep :] + suffix
 
 
-def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateResult:
+def ensure_template(endpoint: ServiceEndpoint, settings: Settings, progress: Progress = silent) -> TemplateResult:
     """Make sure the server has the template database for the project's current migrations and seeds.
 
     `endpoint` is the server's superuser endpoint (its path does not matter). When `<database>_tpl_<hash>` exists,
     returns at once (`created=False`); otherwise builds it (see the module's documentation). On failure the
-    half-built database is dropped and `MigrationError` or `SeedError` is raised.
+    half-built database is dropped and `MigrationError` or `SeedError` is raised. `progress` hears the migrations
+    (phase `migrate`, counted when the strategy can count them) and the seeds (phase `seed`, a file at a time), with
+    the seconds the result holds, or that the template was there already.
     """
     name = template_name(settings, template_digest(settings))
     role = settings.postgres.app_role
@@ -119,11 +121,11 @@ def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateRe
             if role is not None:  # a role belongs to the server: made (again) even when the template exists
                 janitor.ensure_role(role, app_password(endpoint, role))
             if janitor.exists(name):
-                return TemplateResult(name, created=False, migrate_seconds=0.0, seed_seconds=0.0)
+                return _reused(name, endpoint.service, progress)
             with janitor.lock(f"envmgr-template:{name}"):
                 if janitor.exists(name):  # another process built it while this one waited
-                    return TemplateResult(name, created=False, migrate_seconds=0.0, seed_seconds=0.0)
-                return _build(janitor, name, settings)
+                    return _reused(name, endpoint.service, progress)
+                return _build(janitor, name, settings, _Told(endpoint.service, progress))
     except EnvmgrError:
         raise
     except psycopg.Error as exc:
@@ -133,7 +135,26 @@ def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateRe
         ) from None
 
 
-def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
+def _reused(name: str, service: str, progress: Progress) -> TemplateResult:
+    progress(Noted(service, f"template {name} reused (migrations and seeds skipped)"))
+    return TemplateResult(name, created=False, migrate_seconds=0.0, seed_seconds=0.0)
+
+
+@dataclass(frozen=True)
+class _Told:
+    """Where the build's steps are told: the service's progress sink."""
+
+    service: str
+    progress: Progress
+
+    def migration(self, done: int, total: int, label: str) -> None:
+        self.progress(Advanced(self.service, "migrate", done, total, detail=label))
+
+    def seed(self, done: int, total: int, name: str) -> None:
+        self.progress(Advanced(self.service, "seed", done, total, detail=name))
+
+
+def _build(janitor: Janitor, name: str, settings: Settings, told: _Told) -> TemplateResult:
     building = building_name(name)
     janitor.drop(building)  # left by a build whose process died
     _create(janitor, building, settings.postgres)
@@ -143,18 +164,23 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
         _before_migrations(janitor, url, settings.postgres)
         strategy = migrate_strategy(settings)
         if strategy is not None:
-            started = time.perf_counter()
-            database = janitor.admin.with_path(building)
-            before = fingerprints(janitor)
-            with _database_environment(database, settings):
-                strategy.migrate(url, around=_migration_context(settings, database))
-            check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
-            migrate_seconds = time.perf_counter() - started
+            label = strategy.label
+            with timed(told.progress, told.service, "migrate", detail=label) as lap:
+                database = janitor.admin.with_path(building)
+                before = fingerprints(janitor)
+                with _database_environment(database, settings):
+                    strategy.migrate(
+                        url,
+                        around=_migration_context(settings, database),
+                        steps=lambda done, total: told.migration(done, total, label),
+                    )
+                check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
+            migrate_seconds = lap.seconds
         seeds = settings.seeds_path()
         if seeds is not None:
-            started = time.perf_counter()
-            load_postgres_seeds(url, seeds)
-            seed_seconds = time.perf_counter() - started
+            with timed(told.progress, told.service, "seed", detail=str(seeds)) as lap:
+                load_postgres_seeds(url, seeds, told.seed)
+            seed_seconds = lap.seconds
         if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it
             with psycopg.connect(url, autocommit=True) as connection:
                 _grant(connection, settings.postgres.app_role, GRANTS_AFTER_MIGRATIONS)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from envmgr.errors import MigrationError
-from envmgr.services.postgres.template.alembic_upgrade import missing_module_fix
+from envmgr.services.postgres.template.alembic_upgrade import Steps, missing_module_fix
 from envmgr.services.postgres.template.files import digest_add, hash_files, project_files, read_bytes
 from envmgr.services.postgres.template.strategies import MigrateStrategy
 from envmgr.services.postgres.template.subprocesses import (
@@ -73,7 +73,9 @@ class DjangoMigrate(MigrateStrategy):
                 return candidate
         return None
 
-    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
+    def migrate(
+        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+    ) -> None:
         if importlib.util.find_spec("django") is None:
             raise MigrationError(
                 f"migrate = 'django': Django is not importable by {sys.executable}",

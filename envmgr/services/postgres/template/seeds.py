@@ -30,7 +30,7 @@ import json
 import re
 import sys
 import traceback
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -79,11 +79,14 @@ def check_postgres_seeds(seeds_dir: Path) -> list[SeedFile]:
     return [_read_seed(path, seeds_dir) for path in postgres_seed_files(seeds_dir)]
 
 
-def load_postgres_seeds(url: str, seeds_dir: Path) -> int:
+def load_postgres_seeds(
+    url: str, seeds_dir: Path, on_file: Callable[[int, int, str], None] = lambda done, total, name: None
+) -> int:
     """Apply every Postgres seed file of `seeds_dir` to the database at `url`, in one transaction.
 
     Every file is read and checked first (nothing is sent when one is malformed). Returns how many files were
-    applied; raises `SeedError` naming the file and the statement or row.
+    applied; raises `SeedError` naming the file and the statement or row. `on_file` hears (done, total, file) after
+    each file.
     """
     seeds = check_postgres_seeds(seeds_dir)
     if not seeds:
@@ -91,8 +94,9 @@ def load_postgres_seeds(url: str, seeds_dir: Path) -> int:
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as connection:
-            for seed in seeds:
+            for done, seed in enumerate(seeds, start=1):
                 _apply(connection, seed)
+                on_file(done, len(seeds), seed.shown)
     except SeedError:
         raise
     except SQLAlchemyError as exc:  # connecting or committing: not the fault of one file

@@ -48,6 +48,7 @@ from envmgr.errors import MigrationError, first_line
 from envmgr.process_state import in_test_run_controller, process_state_guard
 from envmgr.services.postgres.template.alembic_process import project_modules, upgrade_in_subprocess
 from envmgr.services.postgres.template.alembic_upgrade import (
+    Steps,
     hash_alembic,
     missing_module_fix,
     run_migrations,
@@ -74,8 +75,11 @@ class MigrateStrategy(ABC):
         """Add what the migration reads to the template's content hash."""
 
     @abstractmethod
-    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
-        """Migrate the database at `url` (a superuser URL); `MigrationError` when that fails."""
+    def migrate(
+        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+    ) -> None:
+        """Migrate the database at `url` (a superuser URL); `MigrationError` when that fails. `steps` is told (done,
+        total) as migrations are applied, by a strategy that can count them (Alembic)."""
 
     @property
     def target_fix(self) -> str:
@@ -108,7 +112,9 @@ class AlembicMigrate(MigrateStrategy):
     def hash_into(self, digest: Any) -> None:
         hash_alembic(digest, self.ini_path)
 
-    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
+    def migrate(
+        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+    ) -> None:
         """In this process, unless it has imported modules of the project already (their settings may name another
         database) or is a pytest run's controller (its main thread imports them meanwhile, and would see the
         template's variables): then in a clean one (`alembic_process`). What env.py imported of the project in this
@@ -120,12 +126,12 @@ class AlembicMigrate(MigrateStrategy):
             clean = self.needs_clean_process()
             if not clean:
                 try:
-                    run_migrations(self.ini_path, url, project_root=self.project_root, around=around)
+                    run_migrations(self.ini_path, url, project_root=self.project_root, around=around, steps=steps)
                 finally:
                     for name in project_modules(places):
                         sys.modules.pop(name, None)
         if clean:
-            upgrade_in_subprocess(self.ini_path, url, "head", self.project_root, self.flask_app)
+            upgrade_in_subprocess(self.ini_path, url, "head", self.project_root, self.flask_app, steps=steps)
 
     def needs_clean_process(self) -> bool:
         """Whether this is a pytest run's controller, or a module of the project (under its root, alembic.ini's
@@ -150,7 +156,9 @@ class CommandMigrate(MigrateStrategy):
         digest_add(digest, "migrate", "command", self.command.encode())
         hash_files(digest, self.project_root, self.files)
 
-    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
+    def migrate(
+        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+    ) -> None:
         env = migration_environment(url, self.project_root)
         result = run_subprocess(
             ["/bin/sh", "-c", self.command], self.project_root, env, f"migrate command {self.command!r}"
@@ -179,7 +187,9 @@ class CallableMigrate(MigrateStrategy):
         digest_add(digest, "migrate", "function", f"{self.module}:{self.function}".encode())
         hash_files(digest, self.project_root, self.files)
 
-    def migrate(self, url: str, around: AbstractContextManager[object] | None = None) -> None:
+    def migrate(
+        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+    ) -> None:
         spec = f"{self.module}:{self.function}"
         with process_state_guard(), _on_sys_path(self.project_root):
             try:

@@ -69,9 +69,12 @@ class Finished:
     output: str
 
 
-def run_subprocess(command: list[str], cwd: Path, env: Mapping[str, str], what: str) -> Finished:
+def run_subprocess(
+    command: list[str], cwd: Path, env: Mapping[str, str], what: str, pass_fds: tuple[int, ...] = ()
+) -> Finished:
     """Run a migrate subprocess in its own process group, output (stdout and stderr together) captured; stopped
-    with its children when it outlives MIGRATE_TIMEOUT or this process is interrupted."""
+    with its children when it outlives MIGRATE_TIMEOUT or this process is interrupted. `pass_fds`: descriptors
+    it inherits (a pipe it reports on)."""
     try:
         process = subprocess.Popen(
             command,
@@ -81,6 +84,7 @@ def run_subprocess(command: list[str], cwd: Path, env: Mapping[str, str], what: 
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
     except OSError as exc:
         raise MigrationError(f"cannot run the {what}: {exc.strerror}", "check the setting migrate") from None
