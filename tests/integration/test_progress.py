@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from envmgr import Environment, ServiceEndpoint, load_settings
-from envmgr.engine import Engine
+from envmgr.engine.connection import Engine
 from envmgr.progress.events import Advanced, Began, Ended, Event, Noted
 from envmgr.services.celery.image import worker_image
 from envmgr.services.postgres.janitor import Janitor
