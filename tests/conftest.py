@@ -31,6 +31,9 @@ def _no_inherited_environment(request: pytest.FixtureRequest, monkeypatch: pytes
 
     for name in [*exported_names(request.config), CONTROLLER_VARIABLE, ISOLATION_VARIABLE, PLAN_VARIABLE]:
         monkeypatch.delenv(name, raising=False)
+    # The runs a test starts keep no environment warm for a next run (a test of that says otherwise): with the
+    # default (daemon = "auto") they would start the user's daemon and leave their environments to it.
+    monkeypatch.setenv("ENVMGR_DAEMON", "off")
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,18 @@ def daemon_start(socket_path: SocketOption = None) -> None:
     run_command(body)
 
 
-def daemon_run(socket_path: SocketOption = None) -> None:
+def daemon_run(
+    socket_path: SocketOption = None,
+    exit_when_idle: Annotated[
+        float | None,
+        typer.Option(
+            "--exit-when-idle",
+            min=0,
+            metavar="SECONDS",
+            help="stop after this many seconds with no environment and no request (a daemon a test run started)",
+        ),
+    ] = None,
+) -> None:
     """Run the daemon in the foreground (for containers and supervisors)."""
 
     def body() -> None:
@@ -47,7 +58,7 @@ def daemon_run(socket_path: SocketOption = None) -> None:
         from envmgr.daemon.server import serve
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-        serve(socket_path)
+        serve(socket_path, exit_when_idle=exit_when_idle)
 
     run_command(body)
 

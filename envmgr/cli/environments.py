@@ -20,7 +20,7 @@ from envmgr.cli.app import (
 from envmgr.config import load_settings
 from envmgr.engine import run_folders
 from envmgr.engine.connection import Engine
-from envmgr.engine.labels import LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE
+from envmgr.engine.labels import LABEL_DAEMON, LABEL_NAMESPACE, LABEL_REPLICA, LABEL_SERVICE
 from envmgr.engine.reaper import expired, orphaned, parse_duration
 from envmgr.engine.records import EnvironmentRecord
 from envmgr.environment import Environment
@@ -34,10 +34,17 @@ def down(
     env_ids: Annotated[list[str] | None, typer.Argument(help="environment ids")] = None,
     all_: Annotated[bool, typer.Option("--all", help="every envmgr environment on this engine")] = False,
     sandbox: Annotated[str | None, typer.Option(help="the environments of this sandbox")] = None,
+    all_idle: Annotated[
+        bool,
+        typer.Option("--all-idle", help="the environments the daemon keeps warm and no run leases (yours only)"),
+    ] = False,
 ) -> None:
     """Remove environments (containers, networks, volumes)."""
 
     def body() -> None:
+        if all_idle:
+            _drop_idle()
+            return
         engine = Engine.connect()
         records = engine.environments()
         if all_:
@@ -60,6 +67,18 @@ def down(
             err_console().print(f"removed {env_id} ({count} resources)")
 
     run_command(body)
+
+
+def _drop_idle() -> None:
+    """Ask this user's daemon to remove what it keeps idle; without a daemon there is nothing kept."""
+    from envmgr.daemon.client import DaemonClient
+
+    client = DaemonClient()
+    if not client.available():
+        err_console().print(f"no envmgr daemon answers on {client.path}: nothing is kept warm")
+        return
+    removed = client.drop_idle()
+    err_console().print(f"removed {len(removed)} idle environment(s){': ' + ', '.join(removed) if removed else ''}")
 
 
 def status(
@@ -97,6 +116,8 @@ def status(
             if "error" in row:
                 services = Text(row["error"], style="yellow")
             owner_text = "detached" if row["detached"] else f"pid {row['owner_pid']}"
+            if row["kept"] is not None:
+                owner_text = f"kept warm by the daemon ({row['kept']})"
             if row["orphaned"]:
                 owner_text += " (gone)"
             table.add_row(
@@ -117,6 +138,9 @@ def _status_row(engine: Engine, env_id: str, record: EnvironmentRecord) -> dict[
         "detached": record.detached,
         "owner_pid": owner.pid if owner else None,
         "orphaned": orphaned(record),
+        "kept": (f"leased by pid {record.holder.pid}" if record.holder else "idle")
+        if LABEL_DAEMON in record.labels
+        else None,
         "age_seconds": round(time.time() - record.created, 1),
         "services": {},
         "unreadable": None,

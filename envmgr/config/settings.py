@@ -98,10 +98,18 @@ class Settings(BaseSettings):
         "(reached), or every test, for apps that read connection variables from the environment (every-test)",
     )
     daemon: Literal["auto", "on", "off"] = Field(
-        default="auto", description="lease warm environments from `envmgr daemon` (auto: when one is running)"
+        default="auto",
+        description="warm environments from the per-user daemon: a run leases the one the last run of the project "
+        "left, else starts its own and hands it to the daemon at its end, which keeps it for daemon_idle_ttl (auto: "
+        "the daemon is started when none runs, but not in CI nor on a socket ENVMGR_DAEMON_SOCKET names; on: "
+        "everywhere; off: never; docs/daemon.md)",
     )
     daemon_pool_size: int = Field(default=1, ge=0, le=16, description="environments kept per configuration")
-    daemon_idle_ttl: float = Field(default=900.0, gt=0, description="seconds an idle warm environment is kept")
+    daemon_idle_ttl: float = Field(
+        default=900.0,
+        gt=0,
+        description="seconds an idle warm environment is kept (and a daemon a run started, once it keeps nothing)",
+    )
     alembic_ini: Path | None = Field(
         default=None,
         description="the Alembic configuration whose migrations build the template database: in envmgr's process, or "

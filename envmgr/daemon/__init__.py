@@ -6,7 +6,8 @@ killed with SIGKILL and started again rebuilds it.
 
     protocol.py   the JSON protocol on the socket, errors included (documented there)
     trust.py      who may be trusted on the socket: folder, socket file and peer process of the same user
-    pool.py       environments per configuration (config_key): lease, release (reset, pool size), recovery
+    keys.py       what names a daemon (daemon_key) and a pool of its environments (config_key)
+    pool.py       environments per configuration: lease, ensure, adopt, release (reset, pool size), recovery
     leases.py     lease volumes on the engine, naming the holder process
     monitor.py    dead holders' leases taken back; idle environments removed after their TTL
     server.py     Daemon (requests -> pool) and the Unix socket server (serve)

@@ -139,6 +139,34 @@ class DaemonClient:
             warm=bool(response["warm"]),
         )
 
+    def lease_warm(self, settings: Settings, workers: int = 0) -> Lease | None:
+        """A warm environment of this configuration, or None (the daemon starts none: a test run starts its own,
+        and may hand it over at its end: `adopt`). Its endpoints are every enabled service's: where it runs, or where
+        it will once a test asks for it (`ensure`)."""
+        request = protocol.lease_request(settings, None, workers, Owner.current(), start=False)
+        response = self._call(request, LEASE_TIMEOUT)
+        if response.get("lease") is None:
+            return None
+        return Lease(
+            id=str(response["lease"]),
+            endpoints=Endpoints.model_validate(response["endpoints"]),
+            warm=bool(response["warm"]),
+        )
+
+    def ensure(self, lease_id: str, services: list[str], worker: str | None, isolated: bool = True) -> Endpoints:
+        """Start these services on the leased environment (for a per-worker service: `worker`'s replica)."""
+        request = {"op": "ensure", "lease": lease_id, "services": services, "worker": worker, "isolated": isolated}
+        return Endpoints.model_validate(self._call(request, LEASE_TIMEOUT)["endpoints"])
+
+    def adopt(self, env_id: str, settings: Settings, workers: int) -> None:
+        """Hand a run's environment to the daemon, which keeps it warm (made with its labels: `labels_for`)."""
+        request = {"op": "adopt", "env": env_id, "settings": settings.model_dump(mode="json"), "workers": workers}
+        self._call(request, LEASE_TIMEOUT)
+
+    def drop_idle(self) -> list[str]:
+        """Remove the daemon's idle environments; their ids."""
+        return [str(env_id) for env_id in self._call({"op": "drop_idle"}, LEASE_TIMEOUT)["removed"]]
+
     def release(self, lease_id: str) -> None:
         """Hand the lease back (the daemon resets the environment in the background). DaemonNotRunningError when
         the daemon is gone (stopped with --force: the environment is gone with it)."""
@@ -174,17 +202,19 @@ def lease_if_running(settings: Settings, services: list[str] | None = None, work
     return client.lease(settings, services, workers)
 
 
-def spawn(path: Path, timeout: float = 15.0) -> tuple[int, Path]:
+def spawn(path: Path, timeout: float = 15.0, exit_when_idle: float | None = None) -> tuple[int, Path]:
     """Start `python -m envmgr.daemon` in its own session; return its pid and log file once it answers.
+    `exit_when_idle`: it stops after that many seconds with no environment and no request (one a test run starts).
 
     The log file is beside the socket, in the user's private folder (created 0700, or refused when it is not
     the user's alone: DaemonError).
     """
     trust.private_folder(path.parent)
     log = path.with_suffix(".log")
+    idle = ["--exit-when-idle", f"{exit_when_idle:g}"] if exit_when_idle is not None else []
     with open(log, "ab") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "envmgr.daemon", "--socket", str(path)],
+            [sys.executable, "-m", "envmgr.daemon", "--socket", str(path), *idle],
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,

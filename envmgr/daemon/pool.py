@@ -10,55 +10,30 @@ so that nothing is leased twice). They are created detached (no watchdog): they 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from envmgr.config import Settings
+from envmgr.daemon.keys import config_key
 from envmgr.daemon.leases import Leases
 from envmgr.daemon.protocol import LeaseRequest
+from envmgr.endpoints import Endpoints, Worker
 from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_SETTINGS, Owner
 from envmgr.environment import Environment
 from envmgr.errors import DaemonError, EnvironmentNotFoundError, first_line
 
-__all__ = ["RECOVERY_WAIT", "Pool", "Warm", "config_key", "daemon_key"]
+__all__ = ["RECOVERY_WAIT", "Pool", "Warm"]
 
 LOG = logging.getLogger("envmgr.daemon")
 RELEASE_WAIT = 60.0
 SHUTDOWN_WAIT = 120.0
 RECOVERY_WAIT = 300.0
 """seconds a lease or a release waits for the adoption of the last daemon's environments"""
-
-
-def daemon_key(socket_path: Path) -> str:
-    """Identifies a daemon's environments: its user, its engine and its socket (the default socket makes it one
-    daemon per user and engine; a daemon on another socket never adopts or removes these)."""
-    engine = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    return hashlib.sha256(f"{os.getuid()}|{engine}|{socket_path.resolve()}".encode()).hexdigest()[:12]
-
-
-def config_key(settings: Settings, services: list[str], workers: int) -> str:
-    """The hash under which warm environments are pooled: what they were made from, files included."""
-    from envmgr.services.postgres.template.content_hash import content_hash
-
-    digest = hashlib.sha256()
-    digest.update(settings.model_dump_json(exclude={"daemon", "daemon_pool_size", "daemon_idle_ttl"}).encode())
-    digest.update(json.dumps([sorted(services), workers]).encode())
-    digest.update(content_hash(settings).encode())
-    seeds = settings.seeds_path()
-    if seeds is not None and seeds.is_dir():
-        for path in sorted(p for p in seeds.rglob("*") if p.is_file()):
-            digest.update(path.relative_to(seeds).as_posix().encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 @dataclass
@@ -134,7 +109,9 @@ class Pool:
                     return  # stopping: what is not adopted stays labelled, swept once this daemon has gone
             try:
                 settings = Settings.model_validate_json(record.labels[LABEL_SETTINGS])
-                env = Environment.attach(env_id, engine=self.engine, settings=settings)
+                env = Environment.attach(
+                    env_id, engine=self.engine, settings=settings, services=settings.enabled_services(), resume=True
+                )
                 holder = self.leases.holder(env_id)
                 if holder is None:
                     env.reset()  # a previous daemon may have died mid-release: start the next lease clean
@@ -149,12 +126,23 @@ class Pool:
 
     # leasing --------------------------------------------------------------------------------------------------
 
-    def lease(self, request: LeaseRequest) -> tuple[Warm, bool]:
-        """An environment for the holder, and whether it was warm (idle in the pool) rather than started for it."""
+    def lease(self, request: LeaseRequest) -> tuple[Warm | None, bool]:
+        """An environment for the holder, and whether it was warm (idle in the pool) rather than started for it.
+        A warm one gets the requested services it lacks (`request.start`: started before the answer); when none is
+        warm, one is started for it, unless `request.start` is false (a test run, which then starts its own and may
+        hand it over: `adopt`): then None."""
         self.await_recovery()  # an adopted one may be idle (or leased already)
-        config = config_key(request.settings, request.services, request.workers)
+        config = config_key(request.settings, request.workers)
         warm = self._take_idle(config, request.holder)
         was_warm = warm is not None
+        if warm is not None and request.start:
+            try:
+                warm.env.ensure(request.services)
+            except BaseException:
+                self._discard(warm)
+                raise
+        if warm is None and not request.start:
+            return None, False
         if warm is None:
             warm = self._start(request, config)
             try:
@@ -166,8 +154,56 @@ class Pool:
             except BaseException:
                 self._discard(warm)
                 raise
-        self._refill(request, config)
+        if request.start:
+            self._refill(request, config)
         return warm, was_warm
+
+    def ensure(self, env_id: str, services: list[str], worker: Worker | None) -> Endpoints:
+        """Start what a lease asks for (its tests reach it) on its environment; the environment's endpoints."""
+        with self._lock:
+            warm = self._envs.get(env_id)
+        if warm is None or warm.holder is None:
+            raise EnvironmentNotFoundError(f"no lease {env_id} in this envmgr daemon", "see envmgr daemon status")
+        return warm.env.ensure(services, worker)
+
+    def adopt(self, env_id: str, settings: Settings, workers: int) -> None:
+        """Keep a run's environment warm: take charge of it (it was made with this daemon's labels), reset it and
+        pool it; an older idle environment of the configuration beyond `daemon_pool_size` makes room for it."""
+        self.await_recovery()
+        config = config_key(settings, workers)
+        record = self.engine.environments().get(env_id)
+        if record is None:
+            raise EnvironmentNotFoundError(f"no environment {env_id} on this engine", "nothing to keep")
+        if record.labels.get(LABEL_DAEMON) != self.key or record.labels.get(LABEL_CONFIG) != config:
+            raise DaemonError(
+                f"environment {env_id} was not made for this daemon's pool (configuration {config})",
+                "it is removed by its run as usual",
+            )
+        env = Environment.attach(
+            env_id, engine=self.engine, settings=settings, services=settings.enabled_services(), resume=True
+        )
+        warm = Warm(env=env, config=config, holder=Owner.current(), releasing=True)
+        with self._lock:
+            if self._closed:
+                raise DaemonError("the envmgr daemon is stopping", "the run removes its environment")
+            crowded = [w for w in self._envs.values() if w.config == config and w.holder is None]
+            self._envs[env_id] = warm
+        for older in crowded[: max(0, len(crowded) + 1 - settings.daemon_pool_size)]:
+            LOG.info("removing %s: %s takes its place", older.env.id, env_id)
+            self._discard(older)
+        LOG.info("adopted %s from its run", env_id)
+        self._in_background(lambda: self._finish_release(warm, keep=True), f"envmgr-adopt-{env_id}")
+
+    def drop_idle(self) -> list[str]:
+        """Remove every idle environment (`envmgr down --all-idle`); their ids."""
+        with self._lock:
+            idle = [w for w in self._envs.values() if w.holder is None]
+            for warm in idle:
+                self._envs.pop(warm.env.id)
+            self._changed.notify_all()
+        for warm in idle:
+            self.engine.remove_environment(warm.env.id)
+        return [warm.env.id for warm in idle]
 
     def _take_idle(self, config: str, holder: Owner) -> Warm | None:
         """An idle environment of this configuration; one being reset is waited for (up to RELEASE_WAIT s)."""
@@ -362,7 +398,7 @@ class Pool:
                     "state": "leased" if warm.holder else "idle",
                     "holder": warm.holder.pid if warm.holder else None,
                     "idle_seconds": None if warm.holder else round(now - warm.idle_since, 1),
-                    "services": list(warm.env.endpoints.services),
+                    "services": list(dict.fromkeys(e.service for e in warm.env.endpoints.all())),
                 }
                 for env_id, warm in self._envs.items()
             ]

@@ -6,10 +6,18 @@ connection, one JSON line back:
     {"op": "ping"}                                   -> {"ok": true, "pid": 123, "version": "0.1.0",
                                                          "recovering": false}
     {"op": "lease", "settings": {...}, "services": ["postgres", ...], "workers": 2,
-     "holder": {"pid": 456, "start": "789", "host": "h"}}
+     "holder": {"pid": 456, "start": "789", "host": "h"}, "start": true}
                                                      -> {"ok": true, "lease": "<env id>", "warm": true,
                                                          "endpoints": {...Endpoints JSON...}}
+        "start": false (a test run): only a warm environment of the configuration, or {"ok": true, "lease": null};
+        its "endpoints" are every service's, where it runs or where it will run once asked for (`ensure`).
+    {"op": "ensure", "lease": "<env id>", "services": ["wiremock"], "worker": "gw1"}
+                                                     -> {"ok": true, "endpoints": {...}}   (started on the lease)
+    {"op": "adopt", "env": "<env id>", "settings": {...}, "workers": 2}
+                                                     -> {"ok": true}    (a run's environment kept warm: reset,
+                                                                          then in the pool)
     {"op": "release", "lease": "<env id>"}           -> {"ok": true}    (reset, then back to the pool)
+    {"op": "drop_idle"}                              -> {"ok": true, "removed": ["<env id>", ...]}
     {"op": "status"}                                 -> {"ok": true, "recovering": false, "environments": [{"id",
                                                          "config", "state", "holder", "idle_seconds", "services"},
                                                          ...]}
@@ -55,7 +63,7 @@ __all__ = [
 ]
 
 MAX_REQUEST_BYTES = 1 << 20
-OPERATIONS = ("ping", "lease", "release", "status", "stop")
+OPERATIONS = ("ping", "lease", "ensure", "adopt", "release", "drop_idle", "status", "stop")
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -120,13 +128,16 @@ def _parameters(cls: type[EnvmgrError]) -> list[str]:
 # requests -------------------------------------------------------------------------------------------------------
 
 
-def lease_request(settings: Settings, services: list[str] | None, workers: int, holder: Owner) -> dict[str, Any]:
+def lease_request(
+    settings: Settings, services: list[str] | None, workers: int, holder: Owner, start: bool = True
+) -> dict[str, Any]:
     return {
         "op": "lease",
         "settings": settings.model_dump(mode="json"),
         "services": services,
         "workers": workers,
         "holder": {"pid": holder.pid, "start": holder.start, "host": holder.host, "space": holder.space},
+        "start": start,
     }
 
 
@@ -138,6 +149,8 @@ class LeaseRequest:
     services: list[str]
     workers: int
     holder: Owner
+    start: bool = True
+    """start an environment when none is warm (else: answer that there is none)"""
 
 
 def parse_lease_request(request: dict[str, Any]) -> LeaseRequest:
@@ -155,4 +168,5 @@ def parse_lease_request(request: dict[str, Any]) -> LeaseRequest:
             host=str(holder["host"]),
             space=str(holder.get("space", "")),
         ),
+        start=bool(request.get("start", True)),
     )

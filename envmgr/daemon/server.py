@@ -14,12 +14,17 @@ import signal
 import socket
 import socketserver
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from envmgr.config import Settings
 from envmgr.daemon import monitor, presence, protocol, trust
 from envmgr.daemon.client import default_socket_path
-from envmgr.daemon.pool import Pool, daemon_key
+from envmgr.daemon.keys import daemon_key
+from envmgr.daemon.pool import Pool
+from envmgr.endpoints import Worker
 from envmgr.engine.connection import Engine
 from envmgr.engine.labels import Owner
 from envmgr.errors import DaemonError, DaemonNotRunningError, EnvmgrError, first_line
@@ -27,6 +32,8 @@ from envmgr.errors import DaemonError, DaemonNotRunningError, EnvmgrError, first
 __all__ = ["STOP_RECOVERY_WAIT", "Daemon", "serve"]
 
 LOG = logging.getLogger("envmgr.daemon")
+FIRST_ENVIRONMENT_WAIT = 3600.0
+"""seconds a daemon a test run started (`exit_when_idle`) waits for its first environment: the run's, at its end"""
 STOP_RECOVERY_WAIT = 30.0
 """seconds a `stop` without force waits for the adoption to end (the leases it adopts count): within the client's
 wait for the answer"""
@@ -39,6 +46,7 @@ class Daemon:
         self.engine = engine or Engine.connect()
         self.pool = Pool(self.engine, daemon_key(socket_path))
         self._stop = threading.Event()
+        self._last_request = time.monotonic()
 
     def recover(self) -> None:
         """Announce this daemon on the engine (a sweep keeps its environments while it lives: see
@@ -60,7 +68,26 @@ class Daemon:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
+    def exit_when_idle(self, seconds: float, shutdown: Callable[[], None]) -> None:
+        """In a thread: call `shutdown` once the pool has been empty, and no request came, for `seconds`; before its
+        first environment, for FIRST_ENVIRONMENT_WAIT at least (the run that started it hands its over at its end)."""
+
+        def watch() -> None:
+            had_one = False
+            while not self._stop.wait(min(seconds, 5.0) / 2 or 0.1):
+                empty = not self.pool.status()
+                had_one = had_one or not empty
+                quiet = time.monotonic() - self._last_request
+                if empty and quiet > (seconds if had_one else max(seconds, FIRST_ENVIRONMENT_WAIT)):
+                    LOG.info("no environment and no request for %.0f s: stopping", quiet)
+                    self._stop.set()
+                    shutdown()
+                    return
+
+        threading.Thread(target=watch, name="envmgr-daemon-idle", daemon=True).start()
+
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        self._last_request = time.monotonic()
         op = request.get("op")
         try:
             if op == "ping":
@@ -68,13 +95,26 @@ class Daemon:
 
                 return {"ok": True, "pid": os.getpid(), "version": __version__, "recovering": self.pool.recovering}
             if op == "lease":
-                warm, was_warm = self.pool.lease(protocol.parse_lease_request(request))
-                return {
-                    "ok": True,
-                    "lease": warm.env.id,
-                    "warm": was_warm,
-                    "endpoints": warm.env.endpoints.model_dump(),
-                }
+                lease = protocol.parse_lease_request(request)
+                warm, was_warm = self.pool.lease(lease)
+                if warm is None:
+                    return {"ok": True, "lease": None}
+                endpoints = warm.env.endpoints if lease.start else warm.env.plan()
+                return {"ok": True, "lease": warm.env.id, "warm": was_warm, "endpoints": endpoints.model_dump()}
+            if op == "ensure":
+                worker = request.get("worker")
+                endpoints = self.pool.ensure(
+                    str(request["lease"]),
+                    [str(name) for name in request.get("services") or []],
+                    None if worker is None else Worker(str(worker), isolated=bool(request.get("isolated", True))),
+                )
+                return {"ok": True, "endpoints": endpoints.model_dump()}
+            if op == "adopt":
+                settings = Settings.model_validate(request["settings"])
+                self.pool.adopt(str(request["env"]), settings, int(request.get("workers", 0)))
+                return {"ok": True}
+            if op == "drop_idle":
+                return {"ok": True, "removed": self.pool.drop_idle()}
             if op == "release":
                 self.pool.release_later(str(request["lease"]))
                 return {"ok": True}
@@ -133,8 +173,9 @@ class _Server(socketserver.ThreadingUnixStreamServer):
         super().__init__(str(path), _Handler)
 
 
-def serve(socket_path: Path | None = None) -> None:
-    """Run the daemon in the foreground until it is stopped (`stop` request, SIGTERM or SIGINT).
+def serve(socket_path: Path | None = None, exit_when_idle: float | None = None) -> None:
+    """Run the daemon in the foreground until it is stopped (`stop` request, SIGTERM or SIGINT), or, with
+    `exit_when_idle`, once it has had no environment and no request for that many seconds.
 
     DaemonError when the socket's folder is not this user's alone, or a daemon already listens on the socket.
     """
@@ -156,6 +197,8 @@ def serve(socket_path: Path | None = None) -> None:
         path.unlink(missing_ok=True)
         raise
     state.run_monitor()
+    if exit_when_idle is not None:
+        state.exit_when_idle(exit_when_idle, server.shutdown)
     LOG.info("envmgr daemon %s listening on %s", os.getpid(), path)
     try:
         server.serve_forever(poll_interval=0.5)

@@ -13,10 +13,13 @@ from pathlib import Path
 __all__ = [
     "LABEL_CONFIG", "LABEL_CREATED", "LABEL_DAEMON", "LABEL_DETACHED", "LABEL_ENV", "LABEL_HOST", "LABEL_IMAGE_SET",
     "LABEL_KEY_ID", "LABEL_LEASE", "LABEL_NAMESPACE", "LABEL_PID", "LABEL_PID_SPACE", "LABEL_PID_START",
-    "LABEL_REPLICA", "LABEL_SANDBOX", "LABEL_SERVICE", "LABEL_SERVICE_CONFIG", "LABEL_SETTINGS", "LABEL_WORKERS",
+    "LABEL_PREFIX", "LABEL_REPLICA", "LABEL_SANDBOX", "LABEL_SERVICE", "LABEL_SERVICE_CONFIG", "LABEL_SETTINGS",
+    "LABEL_WORKERS",
     "Owner", "pid_space", "process_start_ticks",
 ]  # fmt: skip
 
+LABEL_PREFIX = "envmgr."
+"""what envmgr's labels start with (the engine and testcontainers put labels of their own)"""
 LABEL_ENV = "envmgr.env"
 LABEL_NAMESPACE = "envmgr.namespace"
 LABEL_SERVICE = "envmgr.service"

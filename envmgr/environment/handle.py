@@ -14,7 +14,7 @@ concurrently (a service waits only for those it requires), each ready when its o
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -22,8 +22,9 @@ from envmgr.config import Settings, load_settings
 from envmgr.credentials import Credentials
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.engine.connection import Engine
+from envmgr.engine.labels import LABEL_PREFIX, LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.environment.attach import read_attachment, read_ready
-from envmgr.environment.plan import EnvironmentPlan
+from envmgr.environment.plan import EnvironmentPlan, Labels
 from envmgr.environment.runtime import Runtime
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
 from envmgr.progress.events import Progress, silent
@@ -60,7 +61,7 @@ class Environment:
         detach: bool = False,
         engine: Engine | None = None,
         workers: int = 0,
-        labels: Mapping[str, str] | None = None,
+        labels: Labels | None = None,
         guard_detached: bool = False,
         registry: ServiceRegistry = SERVICES,
         credentials: Credentials | None = None,
@@ -120,6 +121,11 @@ class Environment:
     @property
     def engine(self) -> Engine:
         return self._runtime.engine
+
+    @property
+    def failure(self) -> BaseException | None:
+        """The first start that failed (the environment is not to be kept or handed on), or None."""
+        return self._runtime.failure
 
     @property
     def begun(self) -> bool:
@@ -314,9 +320,15 @@ class Environment:
         registry: ServiceRegistry = SERVICES,
         credentials: Credentials | None = None,
         stopped_ok: bool = False,
+        services: Sequence[str] | None = None,
+        resume: bool = False,
     ) -> Environment:
         """A handle on a running environment (started by another process), rebuilt from its labels; its passwords
         derived from this user's key (ConfigError when the environment was started with another key).
+
+        `services`: the services the handle has (default: those the environment runs). `resume`: the handle takes
+        charge of it (a daemon given a run's environment): it starts the services it has not started yet, on its
+        network and with its labels, and `remove()` removes it.
 
         A stopped service is a ServiceStartError, unless `stopped_ok` (`envmgr status`): its endpoint is then where
         it will be once started again (envmgr pins the ports). EnvironmentNotFoundError when the environment is
@@ -325,10 +337,15 @@ class Environment:
         credentials = credentials or Credentials.load()
         found = read_attachment(env_id, engine, settings, registry, credentials)
         record = found.record
-        env = cls(found.services, settings=found.settings, env_id=env_id, sandbox=record.sandbox,
+        names = list(dict.fromkeys([*(services or []), *found.services]))
+        env = cls(names, settings=found.settings, env_id=env_id, sandbox=record.sandbox,
                   detach=record.detached, engine=engine, workers=found.workers, registry=registry,
                   credentials=credentials)  # fmt: skip
         gateway = engine.network_gateway(record.networks[0]) if record.networks else None
         env._runtime.adopt(read_ready(env._plan, engine, record, stopped_ok=stopped_ok), gateway)
         env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
+        if resume:
+            per_service = {LABEL_SERVICE, LABEL_REPLICA, LABEL_SERVICE_CONFIG}
+            own = {key: value for key, value in record.labels.items() if key.startswith(LABEL_PREFIX)}
+            env._runtime.resume({key: value for key, value in own.items() if key not in per_service})
         return env

@@ -8,7 +8,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from envmgr.config import Settings
 from envmgr.credentials import Credentials
@@ -32,8 +32,10 @@ from envmgr.services.base import Published, Service
 from envmgr.services.registry import ServiceRegistry
 from envmgr.topology import Topology
 
-__all__ = ["EnvironmentPlan", "Ready", "with_replica"]
+__all__ = ["EnvironmentPlan", "Labels", "Ready", "with_replica"]
 
+Labels = Mapping[str, str] | Callable[[], Mapping[str, str]]
+"""a caller's labels for an environment, or what computes them (when it begins: off the planning's path)"""
 Ready = dict[tuple[str, int], ServiceEndpoint]
 """endpoints by (service, replica)"""
 
@@ -52,7 +54,7 @@ class EnvironmentPlan:
         credentials: Credentials,
         sandbox: str | None,
         detach: bool,
-        labels: Mapping[str, str],
+        labels: Labels,
     ) -> None:
         self.settings = settings
         self.topology = Topology.plan(names, workers, registry)
@@ -65,7 +67,8 @@ class EnvironmentPlan:
         self.detach = detach
         self.workers = self.topology.workers
         self.owner = Owner.current()
-        self._extra_labels = dict(labels)
+        self._extra_labels = labels
+        """labels of the caller's (a callable: computed when first needed, when the environment begins)"""
         self._planned: dict[tuple[str, int], tuple[dict[str, int], ServiceEndpoint]] = {}
         """host ports and endpoint of each replica, chosen before its container starts (dependants use them)"""
         self._lock = threading.Lock()
@@ -98,7 +101,8 @@ class EnvironmentPlan:
         }
         if self.sandbox:
             labels[LABEL_SANDBOX] = self.sandbox
-        return {**self._extra_labels, **labels}
+        extra = self._extra_labels() if callable(self._extra_labels) else self._extra_labels
+        return {**extra, **labels}
 
     def replicas(self, name: str) -> list[Worker]:
         """The workers served by the containers of a service: one each for per-worker services."""
@@ -162,6 +166,13 @@ class EnvironmentPlan:
         """The environment's endpoints: these replicas, in start order."""
         ordered = [ready[key] for key in sorted(ready, key=self._order)]
         return self._empty_endpoints(callback).with_endpoints(ordered)
+
+    def adopt(self, ready: Ready) -> None:
+        """Replicas started elsewhere are where they run: planning uses them (their dependants, `plan()`)."""
+        with self._lock:
+            for key, endpoint in ready.items():
+                role = next(iter(self.services[key[0]].ports))
+                self._planned[key] = ({role: endpoint.port, **endpoint.ports}, endpoint)
 
     def forget(self) -> None:
         """Forget the planned ports (the environment is gone)."""

@@ -25,18 +25,15 @@ from envmgr.engine.connection import Engine
 from envmgr.engine.containers import alias, is_running, published_from, run_container
 from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.engine.reaper import Watchdog, sweep
+from envmgr.environment.images import BUILD_STOP_WAIT, ImageChecks
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
-from envmgr.images import BuildCancel, ensure_derived_image
 from envmgr.progress.events import Progress, silent
 from envmgr.readiness import StartTimes, Waiter, diagnosed, wait_until
 from envmgr.services.base import Service
 from envmgr.timings import Timings
 
-__all__ = ["BUILD_STOP_WAIT", "Runtime"]
-
-BUILD_STOP_WAIT = 10.0
-"""seconds a teardown waits for the builds it stopped to end before it removes the network they run on"""
+__all__ = ["Runtime"]
 
 
 class Runtime:
@@ -70,9 +67,8 @@ class Runtime:
         self._labels: dict[str, str] = {}
         self._begun = False
         self._units: dict[tuple[str, int], Future[ServiceEndpoint]] = {}
-        self._images: dict[str, Future[None]] = {}
+        self._images = ImageChecks(lambda: self.engine, plan.network_name, progress, self._settle)
         """each service's image check (a derived image's build), in a daemon thread: never joined at exit"""
-        self._builds = BuildCancel()
         self._pool: ThreadPoolExecutor | None = None
         self._cancel = threading.Event()
         self._closed = False
@@ -96,6 +92,10 @@ class Runtime:
         return self._begun
 
     @property
+    def failure(self) -> BaseException | None:
+        return self._failure
+
+    @property
     def endpoints(self) -> Endpoints | None:
         return self._endpoints
 
@@ -108,7 +108,22 @@ class Runtime:
         self.ready = ready
         self.attached = True
         self.gateway = gateway
+        self.plan.adopt(ready)
+        for key, endpoint in ready.items():  # started: an `ensure` of them (a handle that resumes it) is done
+            done: Future[ServiceEndpoint] = Future()
+            done.set_result(endpoint)
+            self._units[key] = done
         self._endpoints = self._build_endpoints()
+
+    def resume(self, labels: dict[str, str]) -> None:
+        """Take charge of an adopted environment (a daemon serving it): the services it has not started yet start
+        on its network with its `labels`, as if this handle had begun it (without a watchdog: it is detached)."""
+        self._network = Network(self.engine.client_kwargs())
+        self._network.name = self.plan.network_name
+        self._labels = labels
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"envmgr-{self.plan.id}")
+        self._begun = True
+        self.attached = False
 
     def prepared(self, ready: Ready) -> Endpoints:
         """The replicas prepared again (on an attached environment)."""
@@ -148,7 +163,8 @@ class Runtime:
         self.begin()
         cancel = self._cancel
         units = self.plan.units_for(services, worker)
-        self._await(self._check_images(list(dict.fromkeys(name for name, _ in units))), cancel)
+        names = list(dict.fromkeys(name for name, _ in units))
+        self._await(self._images.check([self.plan.services[name] for name in names]), cancel)
         self._await([self._unit(name, unit_worker) for name, unit_worker in units], cancel)
 
     def _await(self, futures: Sequence[Future[Any]], cancel: threading.Event) -> None:
@@ -243,38 +259,6 @@ class Runtime:
         with diagnosed(service.diagnose):
             seconds = wait_until(lambda: service.probe(endpoint), waiter, timeout, service.probe_description)
         self._start_times.record(service.name, image, seconds)
-
-    def _check_images(self, names: Sequence[str]) -> list[Future[None]]:
-        """The image checks of these services, each begun once (in a daemon thread: a build of minutes never holds
-        up the interpreter's exit; the teardown stops it)."""
-        with self._lock:
-            for name in names:
-                if name not in self._images:
-                    future: Future[None] = Future()
-                    future.set_running_or_notify_cancel()
-                    self._images[name] = future
-                    future.add_done_callback(self._settle)
-                    threading.Thread(
-                        target=self._ensure_image, args=(self.plan.services[name], future, self._builds),
-                        name=f"envmgr-{self.plan.id}-image-{name}", daemon=True,
-                    ).start()  # fmt: skip
-            return [self._images[name] for name in names]
-
-    def _ensure_image(self, service: Service, future: Future[None], builds: BuildCancel) -> None:
-        """The service's image present: its base image pulled (or its build asked for), then the image derived for
-        the project (the Celery worker with its requirements) built on the environment's network when missing."""
-        try:
-            self.engine.ensure_image(service.base_image(), service.name, service.build_hint())
-            derived = service.derived_image()
-            if derived is not None:
-                ensure_derived_image(
-                    self.engine, derived, network=self.plan.network_name, cancel=builds, service=service.name,
-                    progress=self.progress,
-                )  # fmt: skip
-        except BaseException as exc:
-            future.set_exception(exc)
-        else:
-            future.set_result(None)
 
     def _unit(self, name: str, worker: Worker) -> Future[ServiceEndpoint]:
         """The start of one replica: begun once, shared by every caller that needs it."""
@@ -399,21 +383,12 @@ class Runtime:
         self._release(removed=True)
 
     def _stop_starts(self) -> list[str]:
-        """Starts waiting for readiness give up, builds under way are stopped (the engine ends a build whose
-        client hangs up) and every wait for a start returns; the builds are waited for, at most BUILD_STOP_WAIT
-        seconds, since their steps run on the environment's network. Returns those still under way (named)."""
+        """Starts waiting for readiness give up, builds under way are stopped and every wait for a start returns;
+        the builds are waited for (`ImageChecks.stop`). Returns those still under way (named)."""
         self._cancel.set()
-        self._builds.cancel()
         with self._settled:
             self._settled.notify_all()
-            checks = dict(self._images)
-        builds = {
-            future: derived
-            for name, future in checks.items()
-            if (derived := self.plan.services[name].derived_image()) is not None
-        }
-        wait(builds, timeout=BUILD_STOP_WAIT)
-        return [f"{derived.tag} from {derived.source}" for future, derived in builds.items() if not future.done()]
+        return self._images.stop()
 
     def _close_pool(self) -> None:
         if self._pool is not None:
@@ -434,9 +409,8 @@ class Runtime:
         self._endpoints = None
         self.ready.clear()
         self._units.clear()
-        self._images.clear()
+        self._images.forget()
         self._failure = None
-        self._builds = BuildCancel()
         self.plan.forget()
         self.gateway = None
         self._begun = False

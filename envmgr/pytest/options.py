@@ -89,4 +89,6 @@ def _overrides(options: Any) -> dict[str, Any]:
         overrides["image_set"] = options.envmgr_image_set
     if getattr(options, "envmgr_isolation", None):
         overrides["isolation"] = options.envmgr_isolation
+    if getattr(options, "envmgr_daemon", None):
+        overrides["daemon"] = options.envmgr_daemon
     return overrides

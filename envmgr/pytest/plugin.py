@@ -26,7 +26,7 @@ from envmgr.pytest.coordinator import COORDINATOR_KEY, Coordinator, coordinator_
 from envmgr.pytest.options import DEFAULT_LOGS_DIR, run_state, settings_of
 from envmgr.pytest.report import resets_of, write_container_logs
 from envmgr.pytest.run import RUN_KEY, RunState, run_of
-from envmgr.pytest.source import Ending, OwnedSource, SourceOptions, ending, may_lease
+from envmgr.pytest.source import Ending, LeasedSource, OwnedSource, SourceOptions, ending
 from envmgr.pytest.timeline import install as install_timeline
 from envmgr.pytest.variables import (
     CONTROLLER_VARIABLE,
@@ -38,6 +38,7 @@ from envmgr.pytest.variables import (
     unset,
     worker_variables,
 )
+from envmgr.pytest.warm import warm_start
 
 __all__ = ["exported_names", "run_of"]  # (exported_names: envmgr.pytest.variables, kept here for tests)
 
@@ -57,6 +58,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="one database per xdist worker (worker) or one for the run (session); auto: worker under xdist",
     )
     group.addoption("--envmgr-keep", action="store_true", help="leave the environment running after the run")
+    group.addoption(
+        "--envmgr-daemon",
+        choices=["auto", "on", "off"],
+        default=None,
+        help="warm environments from the per-user daemon (the setting daemon): off runs as if there were none",
+    )
     group.addoption(
         "--envmgr-env",
         default=None,
@@ -96,8 +103,9 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     """Before conftest files (and the app they import) load: the run's plan and this process's connection variables
     in os.environ (DATABASE_URL, REDIS_URL, ..., the export table), so that settings read at import see them.
 
-    The controller plans the environment it will own (ports, names, credentials; nothing starts, no engine is
-    needed) and hands the plan to the xdist workers through their environment; each worker exports its own view."""
+    The controller leases a warm environment from the daemon (envmgr.pytest.warm), or plans the environment it will
+    own (ports, names, credentials; nothing starts, no engine is needed), and hands its endpoints to the xdist
+    workers through their environment; each worker exports its own view."""
     worker_id = os.environ.get("PYTEST_XDIST_WORKER")
     if worker_id is not None and os.environ.get(CONTROLLER_VARIABLE) == str(os.getppid()):  # our controller's worker
         plan = os.environ.get(PLAN_VARIABLE)
@@ -115,21 +123,29 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     early_config.stash[RUN_KEY] = run
     coordinator = _coordinate(early_config, run)
     export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
-    try:
-        leases = may_lease(run.settings, run.options, run.notices.append)
-    except EnvmgrError as exc:  # daemon = "on", or ENVMGR_DAEMON_SOCKET, and a socket that cannot be trusted
-        raise pytest.UsageError(f"envmgr: {exc}") from None
-    if leases or run.options.attach_id is not None:
+    if run.options.attach_id is not None:
         unset(early_config, PLAN_VARIABLE)
-        return  # variables come with the leased or attached environment, before the first test that uses it
-    source = OwnedSource(run.settings, run.workers, run.options, run.progress)
-    coordinator.source = source
+        return  # variables come with the attached environment, before the first test that uses it
     try:
+        source = _own_or_lease(run)
+        coordinator.source = source
         planned = source.plan()
-    except EnvmgrError as exc:
+    except EnvmgrError as exc:  # a bad setting; daemon = "on" and a socket that cannot be trusted ...
         raise pytest.UsageError(f"envmgr: {exc}") from None
     export(early_config, {PLAN_VARIABLE: planned.to_json()})
     export(early_config, worker_variables(planned, run.worker, run.settings, run.registry))
+
+
+def _own_or_lease(run: RunState) -> OwnedSource | LeasedSource:
+    """A warm environment leased from the daemon; else the run's own, kept warm by the daemon at the end when it
+    may be (envmgr.pytest.warm), removed otherwise."""
+    options = run.options
+    if options.keep or options.keep_on_failure:
+        return OwnedSource(run.settings, run.workers, options, run.progress)
+    lease, keeper = warm_start(run.settings, run.workers, run.notices.append)
+    if lease is not None:
+        return LeasedSource(lease)
+    return OwnedSource(run.settings, run.workers, options, run.progress, keeper=keeper)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -189,7 +205,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if coordinator is not None:
         for line in coordinator.run.notices:
             _say(session.config, line)
-    if coordinator is None or not isinstance(coordinator.source, OwnedSource) or session.config.option.collectonly:
+    if coordinator is None or session.config.option.collectonly:
+        return
+    if not isinstance(coordinator.source, OwnedSource | LeasedSource):
         return
     from envmgr.pytest.prediction import load
 
@@ -279,7 +297,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     coordinator = coordinator_of(config)
     if coordinator is None:
         return
-    if isinstance(coordinator.source, OwnedSource) and not config.option.collectonly:
+    if isinstance(coordinator.source, OwnedSource | LeasedSource) and not config.option.collectonly:
         from envmgr.pytest.prediction import save
 
         save(getattr(config, "cache", None), _prediction_key(config, run), coordinator.prediction())

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from envmgr.config import Settings
-from envmgr.daemon.client import DaemonClient, Lease, Warn, auto_mode, lease_if_running
+from envmgr.daemon.client import DaemonClient, Lease, lease_if_running
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError
 from envmgr.progress.events import Progress, silent
@@ -30,6 +30,7 @@ from envmgr.pytest.variables import CONTROLLER_VARIABLE
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
+    from envmgr.pytest.warm import Keeper
 
 __all__ = [
     "ENV_ID_VARIABLE",
@@ -42,7 +43,6 @@ __all__ = [
     "attach_problem",
     "choose_source",
     "ending",
-    "may_lease",
     "sourced_env_id",
 ]
 
@@ -106,18 +106,28 @@ class EnvironmentSource(Protocol):
 class OwnedSource:
     kind = "owned"
 
-    def __init__(self, settings: Settings, workers: int, options: SourceOptions, progress: Progress = silent) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        workers: int,
+        options: SourceOptions,
+        progress: Progress = silent,
+        keeper: Keeper | None = None,
+    ) -> None:
         from envmgr.environment import Environment
 
         self.options = options
-        # Kept (or kept on failure): labelled detached from the start (never swept as an orphan afterwards), yet
-        # guarded by its watchdog until the run ends, so that a killed run still leaves nothing.
+        self.keeper = keeper
+        """hands the environment to the daemon at the end, which keeps it warm for the next run (envmgr.pytest.warm)"""
+        # Kept (or kept on failure, or kept warm by the daemon): labelled detached from the start (never swept as an
+        # orphan afterwards), yet guarded by its watchdog until the run ends, so that a killed run leaves nothing.
         self.environment: Environment | None = Environment(
             settings=settings,
-            detach=options.keep or options.keep_on_failure,
+            detach=options.keep or options.keep_on_failure or keeper is not None,
             guard_detached=True,
             workers=workers,
             progress=progress,
+            labels=keeper.labels if keeper is not None else None,
         )
 
     def plan(self) -> Endpoints:
@@ -155,8 +165,12 @@ class OwnedSource:
                 f"envmgr down {environment.id}"
             )
             return lines
+        if self.keeper is not None:
+            kept = self.keeper.keep(environment)
+            if kept is not None:
+                return [kept]
         environment.remove()
-        return []
+        return [self.keeper.problem] if self.keeper is not None and self.keeper.problem else []
 
     def summary(self) -> str | None:
         return None
@@ -198,18 +212,27 @@ class LeasedSource:
     kind = "leased"
     environment: Environment | None = None
 
-    def __init__(self, lease: Lease) -> None:
+    def __init__(self, lease: Lease, client: DaemonClient | None = None) -> None:
         self.lease = lease
+        self.client = client or DaemonClient()
+
+    def plan(self) -> Endpoints:
+        """Every service's endpoint: where it runs, or where the daemon will start it (`ensure`)."""
+        return self.lease.endpoints
 
     def start(self) -> Endpoints:
         return self.lease.endpoints
 
     def ensure(self, services: Sequence[str], worker: Worker | None) -> Endpoints:
-        return self.lease.endpoints  # the daemon started everything
+        """The daemon starts on the leased environment what it lacks (a lease of a run's kept environment has what
+        that run used; a lease of `envmgr up`'s, everything)."""
+        worker_id = worker.worker_id if worker is not None else None
+        isolated = worker.isolated if worker is not None else False
+        return self.client.ensure(self.lease.id, list(services), worker_id, isolated)
 
     def finish(self, failed: bool) -> list[str]:
         try:
-            DaemonClient().release(self.lease.id)  # the daemon resets it and keeps it warm
+            self.client.release(self.lease.id)  # the daemon resets it and keeps it warm
         except (DaemonNotRunningError, EnvironmentNotFoundError) as exc:  # stopped (--force): the environment too
             return [f"envmgr: lease {self.lease.id} not handed back: {exc.cause}"]
         return []
@@ -250,15 +273,6 @@ def attach_problem(env_id: str, settings: Settings, workers: int) -> str | None:
             f"({', '.join(per_worker)} need a replica per worker: envmgr up --workers {workers})"
         )
     return None
-
-
-def may_lease(settings: Settings, options: SourceOptions, warn: Warn | None = None) -> bool:
-    """True when the run may lease from the daemon: the setting allows it, a daemon answers (`auto`: one whose socket
-    can be trusted; else a line to `warn` says why none is used), and the run does not keep its environment (a
-    leased environment goes back to the daemon)."""
-    if options.attach_id is not None or options.keep or options.keep_on_failure or settings.daemon == "off":
-        return False
-    return settings.daemon == "on" or DaemonClient().available(auto_mode(settings), warn)
 
 
 def choose_source(

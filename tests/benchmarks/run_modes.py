@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envmgr.daemon.client import DaemonClient
-from envmgr.daemon.pool import daemon_key
+from envmgr.daemon.keys import daemon_key
 from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_DAEMON, LABEL_ENV, LABEL_NAMESPACE
 from envmgr.errors import EnvmgrError

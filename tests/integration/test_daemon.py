@@ -254,25 +254,30 @@ def test_pytest_runs_lease_from_the_daemon(daemon: DaemonClient, pytester: pytes
             db_session.commit()
         """
     )
-    env = {"ENVMGR_DAEMON_SOCKET": str(daemon.path)}
+    env = {"ENVMGR_DAEMON_SOCKET": str(daemon.path), "ENVMGR_DAEMON": "on"}
+    saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
         first = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-        first.assert_outcomes(passed=1)
-        first.stdout.fnmatch_lines(["*leased from the daemon (started for this run)*"])
+        first.assert_outcomes(passed=1)  # the daemon holds no environment of this project: the run starts its own
+        first.stdout.fnmatch_lines(["*environment * kept warm for the next run*"])
+        wait_until_settled(daemon)
         second = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-        second.assert_outcomes(passed=1)
+        second.assert_outcomes(passed=1)  # its own row of the first run is gone: reset before the lease
         second.stdout.fnmatch_lines(["*leased from the daemon (warm)*"])
     finally:
-        for name in env:
-            del os.environ[name]
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def test_envmgr_up_leases_in_the_foreground_and_releases_on_ctrl_c(daemon: DaemonClient, tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.envmgr]\n")
     up = subprocess.Popen(
         [sys.executable, "-m", "envmgr", "up", "postgres", "redis", "--json"],
-        cwd=tmp_path, env={**os.environ, "ENVMGR_DAEMON_SOCKET": str(daemon.path)},
+        cwd=tmp_path, env={**os.environ, "ENVMGR_DAEMON_SOCKET": str(daemon.path), "ENVMGR_DAEMON": "auto"},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
@@ -417,20 +422,29 @@ def test_release_after_a_forced_stop_is_a_clear_error_and_pytest_tolerates_it(
     daemon: DaemonClient, pytester: pytest.Pytester
 ) -> None:
     pytester.makefile(".toml", pyproject='[tool.envmgr]\ndaemon = "on"\n')
-    pytester.makepyfile(
-        test_stop="""
+    pytester.makepyfile(test_first="def test_uses_the_environment(envmgr_endpoints):\n    pass\n")
+    stop_it = """
         import subprocess, sys
 
         def test_stop_the_daemon(envmgr_endpoints):
             stop = subprocess.run([sys.executable, "-m", "envmgr", "daemon", "stop", "--force"])
             assert stop.returncode == 0
         """
-    )
-    os.environ["ENVMGR_DAEMON_SOCKET"] = str(daemon.path)
+    env = {"ENVMGR_DAEMON_SOCKET": str(daemon.path), "ENVMGR_DAEMON": "on"}
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     try:
-        run = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+        kept = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # its environment is the daemon's after it
+        kept.stdout.fnmatch_lines(["*environment * kept warm for the next run*"])
+        wait_until_settled(daemon)
+        pytester.makepyfile(test_first="", test_stop=stop_it)
+        run = pytester.runpytest_subprocess("-p", "no:cacheprovider")  # leases it, and stops the daemon meanwhile
     finally:
-        del os.environ["ENVMGR_DAEMON_SOCKET"]
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     run.assert_outcomes(passed=1)
     run.stdout.fnmatch_lines(["*envmgr: lease * not handed back: no envmgr daemon answers on*"])
     assert run.ret == 0

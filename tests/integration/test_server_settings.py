@@ -290,8 +290,11 @@ def test_a_bad_server_setting_is_exit_2_naming_the_key_with_the_servers_line(
     in the log tail below (issue 19, item 8). The tail stays, below the cause."""
     write_project(tmp_path, table)
     result = envmgr("up", service, "--detach", cwd=tmp_path, env={"ENVMGR_DAEMON": "off"})
-    lines = result.stderr.splitlines()
+    everything = result.stderr.splitlines()
     assert result.returncode == 2, result.stderr
+    errors = [index for index, line in enumerate(everything) if line.startswith("envmgr: error:")]
+    assert errors, result.stderr
+    lines = everything[errors[0] :]  # after the start's progress lines: the error, its first line the cause
     assert key in lines[0], f"the first line names the key: {lines[0]}"
     assert server_says in lines[0], f"the first line carries the server's own words: {lines[0]}"
     assert lines[1].strip().startswith("fix:"), lines[1]
