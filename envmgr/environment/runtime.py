@@ -22,6 +22,7 @@ from testcontainers.core.network import Network
 from envmgr.credentials import state_folder
 from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
 from envmgr.engine import Engine
+from envmgr.engine.commands import EngineCommands
 from envmgr.engine.containers import alias, is_running, published_from, run_container
 from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.engine.reaper import Watchdog, sweep
@@ -29,7 +30,7 @@ from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
 from envmgr.images import BuildCancel, ensure_derived_image
 from envmgr.readiness import StartTimes, Waiter, diagnosed, wait_until
-from envmgr.services.base import Service
+from envmgr.services.base import CommandResult, Service
 from envmgr.timings import Timings
 
 __all__ = ["BUILD_STOP_WAIT", "Runtime"]
@@ -51,6 +52,8 @@ class Runtime:
         self.ready: Ready = {}
         """every started (probed, prepared) replica"""
         self._engine = engine
+        for service in plan.services.values():
+            service.commands = self  # the engine's, once it is connected (run_in_container)
         self._endpoints: Endpoints | None = None
         self._containers: dict[str, DockerContainer] = {}
         self._watchdog: Watchdog | None = None
@@ -78,6 +81,10 @@ class Runtime:
         if self._engine is None:
             self._engine = Engine.connect()
         return self._engine
+
+    def run_in_container(self, container: str, command: Sequence[str], **files: Any) -> CommandResult:
+        """A program run inside one of the environment's containers (`ContainerCommands`, for the services)."""
+        return EngineCommands(self.engine.client).run_in_container(container, command, **files)
 
     @property
     def connected(self) -> Engine | None:

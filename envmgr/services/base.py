@@ -7,10 +7,10 @@ from __future__ import annotations
 import inspect
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
@@ -18,7 +18,9 @@ from envmgr.errors import EnvmgrError
 from envmgr.services.settings import ServiceSettings
 
 __all__ = [
+    "CommandResult",
     "ComposeContext",
+    "ContainerCommands",
     "ContainerSpec",
     "DerivedImage",
     "DoctorNote",
@@ -51,6 +53,28 @@ class ContainerSpec:
     """`uid:gid` the container runs as (None: the image's user)"""
     entrypoint: list[str] | None = None
     """instead of the image's entrypoint (None: the image's)"""
+
+
+class CommandResult(NamedTuple):
+    """How a program run in a container ended: its exit code and its output (stdout and stderr together)."""
+
+    exit_code: int
+    output: str
+
+
+class ContainerCommands(Protocol):
+    """Runs a program inside one of the environment's containers (`envmgr.engine.commands`): `inputs` (name -> host
+    file) are copied into the folder it runs in, `outputs` (name -> host file) copied back when it succeeds."""
+
+    def run_in_container(
+        self,
+        container: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        inputs: Mapping[str, Path] | None = None,
+        outputs: Mapping[str, Path] | None = None,
+    ) -> CommandResult: ...
 
 
 @dataclass(frozen=True)
@@ -160,6 +184,8 @@ class Service(ABC):
         self.password = new_password()
         """the credential of this environment's instance of the service (an Environment sets the one it derives
         from the user's key and its id: envmgr.credentials)"""
+        self.commands: ContainerCommands | None = None
+        """runs programs inside its containers: set by the environment that runs them (None: no engine here)"""
 
     @classmethod
     def image_folder(cls) -> Path:

@@ -93,7 +93,7 @@ class PostgresService(Service):
     docs = ServiceDocs(
         local_image="cluster baked at build: ready in ~0.4 s",
         ready="`SELECT 1`",
-        seeds="Alembic migrations, then `seeds/postgres/*.sql\\|py\\|json\\|yaml` into a template",
+        seeds="Alembic migrations, then `seeds/postgres/*.sql\\|dump\\|py\\|json\\|yaml` into a template",
         isolation="its own database cloned from the template",
         reset="savepoint rollback (~0.4 ms); fresh clone ~16 ms",
     )
@@ -149,7 +149,7 @@ class PostgresService(Service):
         from envmgr.services.postgres.janitor import Janitor
         from envmgr.services.postgres.template.build import ensure_template
 
-        result = ensure_template(endpoint, self.settings)
+        result = ensure_template(endpoint, self.settings, self.commands)
         with Janitor(endpoint) as janitor:
             janitor.clone(result.name, self.pg.database, self.pg.database_settings)
         facts = {
@@ -213,7 +213,7 @@ class PostgresService(Service):
     def _template(self, endpoint: ServiceEndpoint) -> str:
         from envmgr.services.postgres.template.build import ensure_template
 
-        return endpoint.extra.get("template") or ensure_template(endpoint, self.settings).name
+        return endpoint.extra.get("template") or ensure_template(endpoint, self.settings, self.commands).name
 
     # compose ---------------------------------------------------------------------------------------------------
 

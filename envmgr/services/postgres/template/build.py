@@ -33,12 +33,14 @@ from psycopg import sql
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
+from envmgr.services.base import ContainerCommands
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.postgres.template.changes import BUILDING, check_reached, fingerprints
 from envmgr.services.postgres.template.content_hash import content_hash
 from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.template.seeds import load_postgres_seeds
+from envmgr.services.postgres.tools import PgTools
 
 __all__ = [
     "TemplateResult",
@@ -104,10 +106,13 @@ def building_name(name: str) -> str:
     return name[len(name) - keep :] + suffix
 
 
-def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateResult:
+def ensure_template(
+    endpoint: ServiceEndpoint, settings: Settings, commands: ContainerCommands | None = None
+) -> TemplateResult:
     """Make sure the server has the template database for the project's current migrations and seeds.
 
-    `endpoint` is the server's superuser endpoint (its path does not matter). When `<database>_tpl_<hash>` exists,
+    `endpoint` is the server's superuser endpoint (its path does not matter); `commands` run PostgreSQL's client
+    programs in its container (custom-format dump seeds), when envmgr runs it. When `<database>_tpl_<hash>` exists,
     returns at once (`created=False`); otherwise builds it (see the module's documentation). On failure the
     half-built database is dropped and `MigrationError` or `SeedError` is raised.
     """
@@ -123,7 +128,7 @@ def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateRe
             with janitor.lock(f"envmgr-template:{name}"):
                 if janitor.exists(name):  # another process built it while this one waited
                     return TemplateResult(name, created=False, migrate_seconds=0.0, seed_seconds=0.0)
-                return _build(janitor, name, settings)
+                return _build(janitor, name, settings, PgTools(endpoint, commands))
     except EnvmgrError:
         raise
     except psycopg.Error as exc:
@@ -133,7 +138,7 @@ def ensure_template(endpoint: ServiceEndpoint, settings: Settings) -> TemplateRe
         ) from None
 
 
-def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
+def _build(janitor: Janitor, name: str, settings: Settings, tools: PgTools) -> TemplateResult:
     building = building_name(name)
     janitor.drop(building)  # left by a build whose process died
     _create(janitor, building, settings.postgres)
@@ -153,7 +158,7 @@ def _build(janitor: Janitor, name: str, settings: Settings) -> TemplateResult:
         seeds = settings.seeds_path()
         if seeds is not None:
             started = time.perf_counter()
-            load_postgres_seeds(url, seeds)
+            load_postgres_seeds(url, seeds, tools)
             seed_seconds = time.perf_counter() - started
         if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it
             with psycopg.connect(url, autocommit=True) as connection:
