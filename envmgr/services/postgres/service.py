@@ -157,6 +157,8 @@ class PostgresService(Service):
             "template_created": "true" if result.created else "false",
             "migrate_seconds": f"{result.migrate_seconds:.3f}",
             "seed_seconds": f"{result.seed_seconds:.3f}",
+            **({"template_cache": result.cache} if result.cache else {}),
+            **({"template_restored": "true"} if result.restored else {}),
         }
         return endpoint.model_copy(update={"extra": {**endpoint.extra, **facts}})
 

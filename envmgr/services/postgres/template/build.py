@@ -20,12 +20,14 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import sys
 import time
 from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -36,6 +38,7 @@ from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.services.base import ContainerCommands
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
 from envmgr.services.postgres.settings import PostgresSettings
+from envmgr.services.postgres.template.cache import CacheKey, CacheOutcome, restore_entry, save_entry
 from envmgr.services.postgres.template.changes import BUILDING, check_reached, fingerprints
 from envmgr.services.postgres.template.content_hash import content_hash
 from envmgr.services.postgres.template.migrate import migrate_strategy
@@ -73,6 +76,10 @@ class TemplateResult:
     created: bool
     migrate_seconds: float
     seed_seconds: float
+    cache: str = ""
+    """what the template cache did, in one line (restored, saved, an entry ignored and why); empty without one"""
+    restored: bool = False
+    """restored from the template cache (neither migrated nor seeded)"""
 
 
 def template_digest(settings: Settings) -> str:
@@ -141,36 +148,85 @@ def ensure_template(
 def _build(janitor: Janitor, name: str, settings: Settings, tools: PgTools) -> TemplateResult:
     building = building_name(name)
     janitor.drop(building)  # left by a build whose process died
+    cache = _cache(janitor, name, settings)
+    lines: list[str] = []
+    if cache is not None:  # restored instead of migrated when the cache has it
+        _create(janitor, building, settings.postgres)
+        try:
+            restored = restore_entry(*cache, tools, building)
+            if restored.state == "hit":
+                _complete(janitor, building, name)
+                return TemplateResult(name, True, 0.0, 0.0, cache=restored.line, restored=True)
+        except BaseException:
+            with suppress(psycopg.Error):
+                janitor.drop(building)
+            raise
+        janitor.drop(building)
+        lines.append(_said(restored))
     _create(janitor, building, settings.postgres)
-    url = janitor.url(building)
-    migrate_seconds = seed_seconds = 0.0
     try:
-        _before_migrations(janitor, url, settings.postgres)
-        strategy = migrate_strategy(settings)
-        if strategy is not None:
-            started = time.perf_counter()
-            database = janitor.admin.with_path(building)
-            before = fingerprints(janitor)
-            with _database_environment(database, settings):
-                strategy.migrate(url, around=_migration_context(settings, database))
-            check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
-            migrate_seconds = time.perf_counter() - started
-        seeds = settings.seeds_path()
-        if seeds is not None:
-            started = time.perf_counter()
-            load_postgres_seeds(url, seeds, tools)
-            seed_seconds = time.perf_counter() - started
-        if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it
-            with psycopg.connect(url, autocommit=True) as connection:
-                _grant(connection, settings.postgres.app_role, GRANTS_AFTER_MIGRATIONS)
-        # Complete: make it a template that takes no connections, then give it its final name in one step.
-        janitor.mark_template(building)
-        janitor.rename(building, name)
+        roles = janitor.roles()
+        migrate_seconds, seed_seconds = _migrate_and_seed(janitor, building, settings, tools)
+        if cache is not None:
+            made = sorted(janitor.roles() - roles)
+            lines.append(_said(save_entry(*cache, tools, building) if not made else CacheOutcome(
+                "not saved", f"template cache: {name} not saved: its migrations or seeds created roles ("
+                f"{', '.join(made)}), which live in the server, not in a dump of the database")))  # fmt: skip
+        _complete(janitor, building, name)
     except BaseException:
         with suppress(psycopg.Error):
             janitor.drop(building)
         raise
-    return TemplateResult(name, created=True, migrate_seconds=migrate_seconds, seed_seconds=seed_seconds)
+    return TemplateResult(name, created=True, migrate_seconds=migrate_seconds, seed_seconds=seed_seconds,
+                          cache="; ".join(line for line in lines if line))  # fmt: skip
+
+
+def _migrate_and_seed(janitor: Janitor, building: str, settings: Settings, tools: PgTools) -> tuple[float, float]:
+    """Extensions and grants, migrations, seeds and grants again into `building`: the seconds of migrate and seed."""
+    url = janitor.url(building)
+    migrate_seconds = seed_seconds = 0.0
+    _before_migrations(janitor, url, settings.postgres)
+    strategy = migrate_strategy(settings)
+    if strategy is not None:
+        started = time.perf_counter()
+        database = janitor.admin.with_path(building)
+        before = fingerprints(janitor)
+        with _database_environment(database, settings):
+            strategy.migrate(url, around=_migration_context(settings, database))
+        check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
+        migrate_seconds = time.perf_counter() - started
+    seeds = settings.seeds_path()
+    if seeds is not None:
+        started = time.perf_counter()
+        load_postgres_seeds(url, seeds, tools)
+        seed_seconds = time.perf_counter() - started
+    if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it
+        with psycopg.connect(url, autocommit=True) as connection:
+            _grant(connection, settings.postgres.app_role, GRANTS_AFTER_MIGRATIONS)
+    return migrate_seconds, seed_seconds
+
+
+def _complete(janitor: Janitor, building: str, name: str) -> None:
+    """Make it a template that takes no connections, then give it its final name in one step."""
+    janitor.mark_template(building)
+    janitor.rename(building, name)
+
+
+def _cache(janitor: Janitor, name: str, settings: Settings) -> tuple[Path, CacheKey] | None:
+    """The template cache's folder and this template's key there, when `postgres.template_cache` is set."""
+    folder = settings.postgres.template_cache
+    if folder is None:
+        return None
+    key = CacheKey.of(name, template_digest(settings), janitor.server_version, settings.postgres.user,
+                      migrate_strategy(settings))  # fmt: skip
+    return settings.project_root / folder, key
+
+
+def _said(outcome: CacheOutcome) -> str:
+    """The outcome's line, also on stderr when it is a problem (an entry ignored, a template not saved)."""
+    if outcome.state in ("ignored", "not saved"):
+        sys.stderr.write(f"envmgr: warning: {outcome.line}\n")
+    return outcome.line
 
 
 @contextmanager
