@@ -9,9 +9,10 @@ doctor.py        envmgr doctor                              engine, images and a
 images.py        envmgr images build|list                   the local image set
 compose.py       envmgr compose export                      a docker compose file of the environment
 daemon.py        envmgr daemon start|run|stop|status        the daemon that keeps warm environments
+cache.py         envmgr cache save|restore DIR              the template database and a cache folder
 """
 
-from envmgr.cli import compose, daemon, doctor, environments, images, up
+from envmgr.cli import cache, compose, daemon, doctor, environments, images, up
 from envmgr.cli.app import app, compose_app, daemon_app, images_app, main
 
 __all__ = ["app", "main"]
@@ -30,3 +31,6 @@ daemon_app.command("start")(daemon.daemon_start)
 daemon_app.command("run")(daemon.daemon_run)
 daemon_app.command("stop")(daemon.daemon_stop)
 daemon_app.command("status")(daemon.daemon_status)
+app.add_typer(cache.cache_app, name="cache")
+cache.cache_app.command("save")(cache.cache_save)
+cache.cache_app.command("restore")(cache.cache_restore)

@@ -24,7 +24,8 @@ from envmgr.services.postgres.template.cache import CacheKey, entry_paths, save_
 from envmgr.services.postgres.template.changes import fingerprints
 from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.tools import PgTools
-from tests.conftest import labelled
+from tests.conftest import in_namespace, labelled
+from tests.integration.test_cli import envmgr
 
 pytestmark = pytest.mark.docker
 
@@ -183,3 +184,61 @@ def test_a_template_whose_seeds_made_a_role_is_not_saved(tmp_path: Path, engine:
                                    "server, not in a dump of the database")  # fmt: skip
     assert not (tmp_path / "cache").exists() or list((tmp_path / "cache").iterdir()) == []
     assert f"envmgr: warning: {snapshot.cache}" in capfd.readouterr().err
+
+
+def _cli_project(root: Path) -> Path:
+    """A project whose pyproject names the example app's migrations and the repository's seeds."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "pyproject.toml").write_text(
+        f"[project]\nname = 'x'\n\n[tool.envmgr]\nalembic_ini = '{REPO / 'tests/example_app/alembic.ini'}'\n"
+        f"seeds = '{REPO / 'seeds'}'\n"
+    )
+    return root
+
+
+def test_envmgr_cache_save_then_restore_into_a_running_server_by_env_and_by_url(
+    tmp_path: Path, engine: Engine, namespace: str
+) -> None:
+    project = _cli_project(tmp_path / "project")
+    cache = tmp_path / "cache"
+    local = {"ENVMGR_DAEMON": "off", "ENVMGR_IMAGE_SET": os.environ.get("ENVMGR_IMAGE_SET", "local")}
+    saved = envmgr("cache", "save", str(cache), cwd=project, env=local, timeout=300)
+    assert saved.returncode == 0, saved.stderr
+    assert " saved in " in saved.stderr
+    dump, _ = _entry(cache)
+    again = envmgr("cache", "save", str(cache), cwd=project, env=local, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "restored from" in again.stderr
+    assert "it is there already" in again.stderr
+    assert _entry(cache)[0] == dump
+    bare = load_settings(REPO / "pyproject.toml", project_root=tmp_path, alembic_ini=None, seeds=None,
+                         image_set=local["ENVMGR_IMAGE_SET"], namespace=namespace)  # fmt: skip
+    with Environment(["postgres"], settings=bare) as env:  # a server without the project's template
+        endpoint = env.endpoints["postgres"]
+        template = dump.name.split("-pg")[0]
+        restored = envmgr("cache", "restore", str(cache), "--env", env.id, cwd=project, env=local)
+        assert restored.returncode == 0, restored.stderr
+        assert f"template cache: {template} restored from {cache}" in restored.stderr
+        with Janitor(endpoint) as janitor:
+            assert janitor.is_template(template)
+            janitor.drop(template)
+        by_url = envmgr("cache", "restore", str(cache), "--url", endpoint.url, cwd=project, env=local)
+        assert by_url.returncode == 0, by_url.stderr
+        with Janitor(endpoint) as janitor:
+            assert janitor.is_template(template)
+            janitor.clone(template, "restored_copy")
+        with psycopg.connect(endpoint.with_path("restored_copy").url) as connection:
+            assert connection.execute("SELECT count(*) > 0 FROM users").fetchone() == (True,)
+        twice = envmgr("cache", "restore", str(cache), "--env", env.id, cwd=project, env=local)
+        assert twice.returncode == 0, twice.stderr
+        assert "is on the server already (nothing restored)" in twice.stderr
+        (project / "pyproject.toml").write_text(
+            (project / "pyproject.toml").read_text() + "\n[tool.envmgr.postgres]\nextensions = ['citext']\n"
+        )
+        missing = envmgr("cache", "restore", str(cache), "--env", env.id, cwd=project, env=local)
+        assert missing.returncode == 10, missing.stderr
+        first = missing.stderr.splitlines()[0]
+        assert first.startswith(f"envmgr: error: {cache} holds no entry for app_tpl_"), first
+        assert "for PostgreSQL 15, owner envmgr, alembic " in first
+        assert f"envmgr cache save {cache}" in missing.stderr
+    assert in_namespace(engine, namespace) == [], "the temporary environments of `cache save` are gone"

@@ -27,10 +27,20 @@ from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import EnvmgrError
 from envmgr.services.base import CommandResult, ContainerCommands
 
-__all__ = ["PgTools", "ToolMissing"]
+__all__ = ["PgTools", "ToolMissing", "endpoint_for_url"]
 
 INSIDE_HOST = "127.0.0.1"
 DUMP_NAME = "envmgr.dump"
+
+
+def endpoint_for_url(url: str) -> ServiceEndpoint:
+    """The endpoint of a Postgres URL (`postgresql://user:password@host:port/database`): a server with no container."""
+    parts = urlsplit(url)
+    return ServiceEndpoint(
+        service="postgres", scheme=parts.scheme or "postgresql", host=parts.hostname or "127.0.0.1",
+        port=parts.port or 5432, internal_host="", internal_port=0, username=unquote(parts.username or ""),
+        password=unquote(parts.password) if parts.password is not None else None, path=parts.path.lstrip("/"),
+    )  # fmt: skip
 
 
 class ToolMissing(EnvmgrError):
@@ -48,13 +58,7 @@ class PgTools:
     @classmethod
     def for_url(cls, url: str) -> PgTools:
         """The programs on this machine for the server of a database URL (no container)."""
-        parts = urlsplit(url)
-        endpoint = ServiceEndpoint(
-            service="postgres", scheme=parts.scheme or "postgresql", host=parts.hostname or "127.0.0.1",
-            port=parts.port or 5432, internal_host="", internal_port=0, username=unquote(parts.username or ""),
-            password=unquote(parts.password) if parts.password is not None else None, path=parts.path.lstrip("/"),
-        )  # fmt: skip
-        return cls(endpoint)
+        return cls(endpoint_for_url(url))
 
     @property
     def in_container(self) -> bool:

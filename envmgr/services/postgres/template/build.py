@@ -49,6 +49,7 @@ __all__ = [
     "TemplateResult",
     "app_password",
     "building_name",
+    "create_building",
     "database_variables",
     "ensure_template",
     "template_digest",
@@ -151,7 +152,7 @@ def _build(janitor: Janitor, name: str, settings: Settings, tools: PgTools) -> T
     cache = _cache(janitor, name, settings)
     lines: list[str] = []
     if cache is not None:  # restored instead of migrated when the cache has it
-        _create(janitor, building, settings.postgres)
+        create_building(janitor, building, settings.postgres)
         try:
             restored = restore_entry(*cache, tools, building)
             if restored.state == "hit":
@@ -163,7 +164,7 @@ def _build(janitor: Janitor, name: str, settings: Settings, tools: PgTools) -> T
             raise
         janitor.drop(building)
         lines.append(_said(restored))
-    _create(janitor, building, settings.postgres)
+    create_building(janitor, building, settings.postgres)
     try:
         roles = janitor.roles()
         migrate_seconds, seed_seconds = _migrate_and_seed(janitor, building, settings, tools)
@@ -219,7 +220,7 @@ def _cache(janitor: Janitor, name: str, settings: Settings) -> tuple[Path, Cache
         return None
     key = CacheKey.of(name, template_digest(settings), janitor.server_version, settings.postgres.user,
                       migrate_strategy(settings))  # fmt: skip
-    return settings.project_root / folder, key
+    return settings.project_root / folder, key  # an absolute folder stays itself
 
 
 def _said(outcome: CacheOutcome) -> str:
@@ -267,7 +268,7 @@ def database_variables(database: ServiceEndpoint, settings: Settings) -> dict[st
     return {**database.variables, **settings.export_table().render({database.service: database})}
 
 
-def _create(janitor: Janitor, name: str, pg: PostgresSettings) -> None:
+def create_building(janitor: Janitor, name: str, pg: PostgresSettings) -> None:
     """The database to build the template in, with the configured encoding and locale."""
     try:
         janitor.create(name, encoding=pg.encoding, locale=pg.locale)
