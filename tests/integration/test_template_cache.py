@@ -22,7 +22,6 @@ from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.build import template_digest
 from envmgr.services.postgres.template.cache import CacheKey, entry_paths, save_entry
 from envmgr.services.postgres.template.changes import fingerprints
-from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.tools import PgTools
 from tests.conftest import in_namespace, labelled
 from tests.integration.test_cli import envmgr
@@ -154,8 +153,7 @@ def test_an_entry_whose_restore_fails_is_ignored_and_nothing_of_it_is_kept(
             janitor.create("ghostly")
             with psycopg.connect(janitor.url("ghostly"), autocommit=True) as connection:
                 connection.execute(f"CREATE TABLE haunted (id int); ALTER TABLE haunted OWNER TO {ghost}")  # type: ignore[arg-type]
-            key = CacheKey.of(entry.name.split("-pg")[0], template_digest(settings), janitor.server_version,
-                              settings.postgres.user, migrate_strategy(settings))  # fmt: skip
+            key = CacheKey.of(entry.name.split("-pg")[0], template_digest(settings), janitor.server_version, settings)
             saved = save_entry(cache, key, PgTools(endpoint, EngineCommands(engine.client)), "ghostly")
             assert saved.state == "saved", saved.line
     assert entry_paths(cache, key)[0] == entry == _entry(cache)[0], "the same entry, overwritten"

@@ -9,7 +9,7 @@ import pytest
 
 from envmgr.errors import SeedError
 from envmgr.services.postgres.template.dump_seeds import restore_error
-from envmgr.services.postgres.template.seeds import check_postgres_seeds
+from envmgr.services.postgres.template.seeds import check_postgres_seeds, load_postgres_seeds
 from envmgr.services.postgres.template.sql import split_sql
 from envmgr.services.postgres.template.sql_seeds import _batches
 
@@ -162,3 +162,20 @@ def test_a_dump_newer_than_pg_restore_says_how_to_make_one_it_reads() -> None:
         "file header (pg_restore in container c)"
     )
     assert "plain SQL" in error.fix
+
+
+def test_a_dump_seed_with_no_pg_restore_to_run_names_the_file_and_the_plain_sql_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server envmgr did not start (no container) and no client programs on this machine."""
+    seeds = _seeds(tmp_path, {"001_prod.dump": b"PGDMP\x01\x0f\x00"})
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SeedError) as caught:
+        load_postgres_seeds("postgresql://u:p@127.0.0.1:1/db", seeds)
+    assert caught.value.cause == (
+        "seed file seeds/postgres/001_prod.dump is a custom-format dump and pg_restore is needed and there is no "
+        "pg_restore to run: the server runs in no container envmgr started, and pg_restore is not on PATH"
+    )
+    assert caught.value.fix.endswith(
+        "or turn it into a plain SQL seed once: `pg_restore -f 001_prod.sql 001_prod.dump`"
+    )

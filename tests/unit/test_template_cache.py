@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.services.base import CommandResult
 from envmgr.services.postgres.template.cache import CacheKey, entry_paths, restore_entry, save_entry, tool_versions
@@ -48,7 +49,7 @@ def _tools(recorder: Recorder) -> PgTools:
 @pytest.mark.parametrize(
     "change",
     [{"template": "app_tpl_ffffffffffff"}, {"digest": "cd" * 32}, {"major": 16}, {"owner": "other"},
-     {"tools": {"django": "5.3"}}, {"format": 2}],
+     {"tools": {"django": "5.3"}}, {"server_settings": {"TimeZone": "UTC"}}, {"format": 2}],
 )  # fmt: skip
 def test_every_part_of_the_key_names_another_entry(change: dict[str, object]) -> None:
     other = replace(KEY, **change)  # type: ignore[arg-type]
@@ -59,7 +60,9 @@ def test_every_part_of_the_key_names_another_entry(change: dict[str, object]) ->
 def test_the_entry_is_named_by_template_major_and_key() -> None:
     assert KEY.stem == f"app_tpl_1a81a223a92b-pg15-{KEY.id}"
     assert len(KEY.id) == 16
-    assert CacheKey.of("t", "d", 150010, "envmgr", None).major == 15
+    settings = Settings(project_root=Path("."), postgres={"user": "owner", "settings": {"jit": False}})
+    key = CacheKey.of("t", "d", 150010, settings)
+    assert (key.major, key.owner, key.tools, key.server_settings) == (15, "owner", {}, {"jit": "False"})
 
 
 def test_the_migration_tools_versions_are_part_of_the_key(tmp_path: Path) -> None:
@@ -125,6 +128,21 @@ def test_a_restore_that_fails_is_ignored_with_pg_restores_error(tmp_path: Path) 
     outcome = restore_entry(tmp_path, KEY, _tools(Recorder(restore_exit=1)), "db")
     assert outcome.state == "ignored"
     assert "(pg_restore failed: pg_restore: error: could not execute query" in outcome.line
+
+
+def test_no_pg_restore_to_run_is_an_ignored_entry_and_no_pg_dump_a_template_not_saved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server envmgr did not start, and no client programs on this machine: the cache never fails the build."""
+    save_entry(tmp_path, KEY, _tools(Recorder()), "db")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    on_host = PgTools(_tools(Recorder()).endpoint)  # no container
+    restored = restore_entry(tmp_path, KEY, on_host, "db")
+    assert restored.state == "ignored"
+    assert "(pg_restore is needed and there is no pg_restore to run" in restored.line
+    saved = save_entry(tmp_path / "other", KEY, on_host, "db")
+    assert saved.state == "not saved"
+    assert "pg_dump is needed and there is no pg_dump to run" in saved.line
 
 
 def test_a_folder_that_cannot_be_written_is_not_saved_with_one_line(tmp_path: Path) -> None:

@@ -218,8 +218,7 @@ def _cache(janitor: Janitor, name: str, settings: Settings) -> tuple[Path, Cache
     folder = settings.postgres.template_cache
     if folder is None:
         return None
-    key = CacheKey.of(name, template_digest(settings), janitor.server_version, settings.postgres.user,
-                      migrate_strategy(settings))  # fmt: skip
+    key = CacheKey.of(name, template_digest(settings), janitor.server_version, settings)
     return settings.project_root / folder, key  # an absolute folder stays itself
 
 

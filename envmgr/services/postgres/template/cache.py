@@ -10,16 +10,18 @@ is marked a template) and a manifest beside it, named by the entry's key::
 The key is everything a built template depends on besides the server: the template's digest (the migrations' and
 seeds' content hash and the template options: extensions, locale, encoding, application role), the server's major
 version, the owner (`postgres.user`: the objects' owner), the versions of the migration tool that ran (Django,
-Alembic and SQLAlchemy) and the cache's own format. Another key is another entry: entries of other branches and
-versions live side by side and are never read for this one. Restoring an entry keeps its owners and privileges
-(`pg_restore --single-transaction --exit-on-error`), so the result is the template the migrations made.
+Alembic and SQLAlchemy), the server settings it ran under (`postgres.settings`) and the cache's own format. Another
+key is another entry: entries of other branches and versions live side by side and are never read for this one.
+Restoring an entry keeps its owners and privileges (`pg_restore --single-transaction --exit-on-error`), so the result
+is the template the migrations made. The folder is trusted as the project's own files are: its dumps run as the
+server's superuser, as migrations do.
 
 An entry is checked before it is used: a manifest that does not parse or names another key, a dump whose size or
 sha256 differs from the manifest's (a cache cut short, or edited), or a restore that fails (a role the dump names is
 missing here) is ignored with one line saying why, and the template is built from the migrations as if there were no
-entry, then saved over it. The cache only ever saves work: a damaged entry costs one build, it never fails the run and
-never yields a template other than the migrations'. A template whose migrations created roles (which live in the
-server, not in a database dump) is not saved, with one line saying so.
+entry, then saved over it. The cache only ever saves work: a damaged entry (or no pg_restore to run) costs one build,
+it never fails the run and never yields a template other than the migrations'. A template whose migrations created
+roles (which live in the server, not in a database dump) is not saved, with one line saying so.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
-from envmgr.errors import first_line
+from envmgr.config import Settings
+from envmgr.errors import EnvmgrError, first_line
 from envmgr.services.postgres.template.django_strategy import DjangoMigrate
+from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.template.strategies import AlembicMigrate, MigrateStrategy
 from envmgr.services.postgres.tools import PgTools
 
@@ -64,6 +68,8 @@ class CacheKey:
     major: int
     owner: str
     tools: dict[str, str] = field(default_factory=dict)
+    server_settings: dict[str, str] = field(default_factory=dict)
+    """`postgres.settings` the migrations ran under (a migration may read one: `current_setting('TimeZone')`)"""
     format: int = CACHE_FORMAT
 
     @property
@@ -80,10 +86,11 @@ class CacheKey:
         return f"{self.template} for PostgreSQL {self.major}, owner {self.owner}" + (f", {tools}" if tools else "")
 
     @classmethod
-    def of(
-        cls, template: str, digest: str, server_version: int, owner: str, strategy: MigrateStrategy | None
-    ) -> CacheKey:
-        return cls(template, digest, server_version // 10000, owner, tool_versions(strategy))
+    def of(cls, template: str, digest: str, server_version: int, settings: Settings) -> CacheKey:
+        """The key of the template `template` (`digest`) of these settings on a server of `server_version`."""
+        pg = settings.postgres
+        return cls(template, digest, server_version // 10000, pg.user, tool_versions(migrate_strategy(settings)),
+                   {name: str(value) for name, value in sorted(pg.settings.items())})  # fmt: skip
 
 
 def tool_versions(strategy: MigrateStrategy | None) -> dict[str, str]:
@@ -121,9 +128,12 @@ def restore_entry(folder: Path, key: CacheKey, tools: PgTools, database: str) ->
     started = time.perf_counter()
     problem = _damage(dump, manifest, key)
     if problem is None:
-        result = tools.restore(dump, database, RESTORE_OPTIONS)
-        if result.exit_code != 0:
-            problem = f"pg_restore failed: {_first_error(result.output)}"
+        try:
+            result = tools.restore(dump, database, RESTORE_OPTIONS)
+            if result.exit_code != 0:
+                problem = f"pg_restore failed: {_first_error(result.output)}"
+        except EnvmgrError as exc:  # no pg_restore to run, the engine gone: the cache never fails a build
+            problem = exc.cause
     if problem is not None:
         return CacheOutcome("ignored", f"template cache: ignored {manifest.name} ({problem}); building from the "
                                        "migrations and saving it again")  # fmt: skip
@@ -141,7 +151,10 @@ def save_entry(folder: Path, key: CacheKey, tools: PgTools, database: str) -> Ca
     started = time.perf_counter()
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        result = tools.dump(database, partial, DUMP_OPTIONS)
+        try:
+            result = tools.dump(database, partial, DUMP_OPTIONS)
+        except EnvmgrError as exc:
+            return CacheOutcome("not saved", f"template cache: {key.template} not saved: {exc.cause}")
         if result.exit_code != 0:
             return CacheOutcome("not saved", f"template cache: {key.template} not saved: pg_dump failed: "
                                              f"{_first_error(result.output)}")  # fmt: skip

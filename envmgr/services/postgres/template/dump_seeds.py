@@ -18,7 +18,7 @@ from pathlib import Path
 
 from envmgr.errors import SeedError
 from envmgr.seed_layout import seed_file_error
-from envmgr.services.postgres.tools import PgTools
+from envmgr.services.postgres.tools import PgTools, ToolMissing
 
 __all__ = ["CUSTOM_DUMP_MAGIC", "RESTORE_OPTIONS", "check_dump", "restore_dump", "restore_error"]
 
@@ -47,7 +47,13 @@ def check_dump(path: Path, shown: str) -> None:
 
 def restore_dump(tools: PgTools, path: Path, shown: str, database: str) -> None:
     """pg_restore `path` into `database` (see the module's documentation); a `SeedError` naming the object."""
-    result = tools.restore(path, database, RESTORE_OPTIONS)
+    try:
+        result = tools.restore(path, database, RESTORE_OPTIONS)
+    except ToolMissing as exc:
+        raise SeedError(
+            f"seed file {shown} is a custom-format dump and {exc.cause}",
+            f"{exc.fix}; or turn it into a plain SQL seed once: `pg_restore -f {path.stem}.sql {path.name}`",
+        ) from None
     if result.exit_code != 0:
         raise restore_error(shown, result.output, tools.where("pg_restore"))
 

@@ -32,7 +32,6 @@ from envmgr.services.postgres.template.build import (
     template_name,
 )
 from envmgr.services.postgres.template.cache import CacheKey, entry_paths, restore_entry, save_entry
-from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.tools import PgTools
 
 __all__ = ["Transferred", "restore_template", "save_template"]
@@ -118,5 +117,4 @@ def _with_cache(settings: Settings, folder: Path) -> Settings:
 
 
 def _key(janitor: Janitor, name: str, settings: Settings) -> CacheKey:
-    return CacheKey.of(name, template_digest(settings), janitor.server_version, settings.postgres.user,
-                       migrate_strategy(settings))  # fmt: skip
+    return CacheKey.of(name, template_digest(settings), janitor.server_version, settings)
