@@ -104,11 +104,13 @@ def test_a_built_template_is_saved_with_its_key(built: tuple[Snapshot, Path, Pat
     assert facts["size"] == dump.stat().st_size
 
 
+@pytest.mark.parametrize("image_set", ["local", "official"])
 def test_a_fresh_server_restores_the_template_equal_to_the_built_one_without_migrating(
-    built: tuple[Snapshot, Path, Path], cache: Path, engine: Engine
+    built: tuple[Snapshot, Path, Path], cache: Path, engine: Engine, image_set: str
 ) -> None:
+    """Built on the local image, restored on either (the official image's own pg_restore, in its container)."""
     first, root, _ = built
-    again = _start(_settings(root, cache), engine)
+    again = _start(_settings(root, cache, image_set=image_set), engine)
     assert again.migrate_seconds == 0.0
     assert again.cache.startswith("template cache: app_tpl_")
     assert f" restored from {cache} in " in again.cache
