@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from envmgr.services.postgres.template.changes import fingerprints
 from envmgr.services.postgres.tools import PgTools
 from tests.conftest import in_namespace, labelled
 from tests.integration.test_cli import envmgr
+from tests.integration.test_examples import DJANGO_APP, DJANGO_TESTS, _passes
 
 pytestmark = pytest.mark.docker
 
@@ -242,3 +244,19 @@ def test_envmgr_cache_save_then_restore_into_a_running_server_by_env_and_by_url(
         assert "for PostgreSQL 15, owner envmgr, alembic " in first
         assert f"envmgr cache save {cache}" in missing.stderr
     assert in_namespace(engine, namespace) == [], "the temporary environments of `cache save` are gone"
+
+
+@pytest.mark.usefixtures("no_new_environments")
+def test_a_django_run_on_a_fresh_server_with_a_warm_cache_migrates_nothing(
+    namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Django example, cold (no daemon), twice with the cache in ENVMGR_POSTGRES__TEMPLATE_CACHE: the first run
+    migrates and saves, the second restores on its new server and runs Django's migrate not at all."""
+    monkeypatch.setenv("ENVMGR_POSTGRES__TEMPLATE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("ENVMGR_DAEMON", "off")
+    first = next(line for line in _passes(DJANGO_APP, DJANGO_TESTS, 2).splitlines() if line.startswith("envmgr: env"))
+    assert re.search(r"\| template app_tpl_\w+ built \| template cache: app_tpl_\w+ saved in ", first), first
+    assert " migrate " in first
+    second = next(line for line in _passes(DJANGO_APP, DJANGO_TESTS, 2).splitlines() if line.startswith("envmgr: env"))
+    assert re.search(r"\| template cache: app_tpl_\w+ restored from .+ \(migrations and seeds skipped\) \|", second)
+    assert " migrate " not in second, second
