@@ -17,7 +17,8 @@ load in one transaction, and the rows and a checksum are compared with the sourc
   dump streamed in through the engine's API), and with the host's pg_restore (the way for a server envmgr did not
   start), against `pg_restore --no-owner --no-privileges --single-transaction -d ...` run directly on the host.
 
-The medians and the ratios envmgr / tool are printed (1.00: as fast as the tool itself).
+The medians and the ratios envmgr / tool are printed (1.00: as fast as the tool itself): the ratio of the medians,
+and the median of each round's own ratio, steadier on a loaded machine (the two sides of a round run back to back).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ CREATE INDEX events_kind_at ON events (kind, at);
 CHECK = "SELECT count(*), sum(hashtext(e.note || e.payload::text || t.tag)) FROM events e JOIN tags t ON t.event = e.id"
 PLAIN = "postgres/001_prod.sql"
 CUSTOM = "postgres/001_prod.dump"
+WAYS = ("container", "host")
 SIDES = ("envmgr plain", "psql -f", "envmgr custom (container)", "envmgr custom (host)", "pg_restore")
 
 
@@ -156,9 +158,12 @@ def main() -> None:
     print(f"\nmedians of {args.rounds} round(s), {image_set} image:")
     for side in SIDES:
         print(f"  {side:26} {median[side]:6.2f} s")
-    print(f"plain:  envmgr / psql -f     {median['envmgr plain'] / median['psql -f']:.2f}")
-    for way in ("container", "host"):
-        print(f"custom: envmgr ({way}) / pg_restore {median[f'envmgr custom ({way})'] / median['pg_restore']:.2f}")
+    pairs = [("plain:  envmgr / psql -f", "envmgr plain", "psql -f")]
+    pairs += [(f"custom: envmgr ({way}) / pg_restore", f"envmgr custom ({way})", "pg_restore") for way in WAYS]
+    print("ratios: of the medians; the median of each round's own ratio (the sides of a round ran back to back)")
+    for label, ours, theirs in pairs:
+        paired = statistics.median(a / b for a, b in zip(times[ours], times[theirs], strict=True))
+        print(f"  {label:36} {median[ours] / median[theirs]:.2f}   {paired:.2f}")
 
 
 if __name__ == "__main__":
