@@ -124,7 +124,8 @@ def ensure_template(
     returns at once (`created=False`); otherwise builds it (see the module's documentation). On failure the
     half-built database is dropped and `MigrationError` or `SeedError` is raised.
     """
-    name = template_name(settings, template_digest(settings))
+    digest = template_digest(settings)
+    name = template_name(settings, digest)
     role = settings.postgres.app_role
     try:
         janitor = Janitor(endpoint)
@@ -136,7 +137,7 @@ def ensure_template(
             with janitor.lock(f"envmgr-template:{name}"):
                 if janitor.exists(name):  # another process built it while this one waited
                     return TemplateResult(name, created=False, migrate_seconds=0.0, seed_seconds=0.0)
-                return _build(janitor, name, settings, PgTools(endpoint, commands))
+                return _build(janitor, name, settings, PgTools(endpoint, commands), digest)
     except EnvmgrError:
         raise
     except psycopg.Error as exc:
@@ -146,10 +147,10 @@ def ensure_template(
         ) from None
 
 
-def _build(janitor: Janitor, name: str, settings: Settings, tools: PgTools) -> TemplateResult:
+def _build(janitor: Janitor, name: str, settings: Settings, tools: PgTools, digest: str) -> TemplateResult:
     building = building_name(name)
     janitor.drop(building)  # left by a build whose process died
-    cache = _cache(janitor, name, settings)
+    cache = _cache(janitor, name, settings, digest)
     lines: list[str] = []
     if cache is not None:  # restored instead of migrated when the cache has it
         create_building(janitor, building, settings.postgres)
@@ -166,7 +167,7 @@ def _build(janitor: Janitor, name: str, settings: Settings, tools: PgTools) -> T
         lines.append(_said(restored))
     create_building(janitor, building, settings.postgres)
     try:
-        roles = janitor.roles()
+        roles = janitor.roles() if cache is not None else frozenset()
         migrate_seconds, seed_seconds = _migrate_and_seed(janitor, building, settings, tools)
         if cache is not None:
             made = sorted(janitor.roles() - roles)
@@ -213,12 +214,12 @@ def _complete(janitor: Janitor, building: str, name: str) -> None:
     janitor.rename(building, name)
 
 
-def _cache(janitor: Janitor, name: str, settings: Settings) -> tuple[Path, CacheKey] | None:
+def _cache(janitor: Janitor, name: str, settings: Settings, digest: str) -> tuple[Path, CacheKey] | None:
     """The template cache's folder and this template's key there, when `postgres.template_cache` is set."""
     folder = settings.postgres.template_cache
     if folder is None:
         return None
-    key = CacheKey.of(name, template_digest(settings), janitor.server_version, settings)
+    key = CacheKey.of(name, digest, janitor.server_version, settings)
     return settings.project_root / folder, key  # an absolute folder stays itself
 
 
