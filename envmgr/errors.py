@@ -15,6 +15,7 @@
     ├── SeedError                    a seed file is malformed or failed to load; names the file and the statement/row
     ├── EnvironmentNotFoundError     no environment (or sandbox) with that id on this engine
     ├── ServiceNotEnabledError       the service asked for is not part of this environment
+    ├── TemplateCacheError           the template cache holds no usable entry for the template (`envmgr cache restore`)
     └── DaemonError                  the envmgr daemon refused a request (stop while leases are held), or its socket
         │                            cannot be trusted (another user's folder, socket or process)
         ├── DaemonNotRunningError    no envmgr daemon answers on the socket
@@ -46,6 +47,7 @@ __all__ = [
     "ServerSettingError",
     "ServiceNotEnabledError",
     "ServiceStartError",
+    "TemplateCacheError",
     "first_line",
 ]
 
@@ -173,3 +175,10 @@ class DaemonNotRunningError(DaemonError):
 
 class DaemonUntrustedError(DaemonError):
     """The daemon's folder, socket or process is not the current user's alone."""
+
+
+class TemplateCacheError(EnvmgrError):
+    """The template cache has no usable entry for the project's template (`envmgr cache restore`), or one cannot be
+    written."""
+
+    exit_code = 10

@@ -11,9 +11,10 @@ compose.py       envmgr compose export                      a docker compose fil
 daemon.py        envmgr daemon start|run|stop|status        the daemon that keeps warm environments
 report.py        envmgr report show|compare                 the run reports pytest writes, what got slower
 progress.py      (envmgr up's live progress while it starts)
+cache.py         envmgr cache save|restore DIR              the template database and a cache folder
 """
 
-from envmgr.cli import compose, daemon, doctor, environments, images, report, up
+from envmgr.cli import cache, compose, daemon, doctor, environments, images, report, up
 from envmgr.cli.app import app, compose_app, daemon_app, images_app, main, report_app
 
 __all__ = ["app", "main"]
@@ -34,3 +35,6 @@ daemon_app.command("stop")(daemon.daemon_stop)
 daemon_app.command("status")(daemon.daemon_status)
 report_app.command("show")(report.report_show)
 report_app.command("compare")(report.report_compare)
+app.add_typer(cache.cache_app, name="cache")
+cache.cache_app.command("save")(cache.cache_save)
+cache.cache_app.command("restore")(cache.cache_restore)

@@ -21,6 +21,7 @@ from testcontainers.core.network import Network
 
 from envmgr.credentials import state_folder
 from envmgr.endpoints import Callback, Endpoints, ServiceEndpoint, Worker
+from envmgr.engine.commands import EngineCommands
 from envmgr.engine.connection import Engine
 from envmgr.engine.containers import alias, is_running, published_from, run_container
 from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
@@ -30,7 +31,7 @@ from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
 from envmgr.progress.events import Progress, silent
 from envmgr.readiness import StartTimes, Waiter, diagnosed, wait_until
-from envmgr.services.base import Service
+from envmgr.services.base import CommandResult, Service
 from envmgr.timings import Timings
 
 __all__ = ["Runtime"]
@@ -55,6 +56,8 @@ class Runtime:
         self.ready: Ready = {}
         """every started (probed, prepared) replica"""
         self._engine = engine
+        for service in plan.services.values():
+            service.commands = self  # the engine's, once it is connected (run_in_container)
         self._endpoints: Endpoints | None = None
         self._containers: dict[str, DockerContainer] = {}
         self._watchdog: Watchdog | None = None
@@ -81,6 +84,10 @@ class Runtime:
         if self._engine is None:
             self._engine = Engine.connect()
         return self._engine
+
+    def run_in_container(self, container: str, command: Sequence[str], **files: Any) -> CommandResult:
+        """A program run inside one of the environment's containers (`ContainerCommands`, for the services)."""
+        return EngineCommands(self.engine.client).run_in_container(container, command, **files)
 
     @property
     def connected(self) -> Engine | None:

@@ -94,6 +94,9 @@ def build_report(
     if "postgres" in endpoints.services and "template" in endpoints.services["postgres"].extra:
         extra = endpoints.services["postgres"].extra
         report["template"] = {"name": extra["template"], "created": extra.get("template_created") == "true"}
+        if extra.get("template_cache"):
+            report["template"]["cache"] = extra["template_cache"]
+            report["template"]["restored"] = extra.get("template_restored") == "true"
     if started is not None:
         report["started"] = dict(started)
         report["skipped"] = list(skipped)
@@ -111,12 +114,16 @@ def report_line(report: Mapping[str, Any]) -> str:
     """The report in one line: `envmgr: environment ID | template ... | postgres create 0.52s ... | resets N`."""
     parts = [f"envmgr: environment {report['environment']}"]
     template = report.get("template")
-    if template is not None:
+    if template is not None and template.get("restored"):
+        parts.append(f"{template['cache']} (migrations and seeds skipped)")
+    elif template is not None:
         parts.append(
             f"template {template['name']} built"
             if template["created"]
             else f"template {template['name']} reused (migrations and seeds skipped)"
         )
+        if template.get("cache"):
+            parts.append(template["cache"])
     if report.get("started"):
         parts.append("started for " + ", ".join(f"{name} ({why})" for name, why in report["started"].items()))
     if report.get("skipped"):

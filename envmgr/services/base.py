@@ -7,10 +7,10 @@ from __future__ import annotations
 import inspect
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
@@ -19,7 +19,9 @@ from envmgr.progress.events import Progress, silent
 from envmgr.services.settings import ServiceSettings
 
 __all__ = [
+    "CommandResult",
     "ComposeContext",
+    "ContainerCommands",
     "ContainerSpec",
     "DerivedImage",
     "DoctorNote",
@@ -52,6 +54,28 @@ class ContainerSpec:
     """`uid:gid` the container runs as (None: the image's user)"""
     entrypoint: list[str] | None = None
     """instead of the image's entrypoint (None: the image's)"""
+
+
+class CommandResult(NamedTuple):
+    """How a program run in a container ended: its exit code and its output (stdout and stderr together)."""
+
+    exit_code: int
+    output: str
+
+
+class ContainerCommands(Protocol):
+    """Runs a program inside one of the environment's containers (`envmgr.engine.commands`): `inputs` (name -> host
+    file) are copied into the folder it runs in, `outputs` (name -> host file) copied back when it succeeds."""
+
+    def run_in_container(
+        self,
+        container: str,
+        command: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        inputs: Mapping[str, Path] | None = None,
+        outputs: Mapping[str, Path] | None = None,
+    ) -> CommandResult: ...
 
 
 @dataclass(frozen=True)
@@ -164,6 +188,8 @@ class Service(ABC):
         self.progress: Progress = silent
         """where `prepare` tells how its steps go (migrations, seeds: `envmgr.progress.events`); an Environment sets
         its own sink"""
+        self.commands: ContainerCommands | None = None
+        """runs programs inside its containers: set by the environment that runs them (None: no engine here)"""
 
     @classmethod
     def image_folder(cls) -> Path:

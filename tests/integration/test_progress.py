@@ -273,7 +273,7 @@ def test_the_template_build_tells_its_migrations_and_seeds_with_the_results_seco
                      f'[tool.envmgr.postgres]\ndatabase = "p{uuid.uuid4().hex[:6]}"\n', {})  # fmt: skip
     settings = load_settings(folder / "pyproject.toml", image_set="local")
     heard = Heard()
-    result = ensure_template(server, settings, heard)
+    result = ensure_template(server, settings, progress=heard)
     assert result.created
     began = [(e.phase, e.detail) for e in heard if isinstance(e, Began)]
     assert began == [("migrate", "alembic"), ("seed", str(REPO / "seeds"))]
@@ -286,7 +286,7 @@ def test_the_template_build_tells_its_migrations_and_seeds_with_the_results_seco
     assert ended["migrate"].seconds == result.migrate_seconds  # what the report says, to the digit
     assert ended["seed"].seconds == result.seed_seconds
     again = Heard()
-    assert not ensure_template(server, settings, again).created
+    assert not ensure_template(server, settings, progress=again).created
     assert [type(e) for e in again] == [Noted]
     assert isinstance(again[0], Noted)
     assert again[0].text == f"template {result.name} reused (migrations and seeds skipped)"

@@ -112,6 +112,22 @@ def test_a_reused_template_and_no_resets() -> None:
     )
 
 
+def test_a_template_restored_from_the_cache_says_so_in_the_line_and_the_json() -> None:
+    said = "template cache: app_tpl_ab12 restored from /ci/cache in 0.81 s"
+    extra = {**POSTGRES_EXTRA, "migrate_seconds": "0.000", "seed_seconds": "0.000", "template_cache": said,
+             "template_restored": "true"}  # fmt: skip
+    endpoints = Endpoints(id="e4", network="n", services={"postgres": endpoint("postgres", extra)})
+    report = build_report(endpoints, {"postgres": {"prepare": 0.9}}, {})
+    assert report["template"] == {"name": "app_tpl_ab12", "created": True, "cache": said, "restored": True}
+    assert report_line(report) == (
+        f"envmgr: environment e4 | {said} (migrations and seeds skipped) | postgres prepare 0.90s | resets 0"
+    )
+    saved = "template cache: app_tpl_ab12 saved in /ci/cache (1.1 MB, 0.52 s)"
+    extra = {**POSTGRES_EXTRA, "template_cache": saved}
+    endpoints = Endpoints(id="e5", network="n", services={"postgres": endpoint("postgres", extra)})
+    assert f"| template app_tpl_ab12 built | {saved} |" in report_line(build_report(endpoints, {}, {}))
+
+
 LOCAL_DOCKER = {"kind": "Docker", "version": "20.10.24", "api_version": "1.41", "url": "unix:///var/run/docker.sock",
                 "remote": False, "tls": False, "reached_at": "127.0.0.1", "published_on": "127.0.0.1"}  # fmt: skip
 

@@ -186,7 +186,7 @@ def test_a_postgres_seed_file_of_a_kind_envmgr_does_not_load_is_a_seed_error(tmp
     with pytest.raises(SeedError) as caught:
         settings.seeds_path()
     assert caught.value.cause.startswith(f"seed path seeds/postgres/{name} is not where envmgr reads seeds")
-    assert "*.sql, *.py, *.json, *.yaml, *.yml" in caught.value.cause
+    assert "*.sql, *.dump, *.py, *.json, *.yaml, *.yml" in caught.value.cause
     assert f"a helper: _{name}" in caught.value.cause
 
 

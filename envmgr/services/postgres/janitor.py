@@ -131,6 +131,10 @@ class Janitor:
         except (psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation):  # made before, or just now by another
             self._execute(sql.SQL("ALTER ROLE {} ").format(sql.Identifier(role)) + attributes)
 
+    def roles(self) -> frozenset[str]:
+        """The names of the server's roles."""
+        return frozenset(str(row[0]) for row in self.connection.execute("SELECT rolname FROM pg_roles").fetchall())
+
     def available_locales(self) -> builtins.list[str]:
         """The operating system's locales the server knows (imported when its cluster was initialised)."""
         rows = self.connection.execute(

@@ -1,6 +1,7 @@
 """What Postgres reads under the seeds folder: the files directly in `seeds/postgres/`, applied in sorted name order
-(`*.sql`, `*.py`, `*.json`, `*.yaml`, `*.yml`; the loader is `template/seeds.py`). Names starting with `.` or `_` are
-not applied (helpers, editor files); a sub-folder, or a file of another kind, would be ignored and is refused."""
+(`*.sql`, `*.dump`, `*.py`, `*.json`, `*.yaml`, `*.yml`; the loader is `template/seeds.py`). Names starting with `.`
+or `_` are not applied (helpers, editor files); a sub-folder, or a file of another kind, would be ignored and is
+refused."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from envmgr.seed_layout import Misplaced, SeedEntry, ignorable, shown_path
 __all__ = ["POSTGRES_SEEDS", "SEED_ENTRY", "SEED_EXTENSIONS", "postgres_seed_files"]
 
 POSTGRES_SEEDS = "postgres"
-SEED_EXTENSIONS: tuple[str, ...] = (".sql", ".py", ".json", ".yaml", ".yml")
+SEED_EXTENSIONS: tuple[str, ...] = (".sql", ".dump", ".py", ".json", ".yaml", ".yml")
 
 
 def postgres_seed_files(seeds_dir: Path) -> list[Path]:

@@ -93,7 +93,7 @@ class PostgresService(Service):
     docs = ServiceDocs(
         local_image="cluster baked at build: ready in ~0.4 s",
         ready="`SELECT 1`",
-        seeds="Alembic migrations, then `seeds/postgres/*.sql\\|py\\|json\\|yaml` into a template",
+        seeds="Alembic migrations, then `seeds/postgres/*.sql\\|dump\\|py\\|json\\|yaml` into a template",
         isolation="its own database cloned from the template",
         reset="savepoint rollback (~0.4 ms); fresh clone ~16 ms",
     )
@@ -149,7 +149,7 @@ class PostgresService(Service):
         from envmgr.services.postgres.janitor import Janitor
         from envmgr.services.postgres.template.build import ensure_template
 
-        result = ensure_template(endpoint, self.settings, self.progress)
+        result = ensure_template(endpoint, self.settings, commands=self.commands, progress=self.progress)
         with Janitor(endpoint) as janitor:
             janitor.clone(result.name, self.pg.database, self.pg.database_settings)
         facts = {
@@ -157,6 +157,8 @@ class PostgresService(Service):
             "template_created": "true" if result.created else "false",
             "migrate_seconds": f"{result.migrate_seconds:.3f}",
             "seed_seconds": f"{result.seed_seconds:.3f}",
+            **({"template_cache": result.cache} if result.cache else {}),
+            **({"template_restored": "true"} if result.restored else {}),
         }
         return endpoint.model_copy(update={"extra": {**endpoint.extra, **facts}})
 
@@ -213,7 +215,7 @@ class PostgresService(Service):
     def _template(self, endpoint: ServiceEndpoint) -> str:
         from envmgr.services.postgres.template.build import ensure_template
 
-        return endpoint.extra.get("template") or ensure_template(endpoint, self.settings).name
+        return endpoint.extra.get("template") or ensure_template(endpoint, self.settings, commands=self.commands).name
 
     # compose ---------------------------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -73,6 +74,13 @@ class PostgresSettings(ServiceSettings):
         default_factory=dict,
         description="`ALTER DATABASE ... SET` on every clone (the environment's and each worker's): "
         '`{statement_timeout = "5s", search_path = ["app", "public"]}`',
+    )
+    template_cache: Path | None = Field(
+        default=None,
+        description="a folder of saved templates (relative to the project root): the template is restored from it "
+        "instead of migrated and seeded when it holds this one (same migrations, seeds, template options, Postgres "
+        "major version and migration tool versions), and saved into it after a build; a damaged entry is ignored "
+        "with one line (`envmgr cache save/restore`; a CI cache step: docs/ci.md)",
     )
     app_role: str | None = Field(
         default=None,

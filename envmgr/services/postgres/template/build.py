@@ -20,11 +20,13 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import sys
 from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
@@ -33,17 +35,21 @@ from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.progress.events import Advanced, Noted, Progress, silent, timed
+from envmgr.services.base import ContainerCommands
 from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
 from envmgr.services.postgres.settings import PostgresSettings
+from envmgr.services.postgres.template.cache import CacheKey, CacheOutcome, restore_entry, save_entry
 from envmgr.services.postgres.template.changes import BUILDING, check_reached, fingerprints
 from envmgr.services.postgres.template.content_hash import content_hash
 from envmgr.services.postgres.template.migrate import migrate_strategy
 from envmgr.services.postgres.template.seeds import load_postgres_seeds
+from envmgr.services.postgres.tools import PgTools
 
 __all__ = [
     "TemplateResult",
     "app_password",
     "building_name",
+    "create_building",
     "database_variables",
     "ensure_template",
     "template_digest",
@@ -71,6 +77,10 @@ class TemplateResult:
     created: bool
     migrate_seconds: float
     seed_seconds: float
+    cache: str = ""
+    """what the template cache did, in one line (restored, saved, an entry ignored and why); empty without one"""
+    restored: bool = False
+    """restored from the template cache (neither migrated nor seeded)"""
 
 
 def template_digest(settings: Settings) -> str:
@@ -104,16 +114,24 @@ def building_name(name: str) -> str:
     return name[len(name) - keep :] + suffix
 
 
-def ensure_template(endpoint: ServiceEndpoint, settings: Settings, progress: Progress = silent) -> TemplateResult:
+def ensure_template(
+    endpoint: ServiceEndpoint,
+    settings: Settings,
+    *,
+    commands: ContainerCommands | None = None,
+    progress: Progress = silent,
+) -> TemplateResult:
     """Make sure the server has the template database for the project's current migrations and seeds.
 
-    `endpoint` is the server's superuser endpoint (its path does not matter). When `<database>_tpl_<hash>` exists,
+    `endpoint` is the server's superuser endpoint (its path does not matter); `commands` run PostgreSQL's client
+    programs in its container (custom-format dump seeds), when envmgr runs it. When `<database>_tpl_<hash>` exists,
     returns at once (`created=False`); otherwise builds it (see the module's documentation). On failure the
     half-built database is dropped and `MigrationError` or `SeedError` is raised. `progress` hears the migrations
     (phase `migrate`, counted when the strategy can count them) and the seeds (phase `seed`, a file at a time), with
     the seconds the result holds, or that the template was there already.
     """
-    name = template_name(settings, template_digest(settings))
+    digest = template_digest(settings)
+    name = template_name(settings, digest)
     role = settings.postgres.app_role
     try:
         janitor = Janitor(endpoint)
@@ -125,7 +143,8 @@ def ensure_template(endpoint: ServiceEndpoint, settings: Settings, progress: Pro
             with janitor.lock(f"envmgr-template:{name}"):
                 if janitor.exists(name):  # another process built it while this one waited
                     return _reused(name, endpoint.service, progress)
-                return _build(janitor, name, settings, _Told(endpoint.service, progress))
+                told = _Told(endpoint.service, progress)
+                return _build(janitor, name, settings, digest, tools=PgTools(endpoint, commands), told=told)
     except EnvmgrError:
         raise
     except psycopg.Error as exc:
@@ -154,44 +173,97 @@ class _Told:
         self.progress(Advanced(self.service, "seed", done, total, detail=name))
 
 
-def _build(janitor: Janitor, name: str, settings: Settings, told: _Told) -> TemplateResult:
+def _build(
+    janitor: Janitor, name: str, settings: Settings, digest: str, *, tools: PgTools, told: _Told
+) -> TemplateResult:
     building = building_name(name)
     janitor.drop(building)  # left by a build whose process died
-    _create(janitor, building, settings.postgres)
-    url = janitor.url(building)
-    migrate_seconds = seed_seconds = 0.0
+    cache = _cache(janitor, name, settings, digest)
+    lines: list[str] = []
+    if cache is not None:  # restored instead of migrated when the cache has it
+        create_building(janitor, building, settings.postgres)
+        try:
+            restored = restore_entry(*cache, tools, building)
+            if restored.state == "hit":
+                _complete(janitor, building, name)
+                told.progress(Noted(told.service, restored.line))
+                return TemplateResult(name, True, 0.0, 0.0, cache=restored.line, restored=True)
+        except BaseException:
+            with suppress(psycopg.Error):
+                janitor.drop(building)
+            raise
+        janitor.drop(building)
+        lines.append(_said(restored))
+    create_building(janitor, building, settings.postgres)
     try:
-        _before_migrations(janitor, url, settings.postgres)
-        strategy = migrate_strategy(settings)
-        if strategy is not None:
-            label = strategy.label
-            with timed(told.progress, told.service, "migrate", detail=label) as lap:
-                database = janitor.admin.with_path(building)
-                before = fingerprints(janitor)
-                with _database_environment(database, settings):
-                    strategy.migrate(
-                        url,
-                        around=_migration_context(settings, database),
-                        steps=lambda done, total: told.migration(done, total, label),
-                    )
-                check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
-            migrate_seconds = lap.seconds
-        seeds = settings.seeds_path()
-        if seeds is not None:
-            with timed(told.progress, told.service, "seed", detail=str(seeds)) as lap:
-                load_postgres_seeds(url, seeds, told.seed)
-            seed_seconds = lap.seconds
-        if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it
-            with psycopg.connect(url, autocommit=True) as connection:
-                _grant(connection, settings.postgres.app_role, GRANTS_AFTER_MIGRATIONS)
-        # Complete: make it a template that takes no connections, then give it its final name in one step.
-        janitor.mark_template(building)
-        janitor.rename(building, name)
+        roles = janitor.roles() if cache is not None else frozenset()
+        migrate_seconds, seed_seconds = _migrate_and_seed(janitor, building, settings, tools, told)
+        if cache is not None:
+            made = sorted(janitor.roles() - roles)
+            lines.append(_said(save_entry(*cache, tools, building) if not made else CacheOutcome(
+                "not saved", f"template cache: {name} not saved: its migrations or seeds created roles ("
+                f"{', '.join(made)}), which live in the server, not in a dump of the database")))  # fmt: skip
+        _complete(janitor, building, name)
     except BaseException:
         with suppress(psycopg.Error):
             janitor.drop(building)
         raise
-    return TemplateResult(name, created=True, migrate_seconds=migrate_seconds, seed_seconds=seed_seconds)
+    return TemplateResult(name, created=True, migrate_seconds=migrate_seconds, seed_seconds=seed_seconds,
+                          cache="; ".join(line for line in lines if line))  # fmt: skip
+
+
+def _migrate_and_seed(
+    janitor: Janitor, building: str, settings: Settings, tools: PgTools, told: _Told
+) -> tuple[float, float]:
+    """Extensions and grants, migrations, seeds and grants again into `building`: the seconds of migrate and seed."""
+    url = janitor.url(building)
+    migrate_seconds = seed_seconds = 0.0
+    _before_migrations(janitor, url, settings.postgres)
+    strategy = migrate_strategy(settings)
+    if strategy is not None:
+        label = strategy.label
+        with timed(told.progress, told.service, "migrate", detail=label) as lap:
+            database = janitor.admin.with_path(building)
+            before = fingerprints(janitor)
+            with _database_environment(database, settings):
+                strategy.migrate(
+                    url,
+                    around=_migration_context(settings, database),
+                    steps=lambda done, total: told.migration(done, total, label),
+                )
+            check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
+        migrate_seconds = lap.seconds
+    seeds = settings.seeds_path()
+    if seeds is not None:
+        with timed(told.progress, told.service, "seed", detail=str(seeds)) as lap:
+            load_postgres_seeds(url, seeds, told.seed, tools=tools)
+        seed_seconds = lap.seconds
+    if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it
+        with psycopg.connect(url, autocommit=True) as connection:
+            _grant(connection, settings.postgres.app_role, GRANTS_AFTER_MIGRATIONS)
+    return migrate_seconds, seed_seconds
+
+
+def _complete(janitor: Janitor, building: str, name: str) -> None:
+    """Make it a template that takes no connections, then give it its final name in one step."""
+    janitor.mark_template(building)
+    janitor.rename(building, name)
+
+
+def _cache(janitor: Janitor, name: str, settings: Settings, digest: str) -> tuple[Path, CacheKey] | None:
+    """The template cache's folder and this template's key there, when `postgres.template_cache` is set."""
+    folder = settings.postgres.template_cache
+    if folder is None:
+        return None
+    key = CacheKey.of(name, digest, janitor.server_version, settings)
+    return settings.project_root / folder, key  # an absolute folder stays itself
+
+
+def _said(outcome: CacheOutcome) -> str:
+    """The outcome's line, also on stderr when it is a problem (an entry ignored, a template not saved)."""
+    if outcome.state in ("ignored", "not saved"):
+        sys.stderr.write(f"envmgr: warning: {outcome.line}\n")
+    return outcome.line
 
 
 @contextmanager
@@ -232,7 +304,7 @@ def database_variables(database: ServiceEndpoint, settings: Settings) -> dict[st
     return {**database.variables, **settings.export_table().render({database.service: database})}
 
 
-def _create(janitor: Janitor, name: str, pg: PostgresSettings) -> None:
+def create_building(janitor: Janitor, name: str, pg: PostgresSettings) -> None:
     """The database to build the template in, with the configured encoding and locale."""
     try:
         janitor.create(name, encoding=pg.encoding, locale=pg.locale)

@@ -5,10 +5,15 @@ order, all of one run in ONE transaction (a failing file leaves nothing behind):
 
 * `*.sql`: split into statements (quotes, quoted identifiers, `E'...'` strings, dollar quoting and comments are
   respected) and sent in batches of ~256 KB, one round trip each; when a batch fails it is undone (savepoint) and
-  replayed statement by statement, so an error names the statement; `%` is literal (no parameters). psql
-  meta-commands (`\\copy`, `\\connect`) and `COPY ... FROM stdin` are not supported; transaction control
-  (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT` ...) is refused before anything is sent. A SQL file that inserts
-  explicit ids moves the sequences itself (`SELECT setval(...)`).
+  replayed statement by statement, so an error names the statement; `%` is literal (no parameters). A plain
+  `pg_dump` of one database is a seed as it is: `COPY ... FROM stdin` blocks are sent with their rows (a bad row is
+  named by its line); psql meta-commands other than pg_dump's `\\restrict`/`\\unrestrict` (`\\connect`, `\\copy`,
+  `\\i` ...) and transaction control (`BEGIN`, `COMMIT`, `ROLLBACK`, `SAVEPOINT` ...) are refused before anything
+  is sent (`sql_seeds.py`). A file's session settings (`SET`) end with it. A SQL file that inserts explicit ids moves
+  the sequences itself (`SELECT setval(...)`).
+* `*.dump`: a custom-format dump (`pg_dump -Fc`), restored by `pg_restore --no-owner --no-privileges
+  --single-transaction` in the server's container or on this machine (`dump_seeds.py`); the files before it are
+  committed first, as pg_restore has its own connection.
 * `*.py`: a module with a `seed(connection)` function; it gets a SQLAlchemy `Connection` inside the transaction
   (do not commit it). The folder is on `sys.path` while the module is imported, so `_helpers.py` beside it works;
   the modules imported from the folder are forgotten afterwards. Python seeds of several threads run one at a time
@@ -20,14 +25,14 @@ order, all of one run in ONE transaction (a failing file leaves nothing behind):
   inserts do not collide with seeded ids.
 
 Files whose name starts with `.` or `_` are not applied (helpers, editor files), nor files of other extensions.
-Any failure raises `SeedError` naming the file and the statement (`statement 3 (line 12) "INSERT ..."`) or the row
-(`table releases row 2`) with the first line of the error.
+Any failure raises `SeedError` naming the file and the statement (`statement 3 (line 12) "INSERT ..."`), the row
+(`table releases row 2`, a COPY's `row 7 (line 130)`) or the dump's object (`TOC entry 215 "TABLE DATA a envmgr"`)
+with the first line of the error.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -46,12 +51,12 @@ from envmgr.errors import SeedError, first_line
 from envmgr.process_state import process_state_guard
 from envmgr.seed_layout import read_seed_text, seed_file_error, shown_path
 from envmgr.services.postgres.seed_files import postgres_seed_files
-from envmgr.services.postgres.template.sql import SqlStatement, split_sql, strip_leading_comments
+from envmgr.services.postgres.template.dump_seeds import check_dump, restore_dump
+from envmgr.services.postgres.template.sql import SqlStatement, split_sql
+from envmgr.services.postgres.template.sql_seeds import SQL_BATCH_BYTES, apply_sql, check_sql
+from envmgr.services.postgres.template.sql_seeds import describe as _describe
+from envmgr.services.postgres.tools import PgTools
 from envmgr.services.postgres.urls import sqlalchemy_url
-
-SQL_BATCH_BYTES = 256 * 1024
-"""SQL statements are sent together up to about this many characters: one round trip (and one savepoint) each."""
-_BATCH_JOINER = "\n;\n"  # the newline ends a `--` comment that closes the previous statement
 
 __all__ = ["SQL_BATCH_BYTES", "SeedFile", "check_postgres_seeds", "load_postgres_seeds"]
 
@@ -68,6 +73,8 @@ class SeedFile:
     statements: tuple[SqlStatement, ...] = ()
     code: CodeType | None = None
     tables: tuple[tuple[str, tuple[dict[str, Any], ...]], ...] = ()
+    dump: bool = False
+    """a custom-format dump, restored by pg_restore"""
 
 
 def check_postgres_seeds(seeds_dir: Path) -> list[SeedFile]:
@@ -80,23 +87,37 @@ def check_postgres_seeds(seeds_dir: Path) -> list[SeedFile]:
 
 
 def load_postgres_seeds(
-    url: str, seeds_dir: Path, on_file: Callable[[int, int, str], None] = lambda done, total, name: None
+    url: str,
+    seeds_dir: Path,
+    on_file: Callable[[int, int, str], None] = lambda done, total, name: None,
+    *,
+    tools: PgTools | None = None,
 ) -> int:
-    """Apply every Postgres seed file of `seeds_dir` to the database at `url`, in one transaction.
+    """Apply every Postgres seed file of `seeds_dir` to the database at `url`, in one transaction (one per run of
+    files between custom-format dumps, which `tools` restore: by default with the pg_restore on PATH).
 
     Every file is read and checked first (nothing is sent when one is malformed). Returns how many files were
-    applied; raises `SeedError` naming the file and the statement or row. `on_file` hears (done, total, file) after
-    each file.
+    applied; raises `SeedError` naming the file and the statement, row or object. `on_file` hears (done, total,
+    file) after each file.
     """
     seeds = check_postgres_seeds(seeds_dir)
     if not seeds:
         return 0
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
-        with engine.begin() as connection:
-            for done, seed in enumerate(seeds, start=1):
-                _apply(connection, seed)
-                on_file(done, len(seeds), seed.shown)
+        done = 0
+        for run in _runs(seeds):
+            if run[0].dump:
+                database = sa.make_url(url).database or ""
+                restore_dump(tools or PgTools.for_url(url), run[0].path, run[0].shown, database)
+                done += 1
+                on_file(done, len(seeds), run[0].shown)
+                continue
+            with engine.begin() as connection:
+                for seed in run:
+                    _apply(connection, seed)
+                    done += 1
+                    on_file(done, len(seeds), seed.shown)
     except SeedError:
         raise
     except SQLAlchemyError as exc:  # connecting or committing: not the fault of one file
@@ -109,13 +130,27 @@ def load_postgres_seeds(
     return len(seeds)
 
 
+def _runs(seeds: list[SeedFile]) -> list[list[SeedFile]]:
+    """The seeds in order, in runs that share a transaction: consecutive files that are not dumps; a dump alone."""
+    runs: list[list[SeedFile]] = []
+    for seed in seeds:
+        if seed.dump or not runs or runs[-1][0].dump:
+            runs.append([seed])
+        else:
+            runs[-1].append(seed)
+    return runs
+
+
 def _read_seed(path: Path, seeds_dir: Path) -> SeedFile:
     shown = shown_path(path, seeds_dir)
     suffix = path.suffix.lower()
+    if suffix == ".dump":
+        check_dump(path, shown)
+        return SeedFile(path, shown, dump=True)
     text = read_seed_text(path, shown)
     if suffix == ".sql":
         statements = tuple(split_sql(text))
-        _check_no_transaction_control(statements, shown)
+        check_sql(statements, shown)
         return SeedFile(path, shown, statements=statements)
     if suffix == ".py":
         try:
@@ -128,81 +163,13 @@ def _read_seed(path: Path, seeds_dir: Path) -> SeedFile:
 
 def _apply(connection: Connection, seed: SeedFile) -> None:
     if seed.path.suffix.lower() == ".sql":
-        _apply_sql(connection, seed)
+        apply_sql(connection, seed.statements, seed.shown)
     elif seed.code is not None:
         _apply_python(connection, seed)
     else:
         for table_name, rows in seed.tables:
             table = _reflect(connection, table_name, seed.shown)
             _insert_rows(connection, table, table_name, rows, seed.shown)
-
-
-def _describe(exc: BaseException) -> str:
-    """`UndefinedColumn: column "artst" of relation "releases" does not exist`: the driver's error when there is one."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
-        exc = exc.orig
-    return f"{type(exc).__name__}: {first_line(exc)}"
-
-
-# *.sql
-
-
-def _apply_sql(connection: Connection, seed: SeedFile) -> None:
-    """Send the statements in batches of about `SQL_BATCH_BYTES`, one round trip each, each batch in a savepoint.
-
-    When a batch fails, the savepoint undoes it and its statements are sent again one by one to name the one that
-    fails (the load stops there and its transaction is rolled back, so nothing is applied twice).
-    """
-    raw = connection.execution_options(no_parameters=True)  # a literal % is not a placeholder
-    for first, batch in _batches(seed.statements):
-        if len(batch) > 1:
-            try:
-                with connection.begin_nested():
-                    raw.exec_driver_sql(_BATCH_JOINER.join(statement.text for statement in batch))
-                continue
-            except DBAPIError:
-                pass
-        for number, statement in enumerate(batch, start=first):
-            try:
-                raw.exec_driver_sql(statement.text)
-            except DBAPIError as exc:
-                raise seed_file_error(seed.shown, statement.describe(number), _describe(exc)) from None
-        if len(batch) > 1:
-            raise seed_file_error(
-                seed.shown,
-                f"statements {first}-{first + len(batch) - 1}",
-                "they fail when sent together but not one by one",
-            )
-
-
-def _batches(statements: Sequence[SqlStatement]) -> Iterator[tuple[int, list[SqlStatement]]]:
-    """(number of the first statement, statements) of about SQL_BATCH_BYTES each, in order."""
-    batch: list[SqlStatement] = []
-    size = 0
-    first = 1
-    for number, statement in enumerate(statements, start=1):
-        if batch and size + len(statement.text) > SQL_BATCH_BYTES:
-            yield first, batch
-            batch, size, first = [], 0, number
-        batch.append(statement)
-        size += len(statement.text)
-    if batch:
-        yield first, batch
-
-
-_TRANSACTION_CONTROL = re.compile(
-    r"(BEGIN|COMMIT|END|ROLLBACK|ABORT|START\s+TRANSACTION|SAVEPOINT|RELEASE|PREPARE\s+TRANSACTION)\b", re.IGNORECASE
-)
-
-
-def _check_no_transaction_control(statements: Sequence[SqlStatement], shown: str) -> None:
-    """A seed file runs inside envmgr's transaction: BEGIN, COMMIT, ROLLBACK ... in it would end or break that."""
-    for number, statement in enumerate(statements, start=1):
-        if _TRANSACTION_CONTROL.match(strip_leading_comments(statement.text)):
-            raise SeedError(
-                f"seed file {shown} failed at {statement.describe(number)}: transaction control in a seed file",
-                f"remove it from {shown}: all the seed files of a run are applied in one transaction by envmgr",
-            )
 
 
 # *.py

@@ -1,5 +1,10 @@
 """Splitting a SQL file into statements: quotes, quoted identifiers, `E'...'` strings, dollar quoting and comments
-are respected; each statement keeps the line of its first token (for the seed errors)."""
+are respected; each statement keeps the line of its first token (for the seed errors).
+
+What a plain `pg_dump` writes besides SQL is read as psql reads it: the data lines after `COPY ... FROM stdin;` up to
+a line `\\.` (or the end of the text) belong to that statement (`SqlStatement.data`), and a backslash where a
+statement would start begins a psql meta-command that ends with its line (`SqlStatement.meta`); which meta-commands a
+seed may hold is the loader's call (`seeds.py`)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,14 @@ class SqlStatement:
 
     text: str
     line: int
+    data: str | None = None
+    """`COPY ... FROM stdin`: its data lines (each with its newline; without the `\\.` line), else None"""
+    data_line: int = 0
+    """the line of the first data line"""
+    after_copy: str = ""
+    """what follows `COPY ... FROM stdin;` on its line (the data start on the next line: psql would read it later)"""
+    meta: bool = False
+    """a psql meta-command (`\\connect db`): `text` is its line"""
 
     def describe(self, number: int) -> str:
         """`statement 3 (line 12) "INSERT INTO releases ..."`: how an error names it."""
@@ -25,9 +38,12 @@ class SqlStatement:
         flat = " ".join(body.split())
         if len(flat) > SNIPPET:
             flat = flat[: SNIPPET - 3] + "..."
-        return f'statement {number} (line {self.line}) "{flat}"'
+        kind = "meta-command" if self.meta else "statement"
+        return f'{kind} {number} (line {self.line}) "{flat}"'
 
 
+_COPY_FROM_STDIN = re.compile(r"COPY\b.*\bFROM\s+STDIN\b", re.IGNORECASE | re.DOTALL)
+_DATA_END = "\n\\."
 _DOLLAR_TAG = re.compile(r"\$([A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
 _NON_BLANK = re.compile(r"\S")
 _SPECIAL = re.compile(r"""--|/\*|[;'"$]""")  # what can open a comment, a literal or a body, or end a statement
@@ -82,6 +98,9 @@ def split_sql(text: str) -> list[SqlStatement]:
                 i += 1
                 start = i
                 continue
+            if text[i] == "\\":  # a psql meta-command: to the end of its line
+                i = start = _read_meta(statements, lines, i)
+                continue
             first_token = i
         special = _SPECIAL.search(text, i)
         if special is None:
@@ -93,6 +112,8 @@ def split_sql(text: str) -> list[SqlStatement]:
         elif token == ";":
             _add_statement(statements, lines, start, i, first_token)
             i += 1
+            if _is_copy_from_stdin(statements[-1]):  # the statement just added
+                i = _read_copy_data(statements, lines, i)
             start = i
             first_token = None
         elif token == "'":
@@ -100,17 +121,64 @@ def split_sql(text: str) -> list[SqlStatement]:
             i = _skip_quoted(text, i, "'", backslash=escapes)
         elif token == '"':
             i = _skip_quoted(text, i, '"', backslash=False)
-        elif i == 0 or not _is_ident_char(text[i - 1]):  # "$" that may open a dollar-quoted body
-            match = _DOLLAR_TAG.match(text, i)
-            if match:
-                close = text.find(match.group(0), match.end())
-                i = length if close < 0 else close + len(match.group(0))
-            else:
-                i += 1  # $1: a positional parameter
         else:
-            i += 1  # "$" inside an identifier
+            i = _skip_dollar(text, i)
     _add_statement(statements, lines, start, length, first_token)
     return statements
+
+
+def _skip_dollar(text: str, i: int) -> int:
+    """The offset after the dollar-quoted body that opens at `i`, or after the `$` of `$1` or `a$b`."""
+    if i > 0 and _is_ident_char(text[i - 1]):
+        return i + 1  # "$" inside an identifier
+    match = _DOLLAR_TAG.match(text, i)
+    if not match:
+        return i + 1  # $1: a positional parameter
+    close = text.find(match.group(0), match.end())
+    return len(text) if close < 0 else close + len(match.group(0))
+
+
+def _read_meta(statements: list[SqlStatement], lines: _LineCounter, i: int) -> int:
+    """The psql meta-command that starts at `i`, to the end of its line; returns the offset of that end."""
+    end = lines.text.find("\n", i)
+    end = len(lines.text) if end < 0 else end
+    statements.append(SqlStatement(lines.text[i:end].strip(), lines.line_of(i), meta=True))
+    return end
+
+
+def _is_copy_from_stdin(statement: SqlStatement) -> bool:
+    return (
+        statement.data is None
+        and not statement.meta
+        and bool(_COPY_FROM_STDIN.match(strip_leading_comments(statement.text)))
+    )
+
+
+def _read_copy_data(statements: list[SqlStatement], lines: _LineCounter, i: int) -> int:
+    """The data of the COPY statement just added (its `;` ends at `i`), as psql reads them: from the next line to a
+    line `\\.` (or the end of the text); returns the offset after that line."""
+    text = lines.text
+    length = len(text)
+    line_end = text.find("\n", i)
+    line_end = length if line_end < 0 else line_end
+    after = text[i:line_end].strip()
+    begin = min(line_end + 1, length)
+    if text.startswith("\\.", begin) and text[begin + 2 : begin + 3] in ("", "\n", "\r"):
+        end = stop = begin  # no data lines
+    else:
+        end = begin - 1
+        while True:
+            end = text.find(_DATA_END, end + 1)
+            if end < 0 or text[end + 3 : end + 4] in ("", "\n", "\r"):
+                break
+        stop = length if end < 0 else end + 1  # the data keep the newline of their last line
+        end = length if end < 0 else end + 1
+    copy = statements[-1]
+    statements[-1] = SqlStatement(
+        copy.text, copy.line, data=text[begin:stop], data_line=lines.line_of(begin), after_copy=after
+    )
+    after_end = text.find("\n", end)
+    return length if end >= length or after_end < 0 else after_end + 1
 
 
 def _skip_comment(text: str, i: int) -> int:
