@@ -104,6 +104,8 @@ class Pool:
         for env_id, record in self.engine.environments().items():
             if record.labels.get(LABEL_DAEMON) != self.key:
                 continue
+            if record.holder is None and record.owner is not None and record.owner.is_alive():
+                continue  # a run's own, still running (made with this key, handed over at its end: `adopt`)
             with self._lock:
                 if self._closed:
                     return  # stopping: what is not adopted stays labelled, swept once this daemon has gone

@@ -171,8 +171,9 @@ class EnvironmentPlan:
         """Replicas started elsewhere are where they run: planning uses them (their dependants, `plan()`)."""
         with self._lock:
             for key, endpoint in ready.items():
-                role = next(iter(self.services[key[0]].ports))
-                self._planned[key] = ({role: endpoint.port, **endpoint.ports}, endpoint)
+                roles = self.services[key[0]].ports
+                main = {next(iter(roles)): endpoint.port} if roles else {}  # a worker (celery) publishes no port
+                self._planned[key] = ({**main, **endpoint.ports}, endpoint)
 
     def forget(self) -> None:
         """Forget the planned ports (the environment is gone)."""
