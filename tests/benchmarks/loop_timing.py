@@ -7,6 +7,8 @@ exits:
 * `marks`: wall-clock times (time.time()) of the hooks of a run: this plugin's import, load_initial_conftests,
   configure, sessionstart (xdist starts its workers there), collection, the first test's set-up and call, the last
   test's end, sessionfinish, unconfigure, exit (LOOP_T0 is the launch of the pytest command, set by the harness);
+* `cpu`: the process's CPU time (time.process_time(), user + system, this process only) at the same marks: a
+  breakdown that a loaded machine disturbs much less than the wall clock;
 * `hooks`: seconds spent in each of envmgr's own hook implementations (its plugin and integrations), and calls;
 * `fixtures`: seconds spent setting up each fixture, and calls (pytest_fixture_setup);
 * `phases`: seconds of every test's setup / call / teardown, summed;
@@ -35,8 +37,9 @@ HEAVY = ("docker", "testcontainers", "sqlalchemy", "pydantic", "pydantic_setting
          "psycopg", "redis", "requests", "boto3", "botocore", "celery", "django", "yaml", "filelock")  # fmt: skip
 
 _marks: dict[str, float] = {"import": time.time()}
-_hooks: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-_fixtures: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+_cpu: dict[str, float] = {"import": time.process_time()}
+_hooks: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0])
+_fixtures: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0])
 _phases: dict[str, float] = defaultdict(float)
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
 _profiler: Any = None
@@ -52,6 +55,7 @@ def _mark(name: str, *, first: bool = False) -> None:
     if first and name in _marks:
         return
     _marks[name] = time.time()
+    _cpu[name] = time.process_time()
 
 
 @atexit.register
@@ -67,8 +71,9 @@ def _write() -> None:
         "pid": os.getpid(),
         "t0": float(os.environ.get("LOOP_T0", "0") or 0),
         "marks": _marks,
-        "hooks": {name: {"seconds": s, "calls": int(c)} for name, (s, c) in _hooks.items()},
-        "fixtures": {name: {"seconds": s, "calls": int(c)} for name, (s, c) in _fixtures.items()},
+        "cpu": _cpu,
+        "hooks": {name: {"seconds": s, "calls": int(c), "cpu": u} for name, (s, c, u) in _hooks.items()},
+        "fixtures": {name: {"seconds": s, "calls": int(c), "cpu": u} for name, (s, c, u) in _fixtures.items()},
         "phases": dict(_phases),
         "modules": sorted(name for name in HEAVY if name in sys.modules),
     }
@@ -78,13 +83,14 @@ def _write() -> None:
 
 def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     def timed(*args: Any, **kwargs: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             return function(*args, **kwargs)
         finally:
             slot = _hooks[name]
             slot[0] += time.perf_counter() - started
             slot[1] += 1
+            slot[2] += time.process_time() - cpu
 
     return timed
 
@@ -188,13 +194,14 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_fixture_setup(fixturedef: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     try:
         return (yield)
     finally:
         slot = _fixtures[fixturedef.argname]
         slot[0] += time.perf_counter() - started
         slot[1] += 1
+        slot[2] += time.process_time() - cpu
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

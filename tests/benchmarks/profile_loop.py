@@ -297,11 +297,16 @@ def pytest_run(stack: Stack, side: str, workers: int, env: dict[str, str], extra
 # the phase breakdown -----------------------------------------------------------------------------------------------
 
 
-def spans(run: Run) -> dict[str, float]:
-    """Seconds of each phase of a run, from its processes' marks (main: the controller or the only process)."""
+def spans(run: Run, clock: str = "wall") -> dict[str, float]:
+    """Seconds of each phase of a run, from its processes' marks (main: the controller or the only process).
+
+    clock "wall": wall-clock seconds (a process's first span starts at the launch of the command); "cpu": the CPU
+    seconds each process spent in the phase (its own user + system time; the first span starts at its start)."""
+    cpu = clock == "cpu"
+    key = "cpu" if cpu else "marks"
     main = run.main
-    m = main["marks"]
-    t0 = main["t0"]
+    m = main.get(key, {})
+    t0 = 0.0 if cpu else main["t0"]
     out: dict[str, float] = {}
 
     def span(name: str, start: str | float, end: str | float, marks: dict[str, float] = m) -> None:
@@ -318,19 +323,10 @@ def spans(run: Run) -> dict[str, float]:
     span("main: sessionstart (xdist spawns workers)", "sessionstart", "sessionstart_end")
     if run.workers:
         ready = [v for k, v in m.items() if k.startswith("node_ready_")]
-        if ready:
+        if ready and not cpu:
             span("main: sessionstart -> all workers ready", "sessionstart", max(ready))
         for worker in run.workers:
-            w = worker["marks"]
-            prefix = f"{worker['worker']}: "
-            span(prefix + "spawn + interpreter + pytest import", t0, "import", w)
-            span(prefix + "plugins + initial conftests", "import", "load_initial_conftests_end", w)
-            span(prefix + "configure", "configure", "configure_end", w)
-            span(prefix + "collection", "collection", "collection_finish", w)
-            span(prefix + "collection_finish (envmgr: ensure, no wait)", "collection_finish", "collection_finish_end",
-                 w)  # fmt: skip
-            span(prefix + "first setup -> last teardown", "first_setup", "last_teardown_end", w)
-            span(prefix + "sessionfinish -> exit", "sessionfinish", "exit", w)
+            _worker_spans(worker, worker.get(key, {}), t0, cpu, span)
     else:
         span("main: collection", "collection", "collection_finish")
         span("main: collection_finish (envmgr: lease/ensure)", "collection_finish", "collection_finish_end")
@@ -338,47 +334,74 @@ def spans(run: Run) -> dict[str, float]:
     span("main: sessionfinish", "sessionfinish", "sessionfinish_end")
     span("main: unconfigure (envmgr: release / remove)", "unconfigure", "unconfigure_end")
     span("main: unconfigure end -> exit", "unconfigure_end", "exit")
-    first_setup = run.first("first_setup")
-    if first_setup is not None:
-        out["to first test set-up"] = first_setup
-    out["to first test call"] = run.ttft
-    ends = [r["marks"].get("last_teardown_end") for r in run.records]
-    if any(ends):
-        out["last test end -> exit"] = t0 + run.wall - max(e for e in ends if e)
-    for record in run.records:
-        for name, data in record["hooks"].items():
-            out[f"hook {name} (all processes)"] = out.get(f"hook {name} (all processes)", 0.0) + data["seconds"]
-        for name, value in record["phases"].items():
-            if name != "tests":
-                out[f"tests: {name} (all processes)"] = out.get(f"tests: {name} (all processes)", 0.0) + value
-        for name, data in record["fixtures"].items():
-            key = f"fixture {name} (all processes)"
-            out[key] = out.get(key, 0.0) + data["seconds"]
+    if cpu:
+        span("main: total (process)", 0.0, "exit")
+        out["all processes (CPU of the run)"] = run.cpu
+    else:
+        first_setup = run.first("first_setup")
+        if first_setup is not None:
+            out["to first test set-up"] = first_setup
+        out["to first test call"] = run.ttft
+        ends = [r["marks"].get("last_teardown_end") for r in run.records]
+        if any(ends):
+            out["last test end -> exit"] = t0 + run.wall - max(e for e in ends if e)
+        out["all processes (wall of the run)"] = run.wall
+    _aggregates(run, cpu, out)
     return out
 
 
+def _worker_spans(worker: dict[str, Any], w: dict[str, float], t0: float, cpu: bool, span: Any) -> None:
+    prefix = f"{worker['worker']}: "
+    span(prefix + "spawn + interpreter + pytest import", t0, "import", w)
+    span(prefix + "plugins + initial conftests", "import", "load_initial_conftests_end", w)
+    span(prefix + "configure", "configure", "configure_end", w)
+    span(prefix + "collection", "collection", "collection_finish", w)
+    span(prefix + "collection_finish (envmgr: ensure, no wait)", "collection_finish", "collection_finish_end", w)
+    span(prefix + "first setup -> last teardown", "first_setup", "last_teardown_end", w)
+    span(prefix + "sessionfinish -> exit", "sessionfinish", "exit", w)
+    if cpu:
+        span(prefix + "total (process)", 0.0, "exit", w)
+
+
+def _aggregates(run: Run, cpu: bool, out: dict[str, float]) -> None:
+    """envmgr's hooks, the tests' phases and the fixtures' set-up, summed over the run's processes."""
+    field = "cpu" if cpu else "seconds"
+    for record in run.records:
+        for name, data in record["hooks"].items():
+            out[f"hook {name} (all processes)"] = out.get(f"hook {name} (all processes)", 0.0) + data.get(field, 0.0)
+        if not cpu:
+            for name, value in record["phases"].items():
+                if name != "tests":
+                    out[f"tests: {name} (all processes)"] = out.get(f"tests: {name} (all processes)", 0.0) + value
+        for name, data in record["fixtures"].items():
+            label = f"fixture {name} (all processes)"
+            out[label] = out.get(label, 0.0) + data.get(field, 0.0)
+
+
 def print_breakdown(title: str, runs: dict[str, list[Run]]) -> None:
-    """The spans of every side, medians over its runs; fixtures only when some side spends > 5 ms in them."""
+    """The spans of every side, wall and CPU, medians over its runs; fixtures only above 5 ms."""
     table: dict[str, dict[str, float]] = {}
     for side, side_runs in runs.items():
-        per = [spans(r) for r in side_runs]
-        for key in {k for p in per for k in p}:
-            values = [p[key] for p in per if key in p]
-            table.setdefault(key, {})[side] = statistics.median(values)
-    sides = list(runs)
-    print(f"\n  breakdown {title} (medians, seconds)")
-    print("    " + f"{'phase':<62}" + "".join(f"{s:>10}" for s in sides))
+        for clock in ("wall", "cpu"):
+            per = [spans(r, clock) for r in side_runs]
+            for key in {k for p in per for k in p}:
+                values = [p[key] for p in per if key in p]
+                table.setdefault(key, {})[f"{side} {clock}"] = statistics.median(values)
+    columns = [f"{side} {clock}" for side in runs for clock in ("wall", "cpu")]
+    print(f"\n  breakdown {title} (medians, seconds; wall clock and the processes' own CPU)")
+    print("    " + f"{'phase':<58}" + "".join(f"{c:>13}" for c in columns))
 
     def order(key: str) -> tuple[int, str]:
-        prefixes = ("main", "gw", "to ", "last", "tests", "hook")
+        prefixes = ("main", "gw", "to ", "last", "all", "tests", "hook")
         kind = next((index for index, prefix in enumerate(prefixes) if key.startswith(prefix)), len(prefixes))
         return kind, key
 
     for key in sorted(table, key=order):
         row = table[key]
-        if key.startswith("fixture") and max(row.values()) < 0.005:
+        if key.startswith(("fixture", "hook")) and max(row.values()) < 0.005:
             continue
-        print("    " + f"{key[:62]:<62}" + "".join(f"{row.get(s, float('nan')):>10.3f}" for s in sides))
+        cells = "".join(f"{row[c]:>13.3f}" if c in row else f"{'':>13}" for c in columns)
+        print("    " + f"{key[:58]:<58}" + cells)
 
 
 # import times ---------------------------------------------------------------------------------------------------------
@@ -515,6 +538,15 @@ def attached(stack: Stack, env: dict[str, str], workers: int) -> Iterator[str]:
                        check=False)  # fmt: skip
 
 
+def wait_for_quiet(max_load: float | None, max_wait: float) -> None:
+    """Before a round: wait (up to max_wait s) until the 1-minute load average is below max_load (a shared machine)."""
+    if max_load is None:
+        return
+    deadline = time.monotonic() + max_wait
+    while os.getloadavg()[0] >= max_load and time.monotonic() < deadline:
+        time.sleep(5)
+
+
 def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str], options: argparse.Namespace
             ) -> dict[str, list[Run]]:  # fmt: skip
     """One stack at one -n: every side, alternating, after a warm-up run each (see the module's documentation)."""
@@ -536,6 +568,7 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
             pytest_run(stack, side, workers, env, extra)
         runs: dict[str, list[Run]] = {side: [] for side in sides}
         for number in range(rounds):
+            wait_for_quiet(options.max_load, options.max_wait)
             for side, (env, extra) in sides.items():
                 run = pytest_run(stack, side, workers, env, extra)
                 runs[side].append(run)
@@ -549,7 +582,7 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
         if importtime:
             summaries = {}
             for side, (env, extra) in sides.items():
-                run = pytest_run(stack, side, workers, env, extra, importtime=True)
+                run = pytest_run(stack, side, workers, env, [*extra, "-s"], importtime=True)  # -s: not captured
                 summaries[side] = import_summary(run.stderr, len(run.records))
             print_imports(f"{stack.name} -n {workers}", summaries)
     return runs
@@ -620,6 +653,8 @@ def main() -> None:
     parser.add_argument("--modes", default="daemon,attach,habit")
     parser.add_argument("--json", type=Path, default=None, help="write every run's records here")
     parser.add_argument("--profile", type=Path, default=None, help="one more run per side under cProfile, here")
+    parser.add_argument("--max-load", type=float, default=None, help="before a round, wait for a lower load average")
+    parser.add_argument("--max-wait", type=float, default=120.0, help="... for at most this many seconds")
     parser.add_argument("--daemon-cycles", type=int, default=0, help="lease/release cycles timed without pytest")
     parser.add_argument("--importtime", action="store_true", help="one more run per side: import times")
     parser.add_argument("--analyze", type=Path, default=None, help="only print the functions of the profiles here")
