@@ -2,7 +2,10 @@
 goes. Run on demand (not part of the test suite), one pytest process tree at a time:
 
     ENVMGR_IMAGE_SET=local python tests/benchmarks/profile_loop.py [--stacks django,fastapi,flask,example]
-        [--workers 0,2] [--rounds 5] [--modes daemon,attach,habit] [--json out.json] [--profile DIR]
+        [--workers 0,2] [--rounds 5] [--modes daemon,attach,habit] [--max-load 3.5 --max-wait 90]
+        [--daemon-cycles 10] [--importtime] [--profile DIR] [--json out.json]
+    python tests/benchmarks/profile_loop.py --analyze DIR      # envmgr's functions in the profiles of --profile DIR
+    python tests/benchmarks/profile_loop.py --report FILE      # markdown tables of the phases of a --json FILE
 
 Stacks (the example projects, run from their own folder with their own pytest settings; the same tests on every
 side):
@@ -11,6 +14,8 @@ side):
     fastapi  tests/examples/fastapi_app, every test
     flask    tests/examples/flask_app: tests/test_invoices.py and tests/test_cache.py (Postgres and Redis; the Celery
              and WireMock tests are left out, and so are those services on envmgr's side: ENVMGR_<S>__ENABLED=false)
+    django-many  a copy of django (in the temporary folder) with 300 more tests that each read the database: the
+             per-test costs
     example  the repository's own (its pyproject): tests/example_app/suite/test_releases.py, --noconftest (the
              repository's tests/conftest.py is its own test suite's); LocalStack, WireMock and Celery disabled
 
@@ -20,6 +25,8 @@ Sides, alternating within each round (A, B, C, A, B, C ...) after one unmeasured
              the end of the stack); every run leases the warm environment of its configuration (-n 0 and -n 2 are
              two configurations) and hands it back (the daemon resets it in the background)
     attach   `envmgr up --detach` once per stack, then `pytest --envmgr-env ID`
+    owned    (not by default) no daemon, nothing attached: every run starts its own environment, as the second
+             run does today unless `envmgr daemon start` was run by hand
     habit    Postgres and Redis started once by hand (`docker run` of envmgr-local/postgres:15 and
              envmgr-local/redis:7, published on 127.0.0.1) and left running; the migrated, seeded template database
              made once by hand; `pytest -p no:envmgr -p habit_<stack>` (tests/benchmarks/usual_way/habit_*.py): for
@@ -27,11 +34,21 @@ Sides, alternating within each round (A, B, C, A, B, C ...) after one unmeasured
              rollback fixtures a team writes
 
 Every process of every run loads tests/benchmarks/loop_timing.py (`-p loop_timing`), which writes when each phase
-of the process began and ended, envmgr's hooks and the fixtures' set-up times (JSON lines; see its docstring).
-Printed per stack and -n: medians of wall time (launch to exit), CPU (user + system of pytest and its workers),
-time to the first test (launch to the first test's call), the ratios to the habit, and the 1-minute load average;
-then the phase breakdown of the median run of each side. `--json` keeps every run's records. `--profile DIR` adds one
-run per side profiled with cProfile (every process: DIR/<stack>-n<N>-<side>/<worker>-<pid>.prof).
+of the process began and ended (wall clock and the process's CPU time), envmgr's hooks and the fixtures' set-up
+times (JSON lines; see its docstring). Printed per stack and -n: medians of wall time (launch to exit), time to the
+first test (launch to the first test's call) and CPU (user + system of pytest and its workers; not Postgres's), their
+ratios to the habit, and the median 1-minute load average of the runs (this machine is shared: the CPU ratio is the
+one a loaded machine disturbs least); then each phase's medians, wall and CPU, per side. Options:
+
+    --max-load L --max-wait S   before each round, wait (up to S s) until the load average is below L
+    --daemon-cycles N           after the rounds: N lease / release cycles against the daemon without pytest (the
+                                round trips and the reset that follows a release, until the environment is idle)
+    --importtime                one more run per side with PYTHONPROFILEIMPORTTIME (and -s): import seconds per
+                                process by top-level package
+    --profile DIR               one more run per side under cProfile (DIR/<stack>-n<N>-<side>/<worker>-<pid>.prof)
+    --json FILE                 every run's records
+    --habit-tuned               the habit's Postgres tuned like envmgr's (data in a tmpfs, fsync, synchronous_commit
+                                and full_page_writes off); by default it runs with the image's own settings
 
 Network: everything is published on 127.0.0.1; nothing is left behind (the hand-started containers are removed, the
 attached environments taken down, the daemon stopped).
@@ -66,6 +83,8 @@ HABIT_LABEL = "envmgr-bench.habit"
 HABIT_USER = HABIT_PASSWORD = "habit"
 RUN_TIMEOUT = 600.0
 PASSED = re.compile(r"(\d+) passed")
+TUNED_RUN = ("--tmpfs", "/var/lib/postgresql/data")
+TUNED_COMMAND = ("postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 OFF = {f"ENVMGR_{name}__ENABLED": "false" for name in ("LOCALSTACK", "WIREMOCK", "CELERY", "MOTO")}
 
 
@@ -80,6 +99,8 @@ class Stack:
     habit_args: list[str] = field(default_factory=list)
     envmgr_env: dict[str, str] = field(default_factory=dict)
     prepare: Callable[[Stack, Habit], None] | None = None
+    make: Callable[[Stack], None] | None = None
+    """makes the project's folder (a copy of an example with more tests), before anything runs in it"""
 
 
 # the habit's servers ---------------------------------------------------------------------------------------------
@@ -88,8 +109,11 @@ class Stack:
 class Habit:
     """Postgres and Redis started by hand, as a developer does once a day."""
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, tuned: bool = False) -> None:
         self.tag = tag
+        self.tuned = tuned
+        """like envmgr's server: data in a tmpfs, fsync, synchronous_commit and full_page_writes off (a developer
+        who knows); by default the image's own settings (`docker run` as most do it)"""
         self.names = [f"{tag}-habit-postgres", f"{tag}-habit-redis"]
         self.network = f"{tag}-habit"
         self.pg_port = self.redis_port = 0
@@ -101,7 +125,8 @@ class Habit:
         docker("network", "create", "--label", f"{HABIT_LABEL}={self.tag}", self.network)
         docker("run", "-d", "--name", self.names[0], "--label", f"{HABIT_LABEL}={self.tag}", "--network", self.network,
                "-e", f"POSTGRES_USER={HABIT_USER}", "-e", f"POSTGRES_PASSWORD={HABIT_PASSWORD}",
-               "-e", "POSTGRES_DB=habit", "-p", "127.0.0.1::5432", POSTGRES_IMAGE)  # fmt: skip
+               "-e", "POSTGRES_DB=habit", "-p", "127.0.0.1::5432", *TUNED_RUN * self.tuned, POSTGRES_IMAGE,
+               *TUNED_COMMAND * self.tuned)  # fmt: skip
         docker("run", "-d", "--name", self.names[1], "--label", f"{HABIT_LABEL}={self.tag}", "--network", self.network,
                "-p", "127.0.0.1::6379", REDIS_IMAGE)  # fmt: skip
         self.pg_port = int(docker("port", self.names[0], "5432/tcp").split(":")[-1])
@@ -173,6 +198,9 @@ def _template(habit: Habit, stack: Stack) -> str:
 
 def prepare_django(stack: Stack, habit: Habit) -> None:
     """pytest-django makes test_bookshop[_gwN] itself (the first run: the warm-up); its NAME must exist."""
+    habit.sql(f'DROP DATABASE IF EXISTS "{stack.habit_db}"')  # (and the test databases of an earlier stack)
+    for suffix in ("", "_gw0", "_gw1"):
+        habit.sql(f'DROP DATABASE IF EXISTS "test_{stack.habit_db}{suffix}"')
     habit.sql(f'CREATE DATABASE "{stack.habit_db}"')
 
 
@@ -202,11 +230,37 @@ def prepare_example(stack: Stack, habit: Habit) -> None:
     _seed(url, REPO / "seeds", app, env)
 
 
+MANY_TESTS = """
+import pytest
+from catalog.models import Book
+
+
+@pytest.mark.parametrize("number", range({count}))
+def test_a_query(db: None, number: int) -> None:
+    assert Book.objects.count() == 3
+"""
+MANY = 300
+
+
+def make_django_many(stack: Stack) -> None:
+    """tests/examples/django_app copied (to stack.root), with MANY more tests that each read the database: the
+    per-test costs (envmgr: the controller crossing, the seeded-state and cache resets; the habit: its cache clear)."""
+    shutil.rmtree(stack.root, ignore_errors=True)
+    shutil.copytree(EXAMPLES / "django_app", stack.root, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    (stack.root / "tests" / "test_many.py").write_text(MANY_TESTS.format(count=MANY))
+
+
 STACKS = {
     "django": Stack(
         "django", EXAMPLES / "django_app",
         ["--deselect", "tests/test_views.py::test_the_page_is_served_from_the_database_when_redis_is_down"],
         "habit_django", 12, habit_db="bookshop", habit_args=["--reuse-db"], prepare=prepare_django,
+    ),
+    "django-many": Stack(
+        "django-many", Path(tempfile.gettempdir()) / "envmgr-loop-django-many",
+        ["--deselect", "tests/test_views.py::test_the_page_is_served_from_the_database_when_redis_is_down"],
+        "habit_django", 12 + MANY, habit_db="bookshop", habit_args=["--reuse-db"], prepare=prepare_django,
+        make=make_django_many,
     ),
     "fastapi": Stack("fastapi", EXAMPLES / "fastapi_app", [], "habit_fastapi", 13, habit_db="tasks",
                      prepare=prepare_fastapi),
@@ -404,6 +458,96 @@ def print_breakdown(title: str, runs: dict[str, list[Run]]) -> None:
         print("    " + f"{key[:58]:<58}" + cells)
 
 
+# a report for the notes -----------------------------------------------------------------------------------------------
+
+REPORT_ROWS = (
+    ("main: interpreter + pytest import", "interpreter + pytest import (controller / only process)"),
+    ("main: plugins import (entry points)", "entry-point plugins imported (envmgr's among them)"),
+    ("main: load_initial_conftests (settings, plan/ping)", "load_initial_conftests (envmgr: settings, ping, plan)"),
+    ("main: configure (django.setup, integrations)", "configure"),
+    ("main: sessionstart -> all workers ready", "xdist: sessionstart -> every worker ready"),
+    ("W: spawn + interpreter + pytest import", "worker: spawn + interpreter + pytest import"),
+    ("W: plugins + initial conftests", "worker: plugins + initial conftests (app imports)"),
+    ("W: collection", "worker: collection"),
+    ("W: collection_finish (envmgr: ensure, no wait)", "worker: collection_finish (envmgr: ask for services)"),
+    ("main: collection", "collection"),
+    ("main: collection_finish (envmgr: lease/ensure)", "collection_finish (envmgr: lease / attach)"),
+    ("W: first setup -> last teardown", "worker: first test set-up -> last test end"),
+    ("main: first setup -> last teardown", "first test set-up -> last test end"),
+    ("W: sessionfinish -> exit", "worker: sessionfinish -> exit (session fixtures' teardown)"),
+    ("main: sessionfinish", "controller: sessionfinish (waits for the workers)"),
+    ("main: unconfigure (envmgr: release / remove)", "unconfigure (envmgr: channel close, release)"),
+    ("main: unconfigure end -> exit", "unconfigure end -> exit"),
+    ("to first test call", "**time to the first test**"),
+    ("all processes (wall of the run)", "**wall of the run**"),
+    ("all processes (CPU of the run)", "**CPU of the run (all processes)**"),
+)
+
+
+def report(path: Path) -> None:
+    """Markdown tables from a --json file: per stack and -n, each phase's median (wall and CPU) per side, the
+    envmgr-minus-habit difference of the daemon side, and the tests' and fixtures' costs (worker rows: the mean
+    of the workers)."""
+    data = json.loads(path.read_text())
+    groups: dict[tuple[str, int], dict[str, list[Run]]] = {}
+    for entry in data:
+        runs = [Run(r["side"], r["wall"], r["cpu"], r["load"], r["records"]) for r in entry["runs"]]
+        groups.setdefault((entry["stack"], entry["workers"]), {})[entry["side"]] = runs
+    for (stack, workers), sides in groups.items():
+        names = list(sides)
+        table: dict[str, dict[str, float]] = {}
+        for side, runs in sides.items():
+            for clock in ("wall", "cpu"):
+                per = [_worker_mean(spans(r, clock)) for r in runs]
+                for key in {k for p in per for k in p}:
+                    values = [p[key] for p in per if key in p]
+                    table.setdefault(key, {})[f"{side} {clock}"] = statistics.median(values)
+        load = statistics.median(r.load for runs in sides.values() for r in runs)
+        print(f"\n#### {stack}, -n {workers} (medians of {len(next(iter(sides.values())))} runs; load {load:.1f})\n")
+        header = " | ".join(f"{s} wall | {s} CPU" for s in names)
+        print(f"| phase | {header} | daemon - habit, wall / CPU |")
+        print("|---" * (2 + 2 * len(names)) + "|")
+        for key, label in REPORT_ROWS:
+            row = table.get(key)
+            if row is None:
+                continue
+            cells = " | ".join(f"{_cell(row, f'{s} wall')} | {_cell(row, f'{s} cpu')}" for s in names)
+            delta = ""
+            if "daemon" in names and "habit" in names:
+                parts = [_delta(row, f"daemon {c}", f"habit {c}") for c in ("wall", "cpu")]
+                delta = " / ".join(parts)
+            print(f"| {label} | {cells} | {delta} |")
+        print()
+        fixtures = sorted(k for k in table if k.startswith(("fixture", "hook", "tests:")))
+        for key in fixtures:
+            row = table[key]
+            if max(row.values()) < 0.01:
+                continue
+            cells = " | ".join(f"{_cell(row, f'{s} wall')} | {_cell(row, f'{s} cpu')}" for s in names)
+            print(f"| {key.replace(' (all processes)', ' (sum)')} | {cells} | |")
+
+
+def _worker_mean(values: dict[str, float]) -> dict[str, float]:
+    """gw0: x, gw1: y ... -> W: mean."""
+    out: dict[str, float] = {}
+    merged: dict[str, list[float]] = {}
+    for key, value in values.items():
+        if key.startswith("gw"):
+            merged.setdefault("W:" + key.split(":", 1)[1], []).append(value)
+        else:
+            out[key] = value
+    out.update({key: sum(v) / len(v) for key, v in merged.items()})
+    return out
+
+
+def _cell(row: dict[str, float], column: str) -> str:
+    return f"{row[column]:.3f}" if column in row else ""
+
+
+def _delta(row: dict[str, float], a: str, b: str) -> str:
+    return f"{(row[a] - row[b]) * 1000:+.0f} ms" if a in row and b in row else "-"
+
+
 # import times ---------------------------------------------------------------------------------------------------------
 
 IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)")
@@ -562,6 +706,8 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
         if "attach" in modes:
             env_id = stack_exit.enter_context(attached(stack, {**envmgr_env, "ENVMGR_DAEMON": "off"}, workers))
             sides["attach"] = ({**envmgr_env, "ENVMGR_DAEMON": "off"}, ["--envmgr-env", env_id])
+        if "owned" in modes:  # what every run is without a daemon: the run starts its own environment (cold)
+            sides["owned"] = ({**envmgr_env, "ENVMGR_DAEMON": "off"}, [])
         if "habit" in modes:
             sides["habit"] = (habit_env, ["-p", "no:envmgr", "-p", stack.habit_plugin, *stack.habit_args])
         for side, (env, extra) in sides.items():  # warm-up: the daemon's environment, pytest-django's database ...
@@ -645,7 +791,7 @@ def summarise(stack: Stack, workers: int, runs: dict[str, list[Run]]) -> list[st
     return lines
 
 
-def main() -> None:
+def parse_options() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stacks", default="django,fastapi,flask,example")
     parser.add_argument("--workers", default="0,2")
@@ -655,24 +801,35 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, default=None, help="one more run per side under cProfile, here")
     parser.add_argument("--max-load", type=float, default=None, help="before a round, wait for a lower load average")
     parser.add_argument("--max-wait", type=float, default=120.0, help="... for at most this many seconds")
+    parser.add_argument("--habit-tuned", action="store_true", help="the habit's Postgres tuned as envmgr's is")
     parser.add_argument("--daemon-cycles", type=int, default=0, help="lease/release cycles timed without pytest")
     parser.add_argument("--importtime", action="store_true", help="one more run per side: import times")
+    parser.add_argument("--report", type=Path, default=None, help="only print markdown tables of a --json file")
     parser.add_argument("--analyze", type=Path, default=None, help="only print the functions of the profiles here")
-    options = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    options = parse_options()
     if options.analyze is not None:
         analyze(options.analyze)
+        return
+    if options.report is not None:
+        report(options.report)
         return
     modes = options.modes.split(",")
     tag = f"loop{os.getpid()}"
     folder = Path(tempfile.mkdtemp(prefix="envmgr-loop-"))  # 0700: the daemon's private socket folder
     socket_env = {"ENVMGR_DAEMON_SOCKET": str(folder / "daemon.sock"), "ENVMGR_NAMESPACE": tag}
-    habit = Habit(tag)
+    habit = Habit(tag, tuned=options.habit_tuned)
     results: list[dict[str, Any]] = []
     summary: list[str] = []
     try:
         if "habit" in modes:
             habit.start()
         for stack in [STACKS[name] for name in options.stacks.split(",")]:
+            if stack.make is not None:
+                stack.make(stack)
             if "habit" in modes and stack.prepare is not None:
                 stack.prepare(stack, habit)
             with daemon({**base_env(), **socket_env}) if "daemon" in modes else nullcontext():
@@ -692,6 +849,9 @@ def main() -> None:
     finally:
         habit.remove()
         shutil.rmtree(folder, ignore_errors=True)
+        for stack in STACKS.values():
+            if stack.make is not None:
+                shutil.rmtree(stack.root, ignore_errors=True)
         if options.json is not None:
             options.json.write_text(json.dumps(results))
     print("\n| stack | -n | side | wall s | / habit | first test s | / habit | CPU s | / habit | load |")
