@@ -95,14 +95,14 @@ def _timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return timed
 
 
-ENVMGR_HOOKS = ("pytest_configure", "pytest_configure_node", "pytest_sessionstart", "pytest_collection_finish",
+PLUGIN_HOOKS = ("pytest_configure", "pytest_configure_node", "pytest_sessionstart", "pytest_collection_finish",
                 "pytest_runtest_setup", "pytest_testnodedown", "pytest_sessionfinish", "pytest_terminal_summary",
                 "pytest_unconfigure")  # fmt: skip
 
 
 def _wrap_envmgr_hooks(config: pytest.Config) -> None:
     """Time each hook implementation of envmgr's plugins (envmgr.pytest_plugin, envmgr.integrations.*)."""
-    for hook_name in ENVMGR_HOOKS:
+    for hook_name in PLUGIN_HOOKS:
         caller = getattr(config.hook, hook_name, None)
         if caller is None:
             continue

@@ -1,11 +1,12 @@
-"""The edit-test loop (issue 20): envmgr's warm run against the habit it must replace, per stack, with where the time
-goes. Run on demand (not part of the test suite), one pytest process tree at a time:
+"""The edit-test loop (issue 20): envmgr's second and later runs on its default path against the habit it must
+replace, per stack, with where the time goes. Run on demand (not part of the test suite), one pytest process tree at a
+time:
 
-    ENVMGR_IMAGE_SET=local python tests/benchmarks/profile_loop.py [--stacks django,fastapi,flask,example]
-        [--workers 0,2] [--rounds 5] [--modes daemon,attach,habit] [--max-load 3.5 --max-wait 90]
+    ENVMGR_IMAGE_SET=local python tests/benchmarks/bench_loop.py [--stacks django,fastapi,flask,example]
+        [--workers 0,2] [--rounds 5] [--modes default,habit] [--max-load 3.5 --max-wait 90]
         [--daemon-cycles 10] [--importtime] [--profile DIR] [--json out.json]
-    python tests/benchmarks/profile_loop.py --analyze DIR      # envmgr's functions in the profiles of --profile DIR
-    python tests/benchmarks/profile_loop.py --report FILE      # markdown tables of the phases of a --json FILE
+    python tests/benchmarks/bench_loop.py --analyze DIR      # envmgr's functions in the profiles of --profile DIR
+    python tests/benchmarks/bench_loop.py --report FILE      # markdown tables of the phases of a --json FILE
 
 Stacks (the example projects, run from their own folder with their own pytest settings; the same tests on every
 side):
@@ -21,10 +22,13 @@ side):
 
 Sides, alternating within each round (A, B, C, A, B, C ...) after one unmeasured warm-up run each:
 
-    daemon   envmgr's warm path: a daemon of this script's own (`envmgr daemon start` on a private socket, stopped at
-             the end of the stack); every run leases the warm environment of its configuration (-n 0 and -n 2 are
-             two configurations) and hands it back (the daemon resets it in the background)
-    attach   `envmgr up --detach` once per stack, then `pytest --envmgr-env ID`
+    default  envmgr's default path, nothing but `pytest`: the warm-up run starts the per-user daemon in the
+             background (on this script's private socket) and hands it its environment; every later run leases it
+             back (warm by default; envmgr.pytest.warm)
+    daemon   (not by default) the same with the daemon started by hand first (`envmgr daemon start` on the private
+             socket, stopped at the end of the stack); every run leases the warm environment of its configuration
+             (-n 0 and -n 2 are two configurations) and hands it back (the daemon resets it in the background)
+    attach   (not by default) `envmgr up --detach` once per stack, then `pytest --envmgr-env ID`
     owned    (not by default) no daemon, nothing attached: every run starts its own environment, as the second
              run does today unless `envmgr daemon start` was run by hand
     habit    Postgres and Redis started once by hand (`docker run` of envmgr-local/postgres:15 and
@@ -185,8 +189,8 @@ def _python(code: str, cwd: Path, env: dict[str, str]) -> None:
 
 
 def _seed(url: str, seeds: Path, cwd: Path, env: dict[str, str]) -> None:
-    _python(f"from envmgr.seeds import load_postgres_seeds; load_postgres_seeds({url!r}, __import__('pathlib')"
-            f".Path({str(seeds)!r}))", cwd, env)  # fmt: skip
+    _python("from envmgr.services.postgres.template.seeds import load_postgres_seeds; "
+            f"load_postgres_seeds({url!r}, __import__('pathlib').Path({str(seeds)!r}))", cwd, env)  # fmt: skip
 
 
 def _template(habit: Habit, stack: Stack) -> str:
@@ -509,7 +513,8 @@ def report(path: Path) -> None:
         load = statistics.median(r.load for runs in sides.values() for r in runs)
         print(f"\n#### {stack}, -n {workers} (medians of {len(next(iter(sides.values())))} runs; load {load:.1f})\n")
         header = " | ".join(f"{s} wall | {s} CPU" for s in names)
-        print(f"| phase | {header} | daemon - habit, wall / CPU |")
+        ours = "default" if "default" in names else "daemon"
+        print(f"| phase | {header} | {ours} - habit, wall / CPU |")
         print("|---" * (2 + 2 * len(names)) + "|")
         for key, label in REPORT_ROWS:
             row = table.get(key)
@@ -517,8 +522,8 @@ def report(path: Path) -> None:
                 continue
             cells = " | ".join(f"{_cell(row, f'{s} wall')} | {_cell(row, f'{s} cpu')}" for s in names)
             delta = ""
-            if "daemon" in names and "habit" in names:
-                parts = [_delta(row, f"daemon {c}", f"habit {c}") for c in ("wall", "cpu")]
+            if ours in names and "habit" in names:
+                parts = [_delta(row, f"{ours} {c}", f"habit {c}") for c in ("wall", "cpu")]
                 delta = " / ".join(parts)
             print(f"| {label} | {cells} | {delta} |")
         print()
@@ -661,13 +666,16 @@ def analyze(folder: Path) -> None:
 
 
 @contextmanager
-def daemon(env: dict[str, str]) -> Iterator[None]:
-    """A daemon of this script's own on a private socket (ENVMGR_DAEMON_SOCKET in env), stopped at the end."""
-    subprocess.run([sys.executable, "-m", "envmgr", "daemon", "start"], env=env, check=True, capture_output=True)
+def daemon(env: dict[str, str], start: bool) -> Iterator[None]:
+    """A daemon of this script's own on a private socket (ENVMGR_DAEMON_SOCKET in env), stopped at the end (with what
+    it keeps). `start`: started by hand first (the `daemon` side); else the first run starts it, as by default."""
+    if start:
+        subprocess.run([sys.executable, "-m", "envmgr", "daemon", "start"], env=env, check=True, capture_output=True)
     try:
         yield
     finally:
-        subprocess.run([sys.executable, "-m", "envmgr", "daemon", "stop"], env=env, check=False, capture_output=True)
+        subprocess.run([sys.executable, "-m", "envmgr", "daemon", "stop", "--force"], env=env, check=False,
+                       capture_output=True)  # fmt: skip
 
 
 @contextmanager
@@ -705,6 +713,8 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
                  "PYTHONPATH": str(HABIT_DIR)}  # fmt: skip
     sides: dict[str, tuple[dict[str, str], list[str]]] = {}
     with ExitStack() as stack_exit:
+        if "default" in modes:  # nothing but `pytest`: the first run starts the daemon, the next ones lease from it
+            sides["default"] = ({**envmgr_env, "ENVMGR_DAEMON": "on"}, [])  # "on": auto leaves a named socket alone
         if "daemon" in modes:
             sides["daemon"] = ({**envmgr_env, "ENVMGR_DAEMON": "on"}, [])
         if "attach" in modes:
@@ -735,8 +745,9 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
         if profile is not None:
             for side, (env, extra) in sides.items():
                 pytest_run(stack, side, workers, env, extra, profile_dir=profile / f"{stack.name}-n{workers}-{side}")
-        if cycles and "daemon" in sides:
-            daemon_cycles(stack, sides["daemon"][0], workers if workers else 0, cycles)
+        warm = "default" if "default" in sides else "daemon"
+        if cycles and warm in sides:
+            daemon_cycles(stack, sides[warm][0], workers if workers else 0, cycles)
         if importtime:
             summaries = {}
             for side, (env, extra) in sides.items():
@@ -749,7 +760,7 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
 CYCLE = """
 import json, sys, time
 from pathlib import Path
-from envmgr.client import DaemonClient
+from envmgr.daemon.client import DaemonClient
 from envmgr.config import find_pyproject, load_settings
 started = time.perf_counter()
 settings = load_settings(find_pyproject(Path.cwd()))
@@ -808,7 +819,7 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--stacks", default="django,fastapi,flask,example")
     parser.add_argument("--workers", default="0,2")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--modes", default="daemon,attach,habit")
+    parser.add_argument("--modes", default="default,habit")
     parser.add_argument("--json", type=Path, default=None, help="write every run's records here")
     parser.add_argument("--profile", type=Path, default=None, help="one more run per side under cProfile, here")
     parser.add_argument("--max-load", type=float, default=None, help="before a round, wait for a lower load average")
@@ -844,7 +855,8 @@ def main() -> None:
                 stack.make(stack)
             if "habit" in modes and stack.prepare is not None:
                 stack.prepare(stack, habit)
-            with daemon({**base_env(), **socket_env}) if "daemon" in modes else nullcontext():
+            uses_daemon = "daemon" in modes or "default" in modes
+            with daemon({**base_env(), **socket_env}, "daemon" in modes) if uses_daemon else nullcontext():
                 for workers in [int(n) for n in options.workers.split(",")]:
                     print(f"\n{stack.name} -n {workers} ({stack.expected} tests); {os.getloadavg()[0]:.2f} load",
                           flush=True)  # fmt: skip
