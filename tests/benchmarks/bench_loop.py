@@ -171,6 +171,7 @@ class Habit:
             "HABIT_REDIS": f"redis://127.0.0.1:{self.redis_port}",
             "HABIT_DB": stack.habit_db,
             "POSTGRES_HOST": "127.0.0.1",
+            "POSTGRES_SERVER": "127.0.0.1",  # the FastAPI app's name for it
             "POSTGRES_PORT": str(self.pg_port),
             "POSTGRES_USER": HABIT_USER,
             "POSTGRES_PASSWORD": HABIT_PASSWORD,
@@ -210,7 +211,7 @@ def prepare_django(stack: Stack, habit: Habit) -> None:
 
 def prepare_fastapi(stack: Stack, habit: Habit) -> None:
     url = _template(habit, stack)
-    env = {**base_env(), "DATABASE_URL": url, "PYTHONPATH": str(stack.root)}
+    env = {**base_env(), **habit.env(stack), "POSTGRES_DB": f"{stack.habit_db}_tpl", "PYTHONPATH": str(stack.root)}
     _python("import alembic.config; alembic.config.main(['upgrade', 'head'])", stack.root, env)
     _seed(url, stack.root / "seeds", stack.root, env)
 

@@ -155,8 +155,8 @@ def test_redacted_variables_mask_the_password_wherever_it_appears() -> None:
 def test_postgres_worker_view_logs_in_as_the_application_role(tmp_path: Path) -> None:
     from envmgr.config import Settings
     from envmgr.endpoints import Worker
+    from envmgr.services.postgres.janitor import app_password
     from envmgr.services.postgres.service import PostgresService
-    from envmgr.services.postgres.template.build import app_password
 
     server = bound_postgres().model_copy(update={"extra": {"app_role": "app_user"}})
     service = PostgresService(Settings(project_root=tmp_path, postgres={"app_role": "app_user"}))

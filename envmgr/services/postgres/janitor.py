@@ -9,6 +9,8 @@ maintenance database `postgres` in autocommit mode; the template builder (`templ
 from __future__ import annotations
 
 import builtins
+import hmac
+from base64 import urlsafe_b64encode
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from hashlib import sha256
@@ -21,11 +23,18 @@ from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import EnvmgrError
 from envmgr.services.settings import DatabaseSettingValue
 
-__all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor", "setting_value"]
+__all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor", "app_password", "setting_value"]
 
 MAINTENANCE_DB = "postgres"
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: Postgres truncates longer names
 BUILD_LOCK_TIMEOUT = "10min"
+
+
+def app_password(endpoint: ServiceEndpoint, role: str) -> str:
+    """The application role's password on this server: derived from the owner's random one (so a process that
+    attaches to the environment knows it without another secret in the containers' labels)."""
+    key = (endpoint.password or "").encode()
+    return urlsafe_b64encode(hmac.digest(key, f"envmgr-app-role:{role}".encode(), "sha256")[:18]).decode()
 
 
 class Janitor:

@@ -189,7 +189,7 @@ class PostgresService(Service):
         role = endpoint.extra.get("app_role")
         if not role:
             return view
-        from envmgr.services.postgres.template.build import app_password
+        from envmgr.services.postgres.janitor import app_password
 
         return view.with_login(role, app_password(endpoint, role))
 
@@ -213,9 +213,12 @@ class PostgresService(Service):
             janitor.drop(worker.database(endpoint.path))
 
     def _template(self, endpoint: ServiceEndpoint) -> str:
+        known = endpoint.extra.get("template")
+        if known:
+            return known  # the build machinery (Alembic, Django's strategy) is not imported for a reset
         from envmgr.services.postgres.template.build import ensure_template
 
-        return endpoint.extra.get("template") or ensure_template(endpoint, self.settings, commands=self.commands).name
+        return ensure_template(endpoint, self.settings, commands=self.commands).name
 
     # compose ---------------------------------------------------------------------------------------------------
 

@@ -17,11 +17,9 @@ its tables and sequences (those made later by the owner too). These settings are
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import sys
-from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
@@ -36,7 +34,7 @@ from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.progress.events import Advanced, Noted, Progress, silent, timed
 from envmgr.services.base import ContainerCommands
-from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor
+from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor, app_password
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.postgres.template.cache import CacheKey, CacheOutcome, restore_entry, save_entry
 from envmgr.services.postgres.template.changes import BUILDING, check_reached, fingerprints
@@ -91,13 +89,6 @@ def template_digest(settings: Settings) -> str:
     if not options:
         return digest
     return sha256(f"{digest}\0{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
-
-
-def app_password(endpoint: ServiceEndpoint, role: str) -> str:
-    """The application role's password on this server: derived from the owner's random one (so a process that
-    attaches to the environment knows it without another secret in the containers' labels)."""
-    key = (endpoint.password or "").encode()
-    return urlsafe_b64encode(hmac.digest(key, f"envmgr-app-role:{role}".encode(), "sha256")[:18]).decode()
 
 
 def template_name(settings: Settings, digest: str) -> str:
