@@ -1,5 +1,7 @@
 """Endpoints: URLs, credentials quoting and the JSON round trip that crosses process boundaries."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -205,3 +207,27 @@ def test_redacted_variables_mask_a_password_kept_in_extra_too() -> None:
         variables={"WIREMOCK_ADMIN_USER": "envmgr", "WIREMOCK_ADMIN_PASSWORD": "s3cret"},
     )  # fmt: skip
     assert endpoint.redacted_variables() == {"WIREMOCK_ADMIN_USER": "envmgr", "WIREMOCK_ADMIN_PASSWORD": "***"}
+
+
+def test_a_workers_view_and_the_template_it_resets_from_load_no_migration_machinery(tmp_path: Path) -> None:
+    """A worker that resets its database (the warm path) knows the template from its endpoint: Alembic and the
+    template build stay unimported (about 0.5 s a process)."""
+    script = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
+from tests.unit.test_endpoints import bound_postgres
+from envmgr.config import Settings
+from envmgr.endpoints import Worker
+from envmgr.services.postgres.service import PostgresService
+
+server = bound_postgres().model_copy(update={{"extra": {{"app_role": "app_user", "template": "app_tpl_0123"}}}})
+service = PostgresService(Settings(project_root=Path({str(tmp_path)!r}), postgres={{"app_role": "app_user"}}))
+service.worker_view(server, Worker("gw1", isolated=True))
+assert service._template(server) == "app_tpl_0123"
+heavy = sorted(m for m in sys.modules if m.startswith(("alembic", "envmgr.services.postgres.template")))
+print(heavy)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
