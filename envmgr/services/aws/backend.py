@@ -138,6 +138,24 @@ class AwsService(Service):
         defaults = self.manifest.queue_defaults.setdefault(endpoint.url, {})
         return repair_account(lambda service: self.clients(endpoint, worker, service), state, defaults)
 
+    # named snapshots: the worker's account's S3 and SQS content, kept in this process ----------------------------
+
+    def snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str) -> object:
+        """The worker's account's buckets with their objects, its queues with their attributes and visible messages
+        (`state.capture_account`)."""
+        from envmgr.services.aws.state import capture_account
+
+        return capture_account(lambda service: self.clients(endpoint, worker, service))
+
+    def restore(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:
+        """The worker's account repaired into the kept state: only what differs is changed (a queue that holds
+        messages in the snapshot is always made again, with them)."""
+        from envmgr.services.aws.state import AccountState, repair_account
+
+        assert isinstance(kept, AccountState)
+        defaults = self.manifest.queue_defaults.setdefault(endpoint.url, {})
+        repair_account(lambda service: self.clients(endpoint, worker, service), kept, defaults)
+
     def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
         """The worker's account: its AWS_* variables and S3_BUCKET_<NAME> names."""
         extra = {

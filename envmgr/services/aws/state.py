@@ -27,6 +27,7 @@ __all__ = [
     "ObjectState",
     "QueueState",
     "Repair",
+    "capture_account",
     "file_etag",
     "repair_account",
 ]
@@ -123,6 +124,55 @@ def repair_account(
     if sqs:
         _repair_sqs(client("sqs"), state.queues, done, {} if defaults is None else defaults)
     return done
+
+
+def capture_account(client: Client) -> AccountState:
+    """The account's S3 buckets and objects (their bytes, content type and metadata) and its SQS queues (their
+    attributes, and their visible messages: received, then made visible again at once; their receive count grows
+    by one). Messages in flight or delayed at that moment are not seen."""
+    s3, sqs = client("s3"), client("sqs")
+    buckets: dict[str, dict[str, ObjectState]] = {}
+    for bucket in s3.list_buckets().get("Buckets", []):
+        name = bucket["Name"]
+        objects = buckets.setdefault(name, {})
+        for key, etag in listing(s3, name).items():
+            found = s3.get_object(Bucket=name, Key=key)
+            objects[key] = ObjectState(
+                etag=etag, body=found["Body"].read(), content_type=found.get("ContentType"),
+                metadata=found.get("Metadata", {}),
+            )  # fmt: skip
+    queues = {
+        queue_name(url): QueueState(attributes=settable(_attributes(sqs, url)), messages=_messages(sqs, url))
+        for url in sqs.list_queues().get("QueueUrls", [])
+    }
+    return AccountState(buckets=buckets, queues=queues)
+
+
+def _messages(sqs: Any, url: str) -> tuple[Message, ...]:
+    found: list[Message] = []
+    handles: list[str] = []
+    while True:
+        answer = sqs.receive_message(
+            QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=60, AttributeNames=["All"],
+            MessageAttributeNames=["All"], WaitTimeSeconds=0,
+        )  # fmt: skip
+        received = answer.get("Messages", [])
+        if not received:
+            break
+        for message in received:
+            attributes = message.get("Attributes", {})
+            found.append(Message(
+                body=message["Body"], attributes=message.get("MessageAttributes", {}),
+                group_id=attributes.get("MessageGroupId"), deduplication_id=attributes.get("MessageDeduplicationId"),
+            ))  # fmt: skip
+            handles.append(message["ReceiptHandle"])
+    for start in range(0, len(handles), 10):
+        entries = [
+            {"Id": str(number), "ReceiptHandle": handle, "VisibilityTimeout": 0}
+            for number, handle in enumerate(handles[start : start + 10])
+        ]
+        sqs.change_message_visibility_batch(QueueUrl=url, Entries=entries)
+    return tuple(found)
 
 
 # S3 -------------------------------------------------------------------------------------------------------------
