@@ -125,25 +125,28 @@ LOCALSTACK = '[tool.envmgr.localstack]\nenabled = true\nservices = ["s3", "sqs"]
 
 @pytest.mark.usefixtures("no_daemon")
 @pytest.mark.parametrize(
-    ("table", "extra"),
+    ("table", "extra", "xdist"),
     [
-        pytest.param(MOTO, 0, id="moto-reload"),
-        pytest.param(MOTO, RELOAD_OBJECTS, id="moto-repair"),
-        pytest.param(LOCALSTACK, RELOAD_OBJECTS, id="localstack-repair"),
+        pytest.param(MOTO, 0, [], id="moto-reload"),
+        pytest.param(MOTO, RELOAD_OBJECTS, [], id="moto-repair"),
+        pytest.param(LOCALSTACK, RELOAD_OBJECTS, ["-n", "2", "--dist", "loadfile"], id="localstack-repair-2-workers"),
     ],
 )
 def test_after_each_kind_of_change_the_next_test_finds_exactly_the_seeded_state(
-    pytester: pytest.Pytester, table: str, extra: int
+    pytester: pytest.Pytester, table: str, extra: int, xdist: list[str]
 ) -> None:
     """Raw `aws_env` tests change the account every way a test can through S3 and SQS; the test after each finds
     the seeded bucket, objects (their ETags), queues (default attributes, no message visible, in flight or
-    delayed). With the repository's seeds (one object) a reset reloads them; with more, it repairs the difference."""
+    delayed). With the repository's seeds (one object) a reset reloads them; with more, it repairs the difference.
+    LocalStack: two workers' accounts on one server at once (a repair never deletes the other's buckets)."""
     seeds, seeded = seeds_folder(pytester.path, extra)
     pyproject = f"[project]\nname = 'aws-reset'\n[tool.envmgr]\nseeds = \"{seeds}\"\n{table}"
     pytester.makefile(".toml", pyproject=pyproject)
-    pytester.makepyfile(test_dirty=DIRTY_THEN_CHECK.format(seeded=seeded))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly")
-    result.assert_outcomes(passed=18)
+    tests = DIRTY_THEN_CHECK.format(seeded=seeded)
+    files = {"test_dirty": tests, "test_dirty_too": tests} if xdist else {"test_dirty": tests}
+    pytester.makepyfile(**files)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist)
+    result.assert_outcomes(passed=18 * len(files))
 
 
 def moto_settings(settings: Settings, seeds: Path) -> Settings:

@@ -22,13 +22,14 @@ TABLE = PROJECT_TABLE + textwrap.dedent(
     [tool.envmgr.wiremock]
     enabled = true
 
-    [tool.envmgr.aws]
-    backend = "moto"
-
     [tool.envmgr.celery]
     enabled = false
     """
 )
+AWS_TABLES = {
+    "moto": '[tool.envmgr.aws]\nbackend = "moto"\n',
+    "localstack": '[tool.envmgr.localstack]\nenabled = true\nservices = ["s3", "sqs"]\n',
+}
 
 CONFTEST = '''
 import os
@@ -203,14 +204,16 @@ def no_daemon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("no_daemon")
-def test_snapshots_per_service_per_worker_and_as_a_baseline(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("backend", ["moto", "localstack"])
+def test_snapshots_per_service_per_worker_and_as_a_baseline(pytester: pytest.Pytester, backend: str) -> None:
     """Two files on two workers (`--dist loadfile`), at the same time: each snapshots and restores its own share of
-    Postgres, Redis, moto and WireMock (state written after the snapshot is gone, state before it back); neither
-    restore touches the other worker's (they wait for each other between the steps); a session fixture's snapshot
-    is the baseline every later test of the worker starts from; an unknown name names those there are."""
+    Postgres, Redis, the AWS account and WireMock (state written after the snapshot is gone, state before it back);
+    neither restore touches the other worker's (they wait for each other between the steps; LocalStack: both
+    accounts on one server); a session fixture's snapshot is the baseline every later test of the worker starts
+    from; an unknown name names those there are."""
     sync = pytester.path / "sync"
     sync.mkdir()
-    pytester.makefile(".toml", pyproject=f"[project]\nname = 'snapshots'\n{TABLE}")
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'snapshots'\n{TABLE}\n{AWS_TABLES[backend]}")
     pytester.makeconftest(CONFTEST.format(sync=str(sync)))
     pytester.makepyfile(test_a=TESTS.format(tag="a", other="b"), test_b=TESTS.format(tag="b", other="a"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", "-n", "2", "--dist",
