@@ -4,6 +4,7 @@ fixture builds a state once, every test starts from it); an unknown name; the sn
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from envmgr import Environment, Settings
+from envmgr.engine.connection import Engine
 from envmgr.errors import SnapshotError
 from tests.conftest import REPO
 from tests.integration.test_plugin import PROJECT_TABLE
@@ -242,3 +244,28 @@ def test_snapshot_databases_are_dropped_by_the_environment_s_reset(settings: Set
         assert "app_snap_two" not in databases()
         with pytest.raises(SnapshotError, match="no snapshot named 'one' in this worker \\(taken: 'two'\\)"):
             env.restore("one")
+
+
+@pytest.mark.usefixtures("no_daemon")
+def test_a_run_leaves_no_snapshot_behind(pytester: pytest.Pytester, engine: Engine) -> None:
+    """Snapshots are dropped at the end of each worker's session: a kept environment (`--envmgr-keep`) holds no
+    `_snap_` database after a run whose two workers took some."""
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'snapshots-end'\n{PROJECT_TABLE}")
+    pytester.makepyfile(
+        test_a="def test_a(envmgr_env, postgres_url):\n    envmgr_env.snapshot('end-a')\n",
+        test_b="def test_b(envmgr_env, postgres_url):\n    envmgr_env.snapshot('end-b')\n",
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--envmgr-keep")
+    result.assert_outcomes(passed=2)
+    env_id = re.search(r"envmgr down (\w+)", result.stdout.str())
+    assert env_id is not None, result.stdout.str()
+    try:
+        env = Environment.attach(env_id.group(1), engine=engine)
+        admin = env.endpoints["postgres"].with_path("postgres").url
+        with psycopg.connect(admin, autocommit=True) as connection:
+            rows = connection.execute("SELECT datname FROM pg_database WHERE datname LIKE 'app%'").fetchall()
+        names = sorted(str(row[0]) for row in rows)
+        assert not [name for name in names if "_snap_" in name], names
+        assert "app" in names  # the environment's own database: the query saw the server's databases
+    finally:
+        engine.remove_environment(env_id.group(1))
