@@ -13,6 +13,7 @@ concurrently (a service waits only for those it requires), each ready when its o
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -301,8 +302,12 @@ class Environment:
                 with self.timings.measure(service, "snapshot"):
                     endpoint = self._runtime.endpoint_of(service, worker)
                     kept[service] = self.service(service).snapshot(endpoint, worker, name)
-        finally:
-            self.snapshots.taken[name] = kept  # what was kept is dropped at the end, even when one part failed
+        except BaseException:  # no half snapshot: what the services before the failing one kept is dropped
+            self.snapshots.taken[name] = kept
+            with contextlib.suppress(Exception):
+                self.drop_snapshot(name)
+            raise
+        self.snapshots.taken[name] = kept
 
     def restore(self, name: str) -> None:
         """The scope's share of each service in snapshot `name` made what it kept again (SnapshotError, naming

@@ -13,7 +13,7 @@ import pytest
 
 from envmgr import Environment, Settings
 from envmgr.engine.connection import Engine
-from envmgr.errors import SnapshotError
+from envmgr.errors import EnvmgrError, SnapshotError
 from tests.conftest import REPO
 from tests.integration.test_plugin import PROJECT_TABLE
 
@@ -225,7 +225,8 @@ def test_snapshots_per_service_per_worker_and_as_a_baseline(pytester: pytest.Pyt
 
 def test_snapshot_databases_are_dropped_by_the_environment_s_reset(settings: Settings) -> None:
     """`<database>_snap_<name>` lives under the environment's database prefix: resetting the environment (what a
-    sweep and a warm environment's lease do) drops it, and `drop_snapshot` drops it at once."""
+    sweep and a warm environment's lease do) drops it, and `drop_snapshot` drops it at once. A snapshot that fails
+    part-way keeps nothing."""
     configured = Settings(**{**settings.model_dump(), "alembic_ini": str(REPO / "tests/example_app/alembic.ini"),
                              "seeds": str(REPO / "seeds")})  # fmt: skip
     with Environment(["postgres"], settings=configured) as env:
@@ -244,6 +245,11 @@ def test_snapshot_databases_are_dropped_by_the_environment_s_reset(settings: Set
         assert "app_snap_two" not in databases()
         with pytest.raises(SnapshotError, match="no snapshot named 'one' in this worker \\(taken: 'two'\\)"):
             env.restore("one")
+        with pytest.raises(EnvmgrError, match="redis"):  # not in this environment: no half snapshot is kept
+            env.snapshot("half", ["postgres", "redis"])
+        assert "app_snap_half" not in databases()
+        with pytest.raises(SnapshotError, match="taken: 'two'"):
+            env.restore("half")
 
 
 @pytest.mark.usefixtures("no_daemon")
