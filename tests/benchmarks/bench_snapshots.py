@@ -11,7 +11,8 @@ tenth with a TTL), `--objects` S3 objects of 1 KiB and `--messages` messages on 
 Each round, per service, in rotating order, after a change to the service's share (a row, a key, an object and a
 message, a stub): `reset` (the per-test reset to the seeded state, `Service.worker_reset`: the baseline), `restore`
 (back to the snapshot), `snapshot` (the snapshot taken again, over the old one). Printed: the median and the 90th
-percentile of each in milliseconds, and restore / reset.
+percentile of each in milliseconds, and restore / reset. Then, for Redis, the other way it could be done: a
+server-side `COPY` of every key into a spare logical database and back (envmgr uses DUMP/RESTORE: see the output).
 """
 
 from __future__ import annotations
@@ -103,6 +104,48 @@ def measure(env: Environment, service: str, change: Callable[[], object], rounds
     return samples
 
 
+SPARE_DB = 300
+"""a logical database no worker uses (workers: 1..N, brokers 512+): where the COPY alternative keeps its snapshot"""
+
+
+def redis_copy_alternative(env: Environment, rounds: int) -> dict[str, list[float]]:
+    """The other way to snapshot Redis, measured against the one envmgr uses: `COPY key key DB <spare>` of every
+    key, server-side (no payload crosses the network), and back (FLUSHDB, then COPY each key of the spare db)."""
+    import redis
+
+    url = env.service("redis").worker_view(env.endpoints["redis"], Worker()).url
+    client = redis.Redis.from_url(url)
+    spare = redis.Redis.from_url(url.rsplit("/", 1)[0] + f"/{SPARE_DB}")
+    own_db = int(url.rsplit("/", 1)[1])
+
+    def snapshot() -> None:
+        spare.flushdb()
+        pipe = client.pipeline(transaction=False)
+        for key in client.scan_iter(count=1000):
+            pipe.copy(key, key, destination_db=SPARE_DB)
+        pipe.execute()
+
+    def restore() -> None:
+        pipe = spare.pipeline(transaction=True)
+        pipe.execute_command("SELECT", own_db)
+        pipe.flushdb()
+        pipe.execute_command("SELECT", SPARE_DB)
+        for key in spare.scan_iter(count=1000):
+            pipe.copy(key, key, destination_db=own_db)
+        pipe.execute()
+
+    samples: dict[str, list[float]] = {"COPY restore": [], "COPY snapshot": []}
+    snapshot()
+    for _ in range(rounds):
+        client.set("changed", "x")
+        for name, way in (("COPY restore", restore), ("COPY snapshot", snapshot)):
+            started = time.perf_counter()
+            way()
+            samples[name].append(time.perf_counter() - started)
+    spare.flushdb()
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=10)
@@ -134,6 +177,9 @@ def main() -> None:
                 line.append(f"{name} {statistics.median(ms):7.1f} (p90 {ms[max(int(len(ms) * 0.9) - 1, 0)]:7.1f})")
             ratio = statistics.median(samples["restore"]) / statistics.median(samples["reset"])
             print(f"  {service:10} " + "   ".join(line) + f"   restore/reset {ratio:.1f}")
+        other = redis_copy_alternative(env, args.rounds)
+        print("  redis, the other way: " + "   ".join(
+            f"{name} {statistics.median(values) * 1000:7.1f}" for name, values in other.items()))  # fmt: skip
 
 
 if __name__ == "__main__":
