@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         ServerSettingError,
         ServiceNotEnabledError,
         ServiceStartError,
+        SnapshotError,
     )
     from envmgr.faults import Faults
 
@@ -53,6 +54,7 @@ __all__ = [
     "ServiceNotEnabledError",
     "ServiceStartError",
     "Settings",
+    "SnapshotError",
     "Worker",
     "load_settings",
 ]

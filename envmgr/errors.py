@@ -16,6 +16,8 @@
     ├── EnvironmentNotFoundError     no environment (or sandbox) with that id on this engine
     ├── ServiceNotEnabledError       the service asked for is not part of this environment
     ├── TemplateCacheError           the template cache holds no usable entry for the template (`envmgr cache restore`)
+    ├── SnapshotError                no snapshot of that name in this worker (names those there are), or one cannot
+    │                                be taken
     └── DaemonError                  the envmgr daemon refused a request (stop while leases are held), or its socket
         │                            cannot be trusted (another user's folder, socket or process)
         ├── DaemonNotRunningError    no envmgr daemon answers on the socket
@@ -47,6 +49,7 @@ __all__ = [
     "ServerSettingError",
     "ServiceNotEnabledError",
     "ServiceStartError",
+    "SnapshotError",
     "TemplateCacheError",
     "first_line",
 ]
@@ -175,6 +178,10 @@ class DaemonNotRunningError(DaemonError):
 
 class DaemonUntrustedError(DaemonError):
     """The daemon's folder, socket or process is not the current user's alone."""
+
+
+class SnapshotError(EnvmgrError):
+    """No snapshot of that name in this worker (`Environment.restore`), or one that cannot be taken."""
 
 
 class TemplateCacheError(EnvmgrError):

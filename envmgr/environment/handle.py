@@ -13,6 +13,7 @@ concurrently (a service waits only for those it requires), each ready when its o
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from envmgr.engine.labels import LABEL_PREFIX, LABEL_REPLICA, LABEL_SERVICE, LAB
 from envmgr.environment.attach import read_attachment, read_ready
 from envmgr.environment.plan import EnvironmentPlan, Labels
 from envmgr.environment.runtime import Runtime
+from envmgr.environment.snapshots import ShareHooks, SnapshotBook
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
 from envmgr.progress.events import Progress, silent
 from envmgr.services.base import Service
@@ -87,6 +89,10 @@ class Environment:
         self.scope: Worker | None = None
         """set for a test process's handle (the `envmgr_env` fixture): `reset()` then resets this worker's share
         only, never another worker's"""
+        self.snapshots = SnapshotBook()
+        """the named snapshots of the scope's share (the `envmgr_env` fixture hands it the run's book)"""
+        self.shares: ShareHooks | None = None
+        """the test process's shares (the `envmgr_env` fixture): which services a snapshot takes, pools let go"""
 
     # what it is ------------------------------------------------------------------------------------------------
 
@@ -278,6 +284,69 @@ class Environment:
                 for endpoint in self.endpoints.all():
                     if endpoint.service == name:
                         service.reset(endpoint)
+
+    # named snapshots (docs/snapshots.md) ---------------------------------------------------------------------
+
+    def snapshot(self, name: str, services: Sequence[str] | None = None) -> None:
+        """Keep the scope's share of each service (default: those this worker has used; without a scope, every
+        started service's session share) as it is now, under `name` (taken again if it exists): its database
+        copied, its Redis keys dumped, its account's objects and queues, its WireMock stubs."""
+        worker = self.scope or Worker()
+        names = list(services) if services is not None else self._share_services()
+        if name in self.snapshots.taken:
+            self.drop_snapshot(name)
+        kept: dict[str, object] = {}
+        try:
+            for service in names:
+                self._let_go(service)
+                with self.timings.measure(service, "snapshot"):
+                    endpoint = self._runtime.endpoint_of(service, worker)
+                    kept[service] = self.service(service).snapshot(endpoint, worker, name)
+        except BaseException:  # no half snapshot: what the services before the failing one kept is dropped
+            self.snapshots.taken[name] = kept
+            with contextlib.suppress(Exception):
+                self.drop_snapshot(name)
+            raise
+        self.snapshots.taken[name] = kept
+
+    def restore(self, name: str) -> None:
+        """The scope's share of each service in snapshot `name` made what it kept again (SnapshotError, naming
+        those there are, for a name never taken)."""
+        worker = self.scope or Worker()
+        for service, kept in self.snapshots.kept(name).items():
+            self._let_go(service)
+            with self.timings.measure(service, "restore"):
+                self.service(service).restore(self._runtime.endpoint_of(service, worker), worker, name, kept)
+
+    def use_baseline(self, name: str | None) -> None:
+        """From the next test on, the per-test reset of each service in snapshot `name` goes back to it instead of
+        the seeded state (None: the seeded state again); its services are brought back to it before the next test
+        that reaches them."""
+        if name is not None:
+            self.snapshots.stale.update(self.snapshots.kept(name))
+        self.snapshots.baseline = name
+
+    def drop_snapshot(self, name: str) -> None:
+        """Remove snapshot `name` (what its services keep on their servers); the baseline, when it was this one,
+        is the seeded state again."""
+        worker = self.scope or Worker()
+        for service, kept in self.snapshots.kept(name).items():
+            self.service(service).drop_snapshot(self._runtime.endpoint_of(service, worker), worker, name, kept)
+        del self.snapshots.taken[name]
+        if self.snapshots.baseline == name:
+            self.snapshots.baseline = None
+
+    def drop_snapshots(self) -> None:
+        """Remove every snapshot (the `envmgr_env` fixture does at the end of the worker's session)."""
+        for name in list(self.snapshots.taken):
+            self.drop_snapshot(name)
+
+    def _share_services(self) -> list[str]:
+        return list(self.shares.services) if self.shares is not None else self.started()
+
+    def _let_go(self, service: str) -> None:
+        if self.shares is not None:
+            self.shares.let_go(service)
 
     def prepare(self) -> Endpoints:
         """Run every service's prepare step again (on an attached environment): a template that exists is reused."""

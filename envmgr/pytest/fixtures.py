@@ -84,9 +84,12 @@ def envmgr_shares(request: pytest.FixtureRequest, envmgr_worker: Worker) -> Iter
 
 
 @pytest.fixture(scope="session")
-def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envmgr_settings: Settings) -> Environment:
-    """A handle on the environment: health, faults and `reset()` of this worker's share of every service (never
-    another worker's)."""
+def envmgr_env(
+    request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envmgr_settings: Settings, envmgr_shares: WorkerShares
+) -> Iterator[Environment]:
+    """A handle on the environment: health, faults, `reset()` of this worker's share of every service (never
+    another worker's), and named snapshots of that share (`snapshot`, `restore`, `use_baseline`: docs/snapshots.md),
+    removed at the end of the session."""
     from envmgr.environment import Environment
 
     run = run_of(request.config)
@@ -96,7 +99,12 @@ def envmgr_env(request: pytest.FixtureRequest, envmgr_endpoints: Endpoints, envm
         env = Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
         env.timings = run.resets  # its resets count in the run's report (sent to the controller by an xdist worker)
     env.scope = run.worker
-    return env
+    env.snapshots = run.snapshots()
+    env.shares = envmgr_shares
+    try:
+        yield env
+    finally:
+        env.drop_snapshots()
 
 
 @pytest.fixture(scope="session")
@@ -174,7 +182,7 @@ def _envmgr_seeded_state(request: pytest.FixtureRequest) -> Iterator[None]:
         shares.setup(service)
     running = set(shares.services) | ((set(run.needed) if every else found.reached) & enabled)
     wanted = running if every else found.reached & running
-    for service in [name for name in shares.services if name in wanted and name in run.dirty]:
+    for service in [name for name in shares.services if name in wanted and (name in run.dirty or run.stale(name))]:
         shares.reset(service)
     yield
     markers = {marker.name for marker in request.node.iter_markers()}

@@ -28,6 +28,7 @@ from envmgr.timings import Timings
 
 if TYPE_CHECKING:
     from envmgr.environment import Environment
+    from envmgr.environment.snapshots import SnapshotBook
     from envmgr.pytest.source import SourceOptions
     from envmgr.services.base import Service
 
@@ -94,6 +95,8 @@ class RunState:
     """the controller: where its environment tells how each start goes (the terminal, the report's waterfall)"""
     origin: float = field(default_factory=time.perf_counter)
     """`time.perf_counter()` when envmgr first saw the run: the report's times count from it"""
+    snapshot_book: SnapshotBook | None = None
+    """this worker's named snapshots and baseline (made when `envmgr_env` is first used: see `snapshots()`)"""
     _fixture_map: FixtureMap | None = field(default=None, repr=False)
 
     @property
@@ -118,6 +121,18 @@ class RunState:
         if name not in self.services:
             self.services[name] = self.registry.create(name, self.settings)
         return self.services[name]
+
+    def snapshots(self) -> SnapshotBook:
+        """This worker's snapshot book (shared by `envmgr_env` and the per-test reset), made on first use."""
+        if self.snapshot_book is None:
+            from envmgr.environment.snapshots import SnapshotBook
+
+            self.snapshot_book = SnapshotBook()
+        return self.snapshot_book
+
+    def stale(self, service: str) -> bool:
+        """Whether the service's share is to be brought back to a baseline chosen since (`use_baseline`)."""
+        return self.snapshot_book is not None and service in self.snapshot_book.stale
 
     def always_services(self) -> dict[str, str]:
         """The enabled services every test reaches, whatever its fixtures, and why: those a setting marks `always`

@@ -80,13 +80,32 @@ class WorkerShares:
         self._run.service(service).worker_setup(self.server(service), self.worker)
         self._set_up.append(service)
 
+    def has_baseline(self, service: str) -> bool:
+        """Whether the service's per-test reset goes back to a snapshot (`Environment.use_baseline`), not to the
+        seeded state: a fixture that cleans up by itself then resets through `reset` instead."""
+        book = self._run.snapshot_book
+        return book is not None and book.baseline_of(service) is not None
+
+    def let_go(self, service: str) -> None:
+        """Run the actions registered to run before the service's share is reset or restored (pools emptied)."""
+        for action in self._before_reset.get(service, ()):
+            action()
+
     def reset(self, service: str) -> None:
-        """This worker's share of the service back to the seeded state (timed, counted in the report)."""
+        """This worker's share of the service back to the seeded state, or to the baseline snapshot when one is in
+        use (`Environment.use_baseline`) and has the service (timed, counted in the report)."""
+        book = self._run.snapshot_book
+        baseline = book.baseline_of(service) if book is not None else None
         with self._run.resets.measure(service, "reset"):
-            for action in self._before_reset.get(service, ()):
-                action()
-            self._run.service(service).worker_reset(self.server(service), self.worker)
+            self.let_go(service)
+            if baseline is None:
+                self._run.service(service).worker_reset(self.server(service), self.worker)
+            else:
+                name, kept = baseline
+                self._run.service(service).restore(self.server(service), self.worker, name, kept)
         self._run.dirty.discard(service)
+        if book is not None:
+            book.stale.discard(service)
 
     def teardown(self, service: str) -> None:
         """Remove this worker's share of the service (when it was made)."""

@@ -1,6 +1,6 @@
-"""What every service provides: its images, its container, its probe, its endpoint, its per-worker view and reset,
-and its compose entry. `Environment`, `topology`, `compose` and the fixtures ask a service through these hooks and
-never by its name."""
+"""What every service provides: its images, its container, its probe, its endpoint, its per-worker view, reset and
+named snapshots, and its compose entry. `Environment`, `topology`, `compose` and the fixtures ask a service through
+these hooks and never by its name."""
 
 from __future__ import annotations
 
@@ -296,6 +296,20 @@ class Service(ABC):
 
     def worker_teardown(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
         """After `worker`'s last test: remove its share (drop its database)."""
+
+    # named snapshots of a worker's share (envmgr.environment.snapshots) ------------------------------------------
+
+    def snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str) -> object:
+        """Keep `worker`'s share as it is now under `name` (other workers' are untouched); return what `restore`
+        and `drop_snapshot` need: a handle on what the server keeps (a database's name) or the content itself.
+        Default: None, a service with no state of its own (a Celery worker: its queue is in Redis)."""
+        return None
+
+    def restore(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:  # noqa: B027
+        """`worker`'s share made what `snapshot` kept under `name` again (`kept`: what it returned)."""
+
+    def drop_snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:  # noqa: B027
+        """Remove what `snapshot` kept on the server (at the end of the run). Default: nothing kept there."""
 
     def doctor(self, publish_address: str) -> list[DoctorNote]:
         """What `envmgr doctor` says about this service's settings beyond its image (ports are published on

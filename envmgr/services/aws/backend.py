@@ -14,12 +14,13 @@ from typing import Any, ClassVar
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.aws import gate
-from envmgr.services.aws.accounts import GATE_SECRET, access_key, aws_variables
+from envmgr.services.aws.accounts import GATE_SECRET, Clients, SeedManifest, access_key, aws_variables
 from envmgr.services.aws.api import call_each
 from envmgr.services.aws.settings import AwsServiceSettings
+from envmgr.services.aws.state import Repair
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
 
-__all__ = ["AwsService"]
+__all__ = ["RELOAD_OBJECTS", "AwsService"]
 
 SEEDS_MOUNT = "/envmgr-seeds"
 GATE_ENTRYPOINT = ["/bin/sh", "-c", '"$ENVMGR_GATE_PYTHON" -c "$ENVMGR_GATE" & exec "$@"', "envmgr-gate"]
@@ -45,6 +46,11 @@ for queue in seeds["queues"]:
 """
 
 
+RELOAD_OBJECTS = 3
+"""up to this many seeded objects, a reset empties the account and loads them again (through cached clients); with
+more, it compares the account with the seeded state and repairs the difference (bench_aws_reset.py)"""
+
+
 class AwsService(Service):
     """An AWS emulator: the fixtures `aws_endpoint_url`, `aws_env`, `s3_client`, `sqs_client` and `sns_client` are
     served by the one `[tool.envmgr.aws] backend` names."""
@@ -55,6 +61,13 @@ class AwsService(Service):
     image_python: ClassVar[str]
     """a Python with boto3 in both the official and the local image (the compose seed job runs it)"""
     seed_job: ClassVar[str]
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.clients = Clients()
+        """boto3 clients made once per account (each new one costs 60-250 ms)"""
+        self.manifest = SeedManifest()
+        """the seeded state, the seed files' ETags computed once"""
 
     @property
     def aws(self) -> AwsServiceSettings:
@@ -110,6 +123,38 @@ class AwsService(Service):
         """One cheap API call per probed service (ListBuckets, ListQueues, ListTopics ...): each really answers."""
         key = endpoint.extra.get("access_key_id", endpoint.extra.get("account_id", ""))
         call_each(endpoint.url, self.probed_services(), region=self.aws.region, access_key=key)
+
+    def few_seeds(self, endpoint: ServiceEndpoint, worker: Worker) -> bool:
+        """Whether the seeds are so few objects (RELOAD_OBJECTS) that emptying the account and loading them again
+        takes fewer calls than comparing it with them (a listing per bucket, the attributes of each queue)."""
+        state = self.manifest.state(endpoint, worker, self.settings)
+        return sum(len(objects) for objects in state.buckets.values()) <= RELOAD_OBJECTS
+
+    def repair(self, endpoint: ServiceEndpoint, worker: Worker) -> Repair:
+        """The worker's account made its seeded state again, changing only what differs from it (`state.py`)."""
+        from envmgr.services.aws.state import repair_account
+
+        state = self.manifest.state(endpoint, worker, self.settings)
+        defaults = self.manifest.queue_defaults.setdefault(endpoint.url, {})
+        return repair_account(lambda service: self.clients(endpoint, worker, service), state, defaults)
+
+    # named snapshots: the worker's account's S3 and SQS content, kept in this process ----------------------------
+
+    def snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str) -> object:
+        """The worker's account's buckets with their objects, its queues with their attributes and visible messages
+        (`state.capture_account`)."""
+        from envmgr.services.aws.state import capture_account
+
+        return capture_account(lambda service: self.clients(endpoint, worker, service))
+
+    def restore(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:
+        """The worker's account repaired into the kept state: only what differs is changed (a queue that holds
+        messages in the snapshot is always made again, with them)."""
+        from envmgr.services.aws.state import AccountState, repair_account
+
+        assert isinstance(kept, AccountState)
+        defaults = self.manifest.queue_defaults.setdefault(endpoint.url, {})
+        repair_account(lambda service: self.clients(endpoint, worker, service), kept, defaults)
 
     def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
         """The worker's account: its AWS_* variables and S3_BUCKET_<NAME> names."""

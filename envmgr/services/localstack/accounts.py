@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services.aws.accounts import CLEARABLE, delete_through_api, gate_headers, load_aws_seeds
+from envmgr.services.aws.accounts import CLEARABLE, Clients, delete_through_api, gate_headers, load_aws_seeds
 from envmgr.services.localstack.settings import LocalStackSettings
 
 __all__ = ["RESET_PATH", "cleared", "is_reset_summary", "reset_account", "restore_account"]
@@ -24,10 +24,12 @@ HTTP_TIMEOUT = 5
 FALLBACK_ACCOUNTS = 8
 
 
-def restore_account(endpoint: ServiceEndpoint, worker: Worker, settings: Settings) -> None:
-    """The worker's account back to its seeded buckets, objects and queues."""
-    reset_account(endpoint, worker, cleared(settings.localstack))
-    load_aws_seeds(endpoint, worker, settings)
+def restore_account(
+    endpoint: ServiceEndpoint, worker: Worker, settings: Settings, clients: Clients | None = None
+) -> None:
+    """The worker's account emptied and seeded again (every bucket, object and queue reloaded)."""
+    reset_account(endpoint, worker, cleared(settings.localstack), clients)
+    load_aws_seeds(endpoint, worker, settings, clients)
 
 
 def cleared(config: LocalStackSettings) -> list[str]:
@@ -35,7 +37,12 @@ def cleared(config: LocalStackSettings) -> list[str]:
     return [name for name in CLEARABLE if name in config.services]
 
 
-def reset_account(endpoint: ServiceEndpoint, worker: Worker | None, services: Sequence[str] = ("s3", "sqs")) -> None:
+def reset_account(
+    endpoint: ServiceEndpoint,
+    worker: Worker | None,
+    services: Sequence[str] = ("s3", "sqs"),
+    clients: Clients | None = None,
+) -> None:
     """Empty the worker's account of `services` (S3 buckets and objects, SQS queues, SNS topics and subscriptions);
     other accounts are untouched.
 
@@ -48,7 +55,7 @@ def reset_account(endpoint: ServiceEndpoint, worker: Worker | None, services: Se
         [worker] if worker is not None else [Worker(), *(Worker(f"gw{i}", True) for i in range(FALLBACK_ACCOUNTS))]
     )
     for account in accounts:
-        delete_through_api(endpoint, account, services)
+        delete_through_api(endpoint, account, services, clients)
 
 
 def _reset_in_process(endpoint: ServiceEndpoint, worker: Worker | None, services: Sequence[str]) -> bool:

@@ -6,13 +6,17 @@ application that reads the AWS_* variables sends none of the others, so accounts
 each worker gets its own server (a per-worker service, ~60 MiB), whose account is the worker's
 (`MOTO_ACCOUNT_ID`, so ARNs and queue URLs name the same account as in LocalStack).
 
-Reset: `POST /moto-api/reset` empties the worker's server (every service, every account) in milliseconds; the seeds
-(seeds/s3, seeds/sqs.yaml and the queues of the settings) are loaded again. Its port is the access-key gate's
+Reset: `POST /moto-api/reset` empties the server (every service, every account) and the seeds (seeds/s3,
+seeds/sqs.yaml and the queues of the settings) are loaded again through cached clients, when they are a few objects
+(`RELOAD_OBJECTS`). With more, when the server holds nothing beyond S3 and SQS (its data API, `/moto-api/data.json`,
+one call), the worker's account is compared with its seeded state and only what differs is repaired
+(`aws/state.py`); a test that used DynamoDB, SNS ... gets the full reload. Its port is the access-key gate's
 (`aws/gate.py`): moto itself listens on 127.0.0.1:5001 inside the container.
 """
 
 from __future__ import annotations
 
+import json
 import urllib.request
 from collections.abc import Sequence
 from types import MappingProxyType
@@ -22,7 +26,7 @@ from envmgr.services.aws.accounts import gate_headers, load_aws_seeds
 from envmgr.services.aws.backend import AwsService
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, ServiceDocs
 
-__all__ = ["PROBED", "RESET_PATH", "MotoService", "reset_server"]
+__all__ = ["PROBED", "RESET_PATH", "MotoService", "other_services", "reset_server"]
 
 PORT = 5000
 RESET_PATH = "/moto-api/reset"
@@ -30,6 +34,10 @@ DATA_PATH = "/moto-api/data.json"
 PROBED = ("s3", "sqs", "sns")
 """the services of the fixtures: each answers an API call before the server is ready"""
 HTTP_TIMEOUT = 5
+REPAIRED = frozenset({"s3", "sqs"})
+"""the services whose state a reset repairs (compared with the seeded state); any other's makes a full reset"""
+ALWAYS_THERE = frozenset({("iam", "AccountSummary")})
+"""(service, model) instances moto's data API lists on a server nobody used"""
 
 
 def reset_server(endpoint: ServiceEndpoint) -> None:
@@ -37,6 +45,20 @@ def reset_server(endpoint: ServiceEndpoint) -> None:
     request = urllib.request.Request(endpoint.url + RESET_PATH, data=b"", method="POST", headers=gate_headers(endpoint))
     with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
         response.read()
+
+
+def other_services(endpoint: ServiceEndpoint) -> set[str]:
+    """The services other than S3 and SQS of which the moto server holds anything (its data API lists the instances
+    of every model of every service it has loaded)."""
+    request = urllib.request.Request(endpoint.url + DATA_PATH, headers=gate_headers(endpoint))
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
+        models = json.load(response)
+    return {
+        service
+        for service, instances in models.items()
+        if service not in REPAIRED
+        and any(found and (service, model) not in ALWAYS_THERE for model, found in instances.items())
+    }
 
 
 class MotoService(AwsService):
@@ -53,7 +75,8 @@ class MotoService(AwsService):
         ready="S3 `ListBuckets`, SQS `ListQueues`, SNS `ListTopics` answer",
         seeds="as LocalStack",
         isolation="its own moto server (moto does not take the access key as the account)",
-        reset="`POST /moto-api/reset` (~3 ms: every service), seeds reloaded",
+        reset="`POST /moto-api/reset` and the seeds reloaded (~30 ms); with more than 3 seeded objects, compared with "
+        "the seeded state and only what differs repaired (unless a test used another service)",
     )
     image_python = "/usr/local/bin/python"
     """the official image is python:*-alpine (its python in /usr/local/bin); the local one links its venv there"""
@@ -80,18 +103,35 @@ class MotoService(AwsService):
 
     def prepare(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """Seed the replica's own worker's account."""
-        load_aws_seeds(endpoint, _served(endpoint), self.settings)
+        load_aws_seeds(endpoint, _served(endpoint), self.settings, self.clients)
         return endpoint
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
         """The replica emptied and seeded again."""
         reset_server(endpoint)
-        load_aws_seeds(endpoint, _served(endpoint), self.settings)
+        load_aws_seeds(endpoint, _served(endpoint), self.settings, self.clients)
 
     def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
-        """The worker's own server emptied, its seeds loaded again."""
+        """The worker's own server back to its seeded state: its S3 and SQS repaired where the difference from the
+        seeded state is all there is (no other service holds anything); else, or when the seeds are a few objects
+        (fewer calls), emptied and seeded again."""
+        if self.few_seeds(endpoint, worker) or not self._repaired(endpoint, worker):
+            self.reload(endpoint, worker)
+
+    def _repaired(self, endpoint: ServiceEndpoint, worker: Worker) -> bool:
+        """Whether the worker's S3 and SQS were repaired and nothing else holds state (False: reload instead)."""
+        try:
+            if other_services(endpoint):
+                return False
+            self.repair(endpoint, worker)
+        except Exception:  # botocore raises many types; the full reload is the answer to each
+            return False
+        return True
+
+    def reload(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
+        """The worker's server emptied (every service), its seeds loaded again: what a reset did before the repair."""
         reset_server(endpoint)
-        load_aws_seeds(endpoint, worker, self.settings)
+        load_aws_seeds(endpoint, worker, self.settings, self.clients)
 
     def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
         """moto's own data API answers (the image's Python: the official image has curl, the local one not), asked

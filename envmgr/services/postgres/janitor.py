@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from envmgr.endpoints import ServiceEndpoint
-from envmgr.errors import EnvmgrError
+from envmgr.errors import EnvmgrError, SnapshotError
 from envmgr.services.settings import DatabaseSettingValue
 
 __all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor", "app_password", "setting_value"]
@@ -196,6 +196,23 @@ class Janitor:
             ) from None
         if settings:
             self.set_defaults(name, settings)
+
+    def copy(self, source: str, name: str, attempts: int = 3) -> None:
+        """Make `name` a copy of `source`, a database in use (a snapshot of it): `source`'s sessions are ended first
+        (CREATE DATABASE ... TEMPLATE needs it alone), again when a pool connects anew meanwhile."""
+        self.drop(name)
+        for attempt in range(attempts):
+            self.terminate(source)
+            try:
+                self.create(name, template=source)
+                return
+            except psycopg.errors.ObjectInUse:
+                if attempt == attempts - 1:
+                    raise SnapshotError(
+                        f"cannot copy {source} into {name}: {self.connections(source)} session(s) connected to it "
+                        f"again each time they were ended",
+                        "stop what keeps connecting to it (a pool with a minimum size) while the snapshot is taken",
+                    ) from None
 
     def rename(self, old: str, new: str) -> None:
         """ALTER DATABASE old RENAME TO new (nobody may be connected to `old`)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from hashlib import sha256
 from types import MappingProxyType
 
 from envmgr.endpoints import Component, ServiceEndpoint, Worker
@@ -21,9 +22,10 @@ from envmgr.services.base import ComposeContext, ContainerSpec, Published, Servi
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.settings import SettingValue
 
-__all__ = ["TEST_TUNING", "PostgresService", "server_command"]
+__all__ = ["TEST_TUNING", "PostgresService", "server_command", "snapshot_database"]
 
 PORT = 5432
+MAX_DATABASE_NAME = 63
 DATA_DIR = "/var/lib/postgresql/data"
 # Durability is worthless in a throw-away test server and costs most of the time of CREATE DATABASE ... TEMPLATE.
 TEST_TUNING: Mapping[str, SettingValue] = MappingProxyType(
@@ -60,6 +62,18 @@ def server_command(pg: PostgresSettings) -> list[str] | None:
     if not settings:
         return None
     return ["postgres", *(arg for name, value in settings.items() for arg in ("-c", f"{name}={_text(value)}"))]
+
+
+def snapshot_database(database: str, name: str) -> str:
+    """The database that keeps snapshot `name` of `database` (a worker's: `app_gw0`): `app_gw0_snap_<name>`, under
+    the environment's database's prefix, so that a reset of the environment (and so a sweep) drops it too; a name
+    too long for Postgres is shortened with a hash."""
+    slug = re.sub(r"[^a-z0-9_]", "_", name.lower())
+    full = f"{database}_snap_{slug}"
+    if len(full) <= MAX_DATABASE_NAME:
+        return full
+    digest = sha256(name.encode()).hexdigest()[:12]
+    return f"{database}_snap_{slug}"[: MAX_DATABASE_NAME - len(digest) - 1] + "_" + digest
 
 
 def _text(value: SettingValue) -> str:
@@ -211,6 +225,31 @@ class PostgresService(Service):
 
         with Janitor(endpoint) as janitor:
             janitor.drop(worker.database(endpoint.path))
+
+    # named snapshots: a copy of the worker's database on the same server ------------------------------------------
+
+    def snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str) -> object:
+        """The worker's database copied into `<its name>_snap_<name>` (its sessions ended first)."""
+        from envmgr.services.postgres.janitor import Janitor
+
+        database = worker.database(endpoint.path)
+        kept = snapshot_database(database, name)
+        with Janitor(endpoint) as janitor:
+            janitor.copy(database, kept)
+        return kept
+
+    def restore(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:
+        """The worker's database cloned anew from the snapshot's copy (its sessions are ended)."""
+        from envmgr.services.postgres.janitor import Janitor
+
+        with Janitor(endpoint) as janitor:
+            janitor.clone(str(kept), worker.database(endpoint.path), self.pg.database_settings)
+
+    def drop_snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:
+        from envmgr.services.postgres.janitor import Janitor
+
+        with Janitor(endpoint) as janitor:
+            janitor.drop(str(kept))
 
     def _template(self, endpoint: ServiceEndpoint) -> str:
         known = endpoint.extra.get("template")

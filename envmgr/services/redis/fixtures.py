@@ -29,15 +29,19 @@ def redis_url(envmgr_shares: WorkerShares) -> str:
 
 
 @pytest.fixture
-def redis_client(redis_url: str) -> Iterator[redis.Redis]:
-    """A client on this worker's own Redis database, emptied after each test."""
+def redis_client(redis_url: str, envmgr_shares: WorkerShares) -> Iterator[redis.Redis]:
+    """A client on this worker's own Redis database, emptied after each test (with a baseline snapshot in use:
+    brought back to it, docs/snapshots.md)."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
     try:
         yield client
     finally:
-        client.flushdb()
+        if envmgr_shares.has_baseline("redis"):
+            envmgr_shares.reset("redis")
+        else:
+            client.flushdb()
         client.close()
 
 
@@ -46,10 +50,14 @@ async def _open_async_redis_client(request: pytest.FixtureRequest) -> AsyncItera
     import redis.asyncio
 
     client = redis.asyncio.Redis.from_url(request.getfixturevalue("redis_url"))
+    shares: WorkerShares = request.getfixturevalue("envmgr_shares")
     try:
         yield client
     finally:
-        await client.flushdb()
+        if shares.has_baseline("redis"):
+            shares.reset("redis")
+        else:
+            await client.flushdb()
         await client.aclose()
 
 

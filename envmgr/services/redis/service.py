@@ -138,6 +138,36 @@ class RedisService(Service):
         with _client(self.worker_view(endpoint, worker).url, timeout=5) as client:
             client.flushdb()
 
+    # named snapshots: every key of the worker's database, dumped ------------------------------------------------
+
+    def snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str) -> object:
+        """Every key of the worker's database as DUMP gives it, with its remaining time to live (PTTL), in one
+        pipelined round trip after the SCAN; kept in this process."""
+        with _client(self.worker_view(endpoint, worker).url, timeout=10) as client:
+            keys = list(client.scan_iter(count=1000))
+            pipe = client.pipeline(transaction=False)
+            for key in keys:
+                pipe.dump(key)
+                pipe.pttl(key)
+            answers = pipe.execute()
+        pairs = zip(answers[0::2], answers[1::2], strict=True)
+        return tuple(
+            (key, max(int(ttl), 0), payload)
+            for key, (payload, ttl) in zip(keys, pairs, strict=True)
+            if payload is not None and int(ttl) != -2  # expired since the SCAN
+        )
+
+    def restore(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:
+        """The worker's database emptied and every kept key restored (RESTORE ... REPLACE with its time to live),
+        in one transaction: no client sees it half restored."""
+        assert isinstance(kept, tuple)
+        with _client(self.worker_view(endpoint, worker).url, timeout=10) as client:
+            pipe = client.pipeline(transaction=True)
+            pipe.flushdb()
+            for key, ttl, payload in kept:
+                pipe.restore(key, ttl, payload, replace=True)
+            pipe.execute()
+
     # compose ---------------------------------------------------------------------------------------------------
 
     def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:

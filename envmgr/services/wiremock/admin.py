@@ -64,6 +64,13 @@ class WireMockAdmin:
         result: list[dict[str, Any]] = self._call("GET", "/mappings")["mappings"]
         return result
 
+    def replace_stubs(self, mappings: list[dict[str, Any]]) -> None:
+        """Exactly these stubs (ids kept), the request journal emptied, no delays: what a snapshot's restore does."""
+        self.reset()
+        self._call("DELETE", "/mappings")
+        if mappings:
+            self._call("POST", "/mappings/import", {"mappings": mappings})
+
     def reset(self) -> None:
         """Back to the seeded stubs (the mapping files), with an empty request journal, no delays."""
         self._call("POST", "/reset")

@@ -84,6 +84,17 @@ class WireMockService(Service):
         """The worker's own replica back to the seeded stubs, with an empty journal and no delay."""
         self.reset(endpoint)
 
+    # named snapshots: the replica's stubs -------------------------------------------------------------------
+
+    def snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str) -> object:
+        """The stubs of the worker's replica (its mappings, through the admin API), kept in this process."""
+        return tuple(WireMockAdmin.of(endpoint).stubs())
+
+    def restore(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:
+        """Exactly the kept stubs again, the request journal emptied, no delays."""
+        assert isinstance(kept, tuple)
+        WireMockAdmin.of(endpoint).replace_stubs(list(kept))
+
     def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
         """With `admin_auth` the image's own check (an anonymous GET /__admin/health) gets 401: this one logs in
         (bash and /dev/tcp, in the official and the local image). Without it: None, the image's own applies."""
