@@ -147,8 +147,9 @@ class OwnedSource:
     def finish(self, failed: bool) -> list[str]:
         environment = self.environment
         assert environment is not None
-        if not environment.begun:
-            return []  # nothing was started (no test used a service): nothing to remove, no engine to ask
+        if not environment.begun:  # nothing was started (no test used a service): no engine to ask
+            environment.release_given()  # but a given server held since planning is let go
+            return []
         decision = ending(self.kind, self.options, failed)
         if decision is Ending.KEEP:
             environment.hand_over()  # its watchdog guarded it while the run lasted

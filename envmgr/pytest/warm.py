@@ -10,9 +10,10 @@ At the start of a run (the controller, before conftest files load), with the set
   the environment is handed to the daemon (`adopt`), which resets it and keeps it for `daemon_idle_ttl`, instead of
   being removed. A daemon started this way stops once it has had nothing to keep, and no request, for that long.
 
-Not in CI (a one-shot job has no next run: `envmgr.sandbox.ci_job`, or `CI` set), not with another socket than the
-default one (`ENVMGR_DAEMON_SOCKET`: a daemon someone else runs is used, never started), not when the run keeps its
-environment (`--envmgr-keep`, `--envmgr-keep-on-failure`) or attaches to one: then runs are as without a daemon.
+Not with a service on a server envmgr did not start (`url`), not in CI (a one-shot job has no next run:
+`envmgr.sandbox.ci_job`, or `CI` set), not with another socket than the default one (`ENVMGR_DAEMON_SOCKET`: a
+daemon someone else runs is used, never started), not when the run keeps its environment (`--envmgr-keep`,
+`--envmgr-keep-on-failure`) or attaches to one: then runs are as without a daemon.
 `daemon = "on"` starts a daemon wherever; `daemon = "off"` never uses one. An environment whose start failed is
 removed, never kept.
 """
@@ -105,11 +106,17 @@ class Keeper:
         return f"envmgr: environment {environment.id} kept warm for the next run (envmgr down --all-idle removes it)"
 
 
+def given_servers(settings: Settings) -> list[str]:
+    """The enabled services on a server envmgr did not start (`url`): a run with one never uses the daemon (what
+    it makes there is its own, removed at its end)."""
+    return [name for name in settings.enabled_services() if getattr(settings.service(name), "url", None)]
+
+
 def warm_start(settings: Settings, workers: int, warn: Warn) -> tuple[Lease | None, Keeper | None]:
     """At a run's start: a warm environment leased from the daemon, or else the keeper of the run's own (None when
     the daemon is not to be used: `daemon = "off"`, or a socket `auto` cannot trust). The caller has ruled out runs
     that keep or attach."""
-    if settings.daemon == "off":
+    if settings.daemon == "off" or given_servers(settings):
         return None, None
     client = DaemonClient()
     untrusted: list[str] = []

@@ -1,0 +1,254 @@
+"""Servers envmgr did not start (issue 21, part 1): `postgres.url` and `redis.url` pointing at Debian's own
+PostgreSQL 15 and redis-server, started as plain processes on 127.0.0.1 (no container), with DOCKER_HOST pointing
+nowhere. A project's suite passes at -n 2, each worker on its own database and Redis database, every test from the
+seeded state; nothing envmgr made is left on the servers afterwards, and what a killed run left is swept by the next
+run and by `envmgr gc`. Bad URLs are one-line errors at start."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.plain_servers import PlainPostgres, PlainRedis, free_port, plain_postgres, plain_redis, poll
+from tests.integration.test_plugin import PROJECT_TABLE
+
+GIVEN_TABLE = PROJECT_TABLE + textwrap.dedent(
+    """
+    [tool.envmgr.postgres]
+    url = "${DATABASE_URL}"
+
+    [tool.envmgr.redis]
+    url = "${REDIS_URL}"
+    """
+)
+
+# Two files, one per worker (--dist loadfile): each test 1 writes a row and a Redis key, waits until the other
+# worker has written its own, checks it sees none of the other's, and keeps its own until the other has checked too
+# (so the other's check is made while the data exists). Each test 2 (the same worker, next test) sees the seeded
+# state again.
+ISOLATION = """
+import os
+import time
+from pathlib import Path
+
+import psycopg
+
+ME = os.environ.get("PYTEST_XDIST_WORKER", "main")
+OTHER = {{"gw0": "gw1", "gw1": "gw0"}}.get(ME, ME)
+SHARED = Path({shared!r})
+
+
+def wait_for(path):
+    deadline = time.monotonic() + 120
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{{path}} never appeared"
+        time.sleep(0.05)
+
+
+def test_1_isolated_from_the_other_worker(postgres_url, redis_client):
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        database = connection.execute("SELECT current_database()").fetchone()[0]
+        assert database.startswith("envmgr_") and database.endswith("_app_" + ME), database
+        connection.execute("INSERT INTO users (email, name) VALUES (%s, %s)", (ME + "@example.com", ME))
+    redis_client.set("written-by", ME)
+    (SHARED / (ME + ".written")).write_text(database + " " + str(redis_client.connection_pool.connection_kwargs["db"]))
+    wait_for(SHARED / (OTHER + ".written"))
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        names = [row[0] for row in connection.execute("SELECT name FROM users WHERE name LIKE 'gw%%'")]
+    assert names == [ME]
+    assert redis_client.get("written-by") == ME.encode()
+    assert redis_client.dbsize() == 1
+    (SHARED / (ME + ".checked")).touch()
+    wait_for(SHARED / (OTHER + ".checked"))
+
+
+def test_2_the_next_test_sees_the_seeded_state(postgres_url, redis_client):
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        assert connection.execute("SELECT count(*) FROM users WHERE name LIKE 'gw%%'").fetchone()[0] == 0
+        assert connection.execute("SELECT count(*) FROM users WHERE id <= 3").fetchone()[0] == 3
+    assert redis_client.dbsize() == 0
+"""
+
+# A run that holds its environment until it is killed: it says which database it has, then waits.
+HOLD = """
+import time
+from pathlib import Path
+
+import psycopg
+
+
+def test_hold(postgres_url, redis_client):
+    redis_client.set("left", "behind")
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        database = connection.execute("SELECT current_database()").fetchone()[0]
+    Path({marker!r}).write_text(database)
+    time.sleep(3600)
+"""
+
+
+@pytest.fixture(scope="module")
+def postgres_server() -> Iterator[PlainPostgres]:
+    with plain_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[PlainRedis]:
+    with plain_redis() as server:
+        yield server
+
+
+@pytest.fixture
+def given(
+    postgres_server: PlainPostgres, redis_server: PlainRedis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[PlainPostgres, PlainRedis]]:
+    """The servers' URLs in DATABASE_URL and REDIS_URL, Docker nowhere; afterwards nothing of envmgr's on them."""
+    monkeypatch.setenv("DATABASE_URL", postgres_server.url())
+    monkeypatch.setenv("REDIS_URL", redis_server.url())
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    yield postgres_server, redis_server
+    leftovers = postgres_server.databases(), redis_server.sizes()
+    # a failed test's leftovers must not fail the next one: swept here, but reported
+    for name in postgres_server.databases():
+        postgres_server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    client = redis_server.client()
+    try:
+        client.flushall()
+    finally:
+        client.close()
+    assert leftovers == ([], {}), f"envmgr left these on the servers: {leftovers}"
+
+
+def project(pytester: pytest.Pytester, table: str = GIVEN_TABLE, **files: str) -> None:
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'given'\n{table}")
+    pytester.makepyfile(**files)
+
+
+def test_a_suite_on_given_servers_passes_at_n2_with_each_worker_isolated(
+    pytester: pytest.Pytester, given: tuple[PlainPostgres, PlainRedis]
+) -> None:
+    shared = pytester.path / "shared"
+    shared.mkdir()
+    project(pytester, test_a=ISOLATION.format(shared=str(shared)), test_b=ISOLATION.format(shared=str(shared)))
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--dist", "loadfile")
+    result.assert_outcomes(passed=4)
+    written = {path.stem: path.read_text().split() for path in shared.glob("*.written")}
+    assert set(written) == {"gw0", "gw1"}
+    (db0, redis0), (db1, redis1) = written["gw0"], written["gw1"]
+    assert db0 != db1
+    assert redis0 != redis1
+    assert db0.rpartition("_gw0")[0] == db1.rpartition("_gw1")[0]  # of one environment: envmgr_<id>_app
+    assert "0" not in (redis0, redis1)  # database 0 (the claims', and an application's own) is never handed out
+
+
+def _killed_run(pytester: pytest.Pytester, marker: Path) -> tuple[str, subprocess.Popen[bytes]]:
+    """A pytest run of the HOLD project, started; returns its database once its test holds it."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-n", "2"],
+        cwd=pytester.path, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        poll(lambda: marker.read_text().strip() or None, "the held run's database", deadline=120)
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        raise
+    return marker.read_text().strip(), process
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def test_what_a_killed_run_left_is_swept_by_gc_and_by_the_next_run(
+    pytester: pytest.Pytester, given: tuple[PlainPostgres, PlainRedis]
+) -> None:
+    postgres_server, redis_server = given
+    marker = pytester.path / "held"
+    project(pytester, test_hold=HOLD.format(marker=str(marker)))
+
+    database, process = _killed_run(pytester, marker)
+    _kill(process)
+    prefix = database.rpartition("_app_")[0]  # envmgr_<id>
+    left = postgres_server.databases(prefix)
+    assert database in left, left
+    assert any("_tpl_" in name for name in left), left
+    assert redis_server.sizes(), "the killed run's Redis database and claims are there"
+
+    gc = subprocess.run(
+        [sys.executable, "-m", "envmgr", "gc"], cwd=pytester.path, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert gc.returncode == 0, gc.stderr
+    for name in left:
+        assert f"removed postgres database {name}" in gc.stderr, gc.stderr
+    assert "removed redis database" in gc.stderr
+    assert postgres_server.databases() == []
+    assert redis_server.sizes() == {}
+
+    marker.unlink()
+    database, process = _killed_run(pytester, marker)
+    _kill(process)
+    assert postgres_server.databases(database.rpartition("_app_")[0])
+    pytester.makepyfile(test_hold="def test_nothing():\n    pass\n")
+    pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
+    assert postgres_server.databases() == []
+    assert redis_server.sizes() == {}
+
+
+def test_an_unset_variable_in_a_url_is_a_usage_error_naming_it(pytester: pytest.Pytester) -> None:
+    table = PROJECT_TABLE + '\n[tool.envmgr.postgres]\nurl = "${ENVMGR_TEST_NEVER_SET}"\n'
+    project(pytester, table, test_x="def test_x(postgres_url):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*postgres.url*ENVMGR_TEST_NEVER_SET*not set*", "*set ENVMGR_TEST_NEVER_SET*or remove `url`*"]
+    )
+
+
+def test_an_unreachable_url_is_one_line_naming_the_service_and_the_masked_url(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port()  # nothing listens there
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://admin:s3cr3t-pw@127.0.0.1:{port}/postgres")
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    table = PROJECT_TABLE + '\n[tool.envmgr.postgres]\nurl = "${DATABASE_URL}"\nstartup_timeout = 2\n'
+    table += "\n[tool.envmgr.redis]\nenabled = false\n"
+    project(pytester, table, test_x="def test_x(postgres_url):\n    pass\n")
+    result = pytester.runpytest_subprocess()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "s3cr3t-pw" not in output
+    result.stderr.fnmatch_lines(
+        [f"*postgres: the server at postgresql://admin:***@127.0.0.1:{port}/postgres (postgres.url) did not answer*"]
+    )
+    assert "Traceback" not in output
+
+
+def test_a_role_that_may_not_create_databases_is_refused_at_start(
+    pytester: pytest.Pytester, given: tuple[PlainPostgres, PlainRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    postgres_server, _ = given
+    postgres_server.execute("DROP ROLE IF EXISTS plain_user")
+    postgres_server.execute("CREATE ROLE plain_user LOGIN PASSWORD 'plain-pw' NOCREATEDB")
+    try:
+        monkeypatch.setenv("DATABASE_URL", postgres_server.url("plain_user", "plain-pw"))
+        project(pytester, test_x="def test_x(postgres_url):\n    pass\n")
+        result = pytester.runpytest_subprocess()
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(
+            [
+                "*postgres: the role plain_user of postgres.url (postgresql://plain_user:***@*) may not create *",
+                "*fix: give it the right (ALTER ROLE plain_user CREATEDB)*",
+            ]
+        )
+    finally:
+        postgres_server.execute("DROP ROLE IF EXISTS plain_user")
