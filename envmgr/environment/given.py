@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 
+from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import ConfigError, EnvmgrError, ServiceStartError
 from envmgr.progress.events import Noted, Progress, silent
@@ -21,7 +22,7 @@ from envmgr.services.base import Service
 from envmgr.services.given import GivenHold, mask
 from envmgr.timings import Timings
 
-__all__ = ["GIVEN_DEADLINE", "GivenServers", "not_a_container", "sweep_given"]
+__all__ = ["GIVEN_DEADLINE", "GivenServers", "given_services", "not_a_container", "sweep_given"]
 
 GIVEN_DEADLINE = 10.0
 """seconds a given server has to answer by default (its table's or [tool.envmgr] startup_timeout when set)"""
@@ -133,6 +134,11 @@ class GivenServers:
         if failure is not None:
             raise failure
         return removed
+
+
+def given_services(settings: Settings) -> list[str]:
+    """The enabled services on a server envmgr did not start (their `url` set), from the settings alone."""
+    return [name for name in settings.enabled_services() if getattr(settings.service(name), "url", None)]
 
 
 def not_a_container(service: str) -> EnvmgrError:

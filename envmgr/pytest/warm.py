@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease, Warn, auto_mode, spawn
 from envmgr.engine.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_SETTINGS
+from envmgr.environment.given import given_services
 from envmgr.errors import EnvmgrError
 from envmgr.sandbox import ci_job
 
@@ -106,17 +107,11 @@ class Keeper:
         return f"envmgr: environment {environment.id} kept warm for the next run (envmgr down --all-idle removes it)"
 
 
-def given_servers(settings: Settings) -> list[str]:
-    """The enabled services on a server envmgr did not start (`url`): a run with one never uses the daemon (what
-    it makes there is its own, removed at its end)."""
-    return [name for name in settings.enabled_services() if getattr(settings.service(name), "url", None)]
-
-
 def warm_start(settings: Settings, workers: int, warn: Warn) -> tuple[Lease | None, Keeper | None]:
     """At a run's start: a warm environment leased from the daemon, or else the keeper of the run's own (None when
     the daemon is not to be used: `daemon = "off"`, or a socket `auto` cannot trust). The caller has ruled out runs
     that keep or attach."""
-    if settings.daemon == "off" or given_servers(settings):
+    if settings.daemon == "off" or given_services(settings):  # what a run makes there is its own, removed at its end
         return None, None
     client = DaemonClient()
     untrusted: list[str] = []

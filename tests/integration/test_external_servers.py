@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from envmgr import Environment, Faults, Settings, Worker
+from envmgr.errors import EnvmgrError
 from tests.integration.plain_servers import PlainPostgres, PlainRedis, free_port, plain_postgres, plain_redis, poll
+from tests.integration.test_faults import FAULTING_WORKER, OTHER_WORKER
 from tests.integration.test_plugin import PROJECT_TABLE
 
 GIVEN_TABLE = PROJECT_TABLE + textwrap.dedent(
@@ -252,3 +255,35 @@ def test_a_role_that_may_not_create_databases_is_refused_at_start(
         )
     finally:
         postgres_server.execute("DROP ROLE IF EXISTS plain_user")
+
+
+def test_faults_on_given_servers_go_through_the_workers_proxy(
+    pytester: pytest.Pytester, given: tuple[PlainPostgres, PlainRedis]
+) -> None:
+    """`envmgr_faults` on a server envmgr did not start: the worker's own proxy in front of it hangs (pause) or
+    refuses (stop) for that worker only; the other worker works normally, and the server itself is untouched."""
+    signals = pytester.path / "signals"
+    signals.mkdir()
+    table = '[tool.envmgr.postgres]\nurl = "${DATABASE_URL}"\n\n[tool.envmgr.redis]\nurl = "${REDIS_URL}"\n'
+    project(
+        pytester, table,
+        test_a=FAULTING_WORKER.format(signals=str(signals)), test_b=OTHER_WORKER.format(signals=str(signals)),
+    )  # fmt: skip
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--dist", "loadfile")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_library_handle_refuses_to_pause_a_given_server_and_removes_what_it_made(
+    given: tuple[PlainPostgres, PlainRedis], tmp_path: Path
+) -> None:
+    postgres_server, _ = given
+    settings = Settings(project_root=tmp_path, postgres={"url": "${DATABASE_URL}"}, redis={"enabled": False})
+    with Environment(settings=settings) as env:
+        made = postgres_server.databases()
+        assert f"envmgr_{env.id}_app" in made
+        assert all(name.startswith(f"envmgr_{env.id}_app") for name in made), made
+        with pytest.raises(EnvmgrError, match="postgres runs on a server envmgr did not start"):
+            env.pause("postgres")
+        with pytest.raises(EnvmgrError, match="cannot pause, stop or start it"):
+            Faults(env, Worker()).stop("postgres")
+    assert postgres_server.databases() == []
