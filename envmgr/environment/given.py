@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint
@@ -33,13 +33,23 @@ POLL = (0.05, 0.5)
 class GivenServers:
     """The given servers of one environment (see the module's documentation)."""
 
-    def __init__(self, services: Mapping[str, Service], env_id: str, workers: int) -> None:
+    def __init__(
+        self, services: Mapping[str, Service], env_id: str, workers: int, needs: Mapping[str, Sequence[str]]
+    ) -> None:
         self._services = services
         self.urls: dict[str, str] = {}
         for name, service in services.items():
             url = service.given_url()
             if url is not None:
                 self.urls[name] = url
+        for name in services:  # a container reaches what it needs on the environment's network: not a given server
+            given = [need for need in needs.get(name, ()) if need in self.urls]
+            if name not in self.urls and given:
+                raise ConfigError(
+                    f"{name} runs in a container and needs {', '.join(given)}, which is on a server envmgr did not "
+                    f"start ({given[0]}.url): envmgr cannot hand that server to its container",
+                    f"remove [tool.envmgr.{given[0]}] url (envmgr starts it), or disable {name}",
+                )
         self._env_id = env_id
         self._workers = workers
         self._holds: dict[str, GivenHold] = {}

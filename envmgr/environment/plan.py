@@ -68,7 +68,7 @@ class EnvironmentPlan:
         self.sandbox = sandbox
         self.detach = detach
         self.workers = self.topology.workers
-        self.given = GivenServers(self.services, self.id, self.workers)
+        self.given = GivenServers(self.services, self.id, self.workers, self.topology.needs)
         """the services on servers envmgr did not start (their `url`): no container, no engine for them"""
         self.owner = Owner.current()
         self._extra_labels = labels

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from envmgr.config import load_settings
+from envmgr import Environment
+from envmgr.config import Settings, load_settings
 from envmgr.errors import ConfigError
 from envmgr.services.given import GivenUrl, UnsetVariableError, expand, mask, unset_variables
 
@@ -42,3 +45,11 @@ def test_passwords_are_masked_and_urls_parsed() -> None:
     assert GivenUrl.parse("redis://h", ("redis",), 6379).port == 6379
     with pytest.raises(ValueError, match="not a redis URL"):
         GivenUrl.parse("http://h", ("redis",), 6379)
+
+
+def test_a_container_that_needs_a_given_server_is_refused_when_planned(tmp_path: Path) -> None:
+    settings = Settings(
+        project_root=tmp_path, redis={"url": "redis://127.0.0.1:6379"}, celery={"enabled": True, "app": "tasks"}
+    )
+    with pytest.raises(ConfigError, match=r"celery runs in a container and needs redis.*\(redis\.url\)"):
+        Environment(settings=settings)
