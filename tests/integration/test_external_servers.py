@@ -6,6 +6,7 @@ run and by `envmgr gc`. Bad URLs are one-line errors at start."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -140,8 +141,13 @@ def test_a_suite_on_given_servers_passes_at_n2_with_each_worker_isolated(
     shared = pytester.path / "shared"
     shared.mkdir()
     project(pytester, test_a=ISOLATION.format(shared=str(shared)), test_b=ISOLATION.format(shared=str(shared)))
-    result = pytester.runpytest_subprocess("-p", "no:randomly", "-n", "2", "--dist", "loadfile")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:randomly", "-n", "2", "--dist", "loadfile", "--envmgr-report", "report.json"
+    )  # fmt: skip
     result.assert_outcomes(passed=4)
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["template"]["name"].startswith(f"envmgr_{report['environment']}_app_tpl_")  # built and reported
+    assert report["services"]["postgres"]["resets"] == 2  # each worker's test 2, back to the seeded state
     written = {path.stem: path.read_text().split() for path in shared.glob("*.written")}
     assert set(written) == {"gw0", "gw1"}
     (db0, redis0), (db1, redis1) = written["gw0"], written["gw1"]
@@ -287,3 +293,24 @@ def test_a_library_handle_refuses_to_pause_a_given_server_and_removes_what_it_ma
         with pytest.raises(EnvmgrError, match="cannot pause, stop or start it"):
             Faults(env, Worker()).stop("postgres")
     assert postgres_server.databases() == []
+
+
+def test_a_redis_with_too_few_free_databases_is_refused_at_start(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-n 2 needs three databases besides database 0: a server with three in all says so before any test runs."""
+    with plain_redis(databases=3) as small:
+        monkeypatch.setenv("REDIS_URL", small.url())
+        monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        table = '[tool.envmgr.redis]\nurl = "${REDIS_URL}"\n\n[tool.envmgr.postgres]\nenabled = false\n'
+        project(pytester, table, test_x="def test_x(redis_client):\n    pass\n")
+        result = pytester.runpytest_subprocess("-n", "2")
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines(
+            [
+                "*redis: the server of redis.url (redis://:***@127.0.0.1:*) has 3 databases and 2 free*this run "
+                "needs 3 (one for the session and one per xdist worker)*",
+                "*fix: give the server more (redis-server --databases 64), or run fewer xdist workers (-n)*",
+            ]
+        )
+        assert small.sizes() == {}  # the claims it made were taken back
