@@ -314,3 +314,15 @@ def test_a_redis_with_too_few_free_databases_is_refused_at_start(
             ]
         )
         assert small.sizes() == {}  # the claims it made were taken back
+
+
+def test_keep_does_not_keep_what_a_run_made_on_a_given_server(
+    pytester: pytest.Pytester, given: tuple[PlainPostgres, PlainRedis]
+) -> None:
+    """--envmgr-keep cannot keep databases on a server envmgr did not start (the next run would sweep them, its
+    session gone): they are removed, and the run says so instead of `envmgr down`."""
+    project(pytester, test_x="def test_x(postgres_url, redis_client):\n    redis_client.set('k', 'v')\n")
+    result = pytester.runpytest_subprocess("-p", "no:randomly", "--envmgr-keep")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*made on servers envmgr did not start (url) is removed, not kept*"])
+    assert "envmgr down" not in result.stdout.str()
