@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 
 from envmgr import Environment, Faults, Settings, Worker
 from envmgr.errors import EnvmgrError
+from tests.conftest import REPO
 from tests.integration.plain_servers import PlainPostgres, PlainRedis, free_port, plain_postgres, plain_redis, poll
 from tests.integration.test_faults import FAULTING_WORKER, OTHER_WORKER
 from tests.integration.test_plugin import PROJECT_TABLE
@@ -326,3 +328,22 @@ def test_keep_does_not_keep_what_a_run_made_on_a_given_server(
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*made on servers envmgr did not start (url) is removed, not kept*"])
     assert "envmgr down" not in result.stdout.str()
+
+
+@pytest.mark.parametrize("example", ["fastapi_app", "django_app"])
+def test_the_examples_pass_at_n2_on_given_servers(
+    example: str, given: tuple[PlainPostgres, PlainRedis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The FastAPI and Django examples, unchanged, with their servers given through ENVMGR_*__URL (itself naming the
+    job's variables) and no Docker: they pass at -n 2 on databases of their own, and leave nothing (`given`)."""
+    monkeypatch.setenv("ENVMGR_POSTGRES__URL", "${DATABASE_URL}")
+    monkeypatch.setenv("ENVMGR_REDIS__URL", "${REDIS_URL}")
+    folder = REPO / "tests" / "examples" / example
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    assert "13 passed" in result.stdout, result.stdout[-4000:]
+    assert re.search(r"template envmgr_\w+_app_tpl_\w+ built", result.stdout), result.stdout[-4000:]
