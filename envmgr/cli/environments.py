@@ -26,6 +26,7 @@ from envmgr.engine.records import EnvironmentRecord
 from envmgr.environment import Environment
 from envmgr.environment.given import sweep_given
 from envmgr.errors import (
+    ConfigError,
     EnvironmentNotFoundError,
     EnvmgrError,
 )
@@ -242,9 +243,13 @@ def gc(
 def _sweep_given() -> bool:
     """Remove what killed runs left on the servers envmgr did not start that this project's settings name (`url`)
     and say what it was; True when every enabled service is on such a server."""
-    settings = load_settings()
-    services = {name: SERVICES.create(name, settings) for name in settings.enabled_services()}
-    given = {name: service for name, service in services.items() if service.given_url() is not None}
+    try:
+        settings = load_settings()
+        services = {name: SERVICES.create(name, settings) for name in settings.enabled_services()}
+        given = {name: service for name, service in services.items() if service.given_url() is not None}
+    except ConfigError as exc:  # the engine's environments are still swept
+        err_console().print(f"servers envmgr did not start (url) not swept: {exc.cause}")
+        return False
     if not given:
         return False
     removed = sweep_given(given)

@@ -140,6 +140,7 @@ def project(pytester: pytest.Pytester, table: str = GIVEN_TABLE, **files: str) -
 def test_a_suite_on_given_servers_passes_at_n2_with_each_worker_isolated(
     pytester: pytest.Pytester, given: tuple[PlainPostgres, PlainRedis]
 ) -> None:
+    postgres_server, _ = given
     shared = pytester.path / "shared"
     shared.mkdir()
     project(pytester, test_a=ISOLATION.format(shared=str(shared)), test_b=ISOLATION.format(shared=str(shared)))
@@ -150,6 +151,9 @@ def test_a_suite_on_given_servers_passes_at_n2_with_each_worker_isolated(
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["template"]["name"].startswith(f"envmgr_{report['environment']}_app_tpl_")  # built and reported
     assert report["services"]["postgres"]["resets"] == 2  # each worker's test 2, back to the seeded state
+    assert set(report["given"]) == {"postgres", "redis"}
+    assert postgres_server.password not in report["given"]["postgres"]  # masked
+    result.stdout.fnmatch_lines(["envmgr: environment * | on servers envmgr did not start: postgres, redis | *"])
     written = {path.stem: path.read_text().split() for path in shared.glob("*.written")}
     assert set(written) == {"gw0", "gw1"}
     (db0, redis0), (db1, redis1) = written["gw0"], written["gw1"]
