@@ -145,9 +145,10 @@ def test_a_suite_on_given_servers_passes_at_n2_with_each_worker_isolated(
     shared.mkdir()
     project(pytester, test_a=ISOLATION.format(shared=str(shared)), test_b=ISOLATION.format(shared=str(shared)))
     result = pytester.runpytest_subprocess(
-        "-p", "no:randomly", "-n", "2", "--dist", "loadfile", "--envmgr-report", "report.json"
+        "-p", "no:randomly", "-n", "2", "--dist", "loadfile", "--envmgr-report", "report.html"
     )  # fmt: skip
     result.assert_outcomes(passed=4)
+    assert "envmgr_" in (pytester.path / "report.html").read_text()  # the page people read, too
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["template"]["name"].startswith(f"envmgr_{report['environment']}_app_tpl_")  # built and reported
     assert report["services"]["postgres"]["resets"] == 2  # each worker's test 2, back to the seeded state
