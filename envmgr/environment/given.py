@@ -54,8 +54,6 @@ class GivenServers:
         self._workers = workers
         self._holds: dict[str, GivenHold] = {}
         self._lock = threading.Lock()
-        self.swept: list[str] = []
-        """what the first hold's sweep removed (left by killed runs), for people"""
 
     def __contains__(self, name: object) -> bool:
         return name in self.urls
@@ -63,10 +61,6 @@ class GivenServers:
     def needs_engine(self) -> bool:
         """Whether any of the environment's services runs in a container."""
         return any(name not in self.urls for name in self._services)
-
-    @property
-    def held(self) -> bool:
-        return bool(self._holds)
 
     def endpoint(self, name: str, progress: Progress = silent) -> ServiceEndpoint:
         """The given server's endpoint, held for this environment (taken on first use)."""
@@ -105,7 +99,6 @@ class GivenServers:
                 ) from None
             for line in swept:
                 progress(Noted(name, f"removed {line}, left by a run that was killed"))
-            self.swept += swept
             return hold
 
     def start(self, name: str, endpoint: ServiceEndpoint, timings: Timings, progress: Progress) -> ServiceEndpoint:

@@ -72,9 +72,9 @@ class EnvironmentPlan:
         """the services on servers envmgr did not start (their `url`): no container, no engine for them"""
         self.owner = Owner.current()
         self._extra_labels = labels
+        """labels of the caller's (a callable: computed when first needed, when the environment begins)"""
         self.progress: Progress = silent
         """told what planning did that people should know (what a given server's sweep removed)"""
-        """labels of the caller's (a callable: computed when first needed, when the environment begins)"""
         self._planned: dict[tuple[str, int], tuple[dict[str, int], ServiceEndpoint]] = {}
         """host ports and endpoint of each replica, chosen before its container starts (dependants use them)"""
         self._lock = threading.Lock()
