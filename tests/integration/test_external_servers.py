@@ -17,10 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from envmgr import Environment, Faults, Settings, Worker
+from envmgr.engine.connection import Engine
 from envmgr.errors import EnvmgrError
-from tests.conftest import REPO
+from tests.conftest import REPO, labelled
 from tests.integration.plain_servers import PlainPostgres, PlainRedis, free_port, plain_postgres, plain_redis, poll
 from tests.integration.test_faults import FAULTING_WORKER, OTHER_WORKER
 from tests.integration.test_plugin import PROJECT_TABLE
@@ -352,3 +354,29 @@ def test_the_examples_pass_at_n2_on_given_servers(
     assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     assert "13 passed" in result.stdout, result.stdout[-4000:]
     assert re.search(r"template envmgr_\w+_app_tpl_\w+ built", result.stdout), result.stdout[-4000:]
+
+
+@pytest.mark.docker
+def test_a_given_postgres_beside_a_redis_container(
+    postgres_server: PlainPostgres, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, namespace: str, engine: Engine
+) -> None:
+    """One environment, Postgres on a given server and Redis in envmgr's container: both paths at once; a worker's
+    clone on the server, its Redis database in the container; afterwards neither a database nor a container."""
+    monkeypatch.setenv("DATABASE_URL", postgres_server.url())
+    settings = Settings(project_root=tmp_path, postgres={"url": "${DATABASE_URL}"})
+    worker = Worker("gw1", isolated=True)
+    with Environment(settings=settings, workers=2) as env:
+        assert env.needs_engine
+        endpoints = env.endpoints
+        assert endpoints["postgres"].extra["given"] == "true"
+        assert endpoints["redis"].container  # envmgr's own
+        env.service("postgres").worker_setup(endpoints["postgres"], worker)
+        assert f"envmgr_{env.id}_app_gw1" in postgres_server.databases()
+        client = redis.Redis.from_url(env.service("redis").worker_view(endpoints["redis"], worker).url)
+        try:
+            assert client.ping()
+        finally:
+            client.close()
+        env_id = env.id
+    assert postgres_server.databases() == []
+    assert labelled(engine, env_id) == []
