@@ -380,3 +380,67 @@ def test_a_given_postgres_beside_a_redis_container(
         env_id = env.id
     assert postgres_server.databases() == []
     assert labelled(engine, env_id) == []
+
+
+# A test that says which database and Redis database it has, then waits (when `go` is set) until told to go on.
+RECORDING = """
+import time
+from pathlib import Path
+
+import psycopg
+
+
+def test_record(postgres_url, redis_client):
+    redis_client.set("mine", "{tag}")
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        database = connection.execute("SELECT current_database()").fetchone()[0]
+    db = redis_client.connection_pool.connection_kwargs["db"]
+    Path({marker!r}).write_text(f"{{database}} {{db}}")
+    go = {go!r}
+    deadline = time.monotonic() + 300
+    while go and not Path(go).exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert redis_client.get("mine") == b"{tag}"  # nobody emptied or shared it meanwhile
+"""
+
+
+def test_two_concurrent_runs_share_no_database_and_never_sweep_each_other(
+    pytester: pytest.Pytester, given: tuple[PlainPostgres, PlainRedis]
+) -> None:
+    """While run A holds its databases, run B starts (its start sweeps the servers), runs at -n 2 and ends: B had
+    other databases, A's are intact (A's session on each server keeps them), and A then ends cleanly."""
+    postgres_server, redis_server = given
+    go = pytester.path / "go"
+    folders = {}
+    for tag in ("a", "b"):
+        folder = folders[tag] = pytester.path / tag
+        folder.mkdir()
+        (folder / "pyproject.toml").write_text(f"[project]\nname = 'given-{tag}'\n{GIVEN_TABLE}")
+        waits = str(go) if tag == "a" else ""
+        (folder / f"test_{tag}.py").write_text(RECORDING.format(tag=tag, marker=str(folder / "marker"), go=waits))
+    running = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider"],
+        cwd=folders["a"], start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        poll(lambda: (folders["a"] / "marker").read_text().strip() or None, "run A's databases", deadline=120)
+        other = subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "no:cacheprovider", "-n", "2"],
+            cwd=folders["b"], capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        assert other.returncode == 0, other.stdout[-3000:]
+        a_database, a_db = (folders["a"] / "marker").read_text().split()
+        b_database, b_db = (folders["b"] / "marker").read_text().split()
+        assert a_database.split("_")[1] != b_database.split("_")[1]  # two environments
+        assert a_db != b_db
+        assert a_database in postgres_server.databases()  # B's start swept the server and left A's alone
+        client = redis_server.client(int(a_db))
+        try:
+            assert client.get("mine") == b"a"
+        finally:
+            client.close()
+    finally:
+        go.touch()
+        output, _ = running.communicate(timeout=300)
+    assert running.returncode == 0, output.decode()[-3000:]
