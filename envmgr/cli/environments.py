@@ -24,10 +24,14 @@ from envmgr.engine.labels import LABEL_DAEMON, LABEL_NAMESPACE, LABEL_REPLICA, L
 from envmgr.engine.reaper import expired, orphaned, parse_duration
 from envmgr.engine.records import EnvironmentRecord
 from envmgr.environment import Environment
+from envmgr.environment.given import sweep_given
 from envmgr.errors import (
+    ConfigError,
     EnvironmentNotFoundError,
     EnvmgrError,
 )
+from envmgr.services.given import mask
+from envmgr.services.registry import SERVICES
 
 
 def down(
@@ -214,6 +218,8 @@ def gc(
 
     def body() -> None:
         limit = parse_duration(older_than) if older_than is not None else None
+        if _sweep_given():
+            return  # every enabled service is on a server envmgr did not start: no engine to ask
         engine = Engine.connect()
         now = time.time()
         removed: list[str] = []
@@ -232,6 +238,26 @@ def gc(
             err_console().print(f"removed {folder} (the run-socket folder of a run that was killed)")
 
     run_command(body)
+
+
+def _sweep_given() -> bool:
+    """Remove what killed runs left on the servers envmgr did not start that this project's settings name (`url`)
+    and say what it was; True when every enabled service is on such a server."""
+    try:
+        settings = load_settings()
+        services = {name: SERVICES.create(name, settings) for name in settings.enabled_services()}
+        given = {name: service for name, service in services.items() if service.given_url() is not None}
+    except ConfigError as exc:  # the engine's environments are still swept
+        err_console().print(f"servers envmgr did not start (url) not swept: {exc.cause}")
+        return False
+    if not given:
+        return False
+    removed = sweep_given(given)
+    for line in removed:
+        err_console().print(f"removed {line} (left by a run that was killed)")
+    servers = ", ".join(f"{name} ({mask(service.given_url() or '')})" for name, service in given.items())
+    err_console().print(f"removed {len(removed)} leftover(s) of killed runs on {servers}")
+    return len(given) == len(services)
 
 
 def _age(seconds: float) -> str:

@@ -27,7 +27,9 @@ from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.environment import Environment, Health
+from envmgr.environment.given import given_services
 from envmgr.errors import (
+    ConfigError,
     DaemonNotRunningError,
     EnvironmentNotFoundError,
 )
@@ -95,7 +97,14 @@ def up(
 
     def body() -> None:
         settings = read_settings(config, image_set)
-        if not detach and sandbox is None and (lease := _lease(settings, services, workers)) is not None:
+        given = given_services(settings)
+        if detach and given:
+            raise ConfigError(
+                f"envmgr up --detach cannot keep an environment on a server envmgr did not start ({', '.join(given)}: "
+                "url): what it makes there is removed once envmgr up has exited",
+                "run envmgr up in the foreground, or let pytest use the server directly (it needs no envmgr up)",
+            )
+        if not detach and sandbox is None and not given and (lease := _lease(settings, services, workers)) is not None:
             _up_leased(lease, settings, env_file, as_json, show_secrets)
             return
         progress = ConsoleProgress(err_console(), verbose)

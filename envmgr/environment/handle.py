@@ -129,6 +129,11 @@ class Environment:
         return self._runtime.engine
 
     @property
+    def needs_engine(self) -> bool:
+        """Whether any of its services runs in a container (not all on servers envmgr did not start: `url`)."""
+        return self._plan.given.needs_engine()
+
+    @property
     def failure(self) -> BaseException | None:
         """The first start that failed (the environment is not to be kept or handed on), or None."""
         return self._runtime.failure
@@ -238,6 +243,11 @@ class Environment:
         """Its owner is about to remove it: no start begins from now on (a thread still starting something in the
         background gets an error instead of a new network), and starts waiting for readiness give up."""
         self._runtime.stop_starting()
+
+    def release_given(self) -> list[str]:
+        """Remove what it made on servers envmgr did not start and let go of them (an environment that started
+        nothing: `close` is not needed); return what was removed."""
+        return self._plan.given.release()
 
     def hand_over(self) -> None:
         """Let the environment outlive this process: its watchdog is dismissed (a guarded detached one's too)."""
@@ -378,6 +388,14 @@ class Environment:
         return Health(name, True, time.perf_counter() - started)
 
     # attaching to an environment started elsewhere ------------------------------------------------------
+
+    @classmethod
+    def on_given(cls, endpoints: Endpoints, settings: Settings, workers: int) -> Environment:
+        """A handle on a run's environment whose services are all on servers envmgr did not start (no engine to
+        read labels from): rebuilt from its endpoints (an xdist worker's `envmgr_env`); it never removes them."""
+        env = cls(list(endpoints.services), settings=settings, env_id=endpoints.id, workers=workers, detach=True)
+        env._runtime.adopt({(e.service, e.replica): e for e in endpoints.all()}, None)
+        return env
 
     @classmethod
     def attach(

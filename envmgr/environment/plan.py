@@ -27,7 +27,9 @@ from envmgr.engine.labels import (
     LABEL_WORKERS,
     Owner,
 )
+from envmgr.environment.given import GivenServers
 from envmgr.errors import ServiceNotEnabledError
+from envmgr.progress.events import Progress, silent
 from envmgr.services.base import Published, Service
 from envmgr.services.registry import ServiceRegistry
 from envmgr.topology import Topology
@@ -66,9 +68,13 @@ class EnvironmentPlan:
         self.sandbox = sandbox
         self.detach = detach
         self.workers = self.topology.workers
+        self.given = GivenServers(self.services, self.id, self.workers, self.topology.needs)
+        """the services on servers envmgr did not start (their `url`): no container, no engine for them"""
         self.owner = Owner.current()
         self._extra_labels = labels
         """labels of the caller's (a callable: computed when first needed, when the environment begins)"""
+        self.progress: Progress = silent
+        """told what planning did that people should know (what a given server's sweep removed)"""
         self._planned: dict[tuple[str, int], tuple[dict[str, int], ServiceEndpoint]] = {}
         """host ports and endpoint of each replica, chosen before its container starts (dependants use them)"""
         self._lock = threading.Lock()
@@ -195,6 +201,10 @@ class EnvironmentPlan:
         if (name, replica) in self._planned:
             return self._planned[(name, replica)][1]
         service = self.services[name]
+        if name in self.given:  # a server envmgr did not start: where it is, held for this environment
+            endpoint = with_replica(self.given.endpoint(name, self.progress), replica)
+            self._planned[(name, replica)] = ({}, endpoint)
+            return endpoint
         needs = {required: self._plan(required, worker, engine) for required in self.topology.needs[name]}
         viewed = {required: self.services[required].worker_view(e, worker) for required, e in needs.items()}
         if engine is not None:

@@ -26,6 +26,7 @@ from envmgr.engine.connection import Engine
 from envmgr.engine.containers import alias, is_running, published_from, run_container
 from envmgr.engine.labels import LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.engine.reaper import Watchdog, sweep
+from envmgr.environment.given import not_a_container
 from envmgr.environment.images import BUILD_STOP_WAIT, ImageChecks
 from envmgr.environment.plan import EnvironmentPlan, Ready, with_replica
 from envmgr.errors import EnvmgrError, ServiceNotEnabledError
@@ -49,6 +50,7 @@ class Runtime:
         """told how each start goes (envmgr.progress.events), as are the services' prepare steps"""
         for service in plan.services.values():
             service.progress = progress
+        plan.progress = progress
         self.attached = False
         """rebuilt from the engine's labels (`envmgr.environment.attach`), not started by this handle"""
         self.gateway: str | None = None
@@ -145,6 +147,11 @@ class Runtime:
         if self._begun:
             return
         self._refuse_if_closed()
+        if not self.plan.given.needs_engine():  # every service on a server envmgr did not start: no engine at all
+            self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix=f"envmgr-{self.plan.id}")
+            self._begun = True
+            self._endpoints = self._build_endpoints()
+            return
         engine = self.engine
         sweep(engine)
         labels = self.plan.labels()
@@ -170,7 +177,7 @@ class Runtime:
         self.begin()
         cancel = self._cancel
         units = self.plan.units_for(services, worker)
-        names = list(dict.fromkeys(name for name, _ in units))
+        names = [name for name in dict.fromkeys(name for name, _ in units) if name not in self.plan.given]
         self._await(self._images.check([self.plan.services[name] for name in names]), cancel)
         self._await([self._unit(name, unit_worker) for name, unit_worker in units], cancel)
 
@@ -205,7 +212,8 @@ class Runtime:
             futures = [self._units[key] for key in keys]
         wait(futures)  # a start under way ends first, well or not: its container is then there to remove
         for name in dict.fromkeys(name for name, _ in keys):
-            self.engine.remove_service(self.plan.id, name)
+            if name not in self.plan.given:  # a given server's share stays until the environment is removed
+                self.engine.remove_service(self.plan.id, name)
         with self._lock:
             for key in keys:
                 self._units.pop(key, None)
@@ -246,6 +254,8 @@ class Runtime:
         return self.ready[(service, replica)]
 
     def container_of(self, service: str, worker: Worker | None) -> Any:
+        if service in self.plan.given:
+            raise not_a_container(service)
         return self.engine.client.containers.get(self.endpoint_of(service, worker).container)
 
     def await_ready(
@@ -297,6 +307,9 @@ class Runtime:
         plan = self.plan
         service = plan.services[name]
         replica = plan.topology.replica_of(name, worker)
+        if name in plan.given:
+            given = plan.given.start(name, plan.planned(name, worker, None), self.timings, self.progress)
+            return self._record(name, replica, given)  # a server envmgr did not start: held when planned
         spec = service.container_spec(plan.planned_needs(name, worker), worker)
         host_ports = plan.host_ports(name, replica)
         network_alias = alias(name, replica)
@@ -329,6 +342,9 @@ class Runtime:
             self.await_ready(service, endpoint, wrapped, self._cancel)
         with self.timings.measure(name, "prepare", replica, self.progress):
             prepared = service.prepare(endpoint)
+        return self._record(name, replica, prepared)
+
+    def _record(self, name: str, replica: int, prepared: ServiceEndpoint) -> ServiceEndpoint:
         with self._lock:
             self.ready[(name, replica)] = prepared
             self._endpoints = self._build_endpoints()
@@ -374,7 +390,12 @@ class Runtime:
         building = self._stop_starts()
         self._close_pool()  # starts under way end first: a container made after the removal would stay
         try:
-            self.engine.remove_environment(self.plan.id)
+            try:
+                if self.plan.given.needs_engine():
+                    self.engine.remove_environment(self.plan.id)
+            finally:
+                if final:
+                    self.plan.given.release()  # what it made on servers envmgr did not start
         except EnvmgrError as exc:
             self._release(removed=False)
             if not building:

@@ -167,7 +167,7 @@ class Board:
             wall = event.at - unit.began if unit.began is not None else event.seconds
             phases = ", ".join(f"{phase} {unit.seconds[phase]:.2f} s" for phase in ("create", "ready", "prepare")
                                if unit.seconds.get(phase, 0.0) >= SHOWN)  # fmt: skip
-            return [f"{unit.name} ready in {wall:.2f} s ({phases})"]
+            return [f"{unit.name} ready in {wall:.2f} s" + (f" ({phases})" if phases else "")]
         if event.phase == "create" and self.verbosity > 0:
             return [f"{unit.name} created in {event.seconds:.2f} s"]
         if event.phase == "ready" and self.verbosity > 0:

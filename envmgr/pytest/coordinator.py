@@ -121,8 +121,9 @@ class Coordinator:
             self._started_at = time.perf_counter()
             self.run.endpoints = self.source.start()
             self._source_started = True
-            if self.source.environment is not None:  # a leased one runs on the daemon's engine
-                self.engine = self.source.environment.engine.describe()
+            environment = self.source.environment
+            if environment is not None and environment.needs_engine:  # a leased one runs on the daemon's engine
+                self.engine = environment.engine.describe()
         return self.source
 
     def _ensure(self, source: EnvironmentSource, services: Sequence[str], worker: Worker) -> Endpoints:

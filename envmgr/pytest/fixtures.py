@@ -95,6 +95,9 @@ def envmgr_env(
     run = run_of(request.config)
     if run.environment is not None:
         env = run.environment
+    elif envmgr_endpoints.services and all(e.extra.get("given") for e in envmgr_endpoints.all()):
+        env = Environment.on_given(envmgr_endpoints, envmgr_settings, run.workers)  # no engine to attach through
+        env.timings = run.resets
     else:
         env = Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
         env.timings = run.resets  # its resets count in the run's report (sent to the controller by an xdist worker)

@@ -362,6 +362,8 @@ def _save_logs(config: pytest.Config, run: RunState) -> None:
     """After a failed run: every container's log in logs_dir (for CI artifacts), before anything is removed."""
     if not run.failed or run.logs_dir is None or run.endpoints is None:
         return
+    if run.environment is not None and not run.environment.needs_engine:
+        return  # no container: its servers' logs are where they run
     try:
         from envmgr.engine.connection import Engine
 

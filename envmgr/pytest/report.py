@@ -107,6 +107,9 @@ def build_report(
     report["total_seconds"] = round(start_seconds + reset_seconds, 4)
     if engine is not None:
         report["engine"] = dict(engine)
+    given = {name: e.redacted_url for name, e in endpoints.services.items() if e.extra.get("given")}
+    if given:  # servers envmgr did not start (`url`): where the run's databases were
+        report["given"] = given
     return report
 
 
@@ -124,6 +127,8 @@ def report_line(report: Mapping[str, Any]) -> str:
         )
         if template.get("cache"):
             parts.append(template["cache"])
+    if report.get("given"):
+        parts.append("on servers envmgr did not start: " + ", ".join(report["given"]))
     if report.get("started"):
         parts.append("started for " + ", ".join(f"{name} ({why})" for name, why in report["started"].items()))
     if report.get("skipped"):

@@ -147,16 +147,26 @@ class OwnedSource:
     def finish(self, failed: bool) -> list[str]:
         environment = self.environment
         assert environment is not None
-        if not environment.begun:
-            return []  # nothing was started (no test used a service): nothing to remove, no engine to ask
+        if not environment.begun:  # nothing was started (no test used a service): no engine to ask
+            environment.release_given()  # but a given server held since planning is let go
+            return []
         decision = ending(self.kind, self.options, failed)
+        lines = []
+        if decision in (Ending.KEEP, Ending.POST_MORTEM) and environment.release_given():
+            lines.append(  # the next run's sweep would remove it anyway: its session on the server is gone
+                f"envmgr: what environment {environment.id} made on servers envmgr did not start (url) is removed, "
+                "not kept"
+            )
+        if decision in (Ending.KEEP, Ending.POST_MORTEM) and not environment.needs_engine:
+            environment.remove()  # nothing else to keep
+            return lines
         if decision is Ending.KEEP:
             environment.hand_over()  # its watchdog guarded it while the run lasted
-            return [f"envmgr: environment {environment.id} kept; remove it with: envmgr down {environment.id}"]
+            return [*lines, f"envmgr: environment {environment.id} kept; remove it with: envmgr down {environment.id}"]
         if decision is Ending.POST_MORTEM:
             environment.hand_over()
             endpoints = environment.endpoints
-            lines = [f"envmgr: the run failed; environment {environment.id} is kept for a post-mortem:"]
+            lines.append(f"envmgr: the run failed; environment {environment.id} is kept for a post-mortem:")
             every = endpoints.all()
             width = max(len(_shown(e.service, e.replica)) for e in every)
             lines += [f"envmgr:   {_shown(e.service, e.replica):{width}}  {e.redacted_url}" for e in every]

@@ -10,9 +10,10 @@ At the start of a run (the controller, before conftest files load), with the set
   the environment is handed to the daemon (`adopt`), which resets it and keeps it for `daemon_idle_ttl`, instead of
   being removed. A daemon started this way stops once it has had nothing to keep, and no request, for that long.
 
-Not in CI (a one-shot job has no next run: `envmgr.sandbox.ci_job`, or `CI` set), not with another socket than the
-default one (`ENVMGR_DAEMON_SOCKET`: a daemon someone else runs is used, never started), not when the run keeps its
-environment (`--envmgr-keep`, `--envmgr-keep-on-failure`) or attaches to one: then runs are as without a daemon.
+Not with a service on a server envmgr did not start (`url`), not in CI (a one-shot job has no next run:
+`envmgr.sandbox.ci_job`, or `CI` set), not with another socket than the default one (`ENVMGR_DAEMON_SOCKET`: a
+daemon someone else runs is used, never started), not when the run keeps its environment (`--envmgr-keep`,
+`--envmgr-keep-on-failure`) or attaches to one: then runs are as without a daemon.
 `daemon = "on"` starts a daemon wherever; `daemon = "off"` never uses one. An environment whose start failed is
 removed, never kept.
 """
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease, Warn, auto_mode, spawn
 from envmgr.engine.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_SETTINGS
+from envmgr.environment.given import given_services
 from envmgr.errors import EnvmgrError
 from envmgr.sandbox import ci_job
 
@@ -109,7 +111,7 @@ def warm_start(settings: Settings, workers: int, warn: Warn) -> tuple[Lease | No
     """At a run's start: a warm environment leased from the daemon, or else the keeper of the run's own (None when
     the daemon is not to be used: `daemon = "off"`, or a socket `auto` cannot trust). The caller has ruled out runs
     that keep or attach."""
-    if settings.daemon == "off":
+    if settings.daemon == "off" or given_services(settings):  # what a run makes there is its own, removed at its end
         return None, None
     client = DaemonClient()
     untrusted: list[str] = []

@@ -5,6 +5,7 @@ these hooks and never by its name."""
 from __future__ import annotations
 
 import inspect
+import os
 import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
@@ -14,8 +15,9 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.errors import EnvmgrError
+from envmgr.errors import ConfigError, EnvmgrError
 from envmgr.progress.events import Progress, silent
+from envmgr.services.given import GivenHold, UnsetVariableError, expand
 from envmgr.services.settings import ServiceSettings
 
 __all__ = [
@@ -310,6 +312,35 @@ class Service(ABC):
 
     def drop_snapshot(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:  # noqa: B027
         """Remove what `snapshot` kept on the server (at the end of the run). Default: nothing kept there."""
+
+    # a server envmgr did not start (`url`) -----------------------------------------------------------------
+
+    def given_url(self) -> str | None:
+        """The URL of the server to use instead of a container (its table's `url`, `${VAR}` expanded), or None:
+        envmgr runs its container. This is the one place that decides (`envmgr.environment.given`)."""
+        raw = getattr(self.config, "url", None)
+        if not raw:
+            return None
+        try:
+            return expand(raw, os.environ)
+        except UnsetVariableError as exc:
+            raise ConfigError(
+                f"{self.name}.url names the variable {exc.name}, which is not set",
+                f"set {exc.name}, give it a default (${{{exc.name}:-value}}), or remove [tool.envmgr.{self.name}] url",
+            ) from None
+
+    def given_hold(self, url: str, env_id: str, workers: int) -> GivenHold:
+        """Take hold of the given server for environment `env_id` of `workers` xdist workers (0: one share): its
+        endpoint, each worker's share claimed (what the server lacks for them is a ConfigError now, not mid-run).
+        ConnectionError (its reason) while the server does not answer: the caller tries again until its deadline."""
+        raise ConfigError(
+            f"{self.name} cannot use a server envmgr did not start", f"remove [tool.envmgr.{self.name}] url"
+        )
+
+    def given_sweep(self, url: str) -> list[str]:
+        """Remove from the given server what environments whose owner is gone left there (a killed run's); return
+        what was removed, for people. ConnectionError when the server does not answer."""
+        return []
 
     def doctor(self, publish_address: str) -> list[DoctorNote]:
         """What `envmgr doctor` says about this service's settings beyond its image (ports are published on

@@ -4,16 +4,22 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from envmgr.exports import Part
 from envmgr.seed_layout import SeedEntry
+from envmgr.services.given import unset_variables
 
-__all__ = ["BadSettingError", "DatabaseSettingValue", "ServiceSettings", "SettingValue", "check_server_settings"]
+__all__ = [
+    "BadSettingError", "DatabaseSettingValue", "ServiceSettings", "SettingValue", "check_given_url",
+    "check_server_settings", "given_url_field",
+]  # fmt: skip
 
 SettingValue = str | int | float | bool
 """one server setting's value (a bool is written as the server spells it: on/off for Postgres, yes/no for Redis)"""
@@ -89,3 +95,29 @@ class ServiceSettings(BaseModel):
     """other names the export table may give it (`aws`, `s3` for the AWS backend in use)"""
     """what the service reads under the seeds folder (checked by `envmgr.seed_layout`: nothing else may be there)"""
     """`ENVMGR_*` variables the service's images read (not settings: the check of the environment leaves them alone)"""
+
+
+def given_url_field(example: str) -> Any:
+    """The `url` field of a service that can use a server envmgr did not start."""
+    return Field(
+        default=None,
+        description="a server envmgr does not start (no container, no Docker needed for it): `${VAR}` and "
+        f"`${{VAR:-default}}` are read from the environment, e.g. `{example}`; what envmgr makes there carries the "
+        "run's id and is removed at its end (docs/external-servers.md)",
+    )
+
+
+def check_given_url(value: Any) -> Any:
+    """Every `${VAR}` without a default is set (in this process's environment) and the URL parses."""
+    if not isinstance(value, str):
+        return value
+    missing = unset_variables(value, os.environ)
+    if missing:
+        names = ", ".join(missing)
+        raise PydanticCustomError(
+            "envmgr_unset_variable",
+            "it names the variable {names}, which is not set",
+            {"names": names, "fix": f"set {names} in the environment, give it a default (${{{missing[0]}:-value}}), "
+             "or remove `url` to let envmgr start the server"},
+        )  # fmt: skip
+    return value

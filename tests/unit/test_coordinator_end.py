@@ -27,6 +27,7 @@ class FakeEnvironment:
         self.running = list(running)
         self.stopped = threading.Event()
         self.engine = self
+        self.needs_engine = True
         self.timings = Timings()
 
     def describe(self) -> None:

@@ -19,6 +19,7 @@ from types import MappingProxyType
 from envmgr.endpoints import Component, ServiceEndpoint, Worker
 from envmgr.errors import ServerSettingError
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service, ServiceDocs
+from envmgr.services.given import GivenHold
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.settings import SettingValue
 
@@ -142,6 +143,10 @@ class PostgresService(Service):
     def probe(self, endpoint: ServiceEndpoint) -> None:
         import psycopg
 
+        if endpoint.extra.get("given"):  # the environment's database is made by prepare
+            from envmgr.services.postgres.janitor import MAINTENANCE_DB
+
+            endpoint = endpoint.with_path(MAINTENANCE_DB)
         with psycopg.connect(endpoint.url, connect_timeout=2, autocommit=True) as connection:
             connection.execute("SELECT 1")
 
@@ -165,7 +170,7 @@ class PostgresService(Service):
 
         result = ensure_template(endpoint, self.settings, commands=self.commands, progress=self.progress)
         with Janitor(endpoint) as janitor:
-            janitor.clone(result.name, self.pg.database, self.pg.database_settings)
+            janitor.clone(result.name, endpoint.path, self.pg.database_settings)
         facts = {
             "template": result.name,
             "template_created": "true" if result.created else "false",
@@ -180,7 +185,7 @@ class PostgresService(Service):
         """The template's name, from the hash of the migrations and seeds: no connection, nothing built."""
         from envmgr.services.postgres.template.build import template_digest, template_name
 
-        name = template_name(self.settings, template_digest(self.settings))
+        name = endpoint.extra.get("given_prefix", "") + template_name(self.settings, template_digest(self.settings))
         return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": name}})
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
@@ -190,10 +195,24 @@ class PostgresService(Service):
 
         template = self._template(endpoint)
         with Janitor(endpoint) as janitor:
-            for name in janitor.list(f"{self.pg.database}_"):
+            for name in janitor.list(f"{endpoint.path}_"):
                 if name != template and not janitor.is_template(name):
                     janitor.drop(name)
-            janitor.clone(template, self.pg.database, self.pg.database_settings)
+            janitor.clone(template, endpoint.path, self.pg.database_settings)
+
+    # a server envmgr did not start ----------------------------------------------------------------------------
+
+    def given_hold(self, url: str, env_id: str, workers: int) -> GivenHold:
+        """Its login must create databases; the environment's database and its workers' are `envmgr_<id>_...`."""
+        from envmgr.services.postgres.given import hold
+
+        extra = {"app_role": self.pg.app_role} if self.pg.app_role else {}
+        return hold(url, env_id, self.pg.database, VARIABLES, extra)
+
+    def given_sweep(self, url: str) -> list[str]:
+        from envmgr.services.postgres.given import sweep
+
+        return sweep(url)
 
     # per worker: its own database, a clone of the template ---------------------------------------------------
 

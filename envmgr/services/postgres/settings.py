@@ -15,7 +15,9 @@ from envmgr.services.settings import (
     DatabaseSettingValue,
     ServiceSettings,
     SettingValue,
+    check_given_url,
     check_server_settings,
+    given_url_field,
 )
 
 __all__ = ["PostgresSettings"]
@@ -35,6 +37,7 @@ class PostgresSettings(ServiceSettings):
     }
 
     enabled: bool = Field(default=True, description="run this service")
+    url: str | None = given_url_field('url = "${DATABASE_URL}"')
     database: str = Field(
         default="app",
         pattern=r"^[a-z_][a-z0-9_]{0,40}$",
@@ -89,6 +92,11 @@ class PostgresSettings(ServiceSettings):
         "`postgres_url` and `envmgr up`'s variables log in as; migrations, seeds and envmgr use the owner "
         "(postgres.user); it gets USAGE on schema public and ALL on its tables and sequences, present and future",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _given_url(cls, value: Any) -> Any:
+        return check_given_url(value)
 
     @field_validator("settings", mode="before")
     @classmethod

@@ -14,8 +14,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from envmgr.endpoints import REDIS_DATABASES, Component, ServiceEndpoint, Worker
-from envmgr.errors import ServerSettingError
+from envmgr.errors import EnvmgrError, ServerSettingError
 from envmgr.services.base import ComposeContext, ContainerSpec, DoctorNote, Published, Service, ServiceDocs
+from envmgr.services.given import GivenHold
 from envmgr.services.redis.settings import RedisSettings
 from envmgr.services.settings import SettingValue
 
@@ -119,7 +120,13 @@ class RedisService(Service):
         return None
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
-        """Every logical database emptied (the session's and each worker's)."""
+        """Every logical database emptied (the session's and each worker's; on a given server, those claimed)."""
+        claimed = _claimed(endpoint)
+        if claimed:
+            for db in claimed:
+                with _client(endpoint.with_path(str(db)).url, timeout=5) as client:
+                    client.flushdb()
+            return
         with _client(endpoint.url, timeout=5) as client:
             client.flushall()
 
@@ -131,7 +138,29 @@ class RedisService(Service):
     # per worker: its own logical database ----------------------------------------------------------------------
 
     def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
-        return endpoint.with_path(str(worker.redis_db))
+        """Database N+1 for worker gwN (0 for the session); on a given server, the one claimed for it."""
+        claimed = _claimed(endpoint)
+        if not claimed:
+            return endpoint.with_path(str(worker.redis_db))
+        if worker.redis_db >= len(claimed):
+            raise EnvmgrError(
+                f"redis: no database was claimed for {worker.worker_id} on the given server ({len(claimed)} claimed)",
+                "run with as many xdist workers as the environment was planned for",
+            )
+        return endpoint.with_path(str(claimed[worker.redis_db]))
+
+    # a server envmgr did not start ---------------------------------------------------------------------------
+
+    def given_hold(self, url: str, env_id: str, workers: int) -> GivenHold:
+        """One database claimed for the session and one per worker (envmgr.services.redis.claims)."""
+        from envmgr.services.redis.claims import hold
+
+        return hold(url, env_id, workers, VARIABLES)
+
+    def given_sweep(self, url: str) -> list[str]:
+        from envmgr.services.redis.claims import sweep
+
+        return sweep(url)
 
     def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
         """The worker's logical database emptied (FLUSHDB)."""
@@ -173,6 +202,11 @@ class RedisService(Service):
     def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
         auth = f"-a {shlex.quote(endpoint.password)} --no-auth-warning " if endpoint.password is not None else ""
         return ["CMD-SHELL", context.text(f"redis-cli -p {endpoint.internal_port} {auth}ping | grep -q PONG")]
+
+
+def _claimed(endpoint: ServiceEndpoint) -> list[int]:
+    """The databases claimed on a given server (none on envmgr's own)."""
+    return [int(db) for db in endpoint.extra.get("claimed", "").split(",") if db]
 
 
 @contextmanager

@@ -8,7 +8,13 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from envmgr.exports import Part
-from envmgr.services.settings import ServiceSettings, SettingValue, check_server_settings
+from envmgr.services.settings import (
+    ServiceSettings,
+    SettingValue,
+    check_given_url,
+    check_server_settings,
+    given_url_field,
+)
 
 __all__ = ["RedisSettings"]
 
@@ -21,6 +27,7 @@ class RedisSettings(ServiceSettings):
     export_parts = {"password": Part("password"), "database": Part("path")}
 
     enabled: bool = Field(default=True, description="run this service")
+    url: str | None = given_url_field('url = "${REDIS_URL:-redis://127.0.0.1:6379}"')
     password: bool = Field(
         default=True,
         description="a random password; false: no password (the port is still published on 127.0.0.1 only; "
@@ -31,6 +38,11 @@ class RedisSettings(ServiceSettings):
         description='server settings, `--name value`: `{maxmemory = "64mb", maxmemory-policy = "allkeys-lru"}` '
         "(not port, requirepass, databases)",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _given_url(cls, value: Any) -> Any:
+        return check_given_url(value)
 
     @field_validator("settings", mode="before")
     @classmethod

@@ -122,7 +122,8 @@ def ensure_template(
     the seconds the result holds, or that the template was there already.
     """
     digest = template_digest(settings)
-    name = template_name(settings, digest)
+    plain = template_name(settings, digest)
+    name = endpoint.extra.get("given_prefix", "") + plain  # on a server envmgr did not start: envmgr_<id>_...
     role = settings.postgres.app_role
     try:
         janitor = Janitor(endpoint)
@@ -135,7 +136,8 @@ def ensure_template(
                 if janitor.exists(name):  # another process built it while this one waited
                     return _reused(name, endpoint.service, progress)
                 told = _Told(endpoint.service, progress)
-                return _build(janitor, name, settings, digest, tools=PgTools(endpoint, commands), told=told)
+                tools = PgTools(endpoint, commands)
+                return _build(janitor, name, settings, digest, tools=tools, told=told, cache_name=plain)
     except EnvmgrError:
         raise
     except psycopg.Error as exc:
@@ -165,11 +167,11 @@ class _Told:
 
 
 def _build(
-    janitor: Janitor, name: str, settings: Settings, digest: str, *, tools: PgTools, told: _Told
+    janitor: Janitor, name: str, settings: Settings, digest: str, *, tools: PgTools, told: _Told, cache_name: str
 ) -> TemplateResult:
     building = building_name(name)
     janitor.drop(building)  # left by a build whose process died
-    cache = _cache(janitor, name, settings, digest)
+    cache = _cache(janitor, cache_name, settings, digest)
     lines: list[str] = []
     if cache is not None:  # restored instead of migrated when the cache has it
         create_building(janitor, building, settings.postgres)
