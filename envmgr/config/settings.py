@@ -271,6 +271,10 @@ class Settings(BaseSettings):
     def enabled_services(self) -> list[str]:
         return [name for name in self.service_names() if self.service(name).enabled]
 
+    def given_services(self) -> list[str]:
+        """The enabled services on a server envmgr did not start (their `url` set)."""
+        return [name for name in self.enabled_services() if getattr(self.service(name), "url", None)]
+
     def resolve(self, path: Path | None) -> Path | None:
         """A configured path made absolute against the project root."""
         if path is None:

@@ -141,7 +141,7 @@ class GivenServers:
 
 def given_services(settings: Settings) -> list[str]:
     """The enabled services on a server envmgr did not start (their `url` set), from the settings alone."""
-    return [name for name in settings.enabled_services() if getattr(settings.service(name), "url", None)]
+    return settings.given_services()
 
 
 def not_a_container(service: str) -> EnvmgrError:

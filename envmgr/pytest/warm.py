@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING
 from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease, Warn, auto_mode, spawn
 from envmgr.engine.labels import LABEL_CONFIG, LABEL_DAEMON, LABEL_SETTINGS
-from envmgr.environment.given import given_services
 from envmgr.errors import EnvmgrError
 from envmgr.sandbox import ci_job
 
@@ -111,7 +110,7 @@ def warm_start(settings: Settings, workers: int, warn: Warn) -> tuple[Lease | No
     """At a run's start: a warm environment leased from the daemon, or else the keeper of the run's own (None when
     the daemon is not to be used: `daemon = "off"`, or a socket `auto` cannot trust). The caller has ruled out runs
     that keep or attach."""
-    if settings.daemon == "off" or given_services(settings):  # what a run makes there is its own, removed at its end
+    if settings.daemon == "off" or settings.given_services():  # what a run makes there is its own, removed at its end
         return None, None
     client = DaemonClient()
     untrusted: list[str] = []
