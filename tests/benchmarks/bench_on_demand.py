@@ -136,6 +136,28 @@ def bench_unit(rounds: int) -> None:
         f"  {passed.group(0) if passed else '?'} per run; {verdict(ours / theirs, 1.05)}; "
         f"median of paired ratios {paired:.3f}"
     )
+    imports = [plugin_import_seconds() for _ in range(rounds)]
+    print(
+        f"  the plugin's import in each process (the controller and each worker): median "
+        f"{statistics.median(imports) * 1000:.0f} ms (min {min(imports) * 1000:.0f} ms) of {rounds}"
+    )
+
+
+PLUGIN_IMPORT = """
+import importlib, time
+import pytest
+started = time.perf_counter()
+from envmgr.services.registry import SERVICES
+import envmgr.pytest.plugin
+for name in ["envmgr.pytest.fixtures", *SERVICES.fixture_modules(), "envmgr.integrations.flask_fixtures"]:
+    importlib.import_module(name)
+print(time.perf_counter() - started)
+"""
+
+
+def plugin_import_seconds() -> float:
+    """What a pytest process spends importing the plugin and the fixture modules it registers (pytest imported)."""
+    return float(run([sys.executable, "-c", PLUGIN_IMPORT]).stdout)
 
 
 # 2. the example suite: on demand against environment first, then the suite -----------------------------------------
