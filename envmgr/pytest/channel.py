@@ -17,6 +17,7 @@ One JSON request per connection, one JSON line back (the daemon's encoding, erro
 from __future__ import annotations
 
 import os
+import selectors
 import socket
 import socketserver
 import threading
@@ -73,6 +74,8 @@ class _Handler(socketserver.StreamRequestHandler):
 
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
+    timeout = 0.0
+    """handle_request() never blocks: the controller's loop calls it only when a connection is waiting"""
     request_queue_size = socket.SOMAXCONN
     """the listen backlog: a Unix socket refuses a connection at once (EAGAIN) when it is full, and every worker of a
     large run connects at the same moment (socketserver's default is 5)"""
@@ -102,15 +105,28 @@ class ControllerServer:
             self._server = _Server(self.path, ensure, collected)
         finally:
             os.umask(previous)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, name="envmgr-controller", daemon=True
-        )
+        self._wake_read, self._wake_write = os.pipe()
+        self._thread = threading.Thread(target=self._serve, name="envmgr-controller", daemon=True)
         self._thread.start()
 
+    def _serve(self) -> None:
+        """Accept requests (each handled in a thread of its own) until `close()` writes to the wake-up pipe: no
+        polling interval for the end of the run to wait out (serve_forever's was up to 0.2 s at every run's end)."""
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._server, selectors.EVENT_READ)
+            selector.register(self._wake_read, selectors.EVENT_READ)
+            while True:
+                ready = {key.fileobj for key, _ in selector.select()}
+                if self._wake_read in ready:
+                    return
+                self._server.handle_request()  # a connection is waiting: accepted without blocking
+
     def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        os.write(self._wake_write, b"x")
         self._thread.join(timeout=5)
+        self._server.server_close()
+        for end in (self._wake_read, self._wake_write):
+            os.close(end)
         self.path.unlink(missing_ok=True)
         self._folder.rmdir()
 

@@ -23,3 +23,13 @@ def test_every_worker_of_a_large_run_reaches_the_controller_at_once() -> None:
         assert len(reported) == 256
     finally:
         server.close()
+
+
+def test_closing_ends_the_serving_thread_and_removes_the_socket_folder() -> None:
+    server = ControllerServer(lambda *_: Endpoints(id="e", network="n"), lambda reached: None)
+    client = ControllerClient(server.path)
+    client.collected(["redis"])
+    folder = server.path.parent
+    server.close()
+    assert not server._thread.is_alive()
+    assert not folder.exists()
