@@ -20,6 +20,7 @@ from envmgr.engine.labels import (
     LABEL_CREATED,
     LABEL_DETACHED,
     LABEL_ENV,
+    LABEL_GIVEN,
     LABEL_IMAGE_SET,
     LABEL_KEY_ID,
     LABEL_NAMESPACE,
@@ -107,6 +108,8 @@ class EnvironmentPlan:
         }
         if self.sandbox:
             labels[LABEL_SANDBOX] = self.sandbox
+        if self.given.urls:  # a handle attached from the labels knows they exist (it has no container of theirs)
+            labels[LABEL_GIVEN] = ",".join(sorted(self.given.urls))
         extra = self._extra_labels() if callable(self._extra_labels) else self._extra_labels
         return {**extra, **labels}
 
