@@ -60,7 +60,9 @@ class EnvironmentPlan:
         labels: Labels,
     ) -> None:
         self.settings = settings
-        self.topology = Topology.plan(names, workers, registry)
+        configured = settings.service_names()
+        given = [name for name in names if name in configured and getattr(settings.service(name), "url", None)]
+        self.topology = Topology.plan(names, workers, registry, shared=given)  # a given server serves every worker
         self.id = env_id or secrets.token_hex(5)
         self.credentials = credentials
         self.services: dict[str, Service] = {name: registry.create(name, settings) for name in self.topology.services}
