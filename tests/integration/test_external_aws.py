@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -247,3 +248,44 @@ def test_what_a_killed_run_left_on_a_given_moto_is_removed_by_gc_and_by_the_next
     pytester.makepyfile(test_hold="def test_nothing(aws_env):\n    pass\n")
     pytester.runpytest_subprocess("-p", "no:randomly").assert_outcomes(passed=1)
     assert given_moto.left_by(env_id, workers=0) == []
+
+
+def test_a_reset_on_a_given_moto_repairs_only_what_changed_in_the_workers_account(
+    given_moto: PlainMoto, tmp_path: Path
+) -> None:
+    """With more seeded objects than a reload is worth (aws.backend.RELOAD_OBJECTS), the worker's reset puts back
+    the one changed object and deletes the added one, and leaves the other worker's account alone."""
+    from envmgr import Environment, Settings, Worker
+    from envmgr.services.aws.accounts import aws_client
+
+    for index in range(5):
+        (tmp_path / "seeds" / "s3" / "media" / f"{index}.txt").parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "seeds" / "s3" / "media" / f"{index}.txt").write_text(f"seeded {index}")
+    (tmp_path / "seeds" / "sqs.yaml").write_text("queues: [jobs]\n")
+    settings = Settings(
+        project_root=tmp_path, seeds=str(tmp_path / "seeds"), aws={"backend": "moto"},
+        moto={"enabled": True, "url": "${AWS_ENDPOINT_URL}"}, postgres={"enabled": False}, redis={"enabled": False},
+    )  # fmt: skip
+    gw0, gw1 = Worker("gw0", isolated=True), Worker("gw1", isolated=True)
+    with Environment(settings=settings, workers=2) as env:
+        endpoint, moto = env.endpoints["moto"], env.service("moto")
+        for worker in (gw0, gw1):
+            moto.worker_setup(endpoint, worker)
+        bucket = f"media-{env.id}-gw1"
+        s3 = aws_client(endpoint, gw1, "s3")
+        s3.put_object(Bucket=bucket, Key="2.txt", Body=b"changed")
+        s3.put_object(Bucket=bucket, Key="added.txt", Body=b"new")
+        aws_client(endpoint, gw0, "s3").put_object(Bucket=f"media-{env.id}-gw0", Key="other.txt", Body=b"gw0's")
+        puts: list[str] = []
+        moto.clients(endpoint, gw1, "s3").meta.events.register(
+            "before-call.s3.PutObject", lambda params, **_: puts.append(params["url_path"])
+        )
+        moto.worker_reset(endpoint, gw1)
+        assert len(puts) == 1, puts  # the changed object only: a reload would put all 5
+        keys = sorted(o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"])
+        assert keys == [f"{index}.txt" for index in range(5)]
+        assert s3.get_object(Bucket=bucket, Key="2.txt")["Body"].read() == b"seeded 2"
+        other = aws_client(endpoint, gw0, "s3").list_objects_v2(Bucket=f"media-{env.id}-gw0")["Contents"]
+        assert "other.txt" in [o["Key"] for o in other]  # another worker's account is untouched
+        env_id = env.id
+    assert given_moto.left_by(env_id, workers=2) == []
