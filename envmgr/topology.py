@@ -36,8 +36,12 @@ class Topology:
     """the services with a replica per worker"""
 
     @classmethod
-    def plan(cls, names: Sequence[str], workers: int = 0, registry: ServiceRegistry = SERVICES) -> Topology:
-        """The topology of these services; ServiceNotEnabledError when one requires a service that is not there."""
+    def plan(
+        cls, names: Sequence[str], workers: int = 0, registry: ServiceRegistry = SERVICES, shared: Sequence[str] = ()
+    ) -> Topology:
+        """The topology of these services; ServiceNotEnabledError when one requires a service that is not there.
+        `shared`: services on one server for every worker although their containers would be per worker (a given
+        server: `url`)."""
         unique = list(dict.fromkeys(names))
         classes = {name: registry[name] for name in unique if name in registry}
         unknown = [name for name in unique if name not in classes]
@@ -68,7 +72,7 @@ class Topology:
             needs=MappingProxyType(needs),
             waves=tuple(waves),
             workers=max(0, workers),
-            per_worker=frozenset(name for name, c in classes.items() if c.per_worker),
+            per_worker=frozenset(name for name, c in classes.items() if c.per_worker and name not in shared),
         )
 
     def replicas(self, name: str) -> list[Worker]:

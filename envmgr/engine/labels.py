@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
-    "LABEL_CONFIG", "LABEL_CREATED", "LABEL_DAEMON", "LABEL_DETACHED", "LABEL_ENV", "LABEL_HOST", "LABEL_IMAGE_SET",
-    "LABEL_KEY_ID", "LABEL_LEASE", "LABEL_NAMESPACE", "LABEL_PID", "LABEL_PID_SPACE", "LABEL_PID_START",
-    "LABEL_PREFIX", "LABEL_REPLICA", "LABEL_SANDBOX", "LABEL_SERVICE", "LABEL_SERVICE_CONFIG", "LABEL_SETTINGS",
-    "LABEL_WORKERS",
+    "LABEL_CONFIG", "LABEL_CREATED", "LABEL_DAEMON", "LABEL_DETACHED", "LABEL_ENV", "LABEL_GIVEN", "LABEL_HOST",
+    "LABEL_IMAGE_SET", "LABEL_KEY_ID", "LABEL_LEASE", "LABEL_NAMESPACE", "LABEL_PID", "LABEL_PID_SPACE",
+    "LABEL_PID_START", "LABEL_PREFIX", "LABEL_REPLICA", "LABEL_SANDBOX", "LABEL_SERVICE", "LABEL_SERVICE_CONFIG",
+    "LABEL_SETTINGS", "LABEL_WORKERS",
     "Owner", "pid_space", "process_start_ticks",
 ]  # fmt: skip
 
@@ -40,6 +40,8 @@ LABEL_IMAGE_SET = "envmgr.image-set"
 LABEL_DAEMON = "envmgr.daemon"
 LABEL_LEASE = "envmgr.lease"
 LABEL_SETTINGS = "envmgr.settings"
+LABEL_GIVEN = "envmgr.given"
+"""the environment's services on servers envmgr did not start (their `url`), comma-separated: no container of theirs"""
 
 
 def process_start_ticks(pid: int) -> str:

@@ -19,6 +19,7 @@ from envmgr.credentials import Credentials
 from envmgr.engine.connection import Engine
 from envmgr.engine.containers import published_from
 from envmgr.engine.labels import (
+    LABEL_GIVEN,
     LABEL_KEY_ID,
     LABEL_NAMESPACE,
     LABEL_REPLICA,
@@ -44,6 +45,8 @@ class Attachment:
     """the settings it was started with (each service's table from its container's label)"""
     services: list[str]
     workers: int
+    given: list[str]
+    """its services on servers envmgr did not start (no container, so no labels of theirs but their names)"""
 
 
 def read_attachment(
@@ -81,7 +84,8 @@ def read_attachment(
             "or before your key was replaced): its passwords cannot be derived here",
             f"attach as the user that started it, or remove it: envmgr down {env_id}",
         )
-    return Attachment(record, merged, list(configs), int(record.labels.get(LABEL_WORKERS, "0")))
+    given = [name for name in record.labels.get(LABEL_GIVEN, "").split(",") if name in registry]
+    return Attachment(record, merged, list(configs), int(record.labels.get(LABEL_WORKERS, "0")), given)
 
 
 def read_ready(

@@ -22,7 +22,7 @@ from envmgr.services.base import Service
 from envmgr.services.given import GivenHold, mask
 from envmgr.timings import Timings
 
-__all__ = ["GIVEN_DEADLINE", "GivenServers", "given_services", "not_a_container", "sweep_given"]
+__all__ = ["GIVEN_DEADLINE", "GivenServers", "given_services", "not_a_container", "refuse_unknown", "sweep_given"]
 
 GIVEN_DEADLINE = 10.0
 """seconds a given server has to answer by default (its table's or [tool.envmgr] startup_timeout when set)"""
@@ -150,6 +150,20 @@ def not_a_container(service: str) -> EnvmgrError:
         f"{service} runs on a server envmgr did not start ({service}.url): envmgr cannot pause, stop or start it",
         "use the envmgr_faults fixture: it reaches a shared server through a proxy of the worker's own, which hangs "
         "or refuses connections instead",
+    )
+
+
+def refuse_unknown(env_id: str, names: Sequence[str], unknown: Sequence[str]) -> None:
+    """An EnvmgrError when `names` (to reset or probe) has given servers of `unknown`: a handle without their
+    endpoints (attached from the engine's labels outside the run: they name the service, not what the run holds)."""
+    services = [name for name in names if name in unknown]
+    if not services:
+        return
+    raise EnvmgrError(
+        f"environment {env_id} has {', '.join(services)} on a server envmgr did not start ({services[0]}.url): "
+        "this handle, attached from its containers, does not know what the run holds there",
+        "reset or probe it from the run's tests (envmgr_env.reset(), envmgr_env.health()), or name only the "
+        "other services",
     )
 
 

@@ -25,6 +25,7 @@ from envmgr.endpoints import Endpoints, Worker
 from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_PREFIX, LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.environment.attach import read_attachment, read_ready
+from envmgr.environment.given import refuse_unknown
 from envmgr.environment.plan import EnvironmentPlan, Labels
 from envmgr.environment.runtime import Runtime
 from envmgr.environment.snapshots import ShareHooks, SnapshotBook
@@ -93,6 +94,7 @@ class Environment:
         """the named snapshots of the scope's share (the `envmgr_env` fixture hands it the run's book)"""
         self.shares: ShareHooks | None = None
         """the test process's shares (the `envmgr_env` fixture): which services a snapshot takes, pools let go"""
+        self.unknown_given: list[str] = []  # given servers (`url`) attached without endpoints: reset/health refuse
 
     # what it is ------------------------------------------------------------------------------------------------
 
@@ -276,7 +278,8 @@ class Environment:
 
     def health(self, services: Sequence[str] | None = None) -> dict[str, Health]:
         """Probe every service once (or those named)."""
-        names = self.endpoints.services if services is None else services
+        names = [*self.endpoints.services, *self.unknown_given] if services is None else services
+        refuse_unknown(self.id, names, self.unknown_given)
         return {name: self._probe_once(name) for name in names}
 
     def reset(self, services: Sequence[str] | None = None) -> None:
@@ -285,7 +288,9 @@ class Environment:
 
         On a handle scoped to a worker (`scope`, as `envmgr_env` gives each test process): that worker's share of
         each service only (its database, its Redis db, its account, its replicas); other workers are untouched."""
-        for name in services if services is not None else self.services:
+        names = list(services) if services is not None else [*self.services, *self.unknown_given]
+        refuse_unknown(self.id, names, self.unknown_given)
+        for name in names:
             service = self.service(name)
             with self.timings.measure(name, "reset"):
                 if self.scope is not None:
@@ -409,6 +414,7 @@ class Environment:
         stopped_ok: bool = False,
         services: Sequence[str] | None = None,
         resume: bool = False,
+        given: Endpoints | None = None,
     ) -> Environment:
         """A handle on a running environment (started by another process), rebuilt from its labels; its passwords
         derived from this user's key (ConfigError when the environment was started with another key).
@@ -419,17 +425,23 @@ class Environment:
 
         A stopped service is a ServiceStartError, unless `stopped_ok` (`envmgr status`): its endpoint is then where
         it will be once started again (envmgr pins the ports). EnvironmentNotFoundError when the environment is
-        gone, or goes while it is read."""
+        gone, or goes while it is read.
+
+        `given`: the run's endpoints (a worker's `envmgr_endpoints`): its given servers' (`url`) are not in labels;
+        without them, `reset()` and `health()` of those are an EnvmgrError."""
         engine = engine or Engine.connect()
         credentials = credentials or Credentials.load()
         found = read_attachment(env_id, engine, settings, registry, credentials)
         record = found.record
-        names = list(dict.fromkeys([*(services or []), *found.services]))
+        known = {name: given.services[name] for name in found.given if given is not None and name in given.services}
+        names = list(dict.fromkeys([*(services or []), *found.services, *known]))
         env = cls(names, settings=found.settings, env_id=env_id, sandbox=record.sandbox,
                   detach=record.detached, engine=engine, workers=found.workers, registry=registry,
                   credentials=credentials)  # fmt: skip
         gateway = engine.network_gateway(record.networks[0]) if record.networks else None
-        env._runtime.adopt(read_ready(env._plan, engine, record, stopped_ok=stopped_ok), gateway)
+        ready = read_ready(env._plan, engine, record, stopped_ok=stopped_ok)
+        env._runtime.adopt({**ready, **{(name, e.replica): e for name, e in known.items()}}, gateway)
+        env.unknown_given = [name for name in found.given if name not in known]
         env.detach = True  # a handle never tears down what it did not start, unless asked: see remove()
         if resume:
             per_service = {LABEL_SERVICE, LABEL_REPLICA, LABEL_SERVICE_CONFIG}

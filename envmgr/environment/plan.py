@@ -20,6 +20,7 @@ from envmgr.engine.labels import (
     LABEL_CREATED,
     LABEL_DETACHED,
     LABEL_ENV,
+    LABEL_GIVEN,
     LABEL_IMAGE_SET,
     LABEL_KEY_ID,
     LABEL_NAMESPACE,
@@ -59,7 +60,9 @@ class EnvironmentPlan:
         labels: Labels,
     ) -> None:
         self.settings = settings
-        self.topology = Topology.plan(names, workers, registry)
+        configured = settings.service_names()
+        given = [name for name in names if name in configured and getattr(settings.service(name), "url", None)]
+        self.topology = Topology.plan(names, workers, registry, shared=given)  # a given server serves every worker
         self.id = env_id or secrets.token_hex(5)
         self.credentials = credentials
         self.services: dict[str, Service] = {name: registry.create(name, settings) for name in self.topology.services}
@@ -107,6 +110,8 @@ class EnvironmentPlan:
         }
         if self.sandbox:
             labels[LABEL_SANDBOX] = self.sandbox
+        if self.given.urls:  # a handle attached from the labels knows they exist (it has no container of theirs)
+            labels[LABEL_GIVEN] = ",".join(sorted(self.given.urls))
         extra = self._extra_labels() if callable(self._extra_labels) else self._extra_labels
         return {**extra, **labels}
 

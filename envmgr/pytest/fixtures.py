@@ -99,7 +99,7 @@ def envmgr_env(
         env = Environment.on_given(envmgr_endpoints, envmgr_settings, run.workers)  # no engine to attach through
         env.timings = run.resets
     else:
-        env = Environment.attach(envmgr_endpoints.id, settings=envmgr_settings)
+        env = Environment.attach(envmgr_endpoints.id, settings=envmgr_settings, given=envmgr_endpoints)
         env.timings = run.resets  # its resets count in the run's report (sent to the controller by an xdist worker)
     env.scope = run.worker
     env.snapshots = run.snapshots()

@@ -53,3 +53,24 @@ def test_a_container_that_needs_a_given_server_is_refused_when_planned(tmp_path:
     )
     with pytest.raises(ConfigError, match=r"celery runs in a container and needs redis.*\(redis\.url\)"):
         Environment(settings=settings)
+
+
+def test_a_given_aws_server_serves_every_worker_with_an_account_and_buckets_of_the_environment() -> None:
+    from envmgr.endpoints import ServiceEndpoint, Worker
+    from envmgr.services.aws.accounts import access_key, account_id, aws_variables, bucket_of
+    from envmgr.topology import Topology
+
+    assert "moto" in Topology.plan(["moto"], workers=2).per_worker
+    assert "moto" not in Topology.plan(["moto"], workers=2, shared=["moto"]).per_worker  # one server for all
+    extra = {"account_base": "123456789", "bucket_tag": "abc", "key_123456789002": "ASIAISSUED"}
+    given = ServiceEndpoint(service="moto", scheme="http", host="127.0.0.1", port=5000, internal_host="127.0.0.1",
+                            internal_port=5000, extra=extra)  # fmt: skip
+    gw0, gw1 = Worker("gw0", isolated=True), Worker("gw1", isolated=True)
+    assert [account_id(given, w) for w in (Worker(), gw0, gw1)] == ["123456789000", "123456789001", "123456789002"]
+    assert access_key(given, gw0) == "123456789001"  # LocalStack: the 12-digit id is the account
+    assert access_key(given, gw1) == "ASIAISSUED"  # moto: the key its STS issued for the account
+    assert bucket_of(given, gw1, "artwork") == "artwork-abc-gw1"
+    assert bucket_of(given, Worker(), "artwork") == "artwork-abc"
+    assert aws_variables(given, gw1, ["artwork"])["S3_BUCKET_ARTWORK"] == "artwork-abc-gw1"
+    own = given.model_copy(update={"extra": {}})  # envmgr's own emulator: as before
+    assert (account_id(own, gw1), bucket_of(own, gw1, "artwork")) == ("000000000002", "artwork-gw1")

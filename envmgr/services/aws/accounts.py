@@ -31,8 +31,10 @@ __all__ = [
     "SECRET_ACCESS_KEY",
     "Clients",
     "access_key",
+    "account_id",
     "aws_client",
     "aws_variables",
+    "bucket_of",
     "delete_through_api",
     "gate_headers",
     "load_aws_seeds",
@@ -58,15 +60,35 @@ def aws_variables(endpoint: ServiceEndpoint, worker: Worker, buckets: Sequence[s
         "AWS_DEFAULT_REGION": endpoint.extra.get("region", "us-east-1"),
     }
     for bucket in buckets:
-        variables["S3_BUCKET_" + re.sub(r"[^A-Z0-9]", "_", bucket.upper())] = worker.bucket(bucket)
+        variables["S3_BUCKET_" + re.sub(r"[^A-Z0-9]", "_", bucket.upper())] = bucket_of(endpoint, worker, bucket)
     return variables
 
 
+def account_id(endpoint: ServiceEndpoint, worker: Worker) -> str:
+    """The worker's account: `Worker.aws_account_id` on envmgr's emulator; on a server envmgr did not start, the
+    environment's own (`aws/given.py`: its 9-digit base, then 000 for the session and N+1 for gwN)."""
+    base = endpoint.extra.get("account_base")
+    return f"{base}{worker.redis_db:03d}" if base else worker.aws_account_id
+
+
+def bucket_of(endpoint: ServiceEndpoint, worker: Worker, name: str) -> str:
+    """The worker's name of seeded bucket `name` (bucket names are global): `Worker.bucket`, with the environment's
+    id before the worker's on a server envmgr did not start (`artwork-<id>-gw1`, `artwork-<id>`)."""
+    tag = endpoint.extra.get("bucket_tag")
+    if not tag:
+        return worker.bucket(name)
+    return f"{name}-{tag}-{worker.worker_id}" if worker.isolated else f"{name}-{tag}"
+
+
 def access_key(endpoint: ServiceEndpoint, worker: Worker) -> str:
-    """The access key id of the worker's account: derived from the environment's secret where the emulator's gate
-    checks it, else the 12-digit account id."""
+    """The access key id of the worker's account: one the server issued for it (a given moto: STS), derived from
+    the environment's secret where the emulator's gate checks it, else the 12-digit account id."""
+    account = account_id(endpoint, worker)
+    issued = endpoint.extra.get(f"key_{account}")
+    if issued:
+        return issued
     secret = endpoint.extra.get(GATE_SECRET)
-    return gate.access_key_id(secret, worker.aws_account_id) if secret else worker.aws_account_id
+    return gate.access_key_id(secret, account) if secret else account
 
 
 def gate_headers(endpoint: ServiceEndpoint) -> dict[str, str]:
@@ -150,7 +172,7 @@ def seeded_state(endpoint: ServiceEndpoint, worker: Worker, settings: Settings, 
     seeds = settings.seeds_path()
     compute = etag or file_etag
     buckets = {
-        worker.bucket(bucket): {key: ObjectState(etag=compute(path), body=path) for key, path in objects}
+        bucket_of(endpoint, worker, bucket): {key: ObjectState(etag=compute(path), body=path) for key, path in objects}
         for bucket, objects in s3_seed_buckets(seeds).items()
     }
     queues = {name: QueueState() for name in sqs_seed_queues(seeds, _settings_of(endpoint, settings).queues)}
@@ -176,7 +198,7 @@ def load_aws_seeds(
     if buckets:
         s3 = client(endpoint, worker, "s3")
         for bucket, objects in buckets.items():
-            name = worker.bucket(bucket)
+            name = bucket_of(endpoint, worker, bucket)
             _seed_call(endpoint, f"s3/{bucket}", lambda b=name: s3.create_bucket(Bucket=b))
             for key, path in objects:  # one PUT each: the ETag is the file's MD5 (the reset compares it)
                 _seed_call(endpoint, f"s3/{bucket}/{key}", lambda b=name, k=key, p=path: s3.put_object(

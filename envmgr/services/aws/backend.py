@@ -14,11 +14,21 @@ from typing import Any, ClassVar
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.aws import gate
-from envmgr.services.aws.accounts import GATE_SECRET, Clients, SeedManifest, access_key, aws_variables
+from envmgr.services.aws.accounts import (
+    CLEARABLE,
+    GATE_SECRET,
+    Clients,
+    SeedManifest,
+    access_key,
+    account_id,
+    aws_variables,
+    bucket_of,
+)
 from envmgr.services.aws.api import call_each
 from envmgr.services.aws.settings import AwsServiceSettings
 from envmgr.services.aws.state import Repair
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service
+from envmgr.services.given import GivenHold
 
 __all__ = ["RELOAD_OBJECTS", "AwsService"]
 
@@ -114,6 +124,26 @@ class AwsService(Service):
         )  # fmt: skip
         return self.worker_view(base, worker)
 
+    # a server envmgr did not start (`url`: aws/given.py) -----------------------------------------------------------
+
+    issues_keys: ClassVar[bool] = False
+    """whether the server takes the account from access keys it issued (moto) rather than from any 12-digit id"""
+
+    def cleared_services(self) -> Sequence[str]:
+        """The services whose state an account is emptied of (on a given server: at its reset and end)."""
+        return CLEARABLE
+
+    def given_hold(self, url: str, env_id: str, workers: int) -> GivenHold:
+        """An account per worker on the server, the run registered there (envmgr.services.aws.given)."""
+        from envmgr.services.aws.given import hold
+
+        return hold(self, url, env_id, workers)
+
+    def given_sweep(self, url: str) -> list[str]:
+        from envmgr.services.aws.given import sweep
+
+        return sweep(self, url)
+
     def seeded_buckets(self) -> list[str]:
         from envmgr.services.aws.seeds import s3_seed_buckets
 
@@ -159,8 +189,8 @@ class AwsService(Service):
     def worker_view(self, endpoint: ServiceEndpoint, worker: Worker) -> ServiceEndpoint:
         """The worker's account: its AWS_* variables and S3_BUCKET_<NAME> names."""
         extra = {
-            **endpoint.extra, "account_id": worker.aws_account_id, "bucket_suffix": worker.bucket(""),
-            "access_key_id": access_key(endpoint, worker),
+            **endpoint.extra, "account_id": account_id(endpoint, worker),
+            "bucket_suffix": bucket_of(endpoint, worker, ""), "access_key_id": access_key(endpoint, worker),
         }  # fmt: skip
         return endpoint.model_copy(
             update={"variables": aws_variables(endpoint, worker, self.seeded_buckets()), "extra": extra}

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from envmgr.exports import Part
 from envmgr.services.aws.seeds import SEED_ENTRIES
-from envmgr.services.settings import ServiceSettings
+from envmgr.services.settings import ServiceSettings, check_given_url, given_url_field
 
 __all__ = ["AWS_BACKENDS", "AwsBackend", "AwsServiceSettings", "AwsSettings"]
 
@@ -34,6 +34,7 @@ class AwsServiceSettings(ServiceSettings):
 
     region: str = Field(default="us-east-1", description="the AWS region of the clients and variables")
     queues: list[str] = Field(default_factory=list, description="SQS queues created in every account")
+    url: str | None = given_url_field('url = "${AWS_ENDPOINT_URL}"')
     check_access_key: bool = Field(
         default=True,
         description="only requests naming this environment's access key id (AWS_ACCESS_KEY_ID as envmgr hands it "
@@ -53,3 +54,8 @@ class AwsServiceSettings(ServiceSettings):
         "bucket": Part(extra="bucket_suffix", spec="name"),
     }
     export_aliases = ("aws", "s3")
+
+    @field_validator("url")
+    @classmethod
+    def _given_url(cls, value: Any) -> Any:
+        return check_given_url(value)

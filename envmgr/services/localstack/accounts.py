@@ -14,7 +14,14 @@ from collections.abc import Sequence
 
 from envmgr.config import Settings
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.services.aws.accounts import CLEARABLE, Clients, delete_through_api, gate_headers, load_aws_seeds
+from envmgr.services.aws.accounts import (
+    CLEARABLE,
+    Clients,
+    account_id,
+    delete_through_api,
+    gate_headers,
+    load_aws_seeds,
+)
 from envmgr.services.localstack.settings import LocalStackSettings
 
 __all__ = ["RESET_PATH", "cleared", "is_reset_summary", "reset_account", "restore_account"]
@@ -67,7 +74,7 @@ def _reset_in_process(endpoint: ServiceEndpoint, worker: Worker | None, services
     """
     selection: dict[str, list[str]] = {"services": list(services)}
     if worker is not None:
-        selection["account_ids"] = [worker.aws_account_id]
+        selection["account_ids"] = [account_id(endpoint, worker)]
     request = urllib.request.Request(
         endpoint.url + RESET_PATH,
         data=json.dumps(selection).encode(),

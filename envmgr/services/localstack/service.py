@@ -22,6 +22,7 @@ from types import MappingProxyType
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.aws.accounts import delete_through_api, load_aws_seeds
 from envmgr.services.aws.backend import AwsService
+from envmgr.services.aws.given import reset_all, reset_worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, ServiceDocs
 from envmgr.services.localstack.accounts import cleared, reset_account, restore_account
 from envmgr.services.localstack.settings import LocalStackSettings
@@ -119,8 +120,15 @@ class LocalStackService(AwsService):
         load_aws_seeds(endpoint, Worker(), self.settings, self.clients)
         return endpoint
 
+    def cleared_services(self) -> Sequence[str]:
+        return cleared(self.ls)
+
     def reset(self, endpoint: ServiceEndpoint) -> None:
-        """Every account emptied (the workers' too), then the shared account seeded again."""
+        """Every account emptied (the workers' too), then the shared account seeded again (on a given server: the
+        environment's accounts only)."""
+        if endpoint.extra.get("given"):
+            reset_all(self, endpoint)
+            return
         reset_account(endpoint, None, cleared(self.ls))
         load_aws_seeds(endpoint, Worker(), self.settings, self.clients)
 
@@ -134,6 +142,9 @@ class LocalStackService(AwsService):
         """The worker's account back to its seeded buckets, objects and queues (its topics gone): compared with the
         seeded state and only what differs repaired; emptied and seeded again when the seeds are a few objects
         (fewer calls), or when the repair fails (a versioned bucket that will not delete)."""
+        if endpoint.extra.get("given"):
+            reset_worker(self, endpoint, worker)
+            return
         if self.few_seeds(endpoint, worker):
             restore_account(endpoint, worker, self.settings, self.clients)
             return

@@ -24,6 +24,7 @@ from types import MappingProxyType
 from envmgr.endpoints import SESSION_WORKER_ID, ServiceEndpoint, Worker
 from envmgr.services.aws.accounts import gate_headers, load_aws_seeds
 from envmgr.services.aws.backend import AwsService
+from envmgr.services.aws.given import reset_all, reset_worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, ServiceDocs
 
 __all__ = ["PROBED", "RESET_PATH", "MotoService", "other_services", "reset_server"]
@@ -106,17 +107,30 @@ class MotoService(AwsService):
         load_aws_seeds(endpoint, _served(endpoint), self.settings, self.clients)
         return endpoint
 
+    issues_keys = True
+
     def reset(self, endpoint: ServiceEndpoint) -> None:
-        """The replica emptied and seeded again."""
+        """The replica emptied and seeded again (on a given server: the environment's accounts only)."""
+        if endpoint.extra.get("given"):
+            reset_all(self, endpoint)
+            return
         reset_server(endpoint)
         load_aws_seeds(endpoint, _served(endpoint), self.settings, self.clients)
 
     def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
         """The worker's own server back to its seeded state: its S3 and SQS repaired where the difference from the
         seeded state is all there is (no other service holds anything); else, or when the seeds are a few objects
-        (fewer calls), emptied and seeded again."""
+        (fewer calls), emptied and seeded again. On a given server: the worker's account only (`aws/given.py`)."""
+        if endpoint.extra.get("given"):
+            reset_worker(self, endpoint, worker)
+            return
         if self.few_seeds(endpoint, worker) or not self._repaired(endpoint, worker):
             self.reload(endpoint, worker)
+
+    def worker_setup(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
+        """On a given server, the worker's account seeded (a replica of envmgr's own was seeded by prepare)."""
+        if endpoint.extra.get("given") and worker.isolated:
+            reset_worker(self, endpoint, worker)
 
     def _repaired(self, endpoint: ServiceEndpoint, worker: Worker) -> bool:
         """Whether the worker's S3 and SQS were repaired and nothing else holds state (False: reload instead)."""

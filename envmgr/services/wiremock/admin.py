@@ -71,6 +71,12 @@ class WireMockAdmin:
         if mappings:
             self._call("POST", "/mappings/import", {"mappings": mappings})
 
+    def remove_by_metadata(self, key: str, value: str) -> None:
+        """Remove the stubs whose metadata has `key` equal to `value`, and the journal's requests they matched."""
+        pattern = {"matchesJsonPath": {"expression": f"$.{key}", "equalTo": value}}
+        self._call("POST", "/requests/remove-by-metadata", pattern)
+        self._call("POST", "/mappings/remove-by-metadata", pattern)
+
     def reset(self) -> None:
         """Back to the seeded stubs (the mapping files), with an empty request journal, no delays."""
         self._call("POST", "/reset")

@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 from envmgr.endpoints import ServiceEndpoint, Worker
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service, ServiceDocs
+from envmgr.services.given import GivenHold
 from envmgr.services.wiremock.admin import WireMockAdmin, admin_auth
 from envmgr.services.wiremock.settings import WireMockSettings
 
@@ -78,6 +79,11 @@ class WireMockService(Service):
         response.raise_for_status()
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
+        if endpoint.extra.get("given"):  # the server's own stubs, then the run's seeded ones (wiremock/given.py)
+            from envmgr.services.wiremock.given import reset_given
+
+            reset_given(endpoint, self.settings)
+            return
         WireMockAdmin.of(endpoint).reset()
 
     def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
@@ -93,7 +99,24 @@ class WireMockService(Service):
     def restore(self, endpoint: ServiceEndpoint, worker: Worker, name: str, kept: object) -> None:
         """Exactly the kept stubs again, the request journal emptied, no delays."""
         assert isinstance(kept, tuple)
+        if endpoint.extra.get("given"):  # never DELETE /mappings there: the server's own may be files
+            admin = WireMockAdmin.of(endpoint)
+            admin.reset()
+            admin.import_stubs(list(kept))
+            return
         WireMockAdmin.of(endpoint).replace_stubs(list(kept))
+
+    # a server envmgr did not start: one run at -n 0 or 1 (envmgr.services.wiremock.given) --------------------
+
+    def given_hold(self, url: str, env_id: str, workers: int) -> GivenHold:
+        from envmgr.services.wiremock.given import hold
+
+        return hold(url, env_id, workers, self.settings)
+
+    def given_sweep(self, url: str) -> list[str]:
+        from envmgr.services.wiremock.given import sweep
+
+        return sweep(url)
 
     def compose_healthcheck(self, endpoint: ServiceEndpoint, context: ComposeContext) -> list[str] | None:
         """With `admin_auth` the image's own check (an anonymous GET /__admin/health) gets 401: this one logs in

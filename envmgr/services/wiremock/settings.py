@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Any
+
+from pydantic import Field, field_validator
 
 from envmgr.exports import Part
-from envmgr.services.settings import ServiceSettings
+from envmgr.services.settings import ServiceSettings, check_given_url, given_url_field
 from envmgr.services.wiremock.seeds import SEED_ENTRY
 
 __all__ = ["WireMockSettings"]
@@ -18,6 +20,7 @@ class WireMockSettings(ServiceSettings):
     seed_entries = (SEED_ENTRY,)
     export_parts = {"admin_url": Part(extra="admin_url")}
 
+    url: str | None = given_url_field('url = "${WIREMOCK_URL}"; one run at -n 0 or 1 only')
     admin_auth: bool = Field(
         default=True,
         description="the admin API (/__admin) asks for HTTP basic auth: user envmgr, a password new per "
@@ -25,3 +28,8 @@ class WireMockSettings(ServiceSettings):
         "and compose health check use them); the stubs stay open. false: anyone on the machine can read the "
         "journal and change the stubs",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _given_url(cls, value: Any) -> Any:
+        return check_given_url(value)
