@@ -3,10 +3,12 @@ fixture goes through `WorkerShares` (the `envmgr_shares` fixture)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from envmgr.endpoints import ServiceEndpoint, Worker
+from envmgr.errors import SnapshotError
 
 if TYPE_CHECKING:
     from envmgr.faults.proxy import FaultProxy
@@ -31,6 +33,8 @@ class WorkerShares:
         self._before_reset: dict[str, list[Callable[[], object]]] = {}
         self._set_up: list[str] = []
         """services whose share this worker has made (and not removed yet)"""
+        self._held: dict[str, str] = {}
+        """service -> the fixture holding an open transaction on its share during the current test (db_session)"""
 
     @property
     def services(self) -> list[str]:
@@ -86,8 +90,29 @@ class WorkerShares:
         book = self._run.snapshot_book
         return book is not None and book.baseline_of(service) is not None
 
+    @contextmanager
+    def holding(self, service: str, fixture: str) -> Iterator[None]:
+        """While the body runs, `fixture` holds an open transaction on this worker's share of `service` (rolled back
+        at its end): a snapshot, restore or reset of that share meanwhile is refused (`let_go`)."""
+        self._held[service] = fixture
+        try:
+            yield
+        finally:
+            self._held.pop(service, None)
+
     def let_go(self, service: str) -> None:
-        """Run the actions registered to run before the service's share is reset or restored (pools emptied)."""
+        """Run the actions registered to run before the service's share is reset or restored (pools emptied).
+        SnapshotError when a fixture of the current test holds an open transaction on it: its changes are not
+        committed (a snapshot would silently miss them) and ending its connection would break the fixture."""
+        fixture = self._held.get(service)
+        if fixture is not None:
+            raise SnapshotError(
+                f"{service}: this test's {fixture} holds an open transaction (rolled back after the test), so a "
+                "snapshot would not have its changes and a restore or reset would end its connection",
+                f"snapshot, restore or reset {service} in a fixture that runs before {fixture} (e.g. a session "
+                f"fixture that commits through db_engine or postgres_url), or name the other services only: "
+                f"envmgr_env.snapshot(name, [...])",
+            )
         for action in self._before_reset.get(service, ()):
             action()
 

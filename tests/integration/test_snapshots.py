@@ -275,3 +275,31 @@ def test_a_run_leaves_no_snapshot_behind(pytester: pytest.Pytester, engine: Engi
         assert "app" in names  # the environment's own database: the query saw the server's databases
     finally:
         engine.remove_environment(env_id.group(1))
+
+
+HELD = """
+from sqlalchemy import text
+
+
+def test_a_snapshot_inside_db_session_is_refused(envmgr_env, db_session):
+    db_session.execute(text("CREATE TABLE held (id int)"))
+    db_session.commit()  # a savepoint: rolled back with the outer transaction after the test
+    envmgr_env.snapshot("inside")
+
+
+def test_the_next_test_has_a_working_session_and_no_snapshot(envmgr_env, db_session):
+    assert db_session.execute(text("SELECT to_regclass('held')")).scalar() is None
+"""
+
+
+@pytest.mark.usefixtures("no_daemon")
+def test_a_snapshot_while_db_session_holds_its_transaction_is_refused_in_one_line(pytester: pytest.Pytester) -> None:
+    """db_session's changes live in a transaction rolled back after the test: a snapshot then would silently miss
+    them (and end the session's connection, breaking its teardown). It is refused, naming the fixture and the fix;
+    the session's teardown and the next test are unharmed."""
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'snapshots-held'\n{PROJECT_TABLE}")
+    pytester.makepyfile(test_held=HELD)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*SnapshotError: postgres: this test's db_session holds an open transaction*"])
+    assert "AdminShutdown" not in result.stdout.str()

@@ -84,11 +84,13 @@ def db_session(request: pytest.FixtureRequest, db_engine: sqlalchemy.Engine) -> 
         with Session(db_engine) as session:
             yield session
         return
+    shares: WorkerShares = request.getfixturevalue("envmgr_shares")
     connection = db_engine.connect()
     transaction = connection.begin()
     session = Session(bind=connection, join_transaction_mode="create_savepoint")
     try:
-        yield session
+        with shares.holding(SERVICE, "db_session"):
+            yield session
     finally:
         session.close()
         transaction.rollback()
@@ -122,8 +124,10 @@ async def _open_async_db_session(request: pytest.FixtureRequest) -> AsyncIterato
         async with AsyncSession(engine, expire_on_commit=False) as session:
             yield session
         return
+    shares: WorkerShares = request.getfixturevalue("envmgr_shares")
     async with rolled_back_session(engine) as session:
-        yield session
+        with shares.holding(SERVICE, "async_db_session"):
+            yield session
 
 
 ASYNC_DB_SESSION = AsyncFixture("async_db_session", _open_async_db_session)
