@@ -125,7 +125,12 @@ def status(
             if row["orphaned"]:
                 owner_text += " (gone)"
             table.add_row(
-                row["id"], row["state"], row["sandbox"] or "", owner_text, f"{row['age_seconds']:.0f} s", services
+                row["id"],
+                row["state"],
+                row["sandbox"] or "",
+                owner_text,
+                "?" if row["age_seconds"] is None else _age(row["age_seconds"]),
+                services,
             )
         out_console().print(table)
 
@@ -145,7 +150,7 @@ def _status_row(engine: Engine, env_id: str, record: EnvironmentRecord) -> dict[
         "kept": (f"leased by pid {record.holder.pid}" if record.holder else "idle")
         if LABEL_DAEMON in record.labels
         else None,
-        "age_seconds": round(time.time() - record.created, 1),
+        "age_seconds": round(time.time() - record.created, 1) if record.created > 0 else None,  # None: unlabelled
         "services": {},
         "unreadable": None,
     }

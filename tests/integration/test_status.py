@@ -4,6 +4,8 @@ stopped container is listed with its state, not probed, and its endpoint is wher
 from __future__ import annotations
 
 import json
+import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 
 from envmgr import Environment, Settings
 from envmgr.engine.connection import Engine
+from envmgr.engine.labels import LABEL_ENV
 from tests.integration.test_cli import envmgr
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
@@ -73,3 +76,19 @@ def test_status_shows_a_stopped_environment_and_reset_says_what_to_do(
     assert f"of environment {detached.id} is stopped" in reset.stderr
     assert "fix: start it again: docker start " in reset.stderr
     assert "Traceback" not in reset.stderr
+
+
+def test_a_leftover_without_its_creation_time_has_no_age_instead_of_fifty_years(tmp_path: Path, engine: Engine) -> None:
+    """A volume some run left with only the environment's label (no creation time): status lists it with an
+    unknown age (JSON null, `?` in the table), not the seconds since 1970."""
+    env_id = f"noage{os.getpid()}"
+    volume = engine.client.volumes.create(name=f"envmgr-test-{env_id}", labels={LABEL_ENV: env_id})
+    try:
+        assert status_row(env_id, tmp_path)["age_seconds"] is None
+        table = envmgr("status", cwd=tmp_path)
+        assert table.returncode == 0, table.stderr
+        line = next(line for line in table.stdout.splitlines() if env_id in line)
+        assert "?" in line
+        assert not re.search(r"\d{5,}", line.replace(env_id, "")), line  # no seconds (or days) since 1970
+    finally:
+        volume.remove(force=True)
