@@ -17,6 +17,7 @@ from typing import Protocol
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from envmgr.endpoints import MASK, ServiceEndpoint
+from envmgr.errors import ConfigError
 
 __all__ = [
     "GIVEN_PREFIX",
@@ -102,6 +103,14 @@ class GivenUrl:
             password=unquote(parts.password) if parts.password is not None else None,
             path=unquote(parts.path.lstrip("/")), query=query,
         )  # fmt: skip
+
+    @classmethod
+    def of_setting(cls, url: str, service: str, schemes: tuple[str, ...], default_port: int, example: str) -> GivenUrl:
+        """`parse` for the setting `<service>.url`: ConfigError naming the setting, with `example` as the fix."""
+        try:
+            return cls.parse(url, schemes, default_port)
+        except ValueError as exc:
+            raise ConfigError(f"{service}.url: {exc}", f"write it as {example}") from None
 
     @property
     def masked(self) -> str:

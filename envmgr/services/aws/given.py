@@ -65,12 +65,8 @@ class AwsService(Protocol):
 
 
 def _parse(service: AwsService, url: str) -> GivenUrl:
-    try:
-        return GivenUrl.parse(url, SCHEMES, service.aws_port)
-    except ValueError as exc:
-        raise ConfigError(
-            f"{service.name}.url: {exc}", f'write it as http://host:{service.aws_port} (e.g. "${{AWS_ENDPOINT_URL}}")'
-        ) from None
+    example = f'http://host:{service.aws_port} (e.g. "${{AWS_ENDPOINT_URL}}")'
+    return GivenUrl.of_setting(url, service.name, SCHEMES, service.aws_port, example)
 
 
 def _client(url: str, key: str, region: str, name: str) -> Any:

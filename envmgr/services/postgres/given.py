@@ -34,12 +34,8 @@ def lock_key(env_id: str) -> int:
 
 
 def parse(url: str) -> GivenUrl:
-    try:
-        return GivenUrl.parse(url, SCHEMES, PORT)
-    except ValueError as exc:
-        raise ConfigError(
-            f"postgres.url: {exc}", 'write it as postgresql://user:password@host:5432/postgres (e.g. "${DATABASE_URL}")'
-        ) from None
+    example = 'postgresql://user:password@host:5432/postgres (e.g. "${DATABASE_URL}")'
+    return GivenUrl.of_setting(url, "postgres", SCHEMES, PORT, example)
 
 
 def _connect(url: str, application: str) -> psycopg.Connection[tuple[object, ...]]:

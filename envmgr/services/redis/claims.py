@@ -30,12 +30,7 @@ CLIENT_PREFIX = "envmgr-"
 
 
 def parse(url: str) -> GivenUrl:
-    try:
-        return GivenUrl.parse(url, SCHEMES, PORT)
-    except ValueError as exc:
-        raise ConfigError(
-            f"redis.url: {exc}", 'write it as redis://:password@host:6379 (e.g. "${REDIS_URL}")'
-        ) from None
+    return GivenUrl.of_setting(url, "redis", SCHEMES, PORT, 'redis://:password@host:6379 (e.g. "${REDIS_URL}")')
 
 
 def _client(given: GivenUrl, db: int = 0, name: str | None = None) -> redis.Redis:

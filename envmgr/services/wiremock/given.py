@@ -40,12 +40,8 @@ T = TypeVar("T")
 
 
 def parse(url: str) -> GivenUrl:
-    try:
-        return GivenUrl.parse(url, SCHEMES, PORT)
-    except ValueError as exc:
-        raise ConfigError(
-            f"wiremock.url: {exc}", "write it as http://host:8080 (admin login: http://user:password@host:8080)"
-        ) from None
+    example = "http://host:8080 (admin login: http://user:password@host:8080)"
+    return GivenUrl.of_setting(url, "wiremock", SCHEMES, PORT, example)
 
 
 def _answering(call: Callable[[], T]) -> T:
