@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Final
 
-__all__ = ["RUN_CONTROLLER_VARIABLE", "in_test_run_controller", "process_state_guard"]
+__all__ = ["RUN_CONTROLLER_VARIABLE", "environ_override", "in_test_run_controller", "process_state_guard"]
 
 RUN_CONTROLLER_VARIABLE = "ENVMGR_RUN_CONTROLLER"
 """set by the pytest plugin to the controller's pid (its xdist workers know their controller by it)"""
@@ -44,6 +44,24 @@ def process_state_guard() -> Iterator[None]:
     globals. Re-entrant: a function that holds it may call another that takes it."""
     with _GUARD:
         yield
+
+
+@contextmanager
+def environ_override(variables: Mapping[str, str]) -> Iterator[None]:
+    """`variables` in os.environ while the body runs, as they were afterwards (under the guard). Only for code that
+    runs in this process and reads os.environ (an in-process env.py, a migrate function); a subprocess is given its
+    environment instead, so that no other thread of this process ever sees these values."""
+    with _GUARD:
+        saved = {name: os.environ.get(name) for name in variables}
+        os.environ.update(variables)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def in_test_run_controller() -> bool:

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -421,3 +423,65 @@ def test_envmgr_up_exits_6_on_a_failing_migrate_command(tmp_path: Path) -> None:
     )
     assert result.returncode == 6, result.stderr
     assert "migrate command 'exit 4' failed: exit code 4" in result.stderr
+
+
+PAUSING_MIGRATE = """
+import os, sys, time
+from pathlib import Path
+
+import psycopg
+
+signals = Path(sys.argv[1])
+(signals / "started").write_text(os.environ["APP_DATABASE"])  # the export table's name for it, as the app reads it
+deadline = time.monotonic() + 60
+while not (signals / "go").exists():
+    assert time.monotonic() < deadline, "never told to go on"
+    time.sleep(0.02)
+with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as connection:
+    connection.execute("CREATE TABLE paused (id int)")
+"""
+
+
+def test_while_a_command_migrates_this_processs_environment_is_untouched(
+    server: ServiceEndpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pytest controller builds the template in a background thread while its main thread imports the app, which
+    reads DATABASE_URL: the template's variables go to the migrate subprocess only, never into this process's
+    os.environ (where the app would have read the template's URL)."""
+    signals = tmp_path / "signals"
+    signals.mkdir()
+    root = _project(
+        tmp_path / "paused",
+        f"""
+        [tool.envmgr]
+        migrate = "python migrations/migrate.py {signals}"
+        [tool.envmgr.export]
+        APP_DATABASE = "{{postgres.database}}"
+        """,
+        {"migrations/migrate.py": PAUSING_MIGRATE},
+    )
+    monkeypatch.setenv("DATABASE_URL", "postgresql://the-runs-own/app")
+    monkeypatch.delenv("APP_DATABASE", raising=False)
+    outcome: dict[str, object] = {}
+
+    def build() -> None:
+        try:
+            outcome["result"] = ensure_template(server, _settings(root))
+        except BaseException as exc:  # handed to the test's thread
+            outcome["error"] = exc
+
+    builder = threading.Thread(target=build)
+    builder.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not (signals / "started").exists():
+            assert time.monotonic() < deadline, f"the migrate command never started: {outcome}"
+            time.sleep(0.02)
+        seen_by_migration = (signals / "started").read_text()
+        assert seen_by_migration.endswith("_building"), seen_by_migration  # the subprocess had the template's name
+        assert os.environ["DATABASE_URL"] == "postgresql://the-runs-own/app"  # this process: as it was
+        assert "APP_DATABASE" not in os.environ
+    finally:
+        (signals / "go").write_text("")
+        builder.join(60)
+    assert "error" not in outcome, outcome

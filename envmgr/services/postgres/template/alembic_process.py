@@ -26,7 +26,7 @@ import os
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -88,11 +88,12 @@ def upgrade_in_subprocess(
     flask_app: str | None = None,
     *,
     steps: Callable[[int, int], None] | None = None,
+    variables: Mapping[str, str] | None = None,
 ) -> None:
     """`run_migrations` in a new interpreter (see the module's documentation); its error raised here as it was
     there. The subprocess runs in the project root, in a process group of its own, bounded by MIGRATE_TIMEOUT;
     `steps` hears (done, total) as it applies the migrations (through a pipe of their own: `--steps-fd`)."""
-    env = migration_environment(url, project_root)
+    env = migration_environment(url, project_root, variables)
     with tempfile.TemporaryDirectory(prefix="envmgr-alembic-") as folder:
         result_path = Path(folder) / "result.json"
         command = [sys.executable, "-m", MODULE, "--ini", str(ini_path.resolve()), "--revision", revision,

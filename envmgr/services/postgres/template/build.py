@@ -18,10 +18,8 @@ its tables and sequences (those made later by the owner too). These settings are
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -218,12 +216,12 @@ def _migrate_and_seed(
         with timed(told.progress, told.service, "migrate", detail=label) as lap:
             database = janitor.admin.with_path(building)
             before = fingerprints(janitor)
-            with _database_environment(database, settings):
-                strategy.migrate(
-                    url,
-                    around=_migration_context(settings, database),
-                    steps=lambda done, total: told.migration(done, total, label),
-                )
+            strategy.migrate(  # the template's variables: in os.environ only for what runs in this process
+                url,
+                around=_migration_context(settings, database),
+                steps=lambda done, total: told.migration(done, total, label),
+                variables=database_variables(database, settings),
+            )
             check_reached(strategy, building, before, fingerprints(janitor))  # never seed or keep an empty one
         migrate_seconds = lap.seconds
     seeds = settings.seeds_path()
@@ -257,27 +255,6 @@ def _said(outcome: CacheOutcome) -> str:
     if outcome.state in ("ignored", "not saved"):
         sys.stderr.write(f"envmgr: warning: {outcome.line}\n")
     return outcome.line
-
-
-@contextmanager
-def _database_environment(database: ServiceEndpoint, settings: Settings) -> Iterator[None]:
-    """While the template is migrated: its variables (DATABASE_URL, POSTGRES_*, the export table's) in os.environ,
-    so that an env.py or a migrate command that builds its URL from the app's settings reaches the template; the
-    variables as they were afterwards (process-wide state: under the process-wide guard)."""
-    from envmgr.process_state import process_state_guard
-
-    variables = database_variables(database, settings)
-    with process_state_guard():
-        saved = {name: os.environ.get(name) for name in variables}
-        os.environ.update(variables)
-        try:
-            yield
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
 
 
 def _migration_context(settings: Settings, database: ServiceEndpoint) -> AbstractContextManager[object] | None:

@@ -74,7 +74,11 @@ class DjangoMigrate(MigrateStrategy):
         return None
 
     def migrate(
-        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+        self,
+        url: str,
+        around: AbstractContextManager[object] | None = None,
+        steps: Steps | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         if importlib.util.find_spec("django") is None:
             raise MigrationError(
@@ -87,7 +91,10 @@ class DjangoMigrate(MigrateStrategy):
                 "set DJANGO_SETTINGS_MODULE (e.g. mysite.settings), or DJANGO_SETTINGS_MODULE in "
                 "[tool.pytest.ini_options] of pyproject.toml",
             )
-        env = {**migration_environment(url, self.project_root), "DJANGO_SETTINGS_MODULE": self.settings_module}
+        env = {
+            **migration_environment(url, self.project_root, variables),
+            "DJANGO_SETTINGS_MODULE": self.settings_module,
+        }
         with tempfile.TemporaryDirectory(prefix="envmgr-django-") as folder:
             result_path = Path(folder) / "result.json"
             command = [sys.executable, "-m", "envmgr.integrations.django_migrate", "--result", str(result_path)]

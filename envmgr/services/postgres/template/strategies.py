@@ -38,14 +38,14 @@ import re
 import sys
 import traceback
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from envmgr.errors import MigrationError, first_line
-from envmgr.process_state import in_test_run_controller, process_state_guard
+from envmgr.process_state import environ_override, in_test_run_controller, process_state_guard
 from envmgr.services.postgres.template.alembic_process import project_modules, upgrade_in_subprocess
 from envmgr.services.postgres.template.alembic_upgrade import (
     Steps,
@@ -76,10 +76,16 @@ class MigrateStrategy(ABC):
 
     @abstractmethod
     def migrate(
-        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+        self,
+        url: str,
+        around: AbstractContextManager[object] | None = None,
+        steps: Steps | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         """Migrate the database at `url` (a superuser URL); `MigrationError` when that fails. `steps` is told (done,
-        total) as migrations are applied, by a strategy that can count them (Alembic)."""
+        total) as migrations are applied, by a strategy that can count them (Alembic). `variables`: the database's
+        connection variables as the project names them (DATABASE_URL, POSTGRES_*, the export table's): what runs
+        in this process sees them in os.environ while it runs, a subprocess in its environment only."""
 
     @property
     def target_fix(self) -> str:
@@ -113,7 +119,11 @@ class AlembicMigrate(MigrateStrategy):
         hash_alembic(digest, self.ini_path)
 
     def migrate(
-        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+        self,
+        url: str,
+        around: AbstractContextManager[object] | None = None,
+        steps: Steps | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         """In this process, unless it has imported modules of the project already (their settings may name another
         database) or is a pytest run's controller (its main thread imports them meanwhile, and would see the
@@ -126,12 +136,15 @@ class AlembicMigrate(MigrateStrategy):
             clean = self.needs_clean_process()
             if not clean:
                 try:
-                    run_migrations(self.ini_path, url, project_root=self.project_root, around=around, steps=steps)
+                    with environ_override(variables or {}):
+                        run_migrations(self.ini_path, url, project_root=self.project_root, around=around, steps=steps)
                 finally:
                     for name in project_modules(places):
                         sys.modules.pop(name, None)
         if clean:
-            upgrade_in_subprocess(self.ini_path, url, "head", self.project_root, self.flask_app, steps=steps)
+            upgrade_in_subprocess(
+                self.ini_path, url, "head", self.project_root, self.flask_app, steps=steps, variables=variables
+            )
 
     def needs_clean_process(self) -> bool:
         """Whether this is a pytest run's controller, or a module of the project (under its root, alembic.ini's
@@ -157,9 +170,13 @@ class CommandMigrate(MigrateStrategy):
         hash_files(digest, self.project_root, self.files)
 
     def migrate(
-        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+        self,
+        url: str,
+        around: AbstractContextManager[object] | None = None,
+        steps: Steps | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> None:
-        env = migration_environment(url, self.project_root)
+        env = migration_environment(url, self.project_root, variables)
         result = run_subprocess(
             ["/bin/sh", "-c", self.command], self.project_root, env, f"migrate command {self.command!r}"
         )
@@ -188,7 +205,11 @@ class CallableMigrate(MigrateStrategy):
         hash_files(digest, self.project_root, self.files)
 
     def migrate(
-        self, url: str, around: AbstractContextManager[object] | None = None, steps: Steps | None = None
+        self,
+        url: str,
+        around: AbstractContextManager[object] | None = None,
+        steps: Steps | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         spec = f"{self.module}:{self.function}"
         with process_state_guard(), _on_sys_path(self.project_root):
@@ -219,7 +240,8 @@ class CallableMigrate(MigrateStrategy):
                     f"define {self.function}(url) in {self.module}, or correct the setting migrate",
                 )
             try:
-                function(url)
+                with environ_override(variables or {}):
+                    function(url)
             except Exception as exc:
                 raise MigrationError(
                     f"migrate function {spec} failed: {_described(exc, self.project_root)}",

@@ -36,11 +36,12 @@ def database_variables(url: str) -> dict[str, str]:
     }
 
 
-def migration_environment(url: str, project_root: Path) -> dict[str, str]:
+def migration_environment(url: str, project_root: Path, variables: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment of a migrate subprocess: this process's, plus the database's connection variables
     (DATABASE_URL, POSTGRES_HOST/PORT/USER/PASSWORD/DB and libpq's PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE),
     the project root first on PYTHONPATH, and this interpreter's folder first on PATH (so `python`, `flask`,
-    `alembic` are those of the environment that runs envmgr)."""
+    `alembic` are those of the environment that runs envmgr). `variables`: the template's variables as the project
+    names them (the export table's), given to the subprocess only (this process's os.environ is never changed)."""
     database = database_variables(url)
     libpq = {
         "PGHOST": database["POSTGRES_HOST"],
@@ -53,6 +54,7 @@ def migration_environment(url: str, project_root: Path) -> dict[str, str]:
     path = [str(Path(sys.executable).parent), *filter(None, os.environ.get("PATH", "").split(os.pathsep))]
     return {
         **os.environ,
+        **(variables or {}),
         **database,
         **libpq,
         "PYTHONPATH": os.pathsep.join(dict.fromkeys(python_path)),
