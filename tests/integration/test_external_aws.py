@@ -48,6 +48,7 @@ SEEDED_OBJECT = REPO / "seeds" / "s3" / "artwork" / "covers" / "placeholder.txt"
 ISOLATION = """
 import os
 import time
+from pathlib import Path
 
 ME = os.environ.get("PYTEST_XDIST_WORKER", "main")
 OTHER = {{"gw0": "gw1", "gw1": "gw0"}}.get(ME, ME)
@@ -102,6 +103,7 @@ def test_2_the_next_test_sees_the_seeded_state(s3_client, sqs_client, aws_env):
 # A run that holds its environment until it is killed: it says which bucket it has, then waits.
 HOLD = """
 import time
+from pathlib import Path
 
 
 def test_hold(s3_client, aws_env):
