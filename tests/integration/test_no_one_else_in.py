@@ -253,7 +253,8 @@ def test_a_daemon_folder_another_user_planted_does_not_stop_the_users_runs(
     pytest run of this user into an error (exit 9 in the CLI): an untrusted socket means "no daemon", with a
     warning, and the run goes on. Without XDG_RUNTIME_DIR the other user cannot make the folder at all; with an
     XDG_RUNTIME_DIR all users share (a sticky folder like /tmp) it can, and the run says why it uses no daemon."""
-    env = {"XDG_RUNTIME_DIR": str(shared_tmp)} if runtime == "shared" else {}
+    # "none": a state folder of the test's own, so that a daemon this user runs (warm by default) is not the one found
+    env = {"XDG_RUNTIME_DIR": str(shared_tmp)} if runtime == "shared" else {"XDG_STATE_HOME": str(tmp_path / "state")}
     socket_path = default_socket(env)
     project = tmp_path / "project"
     project.mkdir()
