@@ -4,7 +4,6 @@ or on this machine), with their errors; the template of an environment seeded by
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -13,13 +12,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from envmgr import Environment, SeedError, ServiceEndpoint, Settings, load_settings
+from envmgr import Environment, SeedError, ServiceEndpoint
 from envmgr.engine.commands import EngineCommands
 from envmgr.engine.connection import Engine
 from envmgr.services.postgres.janitor import Janitor
 from envmgr.services.postgres.template.seeds import load_postgres_seeds
 from envmgr.services.postgres.tools import PgTools
 from tests.conftest import labelled
+from tests.integration.test_seed_loading import _bare as _settings
 
 pytestmark = pytest.mark.docker
 
@@ -36,14 +36,6 @@ CREATE VIEW named AS SELECT name FROM artists;
 """
 CONTENT = "SELECT (SELECT array_agg(name || coalesce(tags::text, '-') ORDER BY id) FROM artists), " \
           "(SELECT sum(length(body)) FROM notes), (SELECT last_value FROM artists_id_seq)"  # fmt: skip
-
-
-def _settings(root: Path, **overrides: object) -> Settings:
-    if "ENVMGR_IMAGE_SET" not in os.environ:
-        overrides.setdefault("image_set", "local")
-    return load_settings(
-        REPO / "pyproject.toml", **{"project_root": root, "alembic_ini": None, "seeds": None, **overrides}
-    )
 
 
 @pytest.fixture(scope="module")
