@@ -21,6 +21,7 @@ import pytest
 from envmgr.engine.connection import Engine
 from tests.conftest import REPO, in_namespace
 from tests.integration.browser import Browser, chromium
+from tests.integration.test_report_and_post_mortem import REPORT_TESTS
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 
@@ -36,31 +37,18 @@ seeds = "{REPO / "seeds"}"
 [tool.envmgr.wiremock]
 enabled = true
 """
-TESTS = """
-import pytest
+TESTS = (
+    REPORT_TESTS
+    + """
+
 import requests
-from sqlalchemy import text
-
-
-def test_seeded(db_session):
-    assert db_session.execute(text("SELECT count(*) FROM users")).scalar() == 3
-
-
-@pytest.mark.envmgr_fresh_db
-@pytest.mark.parametrize("n", range(2))
-def test_commits_for_real(db_session, n):
-    db_session.execute(text("INSERT INTO users (email, name) VALUES (:e, 'X')"), {"e": f"{n}@example.com"})
-    db_session.commit()
-
-
-def test_redis(redis_client):
-    redis_client.set("k", "v")
 
 
 @pytest.mark.parametrize("n", range(2))
 def test_wiremock(wiremock_url, n):
     assert requests.get(f"{wiremock_url}/not-stubbed", timeout=10).status_code == 404  # the stubs answer anyone
 """
+)
 WIDTH = 1000
 
 
