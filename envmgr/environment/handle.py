@@ -283,8 +283,8 @@ class Environment:
         return {name: self._probe_once(name) for name in names}
 
     def reset(self, services: Sequence[str] | None = None) -> None:
-        """Bring services back to their prepared state (default: all), every replica, and drop what workers made
-        (their databases, Redis databases, AWS accounts): what a fresh environment would have.
+        """Bring services back to their prepared state (default: all), every replica, with what workers made (their
+        databases fresh clones again, kept for the next run's workers; Redis databases, AWS accounts emptied).
 
         On a handle scoped to a worker (`scope`, as `envmgr_env` gives each test process): that worker's share of
         each service only (its database, its Redis db, its account, its replicas); other workers are untouched."""

@@ -297,7 +297,8 @@ class Service(ABC):
         """`worker`'s share back to the prepared (seeded) state; other workers' shares are untouched."""
 
     def worker_teardown(self, endpoint: ServiceEndpoint, worker: Worker) -> None:  # noqa: B027 - optional hook
-        """After `worker`'s last test: remove its share (drop its database)."""
+        """After `worker`'s last test: remove what its share must not leave behind. Default: nothing (a Postgres
+        worker's database is kept for the next run; the environment's reset makes it fresh again)."""
 
     # named snapshots of a worker's share (envmgr.environment.snapshots) ------------------------------------------
 

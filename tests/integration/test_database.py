@@ -20,8 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from envmgr import Environment, MigrationError, SeedError, ServiceEndpoint, Settings, load_settings
+from envmgr.endpoints import Worker
 from envmgr.engine.connection import Engine
-from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.janitor import Janitor, fresh_mark
 from envmgr.services.postgres.template.alembic_upgrade import head_revisions
 from envmgr.services.postgres.template.build import TemplateResult, building_name, ensure_template, template_name
 from envmgr.services.postgres.template.content_hash import content_hash
@@ -171,6 +172,52 @@ def test_clones_are_independent(server: ServiceEndpoint, janitor: Janitor, examp
     assert _scalar(server.with_path("clone_a").url, "SELECT count(*) FROM tracks") == 17
     for name in ("clone_a", "clone_b"):
         assert janitor.drop(name)
+
+
+def _oid(janitor: Janitor, name: str) -> int:
+    row = janitor.connection.execute("SELECT oid FROM pg_database WHERE datname = %s", (name,)).fetchone()
+    assert row is not None, name
+    return int(str(row[0]))
+
+
+def test_a_worker_takes_its_database_fresh_from_the_last_reset_and_clones_one_that_is_not(example: Settings) -> None:
+    """A worker's database outlives the run (as --reuse-db keeps its test database): the environment's reset (the
+    daemon's, when a run hands a warm environment back) makes each worker's database an untouched clone with a fresh
+    mark, and the next run's worker takes it without cloning. What a run changed is gone; a database marked for
+    another template or other per-database settings, or not marked, is cloned again."""
+    with Environment(["postgres"], settings=example, workers=2) as env:
+        endpoint, service = env.endpoints["postgres"], env.service("postgres")
+        template = endpoint.extra["template"]
+        gw0, gw1 = Worker("gw0", isolated=True), Worker("gw1", isolated=True)
+        with Janitor(endpoint) as janitor:
+            service.worker_setup(endpoint, gw0)  # nothing to take on a new environment: a clone
+            service.worker_setup(endpoint, gw1)
+            url0 = service.worker_view(endpoint, gw0).url
+            with psycopg.connect(url0, autocommit=True) as connection:
+                connection.execute("DELETE FROM tracks")  # what a run leaves behind in gw0
+            assert not janitor.is_fresh("app_gw0", template)
+            env.snapshot("kept")  # a snapshot: under the prefix, not a worker's database
+
+            env.reset()  # the run is over
+            marked = {name: _oid(janitor, name) for name in ("app_gw0", "app_gw1")}
+            assert all(janitor.is_fresh(name, template) for name in marked)
+            assert not janitor.exists("app_snap_kept")
+            assert _scalar(url0, "SELECT count(*) FROM tracks") == 17
+            env.reset()  # a reset with nothing used since keeps the marked clones as they are
+            assert {name: _oid(janitor, name) for name in marked} == marked
+
+            service.worker_setup(endpoint, gw0)  # the next run's worker takes it: no clone, and the mark is gone
+            assert _oid(janitor, "app_gw0") == marked["app_gw0"]
+            assert not janitor.is_fresh("app_gw0", template)
+            assert _scalar(url0, "SELECT count(*) FROM tracks") == 17
+
+            janitor.mark("app_gw1", fresh_mark("app_tpl_other"))  # marked for another template: cloned anew
+            service.worker_setup(endpoint, gw1)
+            assert _oid(janitor, "app_gw1") != marked["app_gw1"]
+            janitor.mark("app_gw1", fresh_mark(template, {"work_mem": "8MB"}))  # other per-database settings
+            before = _oid(janitor, "app_gw1")
+            service.worker_setup(endpoint, gw1)
+            assert _oid(janitor, "app_gw1") != before
 
 
 def test_drop_disconnects_open_sessions(server: ServiceEndpoint, janitor: Janitor) -> None:

@@ -5,18 +5,22 @@ hand. Against real containers and a real daemon, on a socket of the test's own."
 from __future__ import annotations
 
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from envmgr import Environment
 from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient
 from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_DAEMON
 from envmgr.errors import DaemonNotRunningError
 from envmgr.pytest.warm import may_start_daemon
+from envmgr.services.postgres.janitor import Janitor
+from envmgr.services.postgres.template import build as _template_build  # noqa: F401 - see fresh_worker_databases
 from tests.conftest import in_namespace
 
 pytestmark = pytest.mark.docker
@@ -63,6 +67,14 @@ def test_seeded_and_committed(postgres_url):
 def test_redis(redis_client):
     assert redis_client.dbsize() == 0
     redis_client.set("left", "by the last run")
+
+
+def test_which_database(postgres_url):
+    with psycopg.connect(postgres_url) as connection:
+        oid = connection.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    os.makedirs("oids", exist_ok=True)
+    with open(os.path.join("oids", postgres_url.rsplit("/", 1)[1]), "w") as out:
+        out.write(str(oid))
 """
 
 WIREMOCK_TEST = """
@@ -128,12 +140,26 @@ def wait_for(condition: object, what: str, seconds: float = 120) -> None:
         time.sleep(0.2)
 
 
+def fresh_worker_databases(engine: Engine, env_id: str) -> dict[str, int]:
+    """The workers' databases of the environment that carry the fresh mark, with their oids. (Attaching imports the
+    template machinery, and SQLAlchemy with it: imported with this module, before pytester's snapshot of
+    sys.modules, or pytester would unload it after the test and a later in-process Alembic upgrade would meet two
+    copies of SQLAlchemy.)"""
+    env = Environment.attach(env_id, engine=engine)
+    endpoint = env.endpoints["postgres"]
+    template = endpoint.extra["template"]
+    with Janitor(endpoint) as janitor:
+        query = "SELECT datname, oid FROM pg_database WHERE datname LIKE 'app\\_%'"
+        rows = janitor.connection.execute(query).fetchall()
+        return {str(name): int(str(oid)) for name, oid in rows if janitor.is_fresh(str(name), template)}
+
+
 def test_the_next_run_leases_the_last_runs_environment_back_in_its_seeded_state(
     pytester: pytest.Pytester, socket_path: Path, engine: Engine, namespace: str
 ) -> None:
     make_project(pytester)
     first = run(pytester)
-    first.assert_outcomes(passed=3)
+    first.assert_outcomes(passed=4)
     kept = re.search(r"envmgr: environment (\w+) kept warm for the next run", first.stdout.str())
     assert kept is not None, first.stdout.str()[-3000:]
     env_id = kept[1]
@@ -142,15 +168,21 @@ def test_the_next_run_leases_the_last_runs_environment_back_in_its_seeded_state(
     wait_for(lambda: idle(client, env_id), "the daemon did not make the run's environment idle (reset)")
     labels = engine.environments()[env_id].labels
     assert labels[LABEL_DAEMON], "labelled as the daemon's"
+    made = fresh_worker_databases(engine, env_id)  # the reset made each worker's database a marked clone again
+    assert set(made) == {"app_gw0", "app_gw1"}, made
+    shutil.rmtree(pytester.path / "oids")
 
     second = run(pytester)
-    second.assert_outcomes(passed=3)  # the committed row and the Redis key of the first run are gone
+    second.assert_outcomes(passed=4)  # the committed row and the Redis key of the first run are gone
     assert environment_line(second.stdout.str()).startswith(f"envmgr: environment {env_id} leased from the daemon")
+    used = {path.name: int(path.read_text()) for path in (pytester.path / "oids").iterdir()}
+    assert used, "the test that reads its database ran"
+    assert all(made[name] == oid for name, oid in used.items()), (made, used)  # taken, not cloned again
     assert [line for line in second.stdout.lines if "kept warm" in line] == [], "a leased one goes back, as it is"
 
     pytester.makepyfile(test_wiremock=WIREMOCK_TEST)  # a service the kept environment has not started yet
     third = run(pytester)
-    third.assert_outcomes(passed=4)
+    third.assert_outcomes(passed=5)
     assert environment_line(third.stdout.str()).startswith(f"envmgr: environment {env_id} leased from the daemon")
     wait_for(lambda: idle(client, env_id), "the lease was not handed back")
     services = {s for env in client.status() if env["id"] == env_id for s in env["services"]}  # type: ignore[attr-defined]
@@ -174,7 +206,7 @@ def test_a_daemon_a_run_started_keeps_the_environment_for_its_idle_time_then_sto
 ) -> None:
     make_project(pytester, ttl=3)
     result = run(pytester)
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     assert "kept warm for the next run" in result.stdout.str()
     wait_for(lambda: in_namespace(engine, namespace) == [], "the idle environment outlived its time-out", 120)
     wait_for(lambda: not socket_path.exists(), "the daemon the run started did not stop once idle", 120)
@@ -186,7 +218,7 @@ def test_envmgr_down_all_idle_removes_what_the_daemon_keeps(
     from tests.integration.test_cli import envmgr
 
     make_project(pytester)
-    run(pytester).assert_outcomes(passed=3)
+    run(pytester).assert_outcomes(passed=4)
     client = DaemonClient(socket_path)
     wait_for(lambda: client.status() and all(env["state"] == "idle" for env in client.status()), "not idle")
     dropped = envmgr("down", "--all-idle", cwd=pytester.path)

@@ -1,5 +1,10 @@
 """The janitor: creates, clones, marks and drops databases on a Postgres server.
 
+A clone can carry a *fresh mark* (the database's comment, `envmgr fresh <template> <settings digest>`): it is an
+untouched copy of that template with those settings. A worker takes a marked database instead of cloning one
+(`take_fresh` clears the mark first: from then on it may change), and the environment's reset makes every worker's
+database a marked clone again, so the next run's workers find theirs ready, as `--reuse-db` keeps its test database.
+
 The server belongs to `Environment`; the janitor works on it through the superuser endpoint, connected to the
 maintenance database `postgres` in autocommit mode; the template builder (`template.py`) and the loaders
 (`envmgr.migrations`, `envmgr.seeds`) know what to put in a database. Identifiers always go through
@@ -23,7 +28,7 @@ from envmgr.endpoints import ServiceEndpoint
 from envmgr.errors import EnvmgrError, SnapshotError
 from envmgr.services.settings import DatabaseSettingValue
 
-__all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor", "app_password", "setting_value"]
+__all__ = ["MAINTENANCE_DB", "MAX_IDENTIFIER", "Janitor", "app_password", "fresh_mark", "setting_value"]
 
 MAINTENANCE_DB = "postgres"
 MAX_IDENTIFIER = 63  # NAMEDATALEN - 1: Postgres truncates longer names
@@ -35,6 +40,12 @@ def app_password(endpoint: ServiceEndpoint, role: str) -> str:
     attaches to the environment knows it without another secret in the containers' labels)."""
     key = (endpoint.password or "").encode()
     return urlsafe_b64encode(hmac.digest(key, f"envmgr-app-role:{role}".encode(), "sha256")[:18]).decode()
+
+
+def fresh_mark(template: str, settings: Mapping[str, DatabaseSettingValue] | None = None) -> str:
+    """The comment of a database that is an untouched clone of `template` with the per-database `settings`."""
+    digest = sha256(repr(sorted((settings or {}).items())).encode()).hexdigest()[:12]
+    return f"envmgr fresh {template} {digest}"
 
 
 class Janitor:
@@ -196,6 +207,31 @@ class Janitor:
             ) from None
         if settings:
             self.set_defaults(name, settings)
+
+    def clone_fresh(self, template: str, name: str, settings: Mapping[str, DatabaseSettingValue] | None = None) -> None:
+        """`clone`, then the fresh mark on the clone (nobody has used it yet)."""
+        self.clone(template, name, settings)
+        self.mark(name, fresh_mark(template, settings))
+
+    def mark(self, name: str, comment: str | None) -> None:
+        """COMMENT ON DATABASE name IS comment (None: no comment)."""
+        value = sql.Literal(comment) if comment is not None else sql.SQL("NULL")
+        self._execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), value))
+
+    def is_fresh(self, name: str, template: str, settings: Mapping[str, DatabaseSettingValue] | None = None) -> bool:
+        """Whether `name` exists and carries the fresh mark of `template` with `settings`."""
+        row = self.connection.execute(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone()
+        return row is not None and row[0] == fresh_mark(template, settings)
+
+    def take_fresh(self, name: str, template: str, settings: Mapping[str, DatabaseSettingValue] | None = None) -> bool:
+        """Take `name` for use when it carries the fresh mark of `template` with `settings` (the mark is cleared:
+        from now on it may change); False when it does not exist or is not marked so (then clone it)."""
+        if not self.is_fresh(name, template, settings):
+            return False
+        self.mark(name, None)
+        return True
 
     def copy(self, source: str, name: str, attempts: int = 3) -> None:
         """Make `name` a copy of `source`, a database in use (a snapshot of it): `source`'s sessions are ended first

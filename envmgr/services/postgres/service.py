@@ -1,7 +1,9 @@
 """PostgreSQL: the server, tuned for tests, reached with psycopg 3.
 
 The server is prepared once (a template database, migrated and seeded: `template.py`); the environment's database
-and each worker's (`<db>_gwN`) are clones of it, made and dropped by the janitor (`janitor.py`).
+and each worker's (`<db>_gwN`) are clones of it, made by the janitor (`janitor.py`). A worker's database outlives
+the run: the environment's reset (a warm environment's, when the daemon takes it back) makes it a fresh clone again
+with a fresh mark, and the next run's worker takes it without cloning.
 
 Configured like a real server: `postgres.settings` go on the server's command line (`-c name=value`, over the test
 tuning), `postgres.database_settings` on every clone (`ALTER DATABASE ... SET`). With `postgres.app_role`, the
@@ -16,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from hashlib import sha256
 from types import MappingProxyType
 
-from envmgr.endpoints import Component, ServiceEndpoint, Worker
+from envmgr.endpoints import SESSION_WORKER_ID, Component, ServiceEndpoint, Worker
 from envmgr.errors import ServerSettingError
 from envmgr.services.base import ComposeContext, ContainerSpec, Published, Service, ServiceDocs
 from envmgr.services.given import GivenHold
@@ -53,6 +55,8 @@ STOPPED = re.compile(r"\b(?:FATAL|PANIC):\s+(?P<message>.+)$|^postgres: (?P<chec
 check of its settings before it logs anything (`postgres: superuser_reserved_connections (3) must be less than
 max_connections (1)`)"""
 WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*")
+WORKER_DATABASE = re.compile(r"gw\d+|" + re.escape(SESSION_WORKER_ID))
+"""what follows `<db>_` in a worker's database name (`Worker.database`)"""
 
 
 def server_command(pg: PostgresSettings) -> list[str] | None:
@@ -189,16 +193,24 @@ class PostgresService(Service):
         return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": name}})
 
     def reset(self, endpoint: ServiceEndpoint) -> None:
-        """The environment's database cloned anew from the template (other connections to it are terminated) and
-        the workers' databases (`<db>_gw0`, `<db>_main`, ...) dropped."""
+        """The environment's database cloned anew from the template (other connections to it are terminated); each
+        worker's database (`<db>_gw0`, `<db>_main`) a fresh clone again unless it still carries the fresh mark (no
+        run took it since), for the next run's workers to take without cloning; anything else under `<db>_` (the
+        snapshots) dropped."""
         from envmgr.services.postgres.janitor import Janitor
 
         template = self._template(endpoint)
+        settings = self.pg.database_settings
         with Janitor(endpoint) as janitor:
             for name in janitor.list(f"{endpoint.path}_"):
-                if name != template and not janitor.is_template(name):
+                if name == template or janitor.is_template(name):
+                    continue
+                if WORKER_DATABASE.fullmatch(name.removeprefix(f"{endpoint.path}_")):
+                    if not janitor.is_fresh(name, template, settings):
+                        janitor.clone_fresh(template, name, settings)
+                else:
                     janitor.drop(name)
-            janitor.clone(template, endpoint.path, self.pg.database_settings)
+            janitor.clone(template, endpoint.path, settings)
 
     # a server envmgr did not start ----------------------------------------------------------------------------
 
@@ -227,8 +239,18 @@ class PostgresService(Service):
         return view.with_login(role, app_password(endpoint, role))
 
     def worker_setup(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
-        if worker.isolated:  # the environment's own database was cloned by prepare
-            self.worker_reset(endpoint, worker)
+        """The worker's database: taken as it is when it carries the fresh mark (an untouched clone the
+        environment's reset left for the next run), else cloned from the template. It is kept after the run (no
+        `worker_teardown`): the environment's reset marks it fresh again, or it goes with the environment."""
+        if not worker.isolated:  # the environment's own database was cloned by prepare
+            return
+        from envmgr.services.postgres.janitor import Janitor
+
+        template = self._template(endpoint)
+        name = worker.database(endpoint.path)
+        with Janitor(endpoint) as janitor:
+            if not janitor.take_fresh(name, template, self.pg.database_settings):
+                janitor.clone(template, name, self.pg.database_settings)
 
     def worker_reset(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
         """The worker's database cloned anew from the template (its connections are terminated)."""
@@ -236,14 +258,6 @@ class PostgresService(Service):
 
         with Janitor(endpoint) as janitor:
             janitor.clone(self._template(endpoint), worker.database(endpoint.path), self.pg.database_settings)
-
-    def worker_teardown(self, endpoint: ServiceEndpoint, worker: Worker) -> None:
-        if not worker.isolated:
-            return  # the environment's own database outlives the worker
-        from envmgr.services.postgres.janitor import Janitor
-
-        with Janitor(endpoint) as janitor:
-            janitor.drop(worker.database(endpoint.path))
 
     # named snapshots: a copy of the worker's database on the same server ------------------------------------------
 
