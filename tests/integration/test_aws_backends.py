@@ -120,7 +120,14 @@ def test_4_no_topic_or_queue_of_an_earlier_test(sns_client, sqs_client):
 
 
 @pytest.mark.usefixtures("no_daemon")
-@pytest.mark.parametrize("xdist", [[], ["-n", "2", "--dist", "loadfile"]], ids=["single-process", "two-workers"])
+@pytest.mark.parametrize(
+    "xdist",
+    # in one process: the same fixtures, on demand (CI time); the two workers also check that they are kept apart
+    [
+        pytest.param([], id="single-process", marks=pytest.mark.ondemand),
+        pytest.param(["-n", "2", "--dist", "loadfile"], id="two-workers"),
+    ],
+)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_aws_fixtures_give_every_test_the_seeded_account(
     pytester: pytest.Pytester, backend: str, xdist: list[str]

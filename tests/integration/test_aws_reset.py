@@ -127,7 +127,7 @@ LOCALSTACK = '[tool.envmgr.localstack]\nenabled = true\nservices = ["s3", "sqs"]
 @pytest.mark.parametrize(
     ("table", "extra", "xdist"),
     [
-        pytest.param(MOTO, 0, [], id="moto-reload"),
+        pytest.param(MOTO, 0, [], id="moto-reload", marks=pytest.mark.ondemand),  # the reload is backend-agnostic
         pytest.param(MOTO, RELOAD_OBJECTS, [], id="moto-repair"),
         pytest.param(LOCALSTACK, RELOAD_OBJECTS, ["-n", "2", "--dist", "loadfile"], id="localstack-repair-2-workers"),
     ],

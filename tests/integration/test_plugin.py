@@ -125,6 +125,7 @@ def test_two_workers_are_isolated(pytester: pytest.Pytester) -> None:
     worker_isolation(pytester, 2)
 
 
+@pytest.mark.ondemand  # the two-worker case above checks the same in CI
 def test_four_workers_are_isolated(pytester: pytest.Pytester) -> None:
     worker_isolation(pytester, 4)
 

@@ -84,6 +84,7 @@ def envmgr(*args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedP
     )  # fmt: skip
 
 
+@pytest.mark.ondemand  # a private engine in a network namespace: 45 s; on demand (CI time)
 def test_remote_engine_up_down_plugin_and_reaper(
     namespace: str, monkeypatch: pytest.MonkeyPatch, pytester: pytest.Pytester, engine: Engine
 ) -> None:

@@ -25,7 +25,7 @@ from tests.integration.test_report_and_post_mortem import REPORT_TESTS
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("no_new_environments")]
 
-RUNS = 3
+RUNS = 2
 PYPROJECT = f"""
 [project]
 name = "reportdemo"

@@ -206,7 +206,11 @@ def no_daemon(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("no_daemon")
-@pytest.mark.parametrize("backend", ["moto", "localstack"])
+@pytest.mark.parametrize(
+    "backend",
+    # moto: the same snapshot code (services/aws/state.py) as LocalStack, on demand (CI time)
+    [pytest.param("moto", marks=pytest.mark.ondemand), "localstack"],
+)
 def test_snapshots_per_service_per_worker_and_as_a_baseline(pytester: pytest.Pytester, backend: str) -> None:
     """Two files on two workers (`--dist loadfile`), at the same time: each snapshots and restores its own share of
     Postgres, Redis, the AWS account and WireMock (state written after the snapshot is gone, state before it back);
