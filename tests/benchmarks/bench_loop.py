@@ -17,6 +17,8 @@ side):
              and WireMock tests are left out, and so are those services on envmgr's side: ENVMGR_<S>__ENABLED=false)
     django-many  a copy of django (in the temporary folder) with 300 more tests that each read the database: the
              per-test costs
+    django-migrations  a copy of django with 50 more migrations (a model each): what pytest-django --reuse-db runs
+             in every process of every run (`migrate`: nothing to apply, but every migration and model checked)
     example  the repository's own (its pyproject): tests/example_app/suite/test_releases.py, --noconftest (the
              repository's tests/conftest.py is its own test suite's); LocalStack, WireMock and Celery disabled
 
@@ -51,6 +53,10 @@ one a loaded machine disturbs least); then each phase's medians, wall and CPU, p
                                 process by top-level package
     --profile DIR               one more run per side under cProfile (DIR/<stack>-n<N>-<side>/<worker>-<pid>.prof)
     --json FILE                 every run's records
+    --as-this-machine           run as this machine is set up: PYTHONDONTWRITEBYTECODE (no bytecode written, every
+                                module compiled again in every run) and the pytest plugins of its Python that no
+                                stack uses (hypothesis, pytest-benchmark); by default both are off, as on a
+                                developer's machine, on every side
     --habit-tuned               the habit's Postgres tuned like envmgr's (data in a tmpfs, fsync, synchronous_commit
                                 and full_page_writes off); by default it runs with the image's own settings
 
@@ -89,6 +95,8 @@ RUN_TIMEOUT = 600.0
 PASSED = re.compile(r"(\d+) passed")
 TUNED_RUN = ("--tmpfs", "/var/lib/postgresql/data")
 TUNED_COMMAND = ("postgres", "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+AS_THIS_MACHINE = "LOOP_AS_THIS_MACHINE"
+MACHINE_PLUGINS_OFF = "-p no:hypothesispytest -p no:benchmark"
 OFF = {f"ENVMGR_{name}__ENABLED": "false" for name in ("LOCALSTACK", "WIREMOCK", "CELERY", "MOTO")}
 
 
@@ -245,6 +253,26 @@ def test_a_query(db: None, number: int) -> None:
     assert Book.objects.count() == 3
 """
 MANY = 300
+MORE_MIGRATIONS = 50
+
+
+def make_django_migrations(stack: Stack) -> None:
+    """tests/examples/django_app copied (to stack.root) with MORE_MIGRATIONS more migrations (a model each, as
+    tests/benchmarks/bench_django.py --migrations makes them): pytest-django --reuse-db runs `migrate` in every
+    process of every run (the graph loaded, each migration checked, post_migrate for every model); envmgr checks
+    the template's content hash."""
+    sys.path.insert(0, str(BENCH))
+    from bench_django import EXTRA_MIGRATION
+
+    shutil.rmtree(stack.root, ignore_errors=True)
+    shutil.copytree(EXAMPLES / "django_app", stack.root, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache"))
+    previous = "0002_book_stock"
+    for number in range(3, 3 + MORE_MIGRATIONS):
+        name = f"{number:04d}_extra{number}"
+        (stack.root / "catalog" / "migrations" / f"{name}.py").write_text(
+            EXTRA_MIGRATION.format(previous=previous, number=number)
+        )
+        previous = name
 
 
 def make_django_many(stack: Stack) -> None:
@@ -267,6 +295,12 @@ STACKS = {
         "habit_django", 12 + MANY, habit_db="bookshop", habit_args=["--reuse-db"], prepare=prepare_django,
         make=make_django_many,
     ),
+    "django-migrations": Stack(
+        "django-migrations", Path(tempfile.gettempdir()) / "envmgr-loop-django-migrations",
+        ["--deselect", "tests/test_views.py::test_the_page_is_served_from_the_database_when_redis_is_down"],
+        "habit_django", 12, habit_db="bookshop", habit_args=["--reuse-db"], prepare=prepare_django,
+        make=make_django_migrations,
+    ),
     "fastapi": Stack("fastapi", EXAMPLES / "fastapi_app", [], "habit_fastapi", 13, habit_db="tasks",
                      prepare=prepare_fastapi),
     "flask": Stack(
@@ -284,10 +318,17 @@ STACKS = {
 
 
 def base_env() -> dict[str, str]:
+    """The runs' environment. As on a developer's machine unless --as-this-machine: bytecode is written (this
+    machine sets PYTHONDONTWRITEBYTECODE, so every run would compile every module again, pytest's assertion rewrite
+    of the plugins' packages included) and the plugins of this machine's Python that no stack uses (hypothesis,
+    pytest-benchmark: about 0.7 s per process at the end of a run) are off, on both sides."""
     env = dict(os.environ)
     for name in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "PYTEST_XDIST_WORKER", "PYTEST_ADDOPTS"):
         env.pop(name, None)
     env.setdefault("ENVMGR_IMAGE_SET", "local")
+    if env.pop(AS_THIS_MACHINE, "") != "1":
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTEST_ADDOPTS"] = MACHINE_PLUGINS_OFF
     return env
 
 
@@ -828,6 +869,8 @@ def parse_options() -> argparse.Namespace:
     parser.add_argument("--habit-tuned", action="store_true", help="the habit's Postgres tuned as envmgr's is")
     parser.add_argument("--daemon-cycles", type=int, default=0, help="lease/release cycles timed without pytest")
     parser.add_argument("--importtime", action="store_true", help="one more run per side: import times")
+    parser.add_argument("--as-this-machine", action="store_true",
+                        help="no bytecode written, this machine's extra pytest plugins on (see base_env)")  # fmt: skip
     parser.add_argument("--report", type=Path, default=None, help="only print markdown tables of a --json file")
     parser.add_argument("--analyze", type=Path, default=None, help="only print the functions of the profiles here")
     return parser.parse_args()
@@ -842,6 +885,8 @@ def main() -> None:
         report(options.report)
         return
     modes = options.modes.split(",")
+    if options.as_this_machine:
+        os.environ[AS_THIS_MACHINE] = "1"
     tag = f"loop{os.getpid()}"
     folder = Path(tempfile.mkdtemp(prefix="envmgr-loop-"))  # 0700: the daemon's private socket folder
     socket_env = {"ENVMGR_DAEMON_SOCKET": str(folder / "daemon.sock"), "ENVMGR_NAMESPACE": tag}
