@@ -158,7 +158,7 @@ class PrivateEngine:
         try:
             if self._process is not None and self._process.poll() is None and self.answers():
                 with contextlib.closing(self.client(timeout=60)) as client:
-                    for container in client.containers.list(all=True):
+                    for container in client.containers.list(all=True, ignore_removed=True):
                         with contextlib.suppress(docker.errors.APIError):  # being removed by a watchdog
                             container.remove(force=True)
         finally:

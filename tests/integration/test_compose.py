@@ -83,7 +83,7 @@ class Project:
         selector = {"label": [f"com.docker.compose.project={self.name}"]}
         client = self.engine.client
         return (
-            [f"container {c.name}" for c in client.containers.list(all=True, filters=selector)]
+            [f"container {c.name}" for c in client.containers.list(all=True, filters=selector, ignore_removed=True)]
             + [f"network {n.name}" for n in client.networks.list(filters=selector)]
             + [f"volume {v.name}" for v in client.volumes.list(filters=selector)]
         )

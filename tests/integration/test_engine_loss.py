@@ -78,7 +78,9 @@ class Loss:
 def labelled(engine: PrivateEngine, env_id: str) -> list[str]:
     selector = {"label": [f"envmgr.env={env_id}"]}
     with contextlib.closing(engine.client()) as client:
-        return [f"container {c.name} ({c.status})" for c in client.containers.list(all=True, filters=selector)] + [
+        # ignore_removed: a container the watchdog removes between the listing and its inspection is gone, not an error
+        containers = client.containers.list(all=True, filters=selector, ignore_removed=True)
+        return [f"container {c.name} ({c.status})" for c in containers] + [
             f"network {n.name}" for n in client.networks.list(filters=selector)
         ]
 

@@ -213,7 +213,8 @@ def test_what_was_started_ahead_and_is_no_longer_reached_is_removed(
             client = docker.from_env()
             deadline = time.monotonic() + 120
             while client.containers.list(
-                all=True, filters={{"label": ["{LABEL_NAMESPACE}={namespace}", "{LABEL_SERVICE}=wiremock"]}}
+                all=True, ignore_removed=True,
+                filters={{"label": ["{LABEL_NAMESPACE}={namespace}", "{LABEL_SERVICE}=wiremock"]}},
             ):
                 assert time.monotonic() < deadline, "WireMock, started ahead and unused, is still there"
                 time.sleep(0.1)
