@@ -172,6 +172,19 @@ def test_the_plugin_and_its_fixtures_load_no_engine_sdk_and_no_migration_tool() 
     assert ast.literal_eval(loaded) == []
 
 
+def test_naming_a_template_loads_no_migration_tool_and_no_orm() -> None:
+    """Attaching to an environment (`--envmgr-env`, a sourced env file, the daemon's recovery) names its template
+    from the project's files: that loads neither Alembic nor SQLAlchemy (about 0.4 s) nor Django; they load when a
+    migration runs or a seed file is loaded."""
+    code = (
+        "import sys\n"
+        "from envmgr.services.postgres.template.content_hash import template_digest, template_name\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy', 'django', 'docker')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert ast.literal_eval(loaded) == []
+
+
 def test_the_old_import_paths_still_work() -> None:
     """What users may have imported before the restructuring: the public names of `envmgr`, and `envmgr.database`
     (deprecated re-exports of the janitor and the template builder)."""

@@ -187,7 +187,7 @@ class PostgresService(Service):
 
     def recover(self, endpoint: ServiceEndpoint) -> ServiceEndpoint:
         """The template's name, from the hash of the migrations and seeds: no connection, nothing built."""
-        from envmgr.services.postgres.template.build import template_digest, template_name
+        from envmgr.services.postgres.template.content_hash import template_digest, template_name
 
         name = endpoint.extra.get("given_prefix", "") + template_name(self.settings, template_digest(self.settings))
         return endpoint.model_copy(update={"extra": {**endpoint.extra, "template": name}})

@@ -37,20 +37,16 @@ import traceback
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
-
-import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
-from sqlalchemy.exc import DBAPIError
+from typing import TYPE_CHECKING, Any
 
 from envmgr.errors import ConfigError, EnvmgrError, MigrationError, first_line
 from envmgr.process_state import process_state_guard
 from envmgr.services.postgres.template.files import digest_add, folder_files, read_bytes
 from envmgr.services.postgres.urls import sqlalchemy_url
+
+if TYPE_CHECKING:  # Alembic and SQLAlchemy load when used (~0.4 s): not for a Django project's content hash
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 Steps = Callable[[int, int], None]
 """told (done, total) as migrations are applied"""
@@ -81,6 +77,8 @@ def alembic_config(ini_path: Path, url: str | None = None) -> Config:
             "set alembic_ini in [tool.envmgr] (or ENVMGR_ALEMBIC_INI) to the project's alembic.ini, relative to "
             "pyproject.toml",
         )
+    from alembic.config import Config
+
     try:
         cfg = Config(str(ini_path))
         _anchor_paths(cfg, ini_path.parent)
@@ -133,6 +131,9 @@ def _sys_path_kept() -> Iterator[None]:
 
 
 def _script_directory(cfg: Config, ini_path: Path) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
     try:
         with _sys_path_kept():
             return ScriptDirectory.from_config(cfg)
@@ -194,6 +195,8 @@ def run_migrations(
     and the missing module of a `ModuleNotFoundError`. Upgrades from several threads run one at a time (Alembic's
     `context` and `op` are process-wide).
     """
+    import sqlalchemy as sa
+
     cfg = alembic_config(ini_path, url)
     engine = sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
@@ -220,6 +223,10 @@ def run_migrations(
 def _upgrade(cfg: Config, revision: str, steps: Steps | None) -> None:
     """`alembic.command.upgrade` (online), telling `steps` how many migrations it applies and each one applied:
     Alembic applies a step (in its transaction) before it asks for the next."""
+    from alembic import command
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
     if steps is None:
         command.upgrade(cfg, revision)
         return
@@ -262,6 +269,8 @@ def _migration_error(
             f"alembic upgrade failed{where}: ModuleNotFoundError: No module named {missing!r}",
             missing_module_fix(missing, places),
         )
+    from alembic.script import ScriptDirectory
+
     try:
         with _sys_path_kept():
             scripts = {
@@ -338,6 +347,8 @@ def _shown(filename: str, folder: Path) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    from sqlalchemy.exc import DBAPIError
+
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         exc = exc.orig
     return f"{type(exc).__name__}: {first_line(exc)}"

@@ -17,11 +17,9 @@ its tables and sequences (those made later by the owner too). These settings are
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
-from hashlib import sha256
 from pathlib import Path
 
 import psycopg
@@ -36,9 +34,8 @@ from envmgr.services.postgres.janitor import MAX_IDENTIFIER, Janitor, app_passwo
 from envmgr.services.postgres.settings import PostgresSettings
 from envmgr.services.postgres.template.cache import CacheKey, CacheOutcome, restore_entry, save_entry
 from envmgr.services.postgres.template.changes import BUILDING, check_reached, fingerprints
-from envmgr.services.postgres.template.content_hash import content_hash
+from envmgr.services.postgres.template.content_hash import template_digest, template_name
 from envmgr.services.postgres.template.migrate import migrate_strategy
-from envmgr.services.postgres.template.seeds import load_postgres_seeds
 from envmgr.services.postgres.tools import PgTools
 
 __all__ = [
@@ -77,21 +74,6 @@ class TemplateResult:
     """what the template cache did, in one line (restored, saved, an entry ignored and why); empty without one"""
     restored: bool = False
     """restored from the template cache (neither migrated nor seeded)"""
-
-
-def template_digest(settings: Settings) -> str:
-    """What names the template: the migrations' and seeds' hash (`content_hash`), and the template options
-    (extensions, locale, encoding, application role) when any is set."""
-    digest = content_hash(settings)
-    options = settings.postgres.template_options()
-    if not options:
-        return digest
-    return sha256(f"{digest}\0{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
-
-
-def template_name(settings: Settings, digest: str) -> str:
-    """`<database>_tpl_<hash[:12]>`."""
-    return f"{settings.postgres.database}_tpl_{digest[:12]}"
 
 
 def building_name(name: str) -> str:
@@ -227,6 +209,8 @@ def _migrate_and_seed(
     seeds = settings.seeds_path()
     if seeds is not None:
         with timed(told.progress, told.service, "seed", detail=str(seeds)) as lap:
+            from envmgr.services.postgres.template.seeds import load_postgres_seeds  # SQLAlchemy: when seeds load
+
             load_postgres_seeds(url, seeds, told.seed, tools=tools)
         seed_seconds = lap.seconds
     if settings.postgres.app_role is not None:  # what migrations and seeds made, whoever made it

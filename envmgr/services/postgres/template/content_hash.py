@@ -1,7 +1,10 @@
-"""The template's content hash: what it is built from, equal on every machine for the same files."""
+"""The template's content hash: what it is built from, equal on every machine for the same files; and the
+template's name from it. Light to import (no Alembic, no SQLAlchemy until a strategy runs): attaching to an
+environment names its template from here."""
 
 from __future__ import annotations
 
+import json
 from hashlib import sha256
 
 from envmgr.config import Settings
@@ -9,7 +12,7 @@ from envmgr.services.postgres.seed_files import POSTGRES_SEEDS
 from envmgr.services.postgres.template.files import digest_add, folder_files, read_bytes
 from envmgr.services.postgres.template.migrate import migrate_strategy
 
-__all__ = ["HASH_VERSION", "content_hash"]
+__all__ = ["HASH_VERSION", "content_hash", "template_digest", "template_name"]
 
 HASH_VERSION = b"envmgr-template-v1"
 
@@ -34,3 +37,18 @@ def content_hash(settings: Settings) -> str:
             for path in folder_files(folder, "*"):
                 digest_add(digest, "seeds/postgres", path.relative_to(folder).as_posix(), read_bytes(path))
     return digest.hexdigest()
+
+
+def template_digest(settings: Settings) -> str:
+    """What names the template: the migrations' and seeds' hash (`content_hash`), and the template options
+    (extensions, locale, encoding, application role) when any is set."""
+    digest = content_hash(settings)
+    options = settings.postgres.template_options()
+    if not options:
+        return digest
+    return sha256(f"{digest}\0{json.dumps(options, sort_keys=True)}".encode()).hexdigest()
+
+
+def template_name(settings: Settings, digest: str) -> str:
+    """`<database>_tpl_<hash[:12]>`."""
+    return f"{settings.postgres.database}_tpl_{digest[:12]}"
