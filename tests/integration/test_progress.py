@@ -221,6 +221,34 @@ def test_not_on_a_terminal_the_progress_is_plain_lines_once_each(postgres_projec
     assert not [line for line in progress if re.search(r"(creating|waiting|migrating|seeding) \d", line)], progress
 
 
+@pytest.mark.parametrize("quiet", [False, True], ids=["progress", "quiet"])
+def test_envmgr_up_tells_its_start_in_plain_lines_once_each_or_nothing_when_quiet(
+    postgres_project: Path, engine: Engine, quiet: bool
+) -> None:
+    """`envmgr up` (not on a terminal, as in CI) tells the same start as pytest does, on stderr, a line each: what
+    starts, the migrations to apply, when it is ready; with --quiet none of it (the endpoints table and the line
+    that says how to remove it stay)."""
+    args = [sys.executable, "-m", "envmgr", "up", "postgres", "--detach", "--image-set", "local", *(["-q"] * quiet)]
+    result = subprocess.run(args, cwd=postgres_project, capture_output=True, text=True, timeout=DEADLINE,
+                            check=False, env={**os.environ, "COLUMNS": "200"})  # fmt: skip
+    detached = re.search(r"detached; remove it with: envmgr down (\w+)", result.stderr)
+    try:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert detached is not None, result.stderr[-3000:]
+        assert "\r" not in result.stderr
+        progress = [line.strip() for line in result.stderr.splitlines() if BOARD_LINE.match(line.strip())]
+        if quiet:
+            assert progress == [], progress
+            return
+        assert len(progress) == len(set(progress)), progress
+        assert progress[:1] == ["envmgr: starting postgres"], progress
+        assert f"envmgr: postgres template: {MIGRATIONS} migrations to apply (alembic)" in progress
+        assert any(line.startswith("envmgr: postgres ready in ") for line in progress), progress
+    finally:
+        if detached is not None:
+            engine.remove_environment(detached[1])
+
+
 # the counts, where the work happens --------------------------------------------------------------------------
 
 
