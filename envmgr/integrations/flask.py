@@ -25,7 +25,6 @@ session, and the app context Flask-Migrate's env.py needs while envmgr migrates 
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from envmgr.errors import ConfigError, first_line
-from envmgr.process_state import process_state_guard
+from envmgr.process_state import environ_override, process_state_guard
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -123,16 +122,8 @@ def migration_app(spec: str, variables: Mapping[str, str], database: str, root: 
     connects to another database than `database` (Flask-Migrate's env.py migrates the app's database).
     """
     with process_state_guard():
-        saved = {name: os.environ.get(name) for name in variables}
-        os.environ.update(variables)
-        try:
+        with environ_override(variables):
             app = load_app(spec, root)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
         with app.app_context():
             db = app.extensions.get("sqlalchemy")
             try:
