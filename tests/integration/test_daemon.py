@@ -232,7 +232,9 @@ def test_lease_of_a_killed_holder_is_taken_back_and_reset(daemon: DaemonClient, 
     daemon.release(again.id)
 
 
-def test_pytest_runs_lease_from_the_daemon(daemon: DaemonClient, pytester: pytest.Pytester) -> None:
+def test_pytest_runs_lease_from_the_daemon(
+    daemon: DaemonClient, pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytester.makefile(
         ".toml",
         pyproject=textwrap.dedent(
@@ -254,23 +256,15 @@ def test_pytest_runs_lease_from_the_daemon(daemon: DaemonClient, pytester: pytes
             db_session.commit()
         """
     )
-    env = {"ENVMGR_DAEMON_SOCKET": str(daemon.path), "ENVMGR_DAEMON": "on"}
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
-        first = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-        first.assert_outcomes(passed=1)  # the daemon holds no environment of this project: the run starts its own
-        first.stdout.fnmatch_lines(["*environment * kept warm for the next run*"])
-        wait_until_settled(daemon)
-        second = pytester.runpytest_subprocess("-p", "no:cacheprovider")
-        second.assert_outcomes(passed=1)  # its own row of the first run is gone: reset before the lease
-        second.stdout.fnmatch_lines(["*leased from the daemon (warm)*"])
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    monkeypatch.setenv("ENVMGR_DAEMON_SOCKET", str(daemon.path))
+    monkeypatch.setenv("ENVMGR_DAEMON", "on")
+    first = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    first.assert_outcomes(passed=1)  # the daemon holds no environment of this project: the run starts its own
+    first.stdout.fnmatch_lines(["*environment * kept warm for the next run*"])
+    wait_until_settled(daemon)
+    second = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    second.assert_outcomes(passed=1)  # its own row of the first run is gone: reset before the lease
+    second.stdout.fnmatch_lines(["*leased from the daemon (warm)*"])
 
 
 def test_envmgr_up_leases_in_the_foreground_and_releases_on_ctrl_c(daemon: DaemonClient, tmp_path: Path) -> None:
