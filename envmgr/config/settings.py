@@ -110,6 +110,13 @@ class Settings(BaseSettings):
         gt=0,
         description="seconds an idle warm environment is kept (and a daemon a run started, once it keeps nothing)",
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="in every pytest process, once the plugins, then the conftest files (and the app they import), "
+        "then the test modules are loaded, move every object that exists to the garbage collector's permanent "
+        "generation (gc.freeze): the collections during the run and the five pytest makes at its end skip them "
+        "(objects the tests make are collected as before; docs/pytest.md)",
+    )
     alembic_ini: Path | None = Field(
         default=None,
         description="the Alembic configuration whose migrations build the template database: in envmgr's process, or "

@@ -26,11 +26,13 @@ def daemon_key(socket_path: Path) -> str:
 
 def config_key(settings: Settings, workers: int) -> str:
     """The hash under which warm environments are pooled: what they were made from, files included. Not which of
-    the enabled services run: a lease starts the ones it needs on the environment it gets."""
+    the enabled services run: a lease starts the ones it needs on the environment it gets. Not the settings of the
+    daemon itself nor of the test process (gc_freeze)."""
     from envmgr.services.postgres.template.content_hash import content_hash
 
     digest = hashlib.sha256()
-    digest.update(settings.model_dump_json(exclude={"daemon", "daemon_pool_size", "daemon_idle_ttl"}).encode())
+    not_the_environments = {"daemon", "daemon_pool_size", "daemon_idle_ttl", "gc_freeze"}
+    digest.update(settings.model_dump_json(exclude=not_the_environments).encode())
     digest.update(json.dumps([workers]).encode())
     digest.update(content_hash(settings).encode())
     seeds = settings.seeds_path()

@@ -22,6 +22,7 @@ import pytest
 
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
+from envmgr.pytest import heap
 from envmgr.pytest.coordinator import COORDINATOR_KEY, Coordinator, coordinator_of
 from envmgr.pytest.options import DEFAULT_LOGS_DIR, run_state, settings_of
 from envmgr.pytest.report import resets_of, write_container_logs
@@ -105,14 +106,16 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
     The controller leases a warm environment from the daemon (envmgr.pytest.warm), or plans the environment it will
     own (ports, names, credentials; nothing starts, no engine is needed), and hands its endpoints to the xdist
-    workers through their environment; each worker exports its own view."""
+    workers through their environment; each worker exports its own view. What the plugins loaded is frozen
+    (envmgr.pytest.heap)."""
     worker_id = os.environ.get("PYTEST_XDIST_WORKER")
     if worker_id is not None and os.environ.get(CONTROLLER_VARIABLE) == str(os.getppid()):  # our controller's worker
+        settings = settings_of(early_config, early_config.known_args_namespace)
+        heap.freeze(settings)
         plan = os.environ.get(PLAN_VARIABLE)
         if plan:
             from envmgr.services.registry import SERVICES
 
-            settings = settings_of(early_config, early_config.known_args_namespace)
             isolated = os.environ.get(ISOLATION_VARIABLE) == "worker"
             export(
                 early_config,
@@ -120,6 +123,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
             )
         return
     run = run_state(early_config, early_config.known_args_namespace)
+    heap.freeze(run.settings)
     early_config.stash[RUN_KEY] = run
     coordinator = _coordinate(early_config, run)
     export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
@@ -160,12 +164,14 @@ def pytest_configure(config: pytest.Config) -> None:
             controller=workerinput.get(WORKERINPUT_CONTROLLER),
         )
         _integrate(config)
+        heap.freeze(run_of(config).settings)  # the conftest files and the app they imported
         return
     if RUN_KEY not in config.stash:  # planned in pytest_load_initial_conftests (not when pytest runs in-process)
         config.stash[RUN_KEY] = run_state(config, config.option)
         _coordinate(config, config.stash[RUN_KEY])
     install_timeline(config, config.stash[RUN_KEY])  # the terminal's progress, the report written at the end
     _integrate(config)
+    heap.freeze(run_of(config).settings)  # the conftest files and the app they imported
 
 
 def _coordinate(config: pytest.Config, run: RunState) -> Coordinator:
@@ -221,10 +227,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """After collection (in each xdist worker, or the only process): start what the collected tests use, in the
-    background, while the tests that need none run."""
+    background, while the tests that need none run. The test modules and the items are frozen
+    (envmgr.pytest.heap)."""
     run = session.config.stash.get(RUN_KEY, None)
     if run is None or session.config.option.collectonly:
         return
+    heap.freeze(run.settings)
     from envmgr.pytest.channel import ControllerClient
     from envmgr.pytest.fixtures import needed_by
 
@@ -266,10 +274,13 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         services.update(dict.fromkeys([name for name in run.needed if name not in services], "envmgr_endpoints"))
     if not services:
         return
+    ensured = len(run.ensured)
     try:
         run.ensure(list(services), services)
     except EnvmgrError as exc:
         _stop(item.session, exc)
+    if len(run.ensured) > ensured:
+        heap.freeze(run.settings)  # what the first use of a service loaded (its client library, an attach's ...)
 
 
 @pytest.hookimpl(optionalhook=True)

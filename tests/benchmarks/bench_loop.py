@@ -31,6 +31,8 @@ Sides, alternating within each round (A, B, C, A, B, C ...) after one unmeasured
              socket, stopped at the end of the stack); every run leases the warm environment of its configuration
              (-n 0 and -n 2 are two configurations) and hands it back (the daemon resets it in the background)
     attach   (not by default) `envmgr up --detach` once per stack, then `pytest --envmgr-env ID`
+    unfrozen (not by default) the default path with the setting gc_freeze off (envmgr.pytest.heap): what envmgr
+             costs without freezing what the process keeps loaded out of the garbage collector's way
     owned    (not by default) no daemon, nothing attached: every run starts its own environment, as the second
              run does today unless `envmgr daemon start` was run by hand
     habit    Postgres and Redis started once by hand (`docker run` of envmgr-local/postgres:15 and
@@ -38,6 +40,8 @@ Sides, alternating within each round (A, B, C, A, B, C ...) after one unmeasured
              made once by hand; `pytest -p no:envmgr -p habit_<stack>` (tests/benchmarks/usual_way/habit_*.py): for
              Django pytest-django `--reuse-db`, for the others per-worker databases kept between runs and the
              rollback fixtures a team writes
+    habit-frozen  (not by default) the habit with gc.freeze where envmgr freezes (usual_way/habit_freeze.py): what
+             a team gets by adding that to its conftest
 
 Every process of every run loads tests/benchmarks/loop_timing.py (`-p loop_timing`), which writes when each phase
 of the process began and ended (wall clock and the process's CPU time), envmgr's hooks and the fixtures' set-up
@@ -765,8 +769,13 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
             sides["attach"] = ({**envmgr_env, "ENVMGR_DAEMON": "off"}, ["--envmgr-env", env_id])
         if "owned" in modes:  # what every run is without a daemon: the run starts its own environment (cold)
             sides["owned"] = ({**envmgr_env, "ENVMGR_DAEMON": "off"}, [])
+        if "unfrozen" in modes:  # the default path with the setting gc_freeze off (envmgr.pytest.heap)
+            sides["unfrozen"] = ({**envmgr_env, "ENVMGR_DAEMON": "on", "ENVMGR_GC_FREEZE": "false"}, [])
         if "habit" in modes:
             sides["habit"] = (habit_env, ["-p", "no:envmgr", "-p", stack.habit_plugin, *stack.habit_args])
+        if "habit-frozen" in modes:  # the habit with gc.freeze where envmgr freezes (usual_way/habit_freeze.py)
+            sides["habit-frozen"] = (habit_env, ["-p", "no:envmgr", "-p", stack.habit_plugin, "-p", "habit_freeze",
+                                                 *stack.habit_args])  # fmt: skip
         for side, (env, extra) in sides.items():  # warm-up: the daemon's environment, pytest-django's database ...
             pytest_run(stack, side, workers, env, extra)
         runs: dict[str, list[Run]] = {side: [] for side in sides}
@@ -778,12 +787,12 @@ def measure(stack: Stack, habit: Habit, workers: int, socket_env: dict[str, str]
                     run = pytest_run(stack, side, workers, env, extra)
                 except RunFailed as exc:  # kept out of the medians, said; three in a stack end the script
                     failures += 1
-                    print(f"    round {number + 1} {side:<7} FAILED (left out): {str(exc)[-600:]}", flush=True)
+                    print(f"    round {number + 1} {side:<12} FAILED (left out): {str(exc)[-600:]}", flush=True)
                     if failures >= 3:
                         raise
                     continue
                 runs[side].append(run)
-                print(f"    round {number + 1} {side:<7} wall {run.wall:6.2f} s  cpu {run.cpu:5.2f} s  first test "
+                print(f"    round {number + 1} {side:<12} wall {run.wall:6.2f} s  cpu {run.cpu:5.2f} s  first test "
                       f"{run.ttft:5.2f} s  load {run.load:4.2f}", flush=True)  # fmt: skip
         if profile is not None:
             for side, (env, extra) in sides.items():
