@@ -159,13 +159,15 @@ def test_a_leaf_loads_only_what_it_needs(module: str, limit: int) -> None:
 
 def test_the_plugin_and_its_fixtures_load_no_engine_sdk_and_no_migration_tool() -> None:
     """Every pytest process imports the plugin and the fixture modules: the Docker SDK (about 0.1 s), Alembic and the
-    template build (about 0.5 s) load only when a process starts or builds something."""
+    template build (about 0.5 s), YAML (10 ms) and urllib's HTTP client (5 ms) load only when a process starts,
+    builds or resets something, or reads a seed file."""
     code = (
         "import sys, importlib, envmgr.pytest.plugin as plugin\n"
         "from envmgr.services.registry import SERVICES\n"
         "for name in ['envmgr.pytest.fixtures', *SERVICES.fixture_modules(), 'envmgr.integrations.flask_fixtures']:\n"
         "    importlib.import_module(name)\n"
-        "heavy = ('docker', 'testcontainers', 'alembic', 'envmgr.services.postgres.template', 'envmgr.environment')\n"
+        "heavy = ('docker', 'testcontainers', 'alembic', 'envmgr.services.postgres.template', 'envmgr.environment',\n"
+        "         'yaml', 'urllib.request')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))"
     )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -13,11 +13,13 @@ A leaf module (no envmgr imports): the settings take the list of services LocalS
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from urllib.error import HTTPError
 
 __all__ = ["PROBE_CALLS", "ApiCall", "ServiceNotServed", "call", "call_each"]
 
@@ -95,6 +97,9 @@ def call(base_url: str, api: ApiCall, *, region: str, access_key: str = DEFAULT_
         "Authorization": f"AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0",
         "X-Amz-Date": "20240101T000000Z",
     }
+    import urllib.error  # (when a probe runs: not in every pytest process that loads the plugin)
+    import urllib.request
+
     request = urllib.request.Request(base_url + api.path, data=api.body or None, headers=headers, method=api.method)
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
@@ -111,7 +116,7 @@ def call_each(base_url: str, services: Sequence[str], *, region: str, access_key
         call(base_url, PROBE_CALLS[name], region=region, access_key=access_key)
 
 
-def _reason(exc: urllib.error.HTTPError) -> str:
+def _reason(exc: HTTPError) -> str:
     """The error's message from the answer's body (XML or JSON), cut to one short line."""
     try:
         text = exc.read().decode("utf-8", "replace")

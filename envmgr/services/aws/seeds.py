@@ -11,8 +11,6 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from envmgr.errors import first_line
 from envmgr.seed_layout import Misplaced, SeedEntry, ignorable, read_seed_text, seed_file_error, shown_path
 
@@ -40,6 +38,8 @@ def s3_seed_buckets(seeds_dir: Path | None) -> dict[str, list[tuple[str, Path]]]
 
 def sqs_seed_queues(seeds_dir: Path | None, configured: Sequence[str] = ()) -> list[str]:
     """Queue names from the settings and seeds/sqs.yaml (or .yml/.json), without duplicates, in order."""
+    import yaml  # (when the seeds are read: not in every pytest process that loads the plugin)
+
     names = list(configured)
     for candidate in SQS_FILES:
         path = seeds_dir / candidate if seeds_dir is not None else None

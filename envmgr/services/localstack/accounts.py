@@ -8,8 +8,6 @@ through the AWS API instead (slower, same result). Other services' state (IAM, S
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 
 from envmgr.config import Settings
@@ -72,6 +70,9 @@ def _reset_in_process(endpoint: ServiceEndpoint, worker: Worker | None, services
     alone: the official image answers an unknown `POST` with 200 and an empty body, and resetting nothing there
     would leave every test's buckets and queues for the next one.
     """
+    import urllib.error  # (when a reset runs: not in every pytest process that loads the plugin)
+    import urllib.request
+
     selection: dict[str, list[str]] = {"services": list(services)}
     if worker is not None:
         selection["account_ids"] = [account_id(endpoint, worker)]

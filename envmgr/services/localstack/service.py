@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.request
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
@@ -108,6 +107,8 @@ class LocalStackService(AwsService):
     def probe(self, endpoint: ServiceEndpoint) -> None:
         """Health first (each service enabled), then one API call per service: "available" in the health only says
         a service is enabled; its provider may still fail to load (SNS without moto answers 500)."""
+        import urllib.request  # (when a start is probed: not in every pytest process that loads the plugin)
+
         with urllib.request.urlopen(endpoint.url + HEALTH_PATH, timeout=2) as response:
             services = json.load(response).get("services", {})
         missing = [name for name in self.ls.services if services.get(name) not in READY_STATES]

@@ -17,7 +17,6 @@ one call), the worker's account is compared with its seeded state and only what 
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Sequence
 from types import MappingProxyType
 
@@ -43,6 +42,8 @@ ALWAYS_THERE = frozenset({("iam", "AccountSummary")})
 
 def reset_server(endpoint: ServiceEndpoint) -> None:
     """Empty the moto server: every service, every account."""
+    import urllib.request  # (when a reset runs: not in every pytest process that loads the plugin)
+
     request = urllib.request.Request(endpoint.url + RESET_PATH, data=b"", method="POST", headers=gate_headers(endpoint))
     with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
         response.read()
@@ -51,6 +52,8 @@ def reset_server(endpoint: ServiceEndpoint) -> None:
 def other_services(endpoint: ServiceEndpoint) -> set[str]:
     """The services other than S3 and SQS of which the moto server holds anything (its data API lists the instances
     of every model of every service it has loaded)."""
+    import urllib.request
+
     request = urllib.request.Request(endpoint.url + DATA_PATH, headers=gate_headers(endpoint))
     with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
         models = json.load(response)
