@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from envmgr.config import Settings
 from envmgr.endpoints import Endpoints, Worker
 from envmgr.errors import EnvmgrError
 from envmgr.pytest import heap
@@ -36,7 +37,6 @@ from envmgr.pytest.variables import (
     export,
     exported_names,
     restore,
-    unset,
     worker_variables,
 )
 from envmgr.pytest.warm import warm_start
@@ -105,7 +105,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     in os.environ (DATABASE_URL, REDIS_URL, ..., the export table), so that settings read at import see them.
 
     The controller leases a warm environment from the daemon (envmgr.pytest.warm), or plans the environment it will
-    own (ports, names, credentials; nothing starts, no engine is needed), and hands its endpoints to the xdist
+    own (ports, names, credentials; nothing starts, no engine is needed), or reads the running one it attaches to
+    (`--envmgr-env`, a sourced ENVMGR_ENV_ID), and hands its endpoints to the xdist
     workers through their environment; each worker exports its own view. What the plugins loaded is frozen
     (envmgr.pytest.heap)."""
     worker_id = os.environ.get("PYTEST_XDIST_WORKER")
@@ -128,16 +129,35 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
     coordinator = _coordinate(early_config, run)
     export(early_config, {ISOLATION_VARIABLE: run.isolation, CONTROLLER_VARIABLE: str(os.getpid())})
     if run.options.attach_id is not None:
-        unset(early_config, PLAN_VARIABLE)
-        return  # variables come with the attached environment, before the first test that uses it
+        planned = _attached(run.options.attach_id, run.settings)
+    else:
+        planned = _planned(run, coordinator)
+    export(early_config, {PLAN_VARIABLE: planned.to_json()})
+    export(early_config, worker_variables(planned, run.worker, run.settings, run.registry))
+
+
+def _attached(env_id: str, settings: Settings) -> Endpoints:
+    """The endpoints of the running environment the run attaches to (`--envmgr-env`, a sourced ENVMGR_ENV_ID), read
+    from the engine before the conftest files load: each process, each xdist worker its own share, exports its
+    variables then, over those a shell sourced from `envmgr up --env-file` (which name the environment's database,
+    not a worker's)."""
+    from envmgr.environment import Environment
+
+    try:
+        return Environment.attach(env_id, settings=settings).endpoints
+    except EnvmgrError as exc:
+        raise pytest.UsageError(f"envmgr: {exc}") from None
+
+
+def _planned(run: RunState, coordinator: Coordinator) -> Endpoints:
+    """The endpoints of the environment the run leases or will own (planned: nothing starts yet)."""
     try:
         source = _own_or_lease(run)
         coordinator.source = source
         planned = source.plan()
     except EnvmgrError as exc:  # a bad setting; daemon = "on" and a socket that cannot be trusted ...
         raise pytest.UsageError(f"envmgr: {exc}") from None
-    export(early_config, {PLAN_VARIABLE: planned.to_json()})
-    export(early_config, worker_variables(planned, run.worker, run.settings, run.registry))
+    return planned
 
 
 def _own_or_lease(run: RunState) -> OwnedSource | LeasedSource:

@@ -6,6 +6,7 @@ containers, and asserts the right answer (or the loud error) the issue asks for.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -251,6 +252,57 @@ def test_a_plain_pytest_in_a_shell_that_sourced_the_env_file_uses_that_environme
         monkeypatch.setenv("SOURCED_DATABASE_URL", sourced["DATABASE_URL"])
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
         result.assert_outcomes(passed=1)
+        assert in_namespace(engine, namespace) == [env_id], "the run started an environment of its own"
+    finally:
+        engine.remove_environment(env_id)
+
+
+SOURCED_CONFTEST = """
+import os
+
+IMPORTED_DATABASE_URL = os.environ["DATABASE_URL"]  # the app's settings, read when the conftest imports it
+"""
+
+SOURCED_WORKER_TESTS = """
+import os
+
+import psycopg
+import pytest
+
+from conftest import IMPORTED_DATABASE_URL
+
+
+def database_of(url):
+    return url.rsplit("/", 1)[1].split("?")[0]
+
+
+@pytest.mark.parametrize("n", range(4))
+def test_the_app_reads_its_workers_own_database_at_import(postgres_url, envmgr_endpoints, n):
+    assert envmgr_endpoints.id == os.environ["SOURCED_ENV_ID"]
+    worker = os.environ["PYTEST_XDIST_WORKER"]
+    assert database_of(os.environ["SOURCED_DATABASE_URL"]) == "app"  # what the file says: the shared database
+    assert database_of(IMPORTED_DATABASE_URL) == f"app_{worker}"
+    assert os.environ["DATABASE_URL"] == IMPORTED_DATABASE_URL
+    with psycopg.connect(postgres_url) as connection:
+        assert connection.execute("SELECT current_database()").fetchone()[0] == f"app_{worker}"
+"""
+
+
+def test_a_sourced_env_file_under_xdist_gives_each_worker_its_own_database_before_the_conftest_loads(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, engine: Engine, namespace: str
+) -> None:
+    """`envmgr up --env-file .env`, sourced, then `pytest -n 2`: the fixtures used each worker's database, but the
+    app's settings (read at import) kept the file's DATABASE_URL, the environment's shared database, in both
+    workers: what one worker's app wrote the other saw, and no reset ever touched it."""
+    no_daemon(monkeypatch, pytester)
+    make_project(pytester, SOURCED_WORKER_TESTS)
+    pytester.makeconftest(SOURCED_CONFTEST)
+    env_id = _sourced(pytester, monkeypatch, "postgres")
+    try:
+        monkeypatch.setenv("SOURCED_ENV_ID", env_id)
+        monkeypatch.setenv("SOURCED_DATABASE_URL", os.environ["DATABASE_URL"])
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
+        result.assert_outcomes(passed=4)
         assert in_namespace(engine, namespace) == [env_id], "the run started an environment of its own"
     finally:
         engine.remove_environment(env_id)
