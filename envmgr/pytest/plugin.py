@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -46,6 +46,7 @@ __all__ = ["exported_names", "run_of"]  # (exported_names: envmgr.pytest.variabl
 WORKERINPUT_CONTROLLER = "envmgr_controller"
 WORKERINPUT_ISOLATION = "envmgr_isolation"
 WORKEROUTPUT_RESETS = "envmgr_resets"
+WORKEROUTPUT_STOPPED = "envmgr_stopped"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -295,26 +296,33 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if not services:
         return
     ensured = len(run.ensured)
+    failure: EnvmgrError | None = None
     try:
         run.ensure(list(services), services)
     except EnvmgrError as exc:
-        _stop(item.session, exc)
+        failure = exc
+    if failure is not None:  # (raised outside the except clause: the report shows the cause once, unchained)
+        _fail_and_stop(item, run, failure)
     if len(run.ensured) > ensured:
         heap.freeze(run.settings)  # what the first use of a service loaded (its client library, an attach's ...)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
-    """xdist, on the controller: a worker has finished (or crashed); keep the resets it made."""
+    """xdist, on the controller: a worker has finished (or crashed); keep the resets it made, and why it stopped
+    the run (a service one of its tests reaches could not start)."""
     run = node.config.stash.get(RUN_KEY, None)
     output = getattr(node, "workeroutput", None) or {}
     if run is not None and output.get(WORKEROUTPUT_RESETS):
         run.worker_resets.append(output[WORKEROUTPUT_RESETS])
+    if run is not None and output.get(WORKEROUTPUT_STOPPED):
+        run.stopped = run.stopped or str(output[WORKEROUTPUT_STOPPED])
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A worker sends its resets to the controller; the controller notes the outcome and saves the prediction."""
+    """A worker sends its resets (and why it stopped the run) to the controller; the controller notes the outcome
+    (a run envmgr stopped exits with pytest's usage error, at -n 0 as under xdist) and saves the prediction."""
     config = session.config
     run = config.stash.get(RUN_KEY, None)
     if run is None:
@@ -323,7 +331,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         workeroutput: dict[str, Any] | None = getattr(config, "workeroutput", None)
         if workeroutput is not None:
             workeroutput[WORKEROUTPUT_RESETS] = resets_of(run.resets.phases, run.resets.counts)
+            workeroutput[WORKEROUTPUT_STOPPED] = run.stopped
         return
+    if run.stopped is not None:
+        session.exitstatus = exitstatus = pytest.ExitCode.USAGE_ERROR
     run.exitstatus = int(exitstatus)
     coordinator = coordinator_of(config)
     if coordinator is None:
@@ -378,6 +389,16 @@ def _prediction_key(config: pytest.Config, run: RunState) -> str:
 
     params = config.invocation_params
     return prediction_key(params.args, str(params.dir), run.workers, run.isolation)
+
+
+def _fail_and_stop(item: pytest.Item, run: RunState, exc: EnvmgrError) -> NoReturn:
+    """A service this test reaches cannot start: the test errors at its set-up with the cause and the fix (the
+    summary counts it: never a green line over a run that stopped), and the run stops after it (under xdist the
+    controller stops the other workers). The run exits with pytest's usage error (pytest_sessionfinish)."""
+    message = f"envmgr: {exc}"
+    run.stopped = message
+    item.session.shouldfail = message
+    pytest.fail(message, pytrace=False)
 
 
 def _stop(session: pytest.Session, exc: EnvmgrError) -> None:

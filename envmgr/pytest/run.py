@@ -64,6 +64,8 @@ class RunState:
     endpoints: Endpoints | None = None
     """the run's endpoints as this process last had them"""
     exitstatus: int | None = None
+    stopped: str | None = None
+    """why envmgr stopped the run (a service a test reaches could not start): it exits with pytest's usage error"""
     resets: Timings = field(default_factory=Timings)
     """resets made in this process by fixtures (and by envmgr_env.reset() in an xdist worker)"""
     worker_resets: list[Resets] = field(default_factory=list)

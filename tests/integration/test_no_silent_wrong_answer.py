@@ -218,6 +218,33 @@ def test_an_always_service_that_cannot_start_stops_the_run_before_its_first_test
     assert " passed" not in output.splitlines()[-1], output[-3000:]
 
 
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["single-process", "two-workers"])
+def test_a_service_that_cannot_start_errors_the_test_that_needs_it_and_stops_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, xdist: list[str]
+) -> None:
+    """A service that failed to start stopped the run with pytest.exit: the test that needed it was neither failed
+    nor errored, and the last line said "2 passed" in green over a run that had stopped (exit status 4 the only
+    sign). Now that test errors at its set-up with the cause and the fix, the summary counts it, the tests after it
+    do not run, and the exit status is still pytest's usage error."""
+    no_daemon(monkeypatch, pytester)
+    seeds = pytester.path / "seeds" / "postgres"
+    seeds.mkdir(parents=True)
+    (seeds / "001_missing.sql").write_text("INSERT INTO no_such_table (id) VALUES (1);\n")
+    tests = "def test_before():\n    pass\n\ndef test_db(postgres_url):\n    pass\n\n"
+    tests += "".join(f"def test_after_{n}():\n    pass\n\n" for n in range(20))
+    make_project(pytester, tests, table='[tool.envmgr]\nseeds = "seeds"\n')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:randomly", *xdist)
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output[-3000:]
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors", outcomes.get("error")) == 1, output[-3000:]
+    assert outcomes.get("passed", 0) < 21, "the tests after the failed start ran"
+    assert "ERROR at setup of test_db" in output, output[-3000:]
+    assert "seeds/postgres/001_missing.sql" in output, output[-3000:]
+    assert "fix:" in output, output[-3000:]
+    assert "During handling of the above exception" not in output, output[-3000:]
+
+
 # item 5: a shell that sourced `envmgr up --env-file` is where a plain `pytest` runs ------------------------------
 
 
