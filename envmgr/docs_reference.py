@@ -53,7 +53,8 @@ first:
 4. the defaults below.
 
 An unknown key, an `ENVMGR_*` variable that names no setting, or a bad value is an error (`envmgr`: exit code 2;
-pytest: exit status 4, its usage error) naming the key and the file or variable it came from. Relative paths are relative to the folder of `pyproject.toml`.
+pytest: exit status 4, its usage error) naming the key and the file or variable it came from. Relative paths are
+relative to the folder of `pyproject.toml`.
 """
 
 

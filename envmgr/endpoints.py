@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from envmgr.errors import ServiceNotEnabledError
 
-__all__ = ["CALLBACK_HOST", "Callback", "Component", "Endpoints", "ServiceEndpoint", "Worker"]
+__all__ = ["CALLBACK_HOST", "Callback", "Component", "Endpoints", "ServiceEndpoint", "Worker", "started_for"]
 
 Component = Literal["url", "host", "port", "username", "password", "path"]
 """a part of an endpoint a connection variable can name (`ServiceEndpoint.bindings`)"""
@@ -293,3 +293,9 @@ class Endpoints(BaseModel):
         for endpoint in self.services.values():
             merged.update(endpoint.redacted_variables() if redacted else endpoint.variables)
         return merged
+
+
+def started_for(workers: int) -> str:
+    """How an environment's replicas of per-worker services read in a message (`envmgr up` without --workers
+    starts one replica, shared by everybody)."""
+    return f"for {workers} xdist workers" if workers else "without xdist workers (one replica for everybody)"

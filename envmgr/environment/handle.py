@@ -21,7 +21,7 @@ from types import TracebackType
 
 from envmgr.config import Settings, load_settings
 from envmgr.credentials import Credentials
-from envmgr.endpoints import Endpoints, Worker
+from envmgr.endpoints import Endpoints, Worker, started_for
 from envmgr.engine.connection import Engine
 from envmgr.engine.labels import LABEL_PREFIX, LABEL_REPLICA, LABEL_SERVICE, LABEL_SERVICE_CONFIG
 from envmgr.environment.attach import read_attachment, read_ready
@@ -225,7 +225,7 @@ class Environment:
         for name in services:
             if name in self.topology.per_worker and not 0 <= worker.replica < self.workers:
                 raise ServiceNotEnabledError(
-                    f"environment {self.id} was started for {self.workers} xdist workers: {name} has no replica of "
+                    f"environment {self.id} was started {started_for(self.workers)}: {name} has no replica of "
                     f"{worker.worker_id}'s own (its tests would see another worker's)",
                     f"start it for this run's workers: envmgr up --workers {workers}; or run with "
                     f"{f'-n {self.workers}' if self.workers else 'no -n'} or --envmgr-isolation session",

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from envmgr.config import Settings
 from envmgr.daemon.client import DaemonClient, Lease, lease_if_running
-from envmgr.endpoints import Endpoints, Worker
+from envmgr.endpoints import Endpoints, Worker, started_for
 from envmgr.errors import DaemonNotRunningError, EnvironmentNotFoundError, EnvmgrError
 from envmgr.progress.events import Progress, silent
 from envmgr.pytest.variables import CONTROLLER_VARIABLE
@@ -279,7 +279,7 @@ def attach_problem(env_id: str, settings: Settings, workers: int) -> str | None:
     per_worker = sorted(environment.topology.per_worker)
     if workers > 0 and per_worker and environment.workers < workers:
         return (
-            f"it was started for {environment.workers} xdist workers and this run has {workers} "
+            f"it was started {started_for(environment.workers)} and this run has {workers} "
             f"({', '.join(per_worker)} need a replica per worker: envmgr up --workers {workers})"
         )
     return None

@@ -383,7 +383,7 @@ def test_a_sourced_environment_with_too_few_replicas_for_the_workers_is_said_and
     try:
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2")
         result.assert_outcomes(passed=1)
-        _said_and_owned(result, env_id, "started for 0 xdist workers and this run has 2")
+        _said_and_owned(result, env_id, "started without xdist workers (one replica for everybody) and this run has 2")
     finally:
         engine.remove_environment(env_id)
 
