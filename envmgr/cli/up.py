@@ -127,7 +127,7 @@ def up(
                 if not as_json:
                     err_console().print(f"detached; remove it with: envmgr down {env.id}")
                 return
-            _foreground(env, show_secrets)
+            _foreground(env, show_secrets, "Ctrl-C to stop and remove it.")
         finally:
             if not detach:
                 with err_console().status("removing the environment ..."):
@@ -157,7 +157,11 @@ def _up_leased(lease: Lease, settings: Settings, env_file: Path | None, as_json:
         err_console().print(f"leased {'warm ' if lease.warm else ''}environment {lease.id} from the daemon")
         if not as_json:
             _print_variables(endpoints, settings.export_table(), show_secrets)
-        _foreground(env, show_secrets)
+        _foreground(
+            env,
+            show_secrets,
+            "Ctrl-C to hand it back to the daemon (it resets it and keeps it warm; envmgr down --all-idle removes it).",
+        )
     finally:
         try:
             DaemonClient().release(lease.id)
@@ -183,13 +187,13 @@ def _print_variables(endpoints: Endpoints, export: ExportTable, show_secrets: bo
         console.print(f"  {name}={shown}", highlight=False, markup=False, soft_wrap=True)
 
 
-def _foreground(env: Environment, show_secrets: bool) -> None:
-    """Show a live status table until SIGINT or SIGTERM."""
+def _foreground(env: Environment, show_secrets: bool, on_stop: str) -> None:
+    """Show a live status table until SIGINT or SIGTERM (`on_stop` says what Ctrl-C does)."""
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     console = err_console()
-    console.print("Ctrl-C to stop and remove it.")
+    console.print(on_stop)
     endpoints = _application_view(env)
     with Live(_endpoint_table(endpoints, show_secrets, env.health()), console=console, refresh_per_second=1) as live:
         while not stop.wait(2.0):

@@ -13,6 +13,7 @@ value is not JSON.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -387,15 +388,18 @@ def _config_error(exc: ValidationError, source_name: str, overrides: dict[str, A
     elif env_name is not None:
         where = f"the environment ({env_name})"
     else:
-        where = f"[tool.envmgr] in {source_name}"
+        table = ".".join(["tool.envmgr", *(str(part) for part in loc[:-1])])
+        where = f"[{table}] in {source_name}"
     bad = (first.get("ctx") or {}).get("error")
     if isinstance(bad, BadSettingError):
         return ConfigError(f"bad value for '{key}.{bad.key}' in {where}: {bad.problem}", bad.fix)
     if first["type"] == "extra_forbidden":
-        known = ", ".join(sorted(_known_keys(first["loc"])))
+        keys = sorted(_known_keys(first["loc"]))
+        close = difflib.get_close_matches(str(loc[-1]), keys, n=1, cutoff=0.75)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         return ConfigError(
             f"unknown configuration key {key!r} in {where}",
-            f"remove it or use one of: {known}",
+            f"{hint}remove it or use one of: {', '.join(keys)}",
         )
     if "fix" in context:  # envmgr's own check (PydanticCustomError): its message, its fix
         return ConfigError(f"bad value for {key!r} in {where}: {first['msg']}", str(context["fix"]))

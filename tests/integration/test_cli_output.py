@@ -32,7 +32,7 @@ def test_a_config_error_keeps_its_brackets_and_colons(tmp_path: Path) -> None:
     result = envmgr("up", "postgres", "--detach", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert (
-        f"envmgr: error: bad value for 'postgres.database' in [tool.envmgr] in {tmp_path / 'pyproject.toml'}: "
+        f"envmgr: error: bad value for 'postgres.database' in [tool.envmgr.postgres] in {tmp_path / 'pyproject.toml'}: "
         "String should match pattern '^[a-z_][a-z0-9_]{0,40}$' (got 'Bad:x:[a]')"
     ) in result.stderr
     assert "❌" not in result.stderr

@@ -279,8 +279,10 @@ def test_envmgr_up_leases_in_the_foreground_and_releases_on_ctrl_c(daemon: Daemo
         env_id = json.loads(up.stdout.readline())["id"]
         assert {env["id"]: env["state"] for env in daemon.status()}[env_id] == "leased"
         assert up.stderr is not None
-        while "Ctrl-C" not in up.stderr.readline():  # the live table is up: Ctrl-C now means "stop"
+        while "Ctrl-C" not in (line := up.stderr.readline()):  # the live table is up: Ctrl-C now means "stop"
             assert up.poll() is None, "envmgr up ended early"
+        assert "hand it back to the daemon" in line, line  # not "stop and remove it": it stays warm
+        assert "remove it" not in line.split(";")[0], line
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=60)

@@ -319,3 +319,21 @@ def test_template_options_change_the_template_only_when_set(tmp_path: Path) -> N
     }
     assert len(digests) == 4
     assert content_hash(bare) not in digests
+
+
+def test_an_unknown_key_of_a_service_names_its_table_and_the_key_it_is_close_to(tmp_path: Path) -> None:
+    path = write_pyproject(tmp_path, "[tool.envmgr.wiremock]\nstartup_timout = 30")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert (
+        raised.value.cause == f"unknown configuration key 'wiremock.startup_timout' in [tool.envmgr.wiremock] in {path}"
+    )
+    assert raised.value.fix.startswith("did you mean 'startup_timeout'? remove it or use one of: ")
+
+
+def test_an_unknown_key_close_to_none_gets_no_guess(tmp_path: Path) -> None:
+    path = write_pyproject(tmp_path, "colour = 'blue'")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.cause == f"unknown configuration key 'colour' in [tool.envmgr] in {path}"
+    assert raised.value.fix.startswith("remove it or use one of: ")
