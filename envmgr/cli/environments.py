@@ -106,7 +106,8 @@ def status(
         if not rows:
             err_console().print("no envmgr environments on this engine")
             return
-        table = Table("id", "state", "sandbox", "owner", "age", "services")
+        table = Table("id", "state", "sandbox", "owner", "age")
+        table.add_column("services", overflow="fold")  # a URL is wrapped, never cut short with "…"
         for row in rows:
             services = Text("\n").join(
                 Text.assemble(
@@ -132,7 +133,10 @@ def status(
                 "?" if row["age_seconds"] is None else _age(row["age_seconds"]),
                 services,
             )
-        out_console().print(table)
+        console = out_console()
+        if not console.is_terminal:  # a pipe or a log: as wide as the rows are (a URL stays whole, on one line)
+            console.width = 1000
+        console.print(table)
 
     run_command(body)
 

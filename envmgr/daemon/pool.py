@@ -10,6 +10,7 @@ so that nothing is leased twice). They are created detached (no watchdog): they 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -43,6 +44,8 @@ class Warm:
     env: Environment
     config: str
     holder: Owner | None = None
+    project: tuple[str, int] | None = None
+    """the project's folder and the xdist workers it was made for (None: adopted after a restart of the daemon)"""
     idle_since: float = field(default_factory=time.monotonic)
     releasing: bool = False
 
@@ -184,15 +187,22 @@ class Pool:
         env = Environment.attach(
             env_id, engine=self.engine, settings=settings, services=settings.enabled_services(), resume=True
         )
-        warm = Warm(env=env, config=config, holder=Owner.current(), releasing=True)
+        project = (str(settings.project_root), workers)
+        warm = Warm(env=env, config=config, holder=Owner.current(), releasing=True, project=project)
         with self._lock:
             if self._closed:
                 raise DaemonError("the envmgr daemon is stopping", "the run removes its environment")
             crowded = [w for w in self._envs.values() if w.config == config and w.holder is None]
+            stale = [w for w in self._envs.values() if w.project == project and w.config != config and w.holder is None]
             self._envs[env_id] = warm
         for older in crowded[: max(0, len(crowded) + 1 - settings.daemon_pool_size)]:
             LOG.info("removing %s: %s takes its place", older.env.id, env_id)
             self._discard(older)
+        for older in stale:  # the project's migrations, seeds or settings changed since: no run leases it again
+            LOG.info("removing %s: %s is its project's newer configuration", older.env.id, env_id)
+            with self._lock:
+                self._envs.pop(older.env.id, None)  # not leased meanwhile; removed after the run's answer
+            self._in_background(functools.partial(self._discard, older), f"envmgr-remove-{older.env.id}")
         LOG.info("adopted %s from its run", env_id)
         self._in_background(lambda: self._finish_release(warm, keep=True), f"envmgr-adopt-{env_id}")
 
@@ -231,7 +241,7 @@ class Pool:
         )
         with self._start_lock(config):
             env.start()
-        return Warm(env=env, config=config)
+        return Warm(env=env, config=config, project=(str(settings.project_root), request.workers))
 
     def _warm_up(self, request: LeaseRequest, config: str) -> None:
         """Start an idle environment for the pool; remove it when the pool has filled up meanwhile."""

@@ -158,11 +158,12 @@ class Board:
             return [f"{unit.name} image built in {event.seconds:.1f} s"]
         if event.phase == "migrate":
             if counted is not None and counted[1] is not None:
-                return [f"{unit.name} template: {counted[1]} migrations applied in {event.seconds:.2f} s"]
+                return [f"{unit.name} template: {_count(counted[1], 'migration')} applied in {event.seconds:.2f} s"]
             return [f"{unit.name} template: migrated ({event.detail}) in {event.seconds:.2f} s"]
         if event.phase == "seed":
-            files = counted[1] if counted is not None else 0
-            return [f"{unit.name} template: {files} seed files loaded in {event.seconds:.2f} s"] if files else []
+            files = (counted[1] if counted is not None else 0) or 0
+            loaded = f"{unit.name} template: {_count(files, 'seed file')} loaded in {event.seconds:.2f} s"
+            return [loaded] if files else []
         if event.phase == "prepare" and self._shows(event.replica):
             wall = event.at - unit.began if unit.began is not None else event.seconds
             phases = ", ".join(f"{phase} {unit.seconds[phase]:.2f} s" for phase in ("create", "ready", "prepare")
@@ -201,3 +202,8 @@ class Board:
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= STEP_TEXT else text[: STEP_TEXT - 3] + "..."
+
+
+def _count(number: int, noun: str) -> str:
+    """`1 migration`, `2 migrations`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"

@@ -61,6 +61,8 @@ def test_status_shows_a_stopped_service_and_a_partial_environment(
     line = next(line for line in table.stdout.splitlines() if detached.id in line)
     assert "partial" in line
     assert "wiremock down (exited)" in table.stdout
+    assert detached.endpoints["wiremock"].url in table.stdout, "off a terminal a URL is whole (not cut with '…')"
+    assert "…" not in table.stdout
 
 
 def test_status_shows_a_stopped_environment_and_reset_says_what_to_do(

@@ -241,3 +241,40 @@ def test_envmgr_down_all_idle_removes_what_the_daemon_keeps(
 def test_when_a_run_starts_the_daemon(daemon: str, environ: dict[str, str], starts: bool, tmp_path: Path) -> None:
     """Not in CI (no next run), not on a socket someone else names (their daemon), never with daemon = "off"."""
     assert may_start_daemon(Settings(project_root=tmp_path, daemon=daemon), environ) is starts
+
+
+def kept_id(result: pytest.RunResult) -> str:
+    kept = re.search(r"envmgr: environment (\w+) kept warm for the next run", result.stdout.str())
+    assert kept is not None, result.stdout.str()[-3000:]
+    return kept[1]
+
+
+def test_a_projects_newer_configuration_replaces_its_older_idle_environment_of_the_same_workers(
+    pytester: pytest.Pytester, socket_path: Path, engine: Engine, namespace: str
+) -> None:
+    """Every migration or seed edit makes a new configuration: its run starts an environment of its own and hands it
+    to the daemon, which kept the older one too, though no run could lease it again (the trial projects found 4-6
+    full environments, about 2 GB, kept for 15 minutes). The older one of the same project and worker count goes;
+    the project's environment for another worker count stays."""
+    make_project(pytester)
+    first = run(pytester)
+    first.assert_outcomes(passed=4)
+    older = kept_id(first)
+    client = DaemonClient(socket_path)
+    wait_for(lambda: idle(client, older), "the first run's environment was not made idle")
+    alone = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "0")  # another worker count
+    alone.assert_outcomes(passed=4)
+    other_workers = kept_id(alone)
+    wait_for(lambda: idle(client, other_workers), "the -n 0 run's environment was not made idle")
+
+    seed = pytester.path / "seeds" / "postgres" / "001_releases.sql"
+    seed.write_text(SEED + "DELETE FROM releases WHERE title = 'none';\n")  # a seed edit: the same rows, a new content
+    second = run(pytester)
+    second.assert_outcomes(passed=4)
+    newer = kept_id(second)
+    assert newer != older, "a new configuration cannot lease the old one"
+    wait_for(lambda: idle(client, newer), "the second run's environment was not made idle")
+    kept = {str(env["id"]) for env in client.status()}
+    assert older not in kept, kept
+    wait_for(lambda: older not in in_namespace(engine, namespace), "the older one was not removed from the engine")
+    assert {newer, other_workers} <= kept, kept
