@@ -8,8 +8,8 @@ are started: right after collection (in the background, while the first tests th
 run, or before it, when the last run of the same command reached them (`envmgr.prediction`; what collection then
 shows unused is removed); an xdist worker asks the controller for them through a socket of the run's own
 (`envmgr.pytest.channel`).
-Before a test runs, the services it reaches are waited for; a service that cannot start stops the run with the cause
-and the fix. A crashed run is cleaned by the reaper.
+Before a test runs, the services it reaches are waited for; a service that cannot start errors that test with the
+cause and the fix and stops the run. A crashed run is cleaned by the reaper.
 """
 
 from __future__ import annotations
@@ -107,9 +107,8 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
     The controller leases a warm environment from the daemon (envmgr.pytest.warm), or plans the environment it will
     own (ports, names, credentials; nothing starts, no engine is needed), or reads the running one it attaches to
-    (`--envmgr-env`, a sourced ENVMGR_ENV_ID), and hands its endpoints to the xdist
-    workers through their environment; each worker exports its own view. What the plugins loaded is frozen
-    (envmgr.pytest.heap)."""
+    (`--envmgr-env`, a sourced ENVMGR_ENV_ID), and hands its endpoints to the xdist workers through their
+    environment; each worker exports its own view. What the plugins loaded is frozen (envmgr.pytest.heap)."""
     worker_id = os.environ.get("PYTEST_XDIST_WORKER")
     if worker_id is not None and os.environ.get(CONTROLLER_VARIABLE) == str(os.getppid()):  # our controller's worker
         settings = settings_of(early_config, early_config.known_args_namespace)
@@ -153,12 +152,10 @@ def _attached(env_id: str, settings: Settings) -> Endpoints:
 def _planned(run: RunState, coordinator: Coordinator) -> Endpoints:
     """The endpoints of the environment the run leases or will own (planned: nothing starts yet)."""
     try:
-        source = _own_or_lease(run)
-        coordinator.source = source
-        planned = source.plan()
+        coordinator.source = _own_or_lease(run)
+        return coordinator.source.plan()
     except EnvmgrError as exc:  # a bad setting; daemon = "on" and a socket that cannot be trusted ...
         raise pytest.UsageError(f"envmgr: {exc}") from None
-    return planned
 
 
 def _own_or_lease(run: RunState) -> OwnedSource | LeasedSource:
