@@ -234,3 +234,27 @@ def test_a_failed_start_returns_within_seconds_while_a_celery_image_builds(
     assert not problems, "\n".join(problems)
     wait_for(lambda: not in_namespace(engine, namespace), "the environment was removed", 30)
     assert not _builds_running(engine, slow_celery_project.joinpath("celery.Dockerfile").read_text().split()[-1])
+
+
+UNIMPORTABLE_APP = """\
+import envmgr_test_no_such_package  # in no image: the worker cannot import the app
+
+from celery import Celery
+
+app = Celery("unimportable")
+"""
+
+
+def test_a_worker_that_cannot_import_the_app_names_the_module_and_where_to_list_it(pytester: pytest.Pytester) -> None:
+    """The worker's import error read as "celery exited before answering celery control ping ... fix: read the log
+    lines below": the module was three lines further down, and nothing said where to list it."""
+    (pytester.path / "unimportable.py").write_text(UNIMPORTABLE_APP)
+    table = '[tool.envmgr.celery]\nenabled = true\napp = "unimportable"\n'
+    pytester.makefile(".toml", pyproject=f"[project]\nname = 'unimportable'\n[tool.envmgr]\n{table}")
+    pytester.makepyfile(test_tasks="def test_a_task(celery_worker):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    output = " ".join((result.stdout.str() + result.stderr.str()).split())
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, output[-3000:]
+    assert "the Celery worker cannot import 'envmgr_test_no_such_package' (ModuleNotFoundError)" in output, output
+    assert 'fix: list it in a requirements file: [tool.envmgr.celery] requirements = "requirements.txt"' in output
+    assert "ERROR at setup of test_a_task" in output, output[-3000:]

@@ -67,6 +67,32 @@ def test_the_service_runs_the_derived_image_and_its_base_is_checked(tmp_path: Pa
     assert service.build_hint() == "build it: `envmgr images build celery-worker`"
 
 
+WORKER_LOG = """[2026-12-08 03:20:11] Traceback (most recent call last):
+  File "/app/billing/__init__.py", line 1, in <module>
+    from flask import Flask
+ModuleNotFoundError: No module named 'flask'
+"""
+
+
+def test_a_worker_that_cannot_import_a_module_names_it_and_the_setting_to_list_it_in(tmp_path: Path) -> None:
+    service = create_service("celery", celery_project(tmp_path, b"requests\n"))
+    cause = service.diagnose(WORKER_LOG)
+    assert cause is not None
+    assert cause.cause.startswith("the Celery worker cannot import 'flask' (ModuleNotFoundError)")
+    assert "jobs or its package's __init__.py" in cause.cause
+    assert cause.fix.startswith("add it to requirements.txt ([tool.envmgr.celery] requirements)")
+    assert cause.logs == WORKER_LOG  # the log tail stays under it
+    bare = create_service("celery", project(tmp_path, '[tool.envmgr.celery]\nenabled = true\napp = "jobs"'))
+    unlisted = bare.diagnose(WORKER_LOG)
+    assert unlisted is not None
+    assert unlisted.fix.startswith('list it in a requirements file: [tool.envmgr.celery] requirements = "')
+
+
+def test_a_worker_log_without_a_missing_module_is_left_to_the_generic_error(tmp_path: Path) -> None:
+    service = create_service("celery", celery_project(tmp_path, b"requests\n"))
+    assert service.diagnose("consumer: Cannot connect to redis://redis:6379/1: Error 111 connecting.") is None
+
+
 def test_a_projects_dockerfile_names_the_tag(tmp_path: Path) -> None:
     (tmp_path / "worker.Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN true\n")
     settings = project(tmp_path, '[tool.envmgr.celery]\napp = "jobs"\ndockerfile = "worker.Dockerfile"')

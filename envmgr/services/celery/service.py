@@ -16,10 +16,11 @@ Readiness: `control.ping` through the broker answers. Reset: the worker's queues
 from __future__ import annotations
 
 import os
+import re
 from types import MappingProxyType
 
 from envmgr.endpoints import ServiceEndpoint, Worker
-from envmgr.errors import ConfigError
+from envmgr.errors import ConfigError, ServiceStartError
 from envmgr.services.base import ContainerSpec, DerivedImage, Published, Service, ServiceDocs
 from envmgr.services.celery.app import broker_app
 from envmgr.services.celery.settings import CelerySettings
@@ -27,6 +28,8 @@ from envmgr.services.celery.settings import CelerySettings
 __all__ = ["CeleryService"]
 
 PING_TIMEOUT = 1.0
+MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
+"""the line Python writes when an import fails for want of the module"""
 
 
 class CeleryService(Service):
@@ -86,6 +89,27 @@ class CeleryService(Service):
         from envmgr.services.celery.image import worker_image
 
         return worker_image(self.settings, self.base_image())
+
+    def diagnose(self, logs: str) -> ServiceStartError | None:
+        """A worker that could not import a module of the app (`ModuleNotFoundError` in its log): the image lacks a
+        package the app's module, or its package's `__init__.py`, imports."""
+        missing = MISSING_MODULE.findall(logs)
+        if not missing:
+            return None
+        cfg = self.cfg
+        if cfg.dockerfile is not None:
+            where = f"install it in {cfg.dockerfile.name} ([tool.envmgr.celery] dockerfile)"
+        elif cfg.requirements is not None:
+            where = f"add it to {cfg.requirements.name} ([tool.envmgr.celery] requirements)"
+        else:
+            where = 'list it in a requirements file: [tool.envmgr.celery] requirements = "requirements.txt"'
+        return ServiceStartError(
+            self.name,
+            f"the Celery worker cannot import {missing[-1]!r} (ModuleNotFoundError): its image lacks a package that "
+            f"{cfg.app or 'the Celery app'} or its package's __init__.py imports",
+            f"{where}, with everything the app's package imports (docs/celery.md)",
+            logs=logs,
+        )
 
     def endpoint(self, published: Published) -> ServiceEndpoint:
         """How to reach the worker: through its broker (the worker's Redis database)."""
