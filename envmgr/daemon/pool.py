@@ -193,16 +193,18 @@ class Pool:
             if self._closed:
                 raise DaemonError("the envmgr daemon is stopping", "the run removes its environment")
             crowded = [w for w in self._envs.values() if w.config == config and w.holder is None]
+            # the project's migrations, seeds or settings changed since: no run leases these again
             stale = [w for w in self._envs.values() if w.project == project and w.config != config and w.holder is None]
+            for older in stale:
+                del self._envs[older.env.id]  # out of the pool now; off the engine after the run has its answer
             self._envs[env_id] = warm
         for older in crowded[: max(0, len(crowded) + 1 - settings.daemon_pool_size)]:
             LOG.info("removing %s: %s takes its place", older.env.id, env_id)
             self._discard(older)
-        for older in stale:  # the project's migrations, seeds or settings changed since: no run leases it again
+        for older in stale:
             LOG.info("removing %s: %s is its project's newer configuration", older.env.id, env_id)
-            with self._lock:
-                self._envs.pop(older.env.id, None)  # not leased meanwhile; removed after the run's answer
-            self._in_background(functools.partial(self._discard, older), f"envmgr-remove-{older.env.id}")
+            remove = functools.partial(self.engine.remove_environment, older.env.id)
+            self._in_background(remove, f"envmgr-remove-{older.env.id}")
         LOG.info("adopted %s from its run", env_id)
         self._in_background(lambda: self._finish_release(warm, keep=True), f"envmgr-adopt-{env_id}")
 
@@ -351,7 +353,7 @@ class Pool:
                 return
         self._discard(warm)
 
-    def _in_background(self, work: Callable[[], None], name: str) -> None:
+    def _in_background(self, work: Callable[[], object], name: str) -> None:
         """Run `work` in a thread that `remove_all` waits for (a release or a warm-up cut short would leak)."""
 
         def run() -> None:
